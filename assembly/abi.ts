@@ -1,0 +1,224 @@
+// The batch ABI: every structure that crosses the wasm boundary, drawn once.
+//
+// The host mirrors these numbers in host/core/abi.ts; test/abi.test.ts asks the
+// core for each of them through `abi_const` and fails on any disagreement. Bump
+// ABI_VERSION whenever a box below changes; the host refuses any other version.
+//
+// Linear memory, laid out once by `init` (memory size is fixed: initial = max):
+//
+//   __heap_base (rounded up to 64)
+//   ┌──────────────────────────────┐ CONFIG     CONFIG_SIZE bytes
+//   ├──────────────────────────────┤ COUNTERS   COUNTERS_SIZE bytes
+//   ├──────────────────────────────┤ PKT        scratch for the packet being decoded
+//   ├──────────────────────────────┤ BATCH      batch header
+//   ├──────────────────────────────┤ DESCS      MAX_BATCH descriptors
+//   ├──────────────────────────────┤ VERDICTS   MAX_BATCH verdict records
+//   ├──────────────────────────────┤ DATA       DATA_CAP bytes of packet data
+//   ├──────────────────────────────┤ ARENA      rule tables, state table (later)
+//   └──────────────────────────────┘ memory.size() * 64 KiB
+//
+// All multi-byte ABI fields are little-endian (wasm's order). Packet bytes in
+// DATA are as on the wire (network order).
+
+export const ABI_VERSION: u32 = 1;
+
+export const MAX_BATCH: u32 = 1024;
+export const DATA_CAP: u32 = 4 << 20;
+
+// Batch header (host writes COUNT, FLAGS, NOW; core writes DONE, STATUS).
+//
+//   0               4               8                              16
+//   ┌───────────────┬───────────────┬───────────────────────────────┐
+//   │ count    u32  │ flags    u32  │ now_ns                   u64  │
+//   ├───────────────┼───────────────┼───────────────────────────────┤
+//   │ done     u32  │ status   u32  │ reserved (zero)               │ 24..64
+//   └───────────────┴───────────────┴───────────────────────────────┘
+export const BH_COUNT: u32 = 0;
+export const BH_FLAGS: u32 = 4;
+export const BH_NOW: u32 = 8;
+export const BH_DONE: u32 = 16;
+export const BH_STATUS: u32 = 20;
+export const BH_SIZE: u32 = 64;
+
+// Batch status written by `classify` (also its negative return value).
+export const STATUS_OK: u32 = 0;
+export const STATUS_BAD_COUNT: u32 = 1;
+export const STATUS_NOT_READY: u32 = 2;
+
+// Packet descriptor, one per packet, written by the host.
+//
+//   0               4               8               12              16
+//   ┌───────────────┬───────────────┬───────────────┬───────────────┐
+//   │ data_off u32  │ cap_len  u32  │ wire_len u32  │ packet_id u32 │
+//   ├───────────────┴───────────────┼───────┬───┬───┼───┬───┬───────┤
+//   │ ts_ns                    u64  │hw_prot│in │out│hk │rsv│ queue │
+//   └───────────────────────────────┴───────┴───┴───┴───┴───┴───────┘
+//   16                              24      26  27  28  29  30      32
+//
+//   data_off   offset of the packet's first byte (the IP header) in DATA
+//   cap_len    bytes present in DATA (NFQUEUE copy range may cut the packet)
+//   wire_len   length of the whole packet (>= cap_len)
+//   packet_id  NFQUEUE packet id; the core never reads it, the host echoes it
+//   ts_ns      packet timestamp, nanoseconds (host clock)
+//   hw_proto   ethertype: 0x0800 IPv4, 0x86DD IPv6, 0 = take the IP version nibble
+//   in, out    interface role of the input / output device (ROLE_*)
+//   hk         netfilter hook (HOOK_*)
+//   queue      NFQUEUE number the packet came from
+export const D_DATA_OFF: u32 = 0;
+export const D_CAP_LEN: u32 = 4;
+export const D_WIRE_LEN: u32 = 8;
+export const D_PACKET_ID: u32 = 12;
+export const D_TS: u32 = 16;
+export const D_HW_PROTO: u32 = 24;
+export const D_IN_ROLE: u32 = 26;
+export const D_OUT_ROLE: u32 = 27;
+export const D_HOOK: u32 = 28;
+export const D_QUEUE: u32 = 30;
+export const DESC_SIZE: u32 = 32;
+
+export const ROLE_NONE: u8 = 0;
+export const ROLE_EXTERNAL: u8 = 1;
+export const ROLE_INTERNAL: u8 = 2;
+export const ROLE_MAX: u8 = 2;
+
+export const HOOK_PREROUTING: u8 = 0;
+export const HOOK_INPUT: u8 = 1;
+export const HOOK_FORWARD: u8 = 2;
+export const HOOK_OUTPUT: u8 = 3;
+export const HOOK_POSTROUTING: u8 = 4;
+export const HOOK_MAX: u8 = 4;
+
+// Verdict record, one per packet, written by the core.
+//
+//   0       1       2               4                               8
+//   ┌───────┬───────┬───────────────┬───────────────────────────────┐
+//   │verdict│ flags │ reason   u16  │ rule                     u32  │
+//   └───────┴───────┴───────────────┴───────────────────────────────┘
+//
+//   verdict  VERDICT_DROP (0) or VERDICT_ACCEPT (1): the NF_DROP/NF_ACCEPT values
+//   flags    reserved, zero
+//   reason   code from reasons.ts, for accepts and drops alike
+//   rule     index of the deciding rule, RULE_NONE when no rule decided
+export const V_VERDICT: u32 = 0;
+export const V_FLAGS: u32 = 1;
+export const V_REASON: u32 = 2;
+export const V_RULE: u32 = 4;
+export const VERDICT_SIZE: u32 = 8;
+
+export const VERDICT_DROP: u8 = 0;
+export const VERDICT_ACCEPT: u8 = 1;
+export const RULE_NONE: u32 = 0xffffffff;
+
+// Configuration block, written by the host before `init` or between batches.
+//
+//   0       1                                                       256
+//   ┌───────┬───────────────────────────────────────────────────────┐
+//   │default│ reserved (zero)                                       │
+//   └───────┴───────────────────────────────────────────────────────┘
+//
+//   default  verdict for well-formed packets while no rule table is committed
+export const CFG_DEFAULT_VERDICT: u32 = 0;
+export const CONFIG_SIZE: u32 = 256;
+
+// Counters, all u64, written by the core, read by the host.
+//
+//   0                                 REASON_SLOTS * 16
+//   ┌─────────────────┬─────────────────┬─── ... ───┐
+//   │ reason 0 pkts   │ reason 0 bytes  │ reason 1  │  per reason code
+//   ├─────────────────┼─────────────────┼───────────┴─────┐
+//   │ drop pkts       │ drop bytes      │ accept pkts ... │  per verdict (2 × 16)
+//   ├─────────────────┼─────────────────┼─────────────────┤
+//   │ batches         │ packets         │ bad batches     │  totals (3 × 8)
+//   └─────────────────┴─────────────────┴─────────────────┘
+export const REASON_SLOTS: u32 = 128;
+export const C_REASONS: u32 = 0;
+export const C_VERDICTS: u32 = REASON_SLOTS * 16;
+export const C_BATCHES: u32 = C_VERDICTS + 32;
+export const C_PACKETS: u32 = C_BATCHES + 8;
+export const C_BAD_BATCHES: u32 = C_PACKETS + 8;
+export const COUNTERS_SIZE: u32 = C_BAD_BATCHES + 8;
+
+// Decoded packet (PKT): what the decoders found, for the stages after them.
+// Addresses are in network byte order; an IPv4 address fills bytes 0..3 of
+// its 16-byte slot and the rest is zero. Ports and the other numbers are in
+// host order.
+//
+//   0       1       2       3       4               6               8
+//   ┌───────┬───────┬───────┬───────┬───────────────┬───────────────┐
+//   │family │ proto │ pflags│tcpflgs│ sport    u16  │ dport    u16  │
+//   ├───────┼───────┼───────┴───────┼───────────────┴───────────────┤
+//   │ itype │ icode │ l4_off   u16  │ frag_id                  u32  │  8..16
+//   ├───────┴───────┼───────────────┼───────────────────────────────┤
+//   │ frag_off u16  │ ext_count u16 │ l4_len                   u32  │ 16..24
+//   ├───────────────┴───────────────┼───────────────────────────────┤
+//   │ ip_len                   u32  │ tcp_seq                  u32  │ 24..32
+//   ├───────────────────────────────┼───────────────┬───────────────┤
+//   │ tcp_ack                  u32  │ tcp_win  u16  │ icmp_id  u16  │ 32..40
+//   ├───────────────────────────────┴───────────────┴───────────────┤
+//   │ reserved                                                      │ 40..48
+//   ├───────────────────────────────────────────────────────────────┤
+//   │ src address (16 bytes)                                        │ 48..64
+//   │ dst address (16 bytes)                                        │ 64..80
+//   ├───────┬───────┬───────────────┬───────────────┬───────────────┤
+//   │ifamily│ iproto│ reserved      │ isport   u16  │ idport   u16  │ 80..88
+//   ├───────┴───────┴───────────────┴───────────────┴───────────────┤
+//   │ inner src address (16 bytes)                                  │ 88..104
+//   │ inner dst address (16 bytes)                                  │ 104..120
+//   └───────────────────────────────────────────────────────────────┘ 128
+//
+//   pflags  PF_* bits below
+//   sport/dport  TCP/UDP ports (PF_HAS_PORTS)
+//   icmp_id      identifier of an ICMP/ICMPv6 echo, timestamp or info query
+//   itype/icode  ICMP or ICMPv6 type and code
+//   frag_off     fragment offset in 8-byte units
+//   l4_off       offset of the transport header from the IP header
+//   l4_len       transport bytes according to the IP length fields
+//   inner        for ICMP errors: the 5-tuple of the packet the error is about
+export const P_FAMILY: u32 = 0;
+export const P_PROTO: u32 = 1;
+export const P_FLAGS: u32 = 2;
+export const P_TCP_FLAGS: u32 = 3;
+export const P_SPORT: u32 = 4;
+export const P_DPORT: u32 = 6;
+export const P_ICMP_TYPE: u32 = 8;
+export const P_ICMP_CODE: u32 = 9;
+export const P_L4_OFF: u32 = 10;
+export const P_FRAG_ID: u32 = 12;
+export const P_FRAG_OFF: u32 = 16;
+export const P_EXT_COUNT: u32 = 18;
+export const P_L4_LEN: u32 = 20;
+export const P_IP_LEN: u32 = 24;
+export const P_TCP_SEQ: u32 = 28;
+export const P_TCP_ACK: u32 = 32;
+export const P_TCP_WIN: u32 = 36;
+export const P_ICMP_ID: u32 = 38;
+export const P_SRC: u32 = 48;
+export const P_DST: u32 = 64;
+export const P_IN_FAMILY: u32 = 80;
+export const P_IN_PROTO: u32 = 81;
+export const P_IN_SPORT: u32 = 84;
+export const P_IN_DPORT: u32 = 86;
+export const P_IN_SRC: u32 = 88;
+export const P_IN_DST: u32 = 104;
+export const PKT_SIZE: u32 = 128;
+
+export const PF_FRAGMENT: u8 = 1; //   part of a fragmented packet (not atomic)
+export const PF_FIRST_FRAG: u8 = 2; // offset 0 of a fragmented packet
+export const PF_MORE_FRAGS: u8 = 4; // MF set
+export const PF_HAS_PORTS: u8 = 8; //  sport/dport are valid
+export const PF_ICMP_ERROR: u8 = 16; // inner 5-tuple is valid
+export const PF_IP_OPTIONS: u8 = 32; // IPv4 options present
+
+// `abi_const(id)` answers these ids; the host mirrors the same table.
+export const enum AbiConst {
+  VERSION = 0, MAX_BATCH, DATA_CAP,
+  BH_COUNT, BH_FLAGS, BH_NOW, BH_DONE, BH_STATUS, BH_SIZE,
+  D_DATA_OFF, D_CAP_LEN, D_WIRE_LEN, D_PACKET_ID, D_TS, D_HW_PROTO,
+  D_IN_ROLE, D_OUT_ROLE, D_HOOK, D_QUEUE, DESC_SIZE,
+  V_VERDICT, V_FLAGS, V_REASON, V_RULE, VERDICT_SIZE,
+  CFG_DEFAULT_VERDICT, CONFIG_SIZE,
+  REASON_SLOTS, C_REASONS, C_VERDICTS, C_BATCHES, C_PACKETS, C_BAD_BATCHES, COUNTERS_SIZE,
+  PKT_SIZE, P_FAMILY, P_PROTO, P_FLAGS, P_SPORT, P_DPORT, P_SRC, P_DST,
+  P_IN_FAMILY, P_IN_PROTO, P_IN_SPORT, P_IN_DPORT, P_IN_SRC, P_IN_DST,
+  COUNT
+}

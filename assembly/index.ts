@@ -1,0 +1,107 @@
+// The core's exports. Control path: init, abi_*, reason_*, *_ptr.
+// Packet path: classify.
+import * as A from "./abi";
+import { classifyBatch, setReady } from "./classify";
+import { resetCounters } from "./counters";
+import {
+  ARENA_PTR, BATCH_PTR, CONFIG_PTR, COUNTERS_PTR, DATA_PTR, DESCS_PTR, PKT_PTR, VERDICTS_PTR,
+} from "./layout";
+import { Reason, REASON_NAMES } from "./reasons";
+
+const enum InitError {
+  OK = 0,
+  STATIC_DATA_TOO_LARGE = 1, // AssemblyScript's static data reaches CONFIG_PTR
+  MEMORY_TOO_SMALL = 2, //      the module's memory cannot hold the regions
+}
+
+export function abi_version(): u32 { return A.ABI_VERSION; }
+
+export function abi_const(id: u32): u32 {
+  switch (id) {
+    case A.AbiConst.VERSION: return A.ABI_VERSION;
+    case A.AbiConst.MAX_BATCH: return A.MAX_BATCH;
+    case A.AbiConst.DATA_CAP: return A.DATA_CAP;
+    case A.AbiConst.BH_COUNT: return A.BH_COUNT;
+    case A.AbiConst.BH_FLAGS: return A.BH_FLAGS;
+    case A.AbiConst.BH_NOW: return A.BH_NOW;
+    case A.AbiConst.BH_DONE: return A.BH_DONE;
+    case A.AbiConst.BH_STATUS: return A.BH_STATUS;
+    case A.AbiConst.BH_SIZE: return A.BH_SIZE;
+    case A.AbiConst.D_DATA_OFF: return A.D_DATA_OFF;
+    case A.AbiConst.D_CAP_LEN: return A.D_CAP_LEN;
+    case A.AbiConst.D_WIRE_LEN: return A.D_WIRE_LEN;
+    case A.AbiConst.D_PACKET_ID: return A.D_PACKET_ID;
+    case A.AbiConst.D_TS: return A.D_TS;
+    case A.AbiConst.D_HW_PROTO: return A.D_HW_PROTO;
+    case A.AbiConst.D_IN_ROLE: return A.D_IN_ROLE;
+    case A.AbiConst.D_OUT_ROLE: return A.D_OUT_ROLE;
+    case A.AbiConst.D_HOOK: return A.D_HOOK;
+    case A.AbiConst.D_QUEUE: return A.D_QUEUE;
+    case A.AbiConst.DESC_SIZE: return A.DESC_SIZE;
+    case A.AbiConst.V_VERDICT: return A.V_VERDICT;
+    case A.AbiConst.V_FLAGS: return A.V_FLAGS;
+    case A.AbiConst.V_REASON: return A.V_REASON;
+    case A.AbiConst.V_RULE: return A.V_RULE;
+    case A.AbiConst.VERDICT_SIZE: return A.VERDICT_SIZE;
+    case A.AbiConst.CFG_DEFAULT_VERDICT: return A.CFG_DEFAULT_VERDICT;
+    case A.AbiConst.CONFIG_SIZE: return A.CONFIG_SIZE;
+    case A.AbiConst.REASON_SLOTS: return A.REASON_SLOTS;
+    case A.AbiConst.C_REASONS: return A.C_REASONS;
+    case A.AbiConst.C_VERDICTS: return A.C_VERDICTS;
+    case A.AbiConst.C_BATCHES: return A.C_BATCHES;
+    case A.AbiConst.C_PACKETS: return A.C_PACKETS;
+    case A.AbiConst.C_BAD_BATCHES: return A.C_BAD_BATCHES;
+    case A.AbiConst.COUNTERS_SIZE: return A.COUNTERS_SIZE;
+    case A.AbiConst.PKT_SIZE: return A.PKT_SIZE;
+    case A.AbiConst.P_FAMILY: return A.P_FAMILY;
+    case A.AbiConst.P_PROTO: return A.P_PROTO;
+    case A.AbiConst.P_FLAGS: return A.P_FLAGS;
+    case A.AbiConst.P_SPORT: return A.P_SPORT;
+    case A.AbiConst.P_DPORT: return A.P_DPORT;
+    case A.AbiConst.P_SRC: return A.P_SRC;
+    case A.AbiConst.P_DST: return A.P_DST;
+    case A.AbiConst.P_IN_FAMILY: return A.P_IN_FAMILY;
+    case A.AbiConst.P_IN_PROTO: return A.P_IN_PROTO;
+    case A.AbiConst.P_IN_SPORT: return A.P_IN_SPORT;
+    case A.AbiConst.P_IN_DPORT: return A.P_IN_DPORT;
+    case A.AbiConst.P_IN_SRC: return A.P_IN_SRC;
+    case A.AbiConst.P_IN_DST: return A.P_IN_DST;
+    case A.AbiConst.COUNT: return A.AbiConst.COUNT;
+    default: return 0xffffffff;
+  }
+}
+
+// Lays out memory and clears the counters. Returns 0, or an InitError.
+export function init(): u32 {
+  setReady(false);
+  if (__heap_base > CONFIG_PTR) return InitError.STATIC_DATA_TOO_LARGE;
+  if (<u64>ARENA_PTR > (<u64>memory.size() << 16)) return InitError.MEMORY_TOO_SMALL;
+  memory.fill(CONFIG_PTR, 0, <usize>A.CONFIG_SIZE);
+  memory.fill(BATCH_PTR, 0, <usize>A.BH_SIZE);
+  resetCounters();
+  setReady(true);
+  return InitError.OK;
+}
+
+export function classify(): i32 { return classifyBatch(); }
+
+export function reset_counters(): void { resetCounters(); }
+
+export function reason_count(): u32 { return Reason.COUNT; }
+
+// Pointer to the reason's name: an AssemblyScript string in static data
+// (UTF-16LE, its byte length in the u32 just before it). 0 for unknown codes.
+export function reason_name(code: u32): usize {
+  if (code >= <u32>Reason.COUNT) return 0;
+  return changetype<usize>(unchecked(REASON_NAMES[code]));
+}
+
+export function config_ptr(): usize { return CONFIG_PTR; }
+export function counters_ptr(): usize { return COUNTERS_PTR; }
+export function pkt_ptr(): usize { return PKT_PTR; }
+export function batch_ptr(): usize { return BATCH_PTR; }
+export function descs_ptr(): usize { return DESCS_PTR; }
+export function verdicts_ptr(): usize { return VERDICTS_PTR; }
+export function data_ptr(): usize { return DATA_PTR; }
+export function arena_ptr(): usize { return ARENA_PTR; }
+export function memory_pages(): u32 { return <u32>memory.size(); }

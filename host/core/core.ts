@@ -1,0 +1,124 @@
+// The host's handle on one core instance: typed-array views over its memory
+// (fixed size, so they never detach), the batch region, and counters.
+import * as ABI from "./abi.js";
+import { type Build, CoreError, type CoreExports, instantiateCore } from "./load.js";
+import { REASONS } from "./reasons.js";
+
+export interface PacketMeta {
+  inRole?: number;
+  outRole?: number;
+  hook?: number;
+  hwProto?: number;
+  packetId?: number;
+  tsNs?: bigint;
+  queue?: number;
+  wireLen?: number;
+}
+
+export interface PacketCount {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export interface Counters {
+  reasons: Array<PacketCount & { code: number; name: string }>;
+  drop: PacketCount;
+  accept: PacketCount;
+  batches: bigint;
+  packets: bigint;
+  badBatches: bigint;
+}
+
+export class Core {
+  readonly x: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  readonly u8: Uint8Array;
+  readonly view: DataView;
+  readonly batchPtr: number;
+  readonly descsPtr: number;
+  readonly verdictsPtr: number;
+  readonly dataPtr: number;
+  readonly countersPtr: number;
+  readonly configPtr: number;
+  readonly pktPtr: number;
+
+  constructor(readonly build: Build = "release", bytes?: Uint8Array<ArrayBuffer>) {
+    this.x = instantiateCore(build, bytes);
+    this.memory = this.x.memory;
+    this.u8 = new Uint8Array(this.memory.buffer);
+    this.view = new DataView(this.memory.buffer);
+    this.batchPtr = this.x.batch_ptr();
+    this.descsPtr = this.x.descs_ptr();
+    this.verdictsPtr = this.x.verdicts_ptr();
+    this.dataPtr = this.x.data_ptr();
+    this.countersPtr = this.x.counters_ptr();
+    this.configPtr = this.x.config_ptr();
+    this.pktPtr = this.x.pkt_ptr();
+  }
+
+  setDefaultVerdict(verdict: number): void {
+    if (verdict !== ABI.VERDICT_DROP && verdict !== ABI.VERDICT_ACCEPT) {
+      throw new CoreError("EINVAL", `default verdict must be 0 (drop) or 1 (accept), not ${verdict}`);
+    }
+    this.u8[this.configPtr + ABI.CFG_DEFAULT_VERDICT] = verdict;
+  }
+
+  // Classifies the `count` descriptors already written. Returns the core's
+  // answer: the count, or -status when it refused the batch.
+  classify(count: number, nowNs: bigint = 0n): number {
+    this.view.setUint32(this.batchPtr + ABI.BH_COUNT, count, true);
+    this.view.setBigUint64(this.batchPtr + ABI.BH_NOW, nowNs, true);
+    return this.x.classify();
+  }
+
+  writeDescriptor(i: number, dataOff: number, capLen: number, meta: PacketMeta = {}): void {
+    const d = this.descsPtr + i * ABI.DESC_SIZE;
+    const v = this.view;
+    v.setUint32(d + ABI.D_DATA_OFF, dataOff, true);
+    v.setUint32(d + ABI.D_CAP_LEN, capLen, true);
+    v.setUint32(d + ABI.D_WIRE_LEN, meta.wireLen ?? capLen, true);
+    v.setUint32(d + ABI.D_PACKET_ID, meta.packetId ?? i, true);
+    v.setBigUint64(d + ABI.D_TS, meta.tsNs ?? 0n, true);
+    v.setUint16(d + ABI.D_HW_PROTO, meta.hwProto ?? 0, true);
+    this.u8[d + ABI.D_IN_ROLE] = meta.inRole ?? ABI.ROLE_EXTERNAL;
+    this.u8[d + ABI.D_OUT_ROLE] = meta.outRole ?? ABI.ROLE_NONE;
+    this.u8[d + ABI.D_HOOK] = meta.hook ?? ABI.HOOK_INPUT;
+    this.u8[d + 29] = 0;
+    v.setUint16(d + ABI.D_QUEUE, meta.queue ?? 0, true);
+  }
+
+  verdict(i: number): number {
+    return this.u8[this.verdictsPtr + i * ABI.VERDICT_SIZE + ABI.V_VERDICT]!;
+  }
+
+  reason(i: number): number {
+    return this.view.getUint16(this.verdictsPtr + i * ABI.VERDICT_SIZE + ABI.V_REASON, true);
+  }
+
+  rule(i: number): number {
+    return this.view.getUint32(this.verdictsPtr + i * ABI.VERDICT_SIZE + ABI.V_RULE, true);
+  }
+
+  private count(at: number): PacketCount {
+    return {
+      packets: this.view.getBigUint64(at, true),
+      bytes: this.view.getBigUint64(at + 8, true),
+    };
+  }
+
+  counters(): Counters {
+    const base = this.countersPtr;
+    return {
+      reasons: REASONS.map(([name], code) => ({ code, name, ...this.count(base + ABI.C_REASONS + code * 16) })),
+      drop: this.count(base + ABI.C_VERDICTS + ABI.VERDICT_DROP * 16),
+      accept: this.count(base + ABI.C_VERDICTS + ABI.VERDICT_ACCEPT * 16),
+      batches: this.view.getBigUint64(base + ABI.C_BATCHES, true),
+      packets: this.view.getBigUint64(base + ABI.C_PACKETS, true),
+      badBatches: this.view.getBigUint64(base + ABI.C_BAD_BATCHES, true),
+    };
+  }
+
+  resetCounters(): void {
+    this.x.reset_counters();
+  }
+}

@@ -1,0 +1,111 @@
+// Loads the wasm core. Release: plain WebAssembly, no imports. Debug: through
+// @assemblyscript/loader, which supplies env.abort and turns a failed
+// assertion into an Error with the core's message and source position.
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import * as loader from "@assemblyscript/loader";
+import * as ABI from "./abi.js";
+import { REASONS } from "./reasons.js";
+
+export type Build = "release" | "debug";
+
+export class CoreError extends Error {
+  constructor(readonly code: string, message: string) {
+    super(message);
+    this.name = "CoreError";
+  }
+}
+
+export interface CoreExports {
+  memory: WebAssembly.Memory;
+  abi_version(): number;
+  abi_const(id: number): number;
+  init(): number;
+  classify(): number;
+  reset_counters(): void;
+  reason_count(): number;
+  reason_name(code: number): number;
+  config_ptr(): number;
+  counters_ptr(): number;
+  pkt_ptr(): number;
+  batch_ptr(): number;
+  descs_ptr(): number;
+  verdicts_ptr(): number;
+  data_ptr(): number;
+  arena_ptr(): number;
+  memory_pages(): number;
+}
+
+const INIT_ERRORS: Record<number, string> = {
+  1: "the core's static data overlaps its fixed regions (rebuild the core)",
+  2: "the core's memory is too small for its regions (rebuild the core)",
+};
+
+export function coreWasmPath(build: Build): string {
+  return fileURLToPath(new URL(`../../../build/${build}.wasm`, import.meta.url));
+}
+
+export function readCoreBytes(build: Build): Uint8Array<ArrayBuffer> {
+  const path = coreWasmPath(build);
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new CoreError("ENOCORE", `cannot read the ${build} core at ${path}: ${(e as Error).message} (run npm run build)`);
+  }
+}
+
+// An AssemblyScript string in the core's static data: UTF-16LE, byte length
+// in the u32 before it.
+export function readCoreString(memory: WebAssembly.Memory, ptr: number): string {
+  const view = new DataView(memory.buffer);
+  if (ptr < 4 || ptr > memory.buffer.byteLength) return "";
+  const len = view.getUint32(ptr - 4, true);
+  return Buffer.from(memory.buffer, ptr, len).toString("utf16le");
+}
+
+function instantiate(build: Build, bytes: Uint8Array<ArrayBuffer>): CoreExports {
+  const module = new WebAssembly.Module(bytes);
+  if (build === "debug") {
+    return loader.instantiateSync<Record<string, unknown>>(module, {}).exports as unknown as CoreExports;
+  }
+  const imports = WebAssembly.Module.imports(module);
+  if (imports.length !== 0) {
+    const names = imports.map((i) => `${i.module}.${i.name}`).join(", ");
+    throw new CoreError("EIMPORTS", `the release core must import nothing, it imports ${names}`);
+  }
+  return new WebAssembly.Instance(module, {}).exports as unknown as CoreExports;
+}
+
+// Refuses a core whose ABI is not the one this host was built for.
+export function checkAbi(x: CoreExports): void {
+  const version = x.abi_version();
+  if (version !== ABI.ABI_VERSION) {
+    throw new CoreError("EABI", `core ABI version ${version}, host expects ${ABI.ABI_VERSION}`);
+  }
+  ABI.ABI_IDS.forEach(([name, value], id) => {
+    const got = x.abi_const(id);
+    if (got !== value) {
+      throw new CoreError("EABI", `core ABI constant ${name} is ${got}, host expects ${value}`);
+    }
+  });
+  const n = x.reason_count();
+  if (n !== REASONS.length) {
+    throw new CoreError("EABI", `core has ${n} reason codes, host knows ${REASONS.length}`);
+  }
+  for (let code = 0; code < n; code++) {
+    const name = readCoreString(x.memory, x.reason_name(code));
+    if (name !== REASONS[code]![0]) {
+      throw new CoreError("EABI", `core reason ${code} is "${name}", host expects "${REASONS[code]![0]}"`);
+    }
+  }
+}
+
+export function instantiateCore(build: Build = "release", bytes?: Uint8Array<ArrayBuffer>): CoreExports {
+  const x = instantiate(build, bytes ?? readCoreBytes(build));
+  checkAbi(x);
+  const err = x.init();
+  if (err !== 0) throw new CoreError("EINIT", INIT_ERRORS[err] ?? `core init failed with code ${err}`);
+  const mem = x.memory.buffer.byteLength;
+  if (x.arena_ptr() > mem) throw new CoreError("EINIT", "core regions exceed its memory");
+  return x;
+}
