@@ -23,7 +23,9 @@ export function decodePacket(ptr: usize, cap: u32, wire: u32, hwProto: u32): Rea
   clearPkt();
   setPacket(ptr, cap, wire);
   if (hwProto != ETH_P_IP && hwProto != ETH_P_IPV6 && hwProto != 0) return Reason.L3_UNSUPPORTED;
-  let r = short(0, 1, hwProto == ETH_P_IPV6 ? Reason.IP6_TRUNCATED : Reason.IP4_TRUNCATED);
+  // With no ethertype, an empty packet has no version nibble to go by.
+  let r = short(0, 1, hwProto == ETH_P_IPV6 ? Reason.IP6_TRUNCATED :
+    hwProto == ETH_P_IP ? Reason.IP4_TRUNCATED : Reason.L3_UNSUPPORTED);
   if (r) return <Reason>-r;
   const version = u8at(0) >> 4;
   let l4: i32;

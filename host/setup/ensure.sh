@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what a command needs when it is missing: npm packages (npm ci) and
+# Debian packages (apt-get). Safe to run again: it only acts on what is absent.
+# Usage: ensure.sh test|demo
+set -eu
+cd "$(dirname "$0")/../.."
+what="${1:-test}"
+
+# Debian packages each command needs, as "command-to-look-for:package".
+need=(gcc:gcc wasm2c:wabt ip:iproute2 tcpdump:tcpdump)
+
+missing=()
+for pair in "${need[@]}"; do
+  cmd="${pair%%:*}"; pkg="${pair#*:}"
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ -f /usr/src/wasm2c/wasm-rt-impl.c ] || missing+=(wabt)
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "ensure: missing Debian packages: ${missing[*]} (run as root, or apt-get install them)" >&2
+    exit 1
+  fi
+  echo "ensure: installing Debian packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >&2
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "ensure: npm ci" >&2
+  npm ci --no-audit --no-fund >&2
+fi
+echo "ensure: ready for $what" >&2
