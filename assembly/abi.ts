@@ -14,7 +14,8 @@
 //   ├──────────────────────────────┤ DESCS      MAX_BATCH descriptors
 //   ├──────────────────────────────┤ VERDICTS   MAX_BATCH verdict records
 //   ├──────────────────────────────┤ DATA       DATA_CAP bytes of packet data
-//   ├──────────────────────────────┤ ARENA      rule tables, state table (later)
+//   ├──────────────────────────────┤ ARENA      two rule-table slots, their rule counters,
+//   │                              │            the state table (later); sized by init from CONFIG
 //   └──────────────────────────────┘ memory.size() * 64 KiB
 //
 // All multi-byte ABI fields are little-endian (wasm's order). Packet bytes in
@@ -111,13 +112,19 @@ export const RULE_NONE: u32 = 0xffffffff;
 
 // Configuration block, written by the host before `init` or between batches.
 //
-//   0       1                                                       256
-//   ┌───────┬───────────────────────────────────────────────────────┐
-//   │default│ reserved (zero)                                       │
-//   └───────┴───────────────────────────────────────────────────────┘
+//   0       1       4               8               12              256
+//   ┌───────┬───────┬───────────────┬───────────────┬───────────────┐
+//   │default│ rsv   │ table_cap u32 │ max_rules u32 │ reserved      │
+//   └───────┴───────┴───────────────┴───────────────┴───────────────┘
 //
-//   default  verdict for well-formed packets while no rule table is committed
+//   default    verdict for well-formed packets while no rule table is committed
+//   table_cap  bytes per rule-table slot (0: DEFAULT_TABLE_CAP); read by init
+//   max_rules  per-rule counter records per slot (0: DEFAULT_MAX_RULES); read by init
 export const CFG_DEFAULT_VERDICT: u32 = 0;
+export const CFG_TABLE_CAP: u32 = 4;
+export const CFG_MAX_RULES: u32 = 8;
+export const DEFAULT_TABLE_CAP: u32 = 32 << 20;
+export const DEFAULT_MAX_RULES: u32 = 65536;
 export const CONFIG_SIZE: u32 = 256;
 
 // Counters, all u64, written by the core, read by the host.
@@ -216,7 +223,7 @@ export const enum AbiConst {
   D_DATA_OFF, D_CAP_LEN, D_WIRE_LEN, D_PACKET_ID, D_TS, D_HW_PROTO,
   D_IN_ROLE, D_OUT_ROLE, D_HOOK, D_QUEUE, DESC_SIZE,
   V_VERDICT, V_FLAGS, V_REASON, V_RULE, VERDICT_SIZE,
-  CFG_DEFAULT_VERDICT, CONFIG_SIZE,
+  CFG_DEFAULT_VERDICT, CFG_TABLE_CAP, CFG_MAX_RULES, CONFIG_SIZE,
   REASON_SLOTS, C_REASONS, C_VERDICTS, C_BATCHES, C_PACKETS, C_BAD_BATCHES, COUNTERS_SIZE,
   PKT_SIZE, P_FAMILY, P_PROTO, P_FLAGS, P_SPORT, P_DPORT, P_SRC, P_DST,
   P_IN_FAMILY, P_IN_PROTO, P_IN_SPORT, P_IN_DPORT, P_IN_SRC, P_IN_DST,

@@ -5,6 +5,8 @@ import { countBadBatch, countBatch, countPacket } from "./counters";
 import { decodePacket } from "./decode/packet";
 import { BATCH_PTR, CONFIG_PTR, DATA_PTR, DESCS_PTR, VERDICTS_PTR } from "./layout";
 import { Reason } from "./reasons";
+import { decideByRules, decidedRule, decidedVerdict } from "./rules/decide";
+import { live } from "./rules/active";
 
 let ready: bool = false;
 
@@ -30,6 +32,7 @@ export function setReady(v: bool): void { ready = v; }
   const wire = load<u32>(d + A.D_WIRE_LEN);
   let reason: Reason;
   let verdict: u8 = A.VERDICT_DROP;
+  let rule: u32 = A.RULE_NONE;
   if (!descriptorOk(d)) {
     reason = Reason.BAD_DESCRIPTOR;
   } else {
@@ -37,17 +40,24 @@ export function setReady(v: bool): void { ready = v; }
       DATA_PTR + <usize>load<u32>(d + A.D_DATA_OFF),
       load<u32>(d + A.D_CAP_LEN), wire, <u32>load<u16>(d + A.D_HW_PROTO));
     if (reason == Reason.NONE) {
-      // No rule table yet: the configured default decides well-formed packets.
-      reason = Reason.NO_TABLE;
-      verdict = load<u8>(CONFIG_PTR + A.CFG_DEFAULT_VERDICT) == A.VERDICT_ACCEPT ? A.VERDICT_ACCEPT : A.VERDICT_DROP;
+      if (live) {
+        reason = decideByRules(d, wire);
+        verdict = decidedVerdict;
+        rule = decidedRule;
+      } else {
+        // No rule table yet: the configured default decides well-formed packets.
+        reason = Reason.NO_TABLE;
+        verdict = load<u8>(CONFIG_PTR + A.CFG_DEFAULT_VERDICT) == A.VERDICT_ACCEPT ? A.VERDICT_ACCEPT : A.VERDICT_DROP;
+      }
     }
   }
   assert(<u32>reason < <u32>Reason.COUNT && <u32>reason < A.REASON_SLOTS, "reason code out of the table");
   store<u8>(v + A.V_VERDICT, verdict);
   store<u8>(v + A.V_FLAGS, 0);
   store<u16>(v + A.V_REASON, <u16>reason);
-  store<u32>(v + A.V_RULE, A.RULE_NONE);
-  countPacket(reason, verdict, wire);
+  store<u32>(v + A.V_RULE, rule);
+  // A bad descriptor's lengths mean nothing: count the packet, not its bytes.
+  countPacket(reason, verdict, reason == Reason.BAD_DESCRIPTOR ? 0 : wire);
 }
 
 // Classifies the batch in BATCH/DESCS/DATA. Returns the number of packets

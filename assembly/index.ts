@@ -7,11 +7,18 @@ import {
   ARENA_PTR, BATCH_PTR, CONFIG_PTR, COUNTERS_PTR, DATA_PTR, DESCS_PTR, PKT_PTR, VERDICTS_PTR,
 } from "./layout";
 import { Reason, REASON_NAMES } from "./reasons";
+import { crc32Init } from "./crc32";
+import { commit, liveCounters, livePtr, maxRuleCount, setupSlots, stage, stageCap, stagePtr } from "./rules/commit";
+import { TABLE_ERROR_NAMES, TableError, RULE_COUNTER_SIZE } from "./rules/format";
+import { faultAt } from "./rules/validate";
+import { classifyHeaders } from "./rules/headers";
+
+let arenaEnd: usize = 0;
 
 const enum InitError {
   OK = 0,
   STATIC_DATA_TOO_LARGE = 1, // AssemblyScript's static data reaches CONFIG_PTR
-  MEMORY_TOO_SMALL = 2, //      the module's memory cannot hold the regions
+  MEMORY_TOO_SMALL = 2, //      the module's memory cannot hold the regions as configured
 }
 
 export function abi_version(): u32 { return A.ABI_VERSION; }
@@ -44,6 +51,8 @@ export function abi_const(id: u32): u32 {
     case A.AbiConst.V_RULE: return A.V_RULE;
     case A.AbiConst.VERDICT_SIZE: return A.VERDICT_SIZE;
     case A.AbiConst.CFG_DEFAULT_VERDICT: return A.CFG_DEFAULT_VERDICT;
+    case A.AbiConst.CFG_TABLE_CAP: return A.CFG_TABLE_CAP;
+    case A.AbiConst.CFG_MAX_RULES: return A.CFG_MAX_RULES;
     case A.AbiConst.CONFIG_SIZE: return A.CONFIG_SIZE;
     case A.AbiConst.REASON_SLOTS: return A.REASON_SLOTS;
     case A.AbiConst.C_REASONS: return A.C_REASONS;
@@ -71,12 +80,25 @@ export function abi_const(id: u32): u32 {
   }
 }
 
-// Lays out memory and clears the counters. Returns 0, or an InitError.
+// Lays out memory from the CONFIG block (which the host fills first; zero
+// fields take the defaults) and clears the counters. Returns 0, or an InitError.
 export function init(): u32 {
   setReady(false);
   if (__heap_base > CONFIG_PTR) return InitError.STATIC_DATA_TOO_LARGE;
-  if (<u64>ARENA_PTR > (<u64>memory.size() << 16)) return InitError.MEMORY_TOO_SMALL;
-  memory.fill(CONFIG_PTR, 0, <usize>A.CONFIG_SIZE);
+  let cap = load<u32>(CONFIG_PTR + A.CFG_TABLE_CAP);
+  if (cap == 0) cap = A.DEFAULT_TABLE_CAP;
+  cap = (cap + 7) & ~7;
+  let rules = load<u32>(CONFIG_PTR + A.CFG_MAX_RULES);
+  if (rules == 0) rules = A.DEFAULT_MAX_RULES;
+  const slot0 = <u64>ARENA_PTR;
+  const slot1 = slot0 + <u64>cap;
+  const counters0 = slot1 + <u64>cap;
+  const counters1 = counters0 + <u64>rules * RULE_COUNTER_SIZE;
+  const end = counters1 + <u64>rules * RULE_COUNTER_SIZE;
+  if (end > (<u64>memory.size() << 16)) return InitError.MEMORY_TOO_SMALL;
+  setupSlots(<usize>slot0, <usize>slot1, <usize>counters0, <usize>counters1, cap, rules);
+  arenaEnd = <usize>end;
+  crc32Init();
   memory.fill(BATCH_PTR, 0, <usize>A.BH_SIZE);
   resetCounters();
   setReady(true);
@@ -105,3 +127,23 @@ export function verdicts_ptr(): usize { return VERDICTS_PTR; }
 export function data_ptr(): usize { return DATA_PTR; }
 export function arena_ptr(): usize { return ARENA_PTR; }
 export function memory_pages(): u32 { return <u32>memory.size(); }
+export function arena_end(): usize { return arenaEnd; }
+
+// Rule tables: write a candidate at table_stage_ptr(), stage it, commit the
+// ticket. See rules/commit.ts.
+export function table_stage_ptr(): usize { return stagePtr(); }
+export function table_stage_cap(): u32 { return stageCap(); }
+export function table_stage(len: u32): i32 { return stage(len); }
+export function table_commit(ticket: u32): i32 { return commit(ticket); }
+export function table_fault_at(): u32 { return faultAt; }
+export function table_live_ptr(): usize { return livePtr(); }
+export function table_max_rules(): u32 { return maxRuleCount(); }
+export function rule_counters_ptr(): usize { return liveCounters(); }
+export function table_error_count(): u32 { return TableError.COUNT; }
+export function table_error_name(code: u32): usize {
+  if (code >= <u32>TableError.COUNT) return 0;
+  return changetype<usize>(unchecked(TABLE_ERROR_NAMES[code]));
+}
+
+// ClassBench-style header classification; see rules/headers.ts.
+export function classify_headers(n: u32, ctx: u32): i32 { return classifyHeaders(n, ctx); }

@@ -35,6 +35,12 @@ export const enum Reason {
   ICMP_INNER_TRUNCATED, //   an ICMP error's embedded header is cut short
   ICMP_INNER_BAD, //         an ICMP error's embedded header is malformed
   ICMP_ERROR_IN_ERROR, //    an ICMP error about an ICMP error (RFC 1122 3.2.2)
+  RULE_ALLOW, //             a rule allowed it
+  RULE_DENY, //              a rule denied it
+  DEFAULT_ALLOW, //          no rule matched; the table's default allows
+  DEFAULT_DENY, //           no rule matched; the table's default denies
+  FRAG_UNTRACKED, //         a non-first fragment: no ports to match, no state to follow
+  FRAG_OFFSET_ONE, //        TCP fragment at offset 8 bytes: rewrites the first's header (RFC 1858 3.2)
   COUNT
 }
 
@@ -70,4 +76,10 @@ export const REASON_NAMES: StaticArray<string> = [
   "icmp_inner_truncated",
   "icmp_inner_bad",
   "icmp_error_in_error",
+  "rule_allow",
+  "rule_deny",
+  "default_allow",
+  "default_deny",
+  "frag_untracked",
+  "frag_offset_one",
 ];

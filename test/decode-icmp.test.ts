@@ -86,6 +86,9 @@ test("ICMP shorter than its 8-byte header", () => {
   // A first fragment that does not carry the ICMP header is tiny.
   const p = ipv4({ src: CLIENT, dst: PROXY, proto: PROTO_ICMP, mf: true, payload: echo(8, 1, 1).slice(0, 4) });
   assert.is(reasonOf(p), "frag_tiny");
+  // So is a first fragment of an error whose quote the fragmentation cut.
+  const cutQuote = ipv4({ src: CLIENT, dst: PROXY, proto: PROTO_ICMP, mf: true, payload: icmp({ type: 3, code: 3, payload: origUdp.slice(0, 24) }) });
+  assert.is(reasonOf(cutQuote), "frag_tiny");
 });
 
 // ICMPv6: the quote is an IPv6 packet, with its own extension headers.

@@ -139,6 +139,15 @@ test("a first fragment without the whole TCP header is tiny (RFC 1858)", () => {
   assert.is(reasonOf(p), "frag_tiny");
 });
 
+test("a TCP fragment at offset 1 is refused (RFC 1858 3.2); other protocols may", () => {
+  const tcp1 = ipv4({ src: SRC, dst: DST, proto: PROTO_TCP, fragOff: 1, payload: new Uint8Array(24) });
+  assert.is(reasonOf(tcp1), "frag_offset_one");
+  const udp1 = ipv4({ src: SRC, dst: DST, proto: PROTO_UDP, fragOff: 1, payload: new Uint8Array(24) });
+  assert.is(reasonOf(udp1), "no_table");
+  const tcp2 = ipv4({ src: SRC, dst: DST, proto: PROTO_TCP, fragOff: 2, payload: new Uint8Array(24) });
+  assert.is(reasonOf(tcp2), "no_table");
+});
+
 test("a fragment ending past 65535 bytes is refused (ping of death)", () => {
   const p = ipv4({ src: SRC, dst: DST, proto: PROTO_UDP, fragOff: 8189, payload: new Uint8Array(40) });
   assert.is(reasonOf(p), "frag_too_big");

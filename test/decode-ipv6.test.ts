@@ -128,6 +128,13 @@ test("a first fragment must hold the whole chain and transport header (RFC 7112)
   assert.is(reasonOf(cutUdp), "frag_tiny");
 });
 
+test("a TCP fragment at offset 1 is refused (RFC 1858 3.2)", () => {
+  const p = ipv6({ src: SRC, dst: DST, proto: PROTO_TCP, payload: new Uint8Array(24), ext: [fragmentExt(1, true, 9)] });
+  assert.is(reasonOf(p), "frag_offset_one");
+  const u = ipv6({ src: SRC, dst: DST, proto: PROTO_UDP, payload: new Uint8Array(24), ext: [fragmentExt(1, true, 9)] });
+  assert.is(reasonOf(u), "no_table");
+});
+
 test("a fragment ending past 65535 bytes is refused", () => {
   const p = ipv6({ src: SRC, dst: DST, proto: PROTO_UDP, payload: new Uint8Array(64), ext: [fragmentExt(8190, false, 1)] });
   assert.is(reasonOf(p), "frag_too_big");

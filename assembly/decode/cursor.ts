@@ -35,7 +35,8 @@ export let firstFrag: bool = false; // decoding the first fragment of a fragment
 }
 
 // Like `short`, for an ICMP error's embedded packet: it is a quotation, cut
-// wherever the sender cut it, so running out is the inner header's fault.
+// wherever the sender cut it, so running out is the inner header's fault
+// (unless fragmentation cut it: then the first fragment is tiny).
 // @ts-ignore: decorator
 @inline export function shortInner(off: u32, n: u32): i32 {
   const e = off + n;
@@ -43,7 +44,7 @@ export let firstFrag: bool = false; // decoding the first fragment of a fragment
     if (e <= capEnd) return 0;
     return -Reason.SNAP_TRUNCATED;
   }
-  return -Reason.ICMP_INNER_TRUNCATED;
+  return firstFrag ? -Reason.FRAG_TINY : -Reason.ICMP_INNER_TRUNCATED;
 }
 
 // @ts-ignore: decorator

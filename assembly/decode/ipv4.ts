@@ -6,6 +6,7 @@ import { Reason } from "../reasons";
 import { base, be16, setFirstFrag, setIpEnd, short, shortInner, u8at } from "./cursor";
 import { addFlags, setAddr, setU16, setU32, setU8 } from "./pkt";
 
+const PROTO_TCP: u32 = 6;
 const OPT_EOL: u32 = 0;
 const OPT_NOP: u32 = 1;
 const OPT_LSRR: u32 = 0x83;
@@ -49,6 +50,9 @@ export function decodeIp4(wire: u32): i32 {
   const more = (frag & 0x2000) != 0;
   const payload = total - ihl;
   if ((fragOff << 3) + payload > 0xffff) return -Reason.FRAG_TOO_BIG;
+  // RFC 1858 3.2: a TCP fragment at offset 1 (8 bytes) can only be meant to
+  // overwrite the first fragment's flags.
+  if (fragOff == 1 && u8at(9) == PROTO_TCP) return -Reason.FRAG_OFFSET_ONE;
   if (more || fragOff != 0) {
     addFlags(A.PF_FRAGMENT | (more ? A.PF_MORE_FRAGS : 0) | (fragOff == 0 ? A.PF_FIRST_FRAG : 0));
     setU16(A.P_FRAG_OFF, fragOff);

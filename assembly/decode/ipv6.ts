@@ -59,6 +59,7 @@ function walkChain(off: u32, nh: u32, inner: bool): i32 {
           if (fragOff != 0) return -Reason.ICMP_INNER_BAD;
         } else {
           if ((fragOff << 3) + (ipEnd - off - 8) > 0xffff) return -Reason.FRAG_TOO_BIG;
+          if (fragOff == 1 && next == 6) return -Reason.FRAG_OFFSET_ONE;
           addFlags(A.PF_FRAGMENT | (more ? A.PF_MORE_FRAGS : 0) | (fragOff == 0 ? A.PF_FIRST_FRAG : 0));
           setU16(A.P_FRAG_OFF, fragOff);
           setU32(A.P_FRAG_ID, be32(off + 4));

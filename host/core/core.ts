@@ -1,7 +1,7 @@
 // The host's handle on one core instance: typed-array views over its memory
 // (fixed size, so they never detach), the batch region, and counters.
 import * as ABI from "./abi.js";
-import { type Build, CoreError, type CoreExports, instantiateCore } from "./load.js";
+import { type Build, type CoreConfig, CoreError, type CoreExports, instantiateCore, readCoreString } from "./load.js";
 import { REASONS } from "./reasons.js";
 
 export interface PacketMeta {
@@ -42,8 +42,8 @@ export class Core {
   readonly configPtr: number;
   readonly pktPtr: number;
 
-  constructor(readonly build: Build = "release", bytes?: Uint8Array<ArrayBuffer>) {
-    this.x = instantiateCore(build, bytes);
+  constructor(readonly build: Build = "release", bytes?: Uint8Array<ArrayBuffer>, config: CoreConfig = {}) {
+    this.x = instantiateCore(build, bytes, config);
     this.memory = this.x.memory;
     this.u8 = new Uint8Array(this.memory.buffer);
     this.view = new DataView(this.memory.buffer);
@@ -120,5 +120,63 @@ export class Core {
 
   resetCounters(): void {
     this.x.reset_counters();
+  }
+
+  // Stages a compiled rule table and commits it: the transaction of
+  // rules/commit.ts in one call. On refusal the live table is untouched and
+  // a TableError says why.
+  loadTable(table: Uint8Array): number {
+    const ticket = this.stageTable(table);
+    this.commitTable(ticket);
+    return ticket;
+  }
+
+  stageTable(table: Uint8Array): number {
+    const cap = this.x.table_stage_cap();
+    if (table.length > cap) {
+      throw new TableError("too_large", `table of ${table.length} bytes exceeds the ${cap}-byte slot`, 0);
+    }
+    this.u8.set(table, this.x.table_stage_ptr());
+    const r = this.x.table_stage(table.length);
+    if (r < 0) throw this.tableError(-r);
+    return r;
+  }
+
+  commitTable(ticket: number): void {
+    const r = this.x.table_commit(ticket);
+    if (r < 0) throw this.tableError(-r);
+  }
+
+  tableErrorName(code: number): string {
+    return readCoreString(this.memory, this.x.table_error_name(code)) || `table_error_${code}`;
+  }
+
+  private tableError(code: number): TableError {
+    const name = this.tableErrorName(code);
+    const at = this.x.table_fault_at();
+    return new TableError(name, `rule table refused: ${name.replace(/_/g, " ")}${at ? ` (at byte ${at})` : ""}`, at);
+  }
+
+  get tableLive(): boolean {
+    return this.x.table_live_ptr() !== 0;
+  }
+
+  // Per-rule counters of the live table.
+  ruleCounters(nrules: number): Array<PacketCount & { lastHitNs: bigint }> {
+    const base = this.x.rule_counters_ptr();
+    const out: Array<PacketCount & { lastHitNs: bigint }> = [];
+    if (base === 0) return out;
+    for (let r = 0; r < nrules; r++) {
+      const at = base + r * 24;
+      out.push({ ...this.count(at), lastHitNs: this.view.getBigUint64(at + 16, true) });
+    }
+    return out;
+  }
+}
+
+export class TableError extends Error {
+  constructor(readonly code: string, message: string, readonly at: number) {
+    super(message);
+    this.name = "TableError";
   }
 }

@@ -34,11 +34,29 @@ export interface CoreExports {
   data_ptr(): number;
   arena_ptr(): number;
   memory_pages(): number;
+  arena_end(): number;
+  table_stage_ptr(): number;
+  table_stage_cap(): number;
+  table_stage(len: number): number;
+  table_commit(ticket: number): number;
+  table_fault_at(): number;
+  table_live_ptr(): number;
+  table_max_rules(): number;
+  rule_counters_ptr(): number;
+  table_error_count(): number;
+  table_error_name(code: number): number;
+  classify_headers(n: number, ctx: number): number;
+}
+
+// Sizes the core lays out at init (0 or absent: the core's default).
+export interface CoreConfig {
+  tableCap?: number; // bytes per rule-table slot
+  maxRules?: number; // rules a table may have (per-rule counter records)
 }
 
 const INIT_ERRORS: Record<number, string> = {
   1: "the core's static data overlaps its fixed regions (rebuild the core)",
-  2: "the core's memory is too small for its regions (rebuild the core)",
+  2: "the core's memory is too small for its regions as configured (smaller table slots or fewer rules)",
 };
 
 export function coreWasmPath(build: Build): string {
@@ -100,9 +118,12 @@ export function checkAbi(x: CoreExports): void {
   }
 }
 
-export function instantiateCore(build: Build = "release", bytes?: Uint8Array<ArrayBuffer>): CoreExports {
+export function instantiateCore(build: Build = "release", bytes?: Uint8Array<ArrayBuffer>, config: CoreConfig = {}): CoreExports {
   const x = instantiate(build, bytes ?? readCoreBytes(build));
   checkAbi(x);
+  const cfg = new DataView(x.memory.buffer, x.config_ptr(), ABI.CONFIG_SIZE);
+  cfg.setUint32(ABI.CFG_TABLE_CAP, config.tableCap ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_RULES, config.maxRules ?? 0, true);
   const err = x.init();
   if (err !== 0) throw new CoreError("EINIT", INIT_ERRORS[err] ?? `core init failed with code ${err}`);
   const mem = x.memory.buffer.byteLength;

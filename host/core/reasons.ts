@@ -34,6 +34,12 @@ export const REASONS = [
   ["icmp_inner_truncated", "the packet quoted in an ICMP error is cut short"],
   ["icmp_inner_bad", "the packet quoted in an ICMP error is malformed"],
   ["icmp_error_in_error", "an ICMP error about an ICMP error"],
+  ["rule_allow", "a rule allowed it"],
+  ["rule_deny", "a rule denied it"],
+  ["default_allow", "no rule matched; the table's default allows"],
+  ["default_deny", "no rule matched; the table's default denies"],
+  ["frag_untracked", "a non-first fragment: no ports to match and no state to follow"],
+  ["frag_offset_one", "TCP fragment at offset 8 bytes, which could only rewrite the first fragment's header (RFC 1858)"],
 ] as const;
 
 export type ReasonName = (typeof REASONS)[number][0];

@@ -148,7 +148,7 @@ export function runFuzz(core: Core, seed: number, count: number, defaultVerdict 
       }
       core.writeDescriptor(k, off, p.bytes.length, { wireLen: p.wireLen, hwProto: p.hwProto, inRole: p.inRole, outRole: p.outRole, hook: p.hook, packetId: k });
       bad[k] = descriptorIsBad(p, off);
-      totals.bytes += BigInt(p.wireLen);
+      if (!bad[k]) totals.bytes += BigInt(p.wireLen);
     }
     const got = core.classify(k, BigInt(totals.batches));
     if (got !== k) throw new Error(`seed ${seed} batch ${totals.batches}: classify returned ${got} for ${k} packets`);

@@ -1,0 +1,60 @@
+// The live rule table, unpacked into globals at commit so the packet path
+// reads section addresses without touching the header.
+import * as F from "./format";
+
+export let live: bool = false;
+export let tBase: usize = 0;
+export let tRules: usize = 0;
+export let tNrules: u32 = 0;
+export let tBitmaps: usize = 0;
+export let tStride: usize = 0;
+export let tAggs: u32 = 0;
+export let tDefault: u8 = 0;
+export let tCtx: usize = 0;
+export let tProto: usize = 0;
+export let tFlags: usize = 0;
+export let tSport: usize = 0;
+export let tDport: usize = 0;
+export let tSrc4N: u32 = 0;
+export let tSrc4B: usize = 0;
+export let tSrc4I: usize = 0;
+export let tDst4N: u32 = 0;
+export let tDst4B: usize = 0;
+export let tDst4I: usize = 0;
+export let tSrc6N: u32 = 0;
+export let tSrc6B: usize = 0;
+export let tSrc6I: usize = 0;
+export let tDst6N: u32 = 0;
+export let tDst6B: usize = 0;
+export let tDst6I: usize = 0;
+export let tCounters: usize = 0;
+
+// @ts-ignore: decorator
+@inline function at(t: usize, field: u32): usize { return t + <usize>load<u32>(t + <usize>field); }
+
+// Points the globals at a validated table `t` with its counter area.
+export function activate(t: usize, counters: usize): void {
+  tBase = t;
+  tNrules = load<u32>(t + F.T_NRULES);
+  tAggs = load<u32>(t + F.T_AGGS);
+  tStride = <usize>(tAggs + load<u32>(t + F.T_WORDS)) << 3;
+  tDefault = load<u8>(t + F.T_DEFAULT);
+  tRules = at(t, F.T_RULES_OFF);
+  tBitmaps = at(t, F.T_BITMAPS_OFF);
+  tCtx = at(t, F.T_CTX_OFF);
+  tProto = at(t, F.T_PROTO_OFF);
+  tFlags = at(t, F.T_TCPFLAGS_OFF);
+  tSport = at(t, F.T_SPORT_OFF);
+  tDport = at(t, F.T_DPORT_OFF);
+  let h = t + <usize>F.T_IFIELDS;
+  tSrc4N = load<u32>(h + F.IF_COUNT); tSrc4B = at(t, F.T_IFIELDS + F.IF_BOUNDS_OFF); tSrc4I = at(t, F.T_IFIELDS + F.IF_IDS_OFF);
+  h += F.IFIELD_SIZE;
+  tDst4N = load<u32>(h + F.IF_COUNT); tDst4B = at(t, F.T_IFIELDS + F.IFIELD_SIZE + F.IF_BOUNDS_OFF); tDst4I = at(t, F.T_IFIELDS + F.IFIELD_SIZE + F.IF_IDS_OFF);
+  h += F.IFIELD_SIZE;
+  tSrc6N = load<u32>(h + F.IF_COUNT); tSrc6B = at(t, F.T_IFIELDS + 2 * F.IFIELD_SIZE + F.IF_BOUNDS_OFF); tSrc6I = at(t, F.T_IFIELDS + 2 * F.IFIELD_SIZE + F.IF_IDS_OFF);
+  h += F.IFIELD_SIZE;
+  tDst6N = load<u32>(h + F.IF_COUNT); tDst6B = at(t, F.T_IFIELDS + 3 * F.IFIELD_SIZE + F.IF_BOUNDS_OFF); tDst6I = at(t, F.T_IFIELDS + 3 * F.IFIELD_SIZE + F.IF_IDS_OFF);
+  tCounters = counters;
+  memory.fill(counters, 0, <usize>tNrules * F.RULE_COUNTER_SIZE);
+  live = true;
+}

@@ -1,0 +1,181 @@
+// The compiled rule table: a versioned, checksummed binary the host compiles
+// from a policy (host/rules/build.ts) and the core validates completely
+// (rules/validate.ts) before it may be committed. Mirrored in
+// host/rules/format.ts and checked by test/table.test.ts.
+//
+// Why this structure: range-decomposed bit vectors, aggregated (Lakshman &
+// Stiliadis' BV with Baboescu & Varghese's ABV summary words), with every
+// field's intervals pointing at deduplicated bitmaps.
+//  - First match is "the lowest set bit of the AND of one bitmap per field":
+//    one lookup per field (a direct index for the 8- and 16-bit fields, a
+//    binary search over interval bounds for addresses) and an AND that the
+//    summary words make touch only the 64-rule words that can match. The
+//    cost grows with log(intervals) and rules/4096, not with rules.
+//  - Groups, port lists and address sets are disjunctions inside one field;
+//    a bit vector takes them as they are. Decision trees (HiCuts/HyperSplit)
+//    replicate such rules across leaves, which is why HyperSplit needs about
+//    1 GB for fw1_10K; tuple space search needs one hash per prefix-length
+//    pair and does ranges badly.
+//  - Memory is bounded by (distinct bitmaps) x (rules/64) words: equal
+//    bitmaps are stored once, so a 100,000-prefix address set adds 200,000
+//    interval bounds but only a handful of bitmaps.
+//  - Address sets are decided by longest-prefix match when the host flattens
+//    them into intervals (an exception "!prefix" inside a wider prefix wins).
+//
+// All integers little-endian; every section 8-byte aligned; offsets are from
+// the start of the table.
+//
+// Header (HDR_SIZE = 128 bytes)
+//   0               4       6       8               12              16
+//   ┌───────────────┬───────┬───────┬───────────────┬───────────────┐
+//   │ magic "PCLT"  │version│hdr_sz │ total_len     │ crc32 [16,len)│
+//   ├───────────────┼───────┴───────┼───────────────┼───┬───┬───────┤
+//   │ nrules        │ words (W)     │ aggs (A)      │dfl│flg│ rsv   │ 16..32
+//   ├───────────────┼───────────────┼───────────────┼───┴───┴───────┤
+//   │ nbitmaps      │ bitmaps_off   │ rules_off     │ info_off      │ 32..48
+//   ├───────────────┼───────────────┼───────────────┼───────────────┤
+//   │ info_len      │ serial        │ ctx_off       │ proto_off     │ 48..64
+//   ├───────────────┼───────────────┼───────────────┼───────────────┤
+//   │ tcpflags_off  │ sport_off     │ dport_off     │ reserved      │ 64..80
+//   ├───────────────┴───────────────┴───────────────┴───────────────┤
+//   │ 4 interval fields (src4, dst4, src6, dst6), 12 bytes each:     │ 80..128
+//   │   count u32 │ bounds_off u32 │ ids_off u32                     │
+//   └───────────────────────────────────────────────────────────────┘
+//
+//   W = ceil(nrules / 64) (at least 1), A = ceil(W / 64): each bitmap is A
+//   summary words then W rule words, all u64; bit r of word w is rule
+//   64w + r; bit w of summary word a is set iff rule word 64a + w is nonzero.
+//   dfl: the default action when no rule matches (ACTION_*).
+//
+// Direct fields: u32 bitmap ids indexed by the packet's value.
+//   ctx       256 entries, by ctx = hook | in_role << 3 | out_role << 5
+//   proto     256 entries, by IP protocol (next header)
+//   tcpflags  256 entries, by the TCP flag byte (0 for other protocols)
+//   sport     65536 entries, by source port (0 without ports)
+//   dport     65536 entries, by destination port (0 without ports)
+//
+// Interval fields: `count` intervals; bounds are their lower ends, strictly
+// ascending, the first 0; the value v falls in the last interval whose bound
+// is <= v. IPv4 bounds are u32; IPv6 bounds are 16 bytes: the address's high
+// 64 bits then its low 64 bits, each as a little-endian u64. ids: count u32.
+//
+// Rule record (RULE_SIZE = 16 bytes), nrules of them, in priority order:
+//   0       1       2               4               8               12      16
+//   ┌───────┬───────┬───────────────┬───────────────┬───────────────┬───────┐
+//   │action │ flags │ reserved      │ info_off      │ info_len      │ line  │
+//   └───────┴───────┴───────────────┴───────────────┴───────────────┴───────┘
+//   action ACTION_*; flags RF_LOG; info: UTF-8 text in the info section for
+//   tools (explain, logs) that the core only bounds-checks; line: the
+//   policy's source line.
+
+export const TABLE_MAGIC: u32 = 0x544c4350; // "PCLT"
+export const TABLE_VERSION: u32 = 1;
+export const HDR_SIZE: u32 = 128;
+
+export const T_MAGIC: u32 = 0;
+export const T_VERSION: u32 = 4;
+export const T_HDR_SIZE: u32 = 6;
+export const T_TOTAL_LEN: u32 = 8;
+export const T_CRC: u32 = 12;
+export const T_NRULES: u32 = 16;
+export const T_WORDS: u32 = 20;
+export const T_AGGS: u32 = 24;
+export const T_DEFAULT: u32 = 28;
+export const T_FLAGS: u32 = 29;
+export const T_NBITMAPS: u32 = 32;
+export const T_BITMAPS_OFF: u32 = 36;
+export const T_RULES_OFF: u32 = 40;
+export const T_INFO_OFF: u32 = 44;
+export const T_INFO_LEN: u32 = 48;
+export const T_SERIAL: u32 = 52;
+export const T_CTX_OFF: u32 = 56;
+export const T_PROTO_OFF: u32 = 60;
+export const T_TCPFLAGS_OFF: u32 = 64;
+export const T_SPORT_OFF: u32 = 68;
+export const T_DPORT_OFF: u32 = 72;
+export const T_IFIELDS: u32 = 80;
+export const IFIELD_SIZE: u32 = 12;
+export const IF_COUNT: u32 = 0;
+export const IF_BOUNDS_OFF: u32 = 4;
+export const IF_IDS_OFF: u32 = 8;
+
+export const IFIELD_SRC4: u32 = 0;
+export const IFIELD_DST4: u32 = 1;
+export const IFIELD_SRC6: u32 = 2;
+export const IFIELD_DST6: u32 = 3;
+
+export const R_ACTION: u32 = 0;
+export const R_FLAGS: u32 = 1;
+export const R_INFO_OFF: u32 = 4;
+export const R_INFO_LEN: u32 = 8;
+export const R_LINE: u32 = 12;
+export const RULE_SIZE: u32 = 16;
+
+export const ACTION_DENY: u8 = 0;
+export const ACTION_ALLOW: u8 = 1;
+export const RF_LOG: u8 = 1;
+
+export const CTX_SIZE: u32 = 256;
+export const PORT_SIZE: u32 = 65536;
+
+// Per-rule counters, one record per rule of the live table:
+//   0                               8                               16                              24
+//   ┌───────────────────────────────┬───────────────────────────────┬───────────────────────────────┐
+//   │ packets                  u64  │ bytes                    u64  │ last hit, ns (batch time) u64 │
+//   └───────────────────────────────┴───────────────────────────────┴───────────────────────────────┘
+export const RC_PACKETS: u32 = 0;
+export const RC_BYTES: u32 = 8;
+export const RC_LAST_HIT: u32 = 16;
+export const RULE_COUNTER_SIZE: u32 = 24;
+
+// Why a staged table was refused. Names in TABLE_ERROR_NAMES; append only.
+export const enum TableError {
+  OK = 0,
+  TOO_SHORT, //           shorter than the header
+  TOO_LARGE, //           longer than the staging slot
+  BAD_MAGIC,
+  BAD_VERSION,
+  BAD_HEADER_SIZE,
+  BAD_LENGTH, //          total_len differs from the bytes staged
+  BAD_CHECKSUM,
+  TOO_MANY_RULES, //      more rules than the counter area holds
+  BAD_COUNTS, //          words/aggs do not follow from nrules, or no bitmaps
+  SECTION_OUT_OF_RANGE, // a section runs past the end or overlaps the header
+  SECTION_MISALIGNED,
+  BAD_DEFAULT, //         default action is neither deny nor allow
+  BAD_ACTION, //          a rule's action is neither deny nor allow
+  INFO_OUT_OF_RANGE, //   a rule's info text lies outside the info section
+  BITMAP_ID_OUT_OF_RANGE,
+  BOUNDS_NOT_ASCENDING,
+  FIRST_BOUND_NOT_ZERO,
+  STRAY_BITS, //          a bitmap sets a bit for a rule that does not exist
+  SUMMARY_MISMATCH, //    a summary word disagrees with its rule words
+  STALE_TICKET, //        commit with a ticket that is not the last staged one
+  NOTHING_STAGED,
+  COUNT
+}
+
+export const TABLE_ERROR_NAMES: StaticArray<string> = [
+  "ok",
+  "too_short",
+  "too_large",
+  "bad_magic",
+  "bad_version",
+  "bad_header_size",
+  "bad_length",
+  "bad_checksum",
+  "too_many_rules",
+  "bad_counts",
+  "section_out_of_range",
+  "section_misaligned",
+  "bad_default",
+  "bad_action",
+  "info_out_of_range",
+  "bitmap_id_out_of_range",
+  "bounds_not_ascending",
+  "first_bound_not_zero",
+  "stray_bits",
+  "summary_mismatch",
+  "stale_ticket",
+  "nothing_staged",
+];

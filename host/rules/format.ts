@@ -1,0 +1,55 @@
+// Mirror of assembly/rules/format.ts (the box diagrams are there).
+// test/table.test.ts checks these against tables the core accepts and refuses.
+
+export const TABLE_MAGIC = 0x544c4350;
+export const TABLE_VERSION = 1;
+export const HDR_SIZE = 128;
+
+export const T_MAGIC = 0;
+export const T_VERSION = 4;
+export const T_HDR_SIZE = 6;
+export const T_TOTAL_LEN = 8;
+export const T_CRC = 12;
+export const T_NRULES = 16;
+export const T_WORDS = 20;
+export const T_AGGS = 24;
+export const T_DEFAULT = 28;
+export const T_FLAGS = 29;
+export const T_NBITMAPS = 32;
+export const T_BITMAPS_OFF = 36;
+export const T_RULES_OFF = 40;
+export const T_INFO_OFF = 44;
+export const T_INFO_LEN = 48;
+export const T_SERIAL = 52;
+export const T_CTX_OFF = 56;
+export const T_PROTO_OFF = 60;
+export const T_TCPFLAGS_OFF = 64;
+export const T_SPORT_OFF = 68;
+export const T_DPORT_OFF = 72;
+export const T_IFIELDS = 80;
+export const IFIELD_SIZE = 12;
+export const IF_COUNT = 0;
+export const IF_BOUNDS_OFF = 4;
+export const IF_IDS_OFF = 8;
+
+export const R_ACTION = 0;
+export const R_FLAGS = 1;
+export const R_INFO_OFF = 4;
+export const R_INFO_LEN = 8;
+export const R_LINE = 12;
+export const RULE_SIZE = 16;
+
+export const ACTION_DENY = 0;
+export const ACTION_ALLOW = 1;
+export const RF_LOG = 1;
+
+export const CTX_SIZE = 256;
+export const PORT_SIZE = 65536;
+export const RULE_COUNTER_SIZE = 24;
+
+export const HEADER_SIZE = 16;
+
+// The interface context the core computes per packet.
+export function ctxValue(hook: number, inRole: number, outRole: number): number {
+  return hook | (inRole << 3) | (outRole << 5);
+}

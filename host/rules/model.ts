@@ -1,0 +1,36 @@
+// What the table builder takes: rules reduced to the values each field may
+// have. The policy compiler and the ClassBench reader both produce this.
+
+// Inclusive ranges. IPv4 addresses and ports as numbers, IPv6 as bigints.
+export type Range32 = readonly [number, number];
+export type Range128 = readonly [bigint, bigint];
+
+// The addresses a rule's source or destination matches, per family. An empty
+// list means the rule does not apply to that family at all.
+export interface AddrRanges {
+  v4: Range32[];
+  v6: Range128[];
+}
+
+export const MAX_V4 = 0xffffffff;
+export const MAX_V6 = (1n << 128n) - 1n;
+
+export interface RuleSpec {
+  action: "allow" | "deny";
+  log: boolean;
+  ctx: number[] | null; //        interface contexts (ctxValue) it applies to; null: all
+  src: AddrRanges | null; //      null: any address of either family
+  dst: AddrRanges | null;
+  protos: number[] | null; //     IP protocol numbers; null: any
+  sport: Range32[] | null; //     null: any (including packets without ports)
+  dport: Range32[] | null;
+  tcpFlags: { value: number; mask: number } | null;
+  line: number; //                source line, 0 when none
+  info: string; //                for people: where it came from and what it says
+}
+
+export interface TableSpec {
+  rules: RuleSpec[];
+  defaultAction: "allow" | "deny";
+  serial?: number;
+}
