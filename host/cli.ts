@@ -5,9 +5,10 @@
 // "portcullis: error: ..." with exit status 1.
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { classbenchCommand } from "./commands/classbench.js";
 import { demoCommand } from "./commands/demo.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand];
 
 function packageVersion(): string {
   try {

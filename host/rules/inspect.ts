@@ -1,0 +1,104 @@
+// Reads a compiled rule table on the host, for tools (explain, logs, stats):
+// rule records and their info text, and for a given flow key the bitmap each
+// field selects, so a tool can say which fields let each rule match or not.
+// It reads the same bytes the core runs on; the core validates them first.
+import * as F from "./format.js";
+
+export const FIELDS = ["interface", "proto", "tcp_flags", "sport", "dport", "src", "dst"] as const;
+export type FieldName = (typeof FIELDS)[number];
+
+export interface TableRule { index: number; action: "allow" | "deny"; log: boolean; line: number; info: string }
+
+export interface FlowKey {
+  ctx: number;
+  family: 4 | 6;
+  src: bigint; // address as an integer (IPv4 in the low 32 bits)
+  dst: bigint;
+  proto: number;
+  sport: number;
+  dport: number;
+  tcpFlags: number;
+}
+
+export class TableView {
+  readonly view: DataView;
+  readonly nrules: number;
+  readonly words: number;
+  readonly aggs: number;
+  readonly defaultAction: "allow" | "deny";
+  readonly rules: TableRule[];
+
+  constructor(readonly bytes: Uint8Array) {
+    if (bytes.length < F.HDR_SIZE || new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) !== F.TABLE_MAGIC) {
+      throw new Error("not a Portcullis rule table (bad magic)");
+    }
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.nrules = this.u32(F.T_NRULES);
+    this.words = this.u32(F.T_WORDS);
+    this.aggs = this.u32(F.T_AGGS);
+    this.defaultAction = bytes[F.T_DEFAULT] === F.ACTION_ALLOW ? "allow" : "deny";
+    const rulesOff = this.u32(F.T_RULES_OFF), infoOff = this.u32(F.T_INFO_OFF);
+    const dec = new TextDecoder();
+    this.rules = Array.from({ length: this.nrules }, (_, i) => {
+      const at = rulesOff + i * F.RULE_SIZE;
+      const io = this.u32(at + F.R_INFO_OFF), il = this.u32(at + F.R_INFO_LEN);
+      return {
+        index: i,
+        action: bytes[at + F.R_ACTION] === F.ACTION_ALLOW ? "allow" : "deny",
+        log: (bytes[at + F.R_FLAGS]! & F.RF_LOG) !== 0,
+        line: this.u32(at + F.R_LINE),
+        info: dec.decode(bytes.subarray(infoOff + io, infoOff + io + il)),
+      } as TableRule;
+    });
+  }
+
+  private u32(at: number): number { return this.view.getUint32(at, true); }
+
+  private direct(field: number, v: number): number { return this.u32(this.u32(field) + 4 * v); }
+
+  private interval(k: number, key: bigint): number {
+    const h = F.T_IFIELDS + k * F.IFIELD_SIZE;
+    const n = this.u32(h + F.IF_COUNT), bounds = this.u32(h + F.IF_BOUNDS_OFF), ids = this.u32(h + F.IF_IDS_OFF);
+    const wide = k >= 2;
+    const bound = (i: number): bigint => wide
+      ? (this.view.getBigUint64(bounds + 16 * i, true) << 64n) | this.view.getBigUint64(bounds + 16 * i + 8, true)
+      : BigInt(this.u32(bounds + 4 * i));
+    let lo = 0, hi = n;
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >>> 1;
+      if (bound(mid) <= key) lo = mid; else hi = mid;
+    }
+    return this.u32(ids + 4 * lo);
+  }
+
+  // The bitmap id each field selects for this key, as the core would.
+  bitmaps(k: FlowKey): Record<FieldName, number> {
+    const six = k.family === 6 ? 2 : 0;
+    return {
+      interface: this.direct(F.T_CTX_OFF, k.ctx),
+      proto: this.direct(F.T_PROTO_OFF, k.proto),
+      tcp_flags: this.direct(F.T_TCPFLAGS_OFF, k.tcpFlags),
+      sport: this.direct(F.T_SPORT_OFF, k.sport),
+      dport: this.direct(F.T_DPORT_OFF, k.dport),
+      src: this.interval(six, k.src),
+      dst: this.interval(six + 1, k.dst),
+    };
+  }
+
+  hasRule(bitmap: number, rule: number): boolean {
+    const at = this.u32(F.T_BITMAPS_OFF) + bitmap * (this.aggs + this.words) * 8 + this.aggs * 8 + (rule >>> 5) * 4;
+    return ((this.u32(at) >>> (rule & 31)) & 1) === 1;
+  }
+
+  // For each rule in order until the first match: the fields that exclude it.
+  explain(k: FlowKey): { match: number; steps: Array<{ rule: TableRule; failed: FieldName[] }> } {
+    const b = this.bitmaps(k);
+    const steps: Array<{ rule: TableRule; failed: FieldName[] }> = [];
+    for (const rule of this.rules) {
+      const failed = FIELDS.filter((f) => !this.hasRule(b[f], rule.index));
+      steps.push({ rule, failed });
+      if (failed.length === 0) return { match: rule.index, steps };
+    }
+    return { match: -1, steps };
+  }
+}
