@@ -112,19 +112,39 @@ export const RULE_NONE: u32 = 0xffffffff;
 
 // Configuration block, written by the host before `init` or between batches.
 //
-//   0       1       4               8               12              256
+//   0       1       4               8               12              16
 //   ┌───────┬───────┬───────────────┬───────────────┬───────────────┐
-//   │default│ rsv   │ table_cap u32 │ max_rules u32 │ reserved      │
-//   └───────┴───────┴───────────────┴───────────────┴───────────────┘
+//   │default│ rsv   │ table_cap u32 │ max_rules u32 │ max_flows u32 │
+//   ├───────┴───────┴───────────────┼───────────────┼───────────────┤
+//   │ hash_seed                u64  │ max_frags u32 │ reserved      │ 16..32
+//   ├───────────────────────────────┴───────────────┴───────────────┤
+//   │ timeouts: 16 x u32 seconds, indexed by flow state             │ 32..96
+//   │ (slot 0: fragments)                                           │
+//   ├───────────────────────────────────────────────────────────────┤
+//   │ reserved                                                      │ 96..256
+//   └───────────────────────────────────────────────────────────────┘
 //
 //   default    verdict for well-formed packets while no rule table is committed
 //   table_cap  bytes per rule-table slot (0: DEFAULT_TABLE_CAP); read by init
 //   max_rules  per-rule counter records per slot (0: DEFAULT_MAX_RULES); read by init
+//   max_flows  state table capacity, rounded up to a power of two (0: DEFAULT_MAX_FLOWS)
+//   hash_seed  key of the flow hash: the host passes random bytes so nobody
+//              can aim packets at one bucket; read by init
+//   max_frags  fragment table capacity, power of two (0: DEFAULT_MAX_FRAGS)
+//   timeouts   0: the default of conntrack/entry.ts; read per packet, so the
+//              host may change them between batches
 export const CFG_DEFAULT_VERDICT: u32 = 0;
 export const CFG_TABLE_CAP: u32 = 4;
 export const CFG_MAX_RULES: u32 = 8;
 export const DEFAULT_TABLE_CAP: u32 = 32 << 20;
 export const DEFAULT_MAX_RULES: u32 = 65536;
+export const CFG_MAX_FLOWS: u32 = 12;
+export const CFG_HASH_SEED: u32 = 16;
+export const CFG_MAX_FRAGS: u32 = 24;
+export const CFG_TIMEOUTS: u32 = 32;
+export const DEFAULT_MAX_FLOWS: u32 = 65536;
+export const MAX_FLOWS_LIMIT: u32 = 1 << 21;
+export const DEFAULT_MAX_FRAGS: u32 = 4096;
 export const CONFIG_SIZE: u32 = 256;
 
 // Counters, all u64, written by the core, read by the host.
@@ -136,14 +156,28 @@ export const CONFIG_SIZE: u32 = 256;
 //   │ drop pkts       │ drop bytes      │ accept pkts ... │  per verdict (2 × 16)
 //   ├─────────────────┼─────────────────┼─────────────────┤
 //   │ batches         │ packets         │ bad batches     │  totals (3 × 8)
-//   └─────────────────┴─────────────────┴─────────────────┘
+//   ├─────────────────┼─────────────────┼─────────────────┼─────────────────┐
+//   │ flows live      │ flows created   │ flows expired   │ flows evicted   │  state table
+//   ├─────────────────┼─────────────────┼─────────────────┼─────────────────┤
+//   │ flows refused   │ flows ended     │ frags live      │ frags expired   │  (8 × 8)
+//   └─────────────────┴─────────────────┴─────────────────┴─────────────────┘
+//
+//   flows ended: removed by a reload's re-check (`state_recheck`)
 export const REASON_SLOTS: u32 = 128;
 export const C_REASONS: u32 = 0;
 export const C_VERDICTS: u32 = REASON_SLOTS * 16;
 export const C_BATCHES: u32 = C_VERDICTS + 32;
 export const C_PACKETS: u32 = C_BATCHES + 8;
 export const C_BAD_BATCHES: u32 = C_PACKETS + 8;
-export const COUNTERS_SIZE: u32 = C_BAD_BATCHES + 8;
+export const C_FLOWS_LIVE: u32 = C_BAD_BATCHES + 8;
+export const C_FLOWS_CREATED: u32 = C_FLOWS_LIVE + 8;
+export const C_FLOWS_EXPIRED: u32 = C_FLOWS_CREATED + 8;
+export const C_FLOWS_EVICTED: u32 = C_FLOWS_EXPIRED + 8;
+export const C_FLOWS_REFUSED: u32 = C_FLOWS_EVICTED + 8;
+export const C_FLOWS_ENDED: u32 = C_FLOWS_REFUSED + 8;
+export const C_FRAGS_LIVE: u32 = C_FLOWS_ENDED + 8;
+export const C_FRAGS_EXPIRED: u32 = C_FRAGS_LIVE + 8;
+export const COUNTERS_SIZE: u32 = C_FRAGS_EXPIRED + 8;
 
 // Decoded packet (PKT): what the decoders found, for the stages after them.
 // Addresses are in network byte order; an IPv4 address fills bytes 0..3 of
@@ -161,9 +195,9 @@ export const COUNTERS_SIZE: u32 = C_BAD_BATCHES + 8;
 //   │ ip_len                   u32  │ tcp_seq                  u32  │ 24..32
 //   ├───────────────────────────────┼───────────────┬───────────────┤
 //   │ tcp_ack                  u32  │ tcp_win  u16  │ icmp_id  u16  │ 32..40
-//   ├───────────────────────────────┴───────────────┴───────────────┤
-//   │ reserved                                                      │ 40..48
-//   ├───────────────────────────────────────────────────────────────┤
+//   ├───────┬───────────────────────┼───────────────┴───────────────┤
+//   │wscale │ ttl   │ frag_data u16 │ tcp_payload              u32  │ 40..48
+//   ├───────┴───────────────────────┴───────────────────────────────┤
 //   │ src address (16 bytes)                                        │ 48..64
 //   │ dst address (16 bytes)                                        │ 64..80
 //   ├───────┬───────┬───────────────┬───────────────┬───────────────┤
@@ -180,6 +214,11 @@ export const COUNTERS_SIZE: u32 = C_BAD_BATCHES + 8;
 //   frag_off     fragment offset in 8-byte units
 //   l4_off       offset of the transport header from the IP header
 //   l4_len       transport bytes according to the IP length fields
+//   wscale       TCP window scale option of a SYN (0xff: none)
+//   ttl          IPv4 TTL or IPv6 hop limit
+//   tcp_payload  TCP payload bytes (per the IP length, past the data offset)
+//   frag_data    for fragments: where the fragmentable part starts (after the
+//                IPv4 header, or after the IPv6 fragment header)
 //   inner        for ICMP errors: the 5-tuple of the packet the error is about
 export const P_FAMILY: u32 = 0;
 export const P_PROTO: u32 = 1;
@@ -199,6 +238,10 @@ export const P_TCP_SEQ: u32 = 28;
 export const P_TCP_ACK: u32 = 32;
 export const P_TCP_WIN: u32 = 36;
 export const P_ICMP_ID: u32 = 38;
+export const P_TCP_WSCALE: u32 = 40;
+export const P_TCP_PAYLOAD: u32 = 44;
+export const P_FRAG_DATA: u32 = 42;
+export const P_TTL: u32 = 41;
 export const P_SRC: u32 = 48;
 export const P_DST: u32 = 64;
 export const P_IN_FAMILY: u32 = 80;
@@ -223,9 +266,10 @@ export const enum AbiConst {
   D_DATA_OFF, D_CAP_LEN, D_WIRE_LEN, D_PACKET_ID, D_TS, D_HW_PROTO,
   D_IN_ROLE, D_OUT_ROLE, D_HOOK, D_QUEUE, DESC_SIZE,
   V_VERDICT, V_FLAGS, V_REASON, V_RULE, VERDICT_SIZE,
-  CFG_DEFAULT_VERDICT, CFG_TABLE_CAP, CFG_MAX_RULES, CONFIG_SIZE,
-  REASON_SLOTS, C_REASONS, C_VERDICTS, C_BATCHES, C_PACKETS, C_BAD_BATCHES, COUNTERS_SIZE,
+  CFG_DEFAULT_VERDICT, CFG_TABLE_CAP, CFG_MAX_RULES, CFG_MAX_FLOWS, CFG_HASH_SEED, CFG_MAX_FRAGS, CFG_TIMEOUTS, CONFIG_SIZE,
+  REASON_SLOTS, C_REASONS, C_VERDICTS, C_BATCHES, C_PACKETS, C_BAD_BATCHES, C_FLOWS_LIVE, COUNTERS_SIZE,
   PKT_SIZE, P_FAMILY, P_PROTO, P_FLAGS, P_SPORT, P_DPORT, P_SRC, P_DST,
   P_IN_FAMILY, P_IN_PROTO, P_IN_SPORT, P_IN_DPORT, P_IN_SRC, P_IN_DST,
+  P_TCP_WSCALE, P_TCP_PAYLOAD,
   COUNT
 }

@@ -5,8 +5,9 @@ import { countBadBatch, countBatch, countPacket } from "./counters";
 import { decodePacket } from "./decode/packet";
 import { BATCH_PTR, CONFIG_PTR, DATA_PTR, DESCS_PTR, VERDICTS_PTR } from "./layout";
 import { Reason } from "./reasons";
-import { decideByRules, decidedRule, decidedVerdict } from "./rules/decide";
 import { live } from "./rules/active";
+import { track, trackRule, trackVerdict } from "./conntrack/track";
+import { sweep } from "./conntrack/table";
 
 let ready: bool = false;
 
@@ -26,7 +27,7 @@ export function setReady(v: bool): void { ready = v; }
 }
 
 // @ts-ignore: decorator
-@inline function classifyOne(i: u32): void {
+@inline function classifyOne(i: u32, now: u64): void {
   const d = DESCS_PTR + (<usize>i * A.DESC_SIZE);
   const v = VERDICTS_PTR + (<usize>i * A.VERDICT_SIZE);
   const wire = load<u32>(d + A.D_WIRE_LEN);
@@ -41,9 +42,9 @@ export function setReady(v: bool): void { ready = v; }
       load<u32>(d + A.D_CAP_LEN), wire, <u32>load<u16>(d + A.D_HW_PROTO));
     if (reason == Reason.NONE) {
       if (live) {
-        reason = decideByRules(d, wire);
-        verdict = decidedVerdict;
-        rule = decidedRule;
+        reason = track(d, wire, now);
+        verdict = trackVerdict;
+        rule = trackRule;
       } else {
         // No rule table yet: the configured default decides well-formed packets.
         reason = Reason.NO_TABLE;
@@ -72,7 +73,9 @@ export function classifyBatch(): i32 {
     return -<i32>status;
   }
   assert(n <= A.MAX_BATCH, "batch count checked above");
-  for (let i: u32 = 0; i < n; i++) classifyOne(i);
+  const now = load<u64>(BATCH_PTR + A.BH_NOW);
+  for (let i: u32 = 0; i < n; i++) classifyOne(i, now);
+  if (live) sweep(now);
   store<u32>(BATCH_PTR + A.BH_DONE, n);
   store<u32>(BATCH_PTR + A.BH_STATUS, A.STATUS_OK);
   countBatch(n);

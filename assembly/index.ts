@@ -12,6 +12,14 @@ import { commit, liveCounters, livePtr, maxRuleCount, setupSlots, stage, stageCa
 import { TABLE_ERROR_NAMES, TableError, RULE_COUNTER_SIZE } from "./rules/format";
 import { faultAt } from "./rules/validate";
 import { classifyHeaders } from "./rules/headers";
+import { FLOW_SIZE, STATE_NAMES, State } from "./conntrack/entry";
+import { fragBytes, setupFrags } from "./conntrack/frag";
+import { setHashSeed } from "./conntrack/key";
+import { recheckFlows } from "./conntrack/recheck";
+import { flowCapacity, flowsBase, setupFlows } from "./conntrack/table";
+
+// @ts-ignore: decorator
+@inline function nextPow2(x: u32): u32 { return x <= 1 ? 1 : 1 << (32 - clz(x - 1)); }
 
 let arenaEnd: usize = 0;
 
@@ -53,6 +61,10 @@ export function abi_const(id: u32): u32 {
     case A.AbiConst.CFG_DEFAULT_VERDICT: return A.CFG_DEFAULT_VERDICT;
     case A.AbiConst.CFG_TABLE_CAP: return A.CFG_TABLE_CAP;
     case A.AbiConst.CFG_MAX_RULES: return A.CFG_MAX_RULES;
+    case A.AbiConst.CFG_MAX_FLOWS: return A.CFG_MAX_FLOWS;
+    case A.AbiConst.CFG_HASH_SEED: return A.CFG_HASH_SEED;
+    case A.AbiConst.CFG_MAX_FRAGS: return A.CFG_MAX_FRAGS;
+    case A.AbiConst.CFG_TIMEOUTS: return A.CFG_TIMEOUTS;
     case A.AbiConst.CONFIG_SIZE: return A.CONFIG_SIZE;
     case A.AbiConst.REASON_SLOTS: return A.REASON_SLOTS;
     case A.AbiConst.C_REASONS: return A.C_REASONS;
@@ -60,6 +72,7 @@ export function abi_const(id: u32): u32 {
     case A.AbiConst.C_BATCHES: return A.C_BATCHES;
     case A.AbiConst.C_PACKETS: return A.C_PACKETS;
     case A.AbiConst.C_BAD_BATCHES: return A.C_BAD_BATCHES;
+    case A.AbiConst.C_FLOWS_LIVE: return A.C_FLOWS_LIVE;
     case A.AbiConst.COUNTERS_SIZE: return A.COUNTERS_SIZE;
     case A.AbiConst.PKT_SIZE: return A.PKT_SIZE;
     case A.AbiConst.P_FAMILY: return A.P_FAMILY;
@@ -75,6 +88,8 @@ export function abi_const(id: u32): u32 {
     case A.AbiConst.P_IN_DPORT: return A.P_IN_DPORT;
     case A.AbiConst.P_IN_SRC: return A.P_IN_SRC;
     case A.AbiConst.P_IN_DST: return A.P_IN_DST;
+    case A.AbiConst.P_TCP_WSCALE: return A.P_TCP_WSCALE;
+    case A.AbiConst.P_TCP_PAYLOAD: return A.P_TCP_PAYLOAD;
     case A.AbiConst.COUNT: return A.AbiConst.COUNT;
     default: return 0xffffffff;
   }
@@ -94,9 +109,22 @@ export function init(): u32 {
   const slot1 = slot0 + <u64>cap;
   const counters0 = slot1 + <u64>cap;
   const counters1 = counters0 + <u64>rules * RULE_COUNTER_SIZE;
-  const end = counters1 + <u64>rules * RULE_COUNTER_SIZE;
+  let flows = load<u32>(CONFIG_PTR + A.CFG_MAX_FLOWS);
+  if (flows == 0) flows = A.DEFAULT_MAX_FLOWS;
+  if (flows > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
+  flows = max<u32>(16, nextPow2(flows));
+  let frags = load<u32>(CONFIG_PTR + A.CFG_MAX_FRAGS);
+  if (frags == 0) frags = A.DEFAULT_MAX_FRAGS;
+  if (frags > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
+  frags = max<u32>(8, nextPow2(frags));
+  const flowsAt = (counters1 + <u64>rules * RULE_COUNTER_SIZE + 63) & ~63;
+  const fragsAt = flowsAt + <u64>flows * FLOW_SIZE;
+  const end = fragsAt + fragBytes(frags);
   if (end > (<u64>memory.size() << 16)) return InitError.MEMORY_TOO_SMALL;
   setupSlots(<usize>slot0, <usize>slot1, <usize>counters0, <usize>counters1, cap, rules);
+  setHashSeed(load<u64>(CONFIG_PTR + A.CFG_HASH_SEED));
+  setupFlows(<usize>flowsAt, flows);
+  setupFrags(<usize>fragsAt, frags);
   arenaEnd = <usize>end;
   crc32Init();
   memory.fill(BATCH_PTR, 0, <usize>A.BH_SIZE);
@@ -147,3 +175,15 @@ export function table_error_name(code: u32): usize {
 
 // ClassBench-style header classification; see rules/headers.ts.
 export function classify_headers(n: u32, ctx: u32): i32 { return classifyHeaders(n, ctx); }
+
+// Connection tracking: the state table (layout in conntrack/entry.ts).
+export function flow_capacity(): u32 { return flowCapacity(); }
+export function flows_ptr(): usize { return flowsBase(); }
+export function flow_size(): u32 { return FLOW_SIZE; }
+export function state_count(): u32 { return State.COUNT; }
+export function state_name(s: u32): usize {
+  if (s >= <u32>State.COUNT) return 0;
+  return changetype<usize>(unchecked(STATE_NAMES[s]));
+}
+// Re-decides every tracked flow against the live table; ends the refused.
+export function state_recheck(now: u64): u32 { return recheckFlows(now); }

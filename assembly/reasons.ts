@@ -39,8 +39,20 @@ export const enum Reason {
   RULE_DENY, //              a rule denied it
   DEFAULT_ALLOW, //          no rule matched; the table's default allows
   DEFAULT_DENY, //           no rule matched; the table's default denies
-  FRAG_UNTRACKED, //         a non-first fragment: no ports to match, no state to follow
+  FRAG_NO_FIRST, //          a non-first fragment whose first fragment was not seen
   FRAG_OFFSET_ONE, //        TCP fragment at offset 8 bytes: rewrites the first's header (RFC 1858 3.2)
+  STATE_MATCH, //            belongs to a tracked flow
+  STATE_RELATED, //          an ICMP error about a tracked flow
+  FRAG_FOLLOWS, //           a later fragment of an accepted first fragment
+  NO_FLOW, //                claims a flow that does not exist (ACK, FIN, RST, data, a reply)
+  TCP_INVALID_STATE, //      a segment the flow's TCP state does not allow
+  TCP_OUT_OF_WINDOW, //      a RST or FIN whose sequence number is not plausible
+  ICMP_UNRELATED, //         an ICMP error about no tracked flow
+  STATE_FULL, //             the state table has no room and nothing to evict
+  FRAG_OVERLAP, //           overlaps bytes already seen (RFC 5722): the datagram is refused
+  FRAG_TOO_MANY, //          more pieces than the fragment tracker keeps
+  FRAG_DENIED, //            a later fragment of a refused first fragment
+  ICMP6_NDP, //              neighbour discovery with hop limit 255 (RFC 4861): always passes
   COUNT
 }
 
@@ -80,6 +92,18 @@ export const REASON_NAMES: StaticArray<string> = [
   "rule_deny",
   "default_allow",
   "default_deny",
-  "frag_untracked",
+  "frag_no_first",
   "frag_offset_one",
+  "state_match",
+  "state_related",
+  "frag_follows",
+  "no_flow",
+  "tcp_invalid_state",
+  "tcp_out_of_window",
+  "icmp_unrelated",
+  "state_full",
+  "frag_overlap",
+  "frag_too_many",
+  "frag_denied",
+  "icmp6_ndp",
 ];

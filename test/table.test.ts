@@ -32,16 +32,19 @@ const SPEC: TableSpec = {
   ],
 };
 
-const syn4 = (dst: string, dport: number): Uint8Array =>
-  ipv4({ src: "203.0.113.10", dst, proto: PROTO_TCP, payload: tcp({ sport: 40000, dport, flags: TCP_SYN }) });
+// Every probe is a new connection (a new source port): with a table live the
+// core tracks flows, and a second SYN of the same flow would pass on state.
+let nextPort = 20000;
+const syn4 = (dst: string, dport: number, sport = nextPort++): Uint8Array =>
+  ipv4({ src: "203.0.113.10", dst, proto: PROTO_TCP, payload: tcp({ sport, dport, flags: TCP_SYN }) });
 
 function probe(core: Core): string[] {
   const pkts = [
     syn4("198.51.100.10", 4443), // r0
     syn4("198.51.100.11", 4443), // default
     syn4("198.51.100.10", 22), // r1
-    ipv6({ src: "2001:db8:1::5", dst: "2001:db8:2::1", proto: PROTO_UDP, payload: udp({ sport: 1, dport: 53 }) }), // r2
-    ipv6({ src: "2001:db8:9::5", dst: "2001:db8:2::1", proto: PROTO_UDP, payload: udp({ sport: 1, dport: 53 }) }), // default
+    ipv6({ src: "2001:db8:1::5", dst: "2001:db8:2::1", proto: PROTO_UDP, payload: udp({ sport: nextPort++, dport: 53 }) }), // r2
+    ipv6({ src: "2001:db8:9::5", dst: "2001:db8:2::1", proto: PROTO_UDP, payload: udp({ sport: nextPort++, dport: 53 }) }), // default
     syn4("203.0.113.1", 80), // r3 (external input)
   ];
   return classifyAll(core, pkts, { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL })
@@ -58,18 +61,21 @@ test("first match through the core: rules, default, IPv4 and IPv6, context and f
   const other = classifyAll(core, [syn4("203.0.113.1", 80)], { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_INTERNAL });
   assert.is(reasonName(other[0]!.reason), "default_deny");
   // Flags S/SA: a SYN-ACK to 80 does not match rule 3.
+  // (A SYN-ACK never meets the rules: without a flow it claims one that does not exist.)
   const synack = ipv4({ src: "203.0.113.10", dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: 4, dport: 80, flags: 0x12 }) });
-  assert.is(reasonName(classifyAll(core, [synack], { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL })[0]!.reason), "default_deny");
-  // Non-first fragments cannot be matched on ports.
+  assert.is(reasonName(classifyAll(core, [synack], { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL })[0]!.reason), "no_flow");
+  const synUrg = ipv4({ src: "203.0.113.10", dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: 5, dport: 80, flags: 0x22 }) });
+  assert.is(reasonName(classifyAll(core, [synUrg], { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL })[0]!.reason), "rule_allow", "S/SA ignores URG");
+  // Non-first fragments cannot be matched on ports; without their first, they go.
   const frag = ipv4({ src: "203.0.113.10", dst: "198.51.100.10", proto: PROTO_TCP, fragOff: 20, payload: new Uint8Array(16) });
-  assert.is(reasonName(classifyAll(core, [frag])[0]!.reason), "frag_untracked");
+  assert.is(reasonName(classifyAll(core, [frag])[0]!.reason), "frag_no_first");
 });
 
 test("per-rule counters: packets, bytes and last-hit time", () => {
   const core = new Core();
   core.loadTable(buildTable(SPEC).bytes);
   const p = syn4("198.51.100.10", 4443);
-  classifyAll(core, [p, p, syn4("198.51.100.10", 22)], { tsNs: 123456789n });
+  classifyAll(core, [p, syn4("198.51.100.10", 4443), syn4("198.51.100.10", 22)], { tsNs: 123456789n });
   const c = core.ruleCounters(4);
   assert.equal(c.map((r) => [r.packets, r.bytes, r.lastHitNs]), [
     [2n, BigInt(2 * p.length), 123456789n], [1n, 40n, 123456789n], [0n, 0n, 0n], [0n, 0n, 0n],

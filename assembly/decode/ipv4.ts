@@ -56,11 +56,13 @@ export function decodeIp4(wire: u32): i32 {
   if (more || fragOff != 0) {
     addFlags(A.PF_FRAGMENT | (more ? A.PF_MORE_FRAGS : 0) | (fragOff == 0 ? A.PF_FIRST_FRAG : 0));
     setU16(A.P_FRAG_OFF, fragOff);
+    setU16(A.P_FRAG_DATA, ihl);
     setU32(A.P_FRAG_ID, be16(4));
     setFirstFrag(fragOff == 0);
   }
   setU8(A.P_FAMILY, 4);
   setU8(A.P_PROTO, u8at(9));
+  setU8(A.P_TTL, u8at(8));
   setAddr(A.P_SRC, base + 12, 4);
   setAddr(A.P_DST, base + 16, 4);
   setU16(A.P_L4_OFF, ihl);

@@ -62,6 +62,7 @@ function walkChain(off: u32, nh: u32, inner: bool): i32 {
           if (fragOff == 1 && next == 6) return -Reason.FRAG_OFFSET_ONE;
           addFlags(A.PF_FRAGMENT | (more ? A.PF_MORE_FRAGS : 0) | (fragOff == 0 ? A.PF_FIRST_FRAG : 0));
           setU16(A.P_FRAG_OFF, fragOff);
+          setU16(A.P_FRAG_DATA, off + 8);
           setU32(A.P_FRAG_ID, be32(off + 4));
           setFirstFrag(fragOff == 0);
         }
@@ -101,6 +102,7 @@ export function decodeIp6(wire: u32): i32 {
   if (total > wire) return -Reason.IP6_LEN_EXCEEDS;
   setIpEnd(total);
   setU8(A.P_FAMILY, 6);
+  setU8(A.P_TTL, u8at(7));
   setAddr(A.P_SRC, base + 8, 16);
   setAddr(A.P_DST, base + 24, 16);
   setU32(A.P_IP_LEN, total);

@@ -2,7 +2,7 @@
 import * as A from "../abi";
 import { Reason } from "../reasons";
 import { be16, be32, short, u8at } from "./cursor";
-import { addFlags, setU16, setU32, setU8 } from "./pkt";
+import { addFlags, getU32, setU16, setU32, setU8 } from "./pkt";
 
 export const TH_FIN: u32 = 0x01;
 export const TH_SYN: u32 = 0x02;
@@ -40,6 +40,26 @@ export function decodeTcp(off: u32): i32 {
   setU32(A.P_TCP_SEQ, be32(off + 4));
   setU32(A.P_TCP_ACK, be32(off + 8));
   setU16(A.P_TCP_WIN, be16(off + 14));
+  setU8(A.P_TCP_WSCALE, flags & TH_SYN ? windowScale(off + 20, off + doff) : 0xff);
+  // The IP length fields bound the segment: payload = segment - header.
+  setU32(A.P_TCP_PAYLOAD, getU32(A.P_L4_LEN) - doff);
   addFlags(A.PF_HAS_PORTS);
   return <i32>(off + doff);
+}
+
+// The window scale option (RFC 7323) among a SYN's options in [at, end),
+// which `short` already proved present. 0xff when absent or when the option
+// list is malformed (conntrack then tracks the window unscaled, as Linux does).
+function windowScale(at: u32, end: u32): u32 {
+  while (at < end) {
+    const kind = u8at(at);
+    if (kind == 0) break;
+    if (kind == 1) { at++; continue; }
+    if (at + 1 >= end) break;
+    const len = u8at(at + 1);
+    if (len < 2 || at + len > end) break;
+    if (kind == 3 && len == 3) return min<u32>(u8at(at + 2), 14);
+    at += len;
+  }
+  return 0xff;
 }

@@ -22,14 +22,11 @@ export let decidedRule: u32 = 0;
 // @ts-ignore: decorator
 @inline function pk16(f: u32): u32 { return <u32>load<u16>(PKT_PTR + <usize>f); }
 
-// Sets decidedVerdict and decidedRule; returns the reason.
+// The rules' verdict on the packet in PKT (never a non-first fragment: it
+// has no ports; conntrack/frag.ts decides those). Sets decidedVerdict and
+// decidedRule; returns the reason.
 export function decideByRules(d: usize, wire: u32): Reason {
   decidedRule = ABI.RULE_NONE;
-  const flags = pk8(ABI.P_FLAGS);
-  if ((flags & (ABI.PF_FRAGMENT | ABI.PF_FIRST_FRAG)) == ABI.PF_FRAGMENT) {
-    decidedVerdict = ABI.VERDICT_DROP;
-    return Reason.FRAG_UNTRACKED;
-  }
   const ctx = ctxOf(d);
   const proto = pk8(ABI.P_PROTO);
   const sport = pk16(ABI.P_SPORT);

@@ -55,6 +55,13 @@ export const CFG_TABLE_CAP = 4;
 export const CFG_MAX_RULES = 8;
 export const DEFAULT_TABLE_CAP = 32 << 20;
 export const DEFAULT_MAX_RULES = 65536;
+export const CFG_MAX_FLOWS = 12;
+export const CFG_HASH_SEED = 16;
+export const CFG_MAX_FRAGS = 24;
+export const CFG_TIMEOUTS = 32;
+export const DEFAULT_MAX_FLOWS = 65536;
+export const MAX_FLOWS_LIMIT = 1 << 21;
+export const DEFAULT_MAX_FRAGS = 4096;
 export const CONFIG_SIZE = 256;
 
 export const REASON_SLOTS = 128;
@@ -63,7 +70,15 @@ export const C_VERDICTS = REASON_SLOTS * 16;
 export const C_BATCHES = C_VERDICTS + 32;
 export const C_PACKETS = C_BATCHES + 8;
 export const C_BAD_BATCHES = C_PACKETS + 8;
-export const COUNTERS_SIZE = C_BAD_BATCHES + 8;
+export const C_FLOWS_LIVE = C_BAD_BATCHES + 8;
+export const C_FLOWS_CREATED = C_FLOWS_LIVE + 8;
+export const C_FLOWS_EXPIRED = C_FLOWS_CREATED + 8;
+export const C_FLOWS_EVICTED = C_FLOWS_EXPIRED + 8;
+export const C_FLOWS_REFUSED = C_FLOWS_EVICTED + 8;
+export const C_FLOWS_ENDED = C_FLOWS_REFUSED + 8;
+export const C_FRAGS_LIVE = C_FLOWS_ENDED + 8;
+export const C_FRAGS_EXPIRED = C_FRAGS_LIVE + 8;
+export const COUNTERS_SIZE = C_FRAGS_EXPIRED + 8;
 
 export const P_FAMILY = 0;
 export const P_PROTO = 1;
@@ -83,6 +98,10 @@ export const P_TCP_SEQ = 28;
 export const P_TCP_ACK = 32;
 export const P_TCP_WIN = 36;
 export const P_ICMP_ID = 38;
+export const P_TCP_WSCALE = 40;
+export const P_TCP_PAYLOAD = 44;
+export const P_FRAG_DATA = 42;
+export const P_TTL = 41;
 export const P_SRC = 48;
 export const P_DST = 64;
 export const P_IN_FAMILY = 80;
@@ -112,12 +131,14 @@ export const ABI_IDS: ReadonlyArray<readonly [string, number]> = [
   ["V_VERDICT", V_VERDICT], ["V_FLAGS", V_FLAGS], ["V_REASON", V_REASON], ["V_RULE", V_RULE],
   ["VERDICT_SIZE", VERDICT_SIZE],
   ["CFG_DEFAULT_VERDICT", CFG_DEFAULT_VERDICT],
-  ["CFG_TABLE_CAP", CFG_TABLE_CAP], ["CFG_MAX_RULES", CFG_MAX_RULES], ["CONFIG_SIZE", CONFIG_SIZE],
+  ["CFG_TABLE_CAP", CFG_TABLE_CAP], ["CFG_MAX_RULES", CFG_MAX_RULES], ["CFG_MAX_FLOWS", CFG_MAX_FLOWS],
+  ["CFG_HASH_SEED", CFG_HASH_SEED], ["CFG_MAX_FRAGS", CFG_MAX_FRAGS], ["CFG_TIMEOUTS", CFG_TIMEOUTS], ["CONFIG_SIZE", CONFIG_SIZE],
   ["REASON_SLOTS", REASON_SLOTS], ["C_REASONS", C_REASONS], ["C_VERDICTS", C_VERDICTS],
-  ["C_BATCHES", C_BATCHES], ["C_PACKETS", C_PACKETS], ["C_BAD_BATCHES", C_BAD_BATCHES],
+  ["C_BATCHES", C_BATCHES], ["C_PACKETS", C_PACKETS], ["C_BAD_BATCHES", C_BAD_BATCHES], ["C_FLOWS_LIVE", C_FLOWS_LIVE],
   ["COUNTERS_SIZE", COUNTERS_SIZE],
   ["PKT_SIZE", PKT_SIZE], ["P_FAMILY", P_FAMILY], ["P_PROTO", P_PROTO], ["P_FLAGS", P_FLAGS],
   ["P_SPORT", P_SPORT], ["P_DPORT", P_DPORT], ["P_SRC", P_SRC], ["P_DST", P_DST],
   ["P_IN_FAMILY", P_IN_FAMILY], ["P_IN_PROTO", P_IN_PROTO], ["P_IN_SPORT", P_IN_SPORT],
   ["P_IN_DPORT", P_IN_DPORT], ["P_IN_SRC", P_IN_SRC], ["P_IN_DST", P_IN_DST],
+  ["P_TCP_WSCALE", P_TCP_WSCALE], ["P_TCP_PAYLOAD", P_TCP_PAYLOAD],
 ];

@@ -1,7 +1,20 @@
 // The host's handle on one core instance: typed-array views over its memory
 // (fixed size, so they never detach), the batch region, and counters.
 import * as ABI from "./abi.js";
-import { type Build, type CoreConfig, CoreError, type CoreExports, instantiateCore, readCoreString } from "./load.js";
+import { type Build, type CoreConfig, CoreError, type CoreExports, instantiateCore, readCoreString, stateNames } from "./load.js";
+import { formatAddr } from "../packets/addr.js";
+
+// One tracked flow as the host reads it (layout: assembly/conntrack/entry.ts).
+export interface FlowView {
+  state: string;
+  proto: number;
+  family: 4 | 6;
+  orig: { addr: string; port: number };
+  reply: { addr: string; port: number };
+  ctx: number;
+  rule: number;
+  expiresNs: bigint;
+}
 import { REASONS } from "./reasons.js";
 
 export interface PacketMeta {
@@ -20,6 +33,17 @@ export interface PacketCount {
   bytes: bigint;
 }
 
+export interface FlowCounters {
+  live: bigint;
+  created: bigint;
+  expired: bigint;
+  evicted: bigint;
+  refused: bigint;
+  ended: bigint;
+  fragsLive: bigint;
+  fragsExpired: bigint;
+}
+
 export interface Counters {
   reasons: Array<PacketCount & { code: number; name: string }>;
   drop: PacketCount;
@@ -27,6 +51,7 @@ export interface Counters {
   batches: bigint;
   packets: bigint;
   badBatches: bigint;
+  flows: FlowCounters;
 }
 
 export class Core {
@@ -115,6 +140,16 @@ export class Core {
       batches: this.view.getBigUint64(base + ABI.C_BATCHES, true),
       packets: this.view.getBigUint64(base + ABI.C_PACKETS, true),
       badBatches: this.view.getBigUint64(base + ABI.C_BAD_BATCHES, true),
+      flows: {
+        live: this.view.getBigInt64(base + ABI.C_FLOWS_LIVE, true),
+        created: this.view.getBigUint64(base + ABI.C_FLOWS_CREATED, true),
+        expired: this.view.getBigUint64(base + ABI.C_FLOWS_EXPIRED, true),
+        evicted: this.view.getBigUint64(base + ABI.C_FLOWS_EVICTED, true),
+        refused: this.view.getBigUint64(base + ABI.C_FLOWS_REFUSED, true),
+        ended: this.view.getBigUint64(base + ABI.C_FLOWS_ENDED, true),
+        fragsLive: this.view.getBigInt64(base + ABI.C_FRAGS_LIVE, true),
+        fragsExpired: this.view.getBigUint64(base + ABI.C_FRAGS_EXPIRED, true),
+      },
     };
   }
 
@@ -155,6 +190,40 @@ export class Core {
     const name = this.tableErrorName(code);
     const at = this.x.table_fault_at();
     return new TableError(name, `rule table refused: ${name.replace(/_/g, " ")}${at ? ` (at byte ${at})` : ""}`, at);
+  }
+
+  private stateNameList?: string[];
+
+  // Every live tracked flow (control path: reads the whole table).
+  flows(nowNs?: bigint): FlowView[] {
+    const names = (this.stateNameList ??= stateNames(this.x));
+    const base = this.x.flows_ptr(), size = this.x.flow_size(), cap = this.x.flow_capacity();
+    const v = this.view, out: FlowView[] = [];
+    for (let i = 0; i < cap; i++) {
+      const e = base + i * size;
+      if (v.getUint32(e, true) === 0) continue;
+      const expiresNs = v.getBigUint64(e + 16, true);
+      if (nowNs !== undefined && expiresNs <= nowNs) continue;
+      const family = v.getUint8(e + 6) === 6 ? 6 : 4;
+      const a = { addr: formatAddr(this.u8.subarray(e + 32, e + 48), family), port: v.getUint16(e + 8, true) };
+      const b = { addr: formatAddr(this.u8.subarray(e + 48, e + 64), family), port: v.getUint16(e + 10, true) };
+      const origB = (v.getUint8(e + 7) & 1) !== 0;
+      out.push({
+        state: names[v.getUint8(e + 4)] ?? "unknown", proto: v.getUint8(e + 5), family,
+        orig: origB ? b : a, reply: origB ? a : b, ctx: v.getUint8(e + 12), rule: v.getUint32(e + 24, true), expiresNs,
+      });
+    }
+    return out;
+  }
+
+  get flowCapacity(): number {
+    return this.x.flow_capacity();
+  }
+
+  // Re-decides every tracked flow against the live table (after a reload);
+  // returns how many it ended.
+  recheckFlows(nowNs: bigint): number {
+    return this.x.state_recheck(nowNs);
   }
 
   get tableLive(): boolean {

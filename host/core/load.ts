@@ -1,6 +1,7 @@
 // Loads the wasm core. Release: plain WebAssembly, no imports. Debug: through
 // @assemblyscript/loader, which supplies env.abort and turns a failed
 // assertion into an Error with the core's message and source position.
+import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as loader from "@assemblyscript/loader";
@@ -46,12 +47,22 @@ export interface CoreExports {
   table_error_count(): number;
   table_error_name(code: number): number;
   classify_headers(n: number, ctx: number): number;
+  flow_capacity(): number;
+  flows_ptr(): number;
+  flow_size(): number;
+  state_count(): number;
+  state_name(s: number): number;
+  state_recheck(now: bigint): number;
 }
 
 // Sizes the core lays out at init (0 or absent: the core's default).
 export interface CoreConfig {
   tableCap?: number; // bytes per rule-table slot
   maxRules?: number; // rules a table may have (per-rule counter records)
+  maxFlows?: number; // state table capacity (rounded up to a power of two)
+  maxFrags?: number; // fragment tracker capacity
+  hashSeed?: bigint; // key of the flow hash (default: random)
+  timeouts?: Partial<Record<string, number>>; // seconds, by state name ("fragment" for fragments)
 }
 
 const INIT_ERRORS: Record<number, string> = {
@@ -124,9 +135,34 @@ export function instantiateCore(build: Build = "release", bytes?: Uint8Array<Arr
   const cfg = new DataView(x.memory.buffer, x.config_ptr(), ABI.CONFIG_SIZE);
   cfg.setUint32(ABI.CFG_TABLE_CAP, config.tableCap ?? 0, true);
   cfg.setUint32(ABI.CFG_MAX_RULES, config.maxRules ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_FLOWS, config.maxFlows ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_FRAGS, config.maxFrags ?? 0, true);
+  cfg.setBigUint64(ABI.CFG_HASH_SEED, config.hashSeed ?? randomBytes(8).readBigUInt64LE(), true);
+  setTimeouts(x, config.timeouts ?? {});
   const err = x.init();
   if (err !== 0) throw new CoreError("EINIT", INIT_ERRORS[err] ?? `core init failed with code ${err}`);
   const mem = x.memory.buffer.byteLength;
   if (x.arena_ptr() > mem) throw new CoreError("EINIT", "core regions exceed its memory");
   return x;
+}
+
+// The state names the core uses for timeouts (conntrack/entry.ts); slot 0
+// holds the fragment timeout.
+export function stateNames(x: CoreExports): string[] {
+  return Array.from({ length: x.state_count() }, (_, i) => readCoreString(x.memory, x.state_name(i)));
+}
+
+// Sets per-state timeouts (seconds; 0 restores the default). Takes effect
+// from the next batch. Unknown names are errors.
+export function setTimeouts(x: CoreExports, timeouts: Partial<Record<string, number>>): void {
+  const names = stateNames(x);
+  const cfg = new DataView(x.memory.buffer, x.config_ptr(), ABI.CONFIG_SIZE);
+  for (const [name, secs] of Object.entries(timeouts)) {
+    const i = name === "fragment" ? 0 : names.indexOf(name);
+    if (i <= 0 && name !== "fragment") throw new CoreError("EINVAL", `unknown timeout "${name}" (one of fragment, ${names.slice(1).join(", ")})`);
+    if (secs === undefined || !Number.isInteger(secs) || secs < 0 || secs > 0xffffffff) {
+      throw new CoreError("EINVAL", `timeout ${name} must be a whole number of seconds, not ${secs}`);
+    }
+    cfg.setUint32(ABI.CFG_TIMEOUTS + 4 * i, secs, true);
+  }
 }

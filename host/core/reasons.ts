@@ -38,8 +38,20 @@ export const REASONS = [
   ["rule_deny", "a rule denied it"],
   ["default_allow", "no rule matched; the table's default allows"],
   ["default_deny", "no rule matched; the table's default denies"],
-  ["frag_untracked", "a non-first fragment: no ports to match and no state to follow"],
+  ["frag_no_first", "a later fragment whose first fragment was not seen"],
   ["frag_offset_one", "TCP fragment at offset 8 bytes, which could only rewrite the first fragment's header (RFC 1858)"],
+  ["state_match", "belongs to a tracked flow"],
+  ["state_related", "an ICMP error about a tracked flow"],
+  ["frag_follows", "a later fragment of an accepted first fragment"],
+  ["no_flow", "claims a flow that does not exist (ACK, FIN, RST or data without a handshake, or a reply)"],
+  ["tcp_invalid_state", "a TCP segment the flow's state does not allow"],
+  ["tcp_out_of_window", "a RST or FIN whose sequence number is outside the window"],
+  ["icmp_unrelated", "an ICMP error about no tracked flow"],
+  ["state_full", "the state table is full of established flows"],
+  ["frag_overlap", "a fragment overlapping bytes already seen (RFC 5722): the datagram is refused"],
+  ["frag_too_many", "a datagram in more pieces than the fragment tracker keeps"],
+  ["frag_denied", "a later fragment of a refused first fragment"],
+  ["icmp6_ndp", "IPv6 neighbour discovery with hop limit 255 (RFC 4861)"],
 ] as const;
 
 export type ReasonName = (typeof REASONS)[number][0];

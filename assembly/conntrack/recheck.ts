@@ -1,0 +1,51 @@
+// After a new rule table is committed, optionally re-decide every tracked
+// flow as if its first packet arrived now: the same endpoints, ports,
+// protocol and interface context, a SYN for TCP. Flows the new table no
+// longer allows are ended and counted. Control path: runs over the whole
+// table once, between batches.
+import * as ABI from "../abi";
+import { lookup4, lookup6, NO_MATCH } from "../rules/lookup";
+import * as A from "../rules/active";
+import * as F from "../rules/format";
+import { TH_SYN } from "../decode/tcp";
+import * as E from "./entry";
+import { flowCapacity, flowsBase, freeSlot } from "./table";
+
+// @ts-ignore: decorator
+@inline function be64(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
+
+// Returns how many flows were ended.
+export function recheckFlows(now: u64): u32 {
+  if (!A.live) return 0;
+  let ended: u32 = 0;
+  const cap = flowCapacity();
+  for (let i: u32 = 0; i < cap; i++) {
+    const e = flowsBase() + <usize>i * E.FLOW_SIZE;
+    if (load<u32>(e + E.E_TAG) == 0) continue;
+    if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); continue; }
+    const origB = (load<u8>(e + E.E_FLAGS) & E.EF_ORIG_IS_B) != 0;
+    const src = e + (origB ? E.E_ADDR_B : E.E_ADDR_A);
+    const dst = e + (origB ? E.E_ADDR_A : E.E_ADDR_B);
+    const proto = <u32>load<u8>(e + E.E_PROTO);
+    const tcp = proto == 6;
+    // ICMP flows carry the query id as both "ports"; the rules saw none.
+    const ports = tcp || proto == 17 || proto == 132 || proto == 136 || proto == 33;
+    const sport = ports ? <u32>load<u16>(e + (origB ? E.E_PORT_B : E.E_PORT_A)) : 0;
+    const dport = ports ? <u32>load<u16>(e + (origB ? E.E_PORT_A : E.E_PORT_B)) : 0;
+    const ctx = <u32>load<u8>(e + E.E_CTX);
+    const flags = tcp ? TH_SYN : 0;
+    const r = load<u8>(e + E.E_FAMILY) == 4
+      ? lookup4(ctx, bswap<u32>(load<u32>(src)), bswap<u32>(load<u32>(dst)), proto, sport, dport, flags)
+      : lookup6(ctx, be64(src), be64(src + 8), be64(dst), be64(dst + 8), proto, sport, dport, flags);
+    const allowed = r == NO_MATCH
+      ? A.tDefault == F.ACTION_ALLOW
+      : load<u8>(A.tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;
+    if (allowed) {
+      store<u32>(e + E.E_RULE, r == NO_MATCH ? ABI.RULE_NONE : r);
+    } else {
+      freeSlot(e, ABI.C_FLOWS_ENDED);
+      ended++;
+    }
+  }
+  return ended;
+}

@@ -1,0 +1,127 @@
+// The state table: fixed capacity (a power of two, chosen at init), in
+// buckets of 8 slots; a key may live in either of two buckets picked by its
+// keyed hash (two-choice hashing keeps buckets from overflowing), so a lookup
+// reads at most 16 slots: the probe length is bounded.
+//
+// Pressure: when both buckets are full of live flows, the oldest embryonic
+// one (SYN sent, unreplied UDP/ICMP) is evicted; established flows never
+// are, so a new flow is refused instead. Expired slots are reused on the way
+// and reclaimed by a bounded sweep each batch; time comes from the batch.
+import * as ABI from "../abi";
+import { COUNTERS_PTR } from "../layout";
+import * as E from "./entry";
+import { KEY, K_ADDR_A, K_ADDR_B, K_ORIG_B, K_PROTO, keyHash } from "./key";
+
+export const BUCKET_SLOTS: u32 = 8;
+export const SWEEP_SLOTS: u32 = 64;
+
+let flows: usize = 0;
+let capacity: u32 = 0;
+let bucketMask: u32 = 0;
+let sweepAt: u32 = 0;
+
+export function setupFlows(base: usize, cap: u32): void {
+  flows = base; capacity = cap; bucketMask = (cap >> 3) - 1; sweepAt = 0;
+  memory.fill(base, 0, <usize>cap * E.FLOW_SIZE);
+}
+
+export function flowCapacity(): u32 { return capacity; }
+export function flowsBase(): usize { return flows; }
+
+// @ts-ignore: decorator
+@inline export function bump(counter: u32, by: i64): void {
+  const p = COUNTERS_PTR + <usize>counter;
+  store<i64>(p, load<i64>(p) + by);
+}
+
+// @ts-ignore: decorator
+@inline function slot(i: u32): usize { return flows + <usize>i * E.FLOW_SIZE; }
+
+// @ts-ignore: decorator
+@inline export function isLive(e: usize, now: u64): bool {
+  return load<u32>(e + E.E_TAG) != 0 && load<u64>(e + E.E_EXPIRES) > now;
+}
+
+export function freeSlot(e: usize, counter: u32): void {
+  store<u32>(e + E.E_TAG, 0);
+  store<u8>(e + E.E_STATE, 0);
+  bump(ABI.C_FLOWS_LIVE, -1);
+  bump(counter, 1);
+}
+
+let lastTag: u32 = 0;
+let lastB1: u32 = 0;
+let lastB2: u32 = 0;
+
+// The live flow with KEY's key, or 0. Expired flows met on the way are freed.
+export function lookup(now: u64): usize {
+  const h = keyHash();
+  const tag = <u32>h | 1;
+  lastTag = tag;
+  lastB1 = <u32>(h >> 32) & bucketMask;
+  lastB2 = (<u32>h >> 7) & bucketMask;
+  for (let k: u32 = 0; k < 2; k++) {
+    const first = (k == 0 ? lastB1 : lastB2) << 3;
+    for (let i: u32 = 0; i < BUCKET_SLOTS; i++) {
+      const e = slot(first + i);
+      if (load<u32>(e + E.E_TAG) != tag) continue;
+      if (!keyMatches(e)) continue;
+      if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return 0; }
+      return e;
+    }
+  }
+  return 0;
+}
+
+function keyMatches(e: usize): bool {
+  return load<u8>(e + E.E_PROTO) == load<u8>(KEY + 1) && load<u8>(e + E.E_FAMILY) == load<u8>(KEY) &&
+    load<u16>(e + E.E_PORT_A) == load<u16>(KEY + 2) && load<u16>(e + E.E_PORT_B) == load<u16>(KEY + 4) &&
+    load<u64>(e + E.E_ADDR_A) == load<u64>(KEY + K_ADDR_A) && load<u64>(e + E.E_ADDR_A + 8) == load<u64>(KEY + K_ADDR_A + 8) &&
+    load<u64>(e + E.E_ADDR_B) == load<u64>(KEY + K_ADDR_B) && load<u64>(e + E.E_ADDR_B + 8) == load<u64>(KEY + K_ADDR_B + 8);
+}
+
+// A slot for KEY (after a lookup that found nothing): a free or expired slot
+// in either bucket, else the oldest embryonic flow's, evicted. 0 when both
+// buckets hold only established flows: the new flow is refused.
+export function claim(now: u64): usize {
+  let victim: usize = 0;
+  let victimAge: u64 = 0xffffffffffffffff;
+  for (let k: u32 = 0; k < 2; k++) {
+    const first = (k == 0 ? lastB1 : lastB2) << 3;
+    for (let i: u32 = 0; i < BUCKET_SLOTS; i++) {
+      const e = slot(first + i);
+      if (load<u32>(e + E.E_TAG) == 0) return fill(e, now);
+      if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return fill(e, now); }
+      if (E.isEmbryonic(load<u8>(e + E.E_STATE)) && load<u64>(e + E.E_CREATED) < victimAge) {
+        victim = e; victimAge = load<u64>(e + E.E_CREATED);
+      }
+    }
+  }
+  if (victim == 0) { bump(ABI.C_FLOWS_REFUSED, 1); return 0; }
+  freeSlot(victim, ABI.C_FLOWS_EVICTED);
+  return fill(victim, now);
+}
+
+function fill(e: usize, now: u64): usize {
+  memory.fill(e, 0, <usize>E.FLOW_SIZE);
+  store<u32>(e + E.E_TAG, lastTag);
+  store<u8>(e + E.E_PROTO, load<u8>(KEY + K_PROTO));
+  store<u8>(e + E.E_FAMILY, load<u8>(KEY));
+  store<u32>(e + E.E_PORT_A, load<u32>(KEY + 2)); // both ports
+  memory.copy(e + E.E_ADDR_A, KEY + K_ADDR_A, 32);
+  store<u8>(e + E.E_FLAGS, load<u8>(KEY + K_ORIG_B) ? E.EF_ORIG_IS_B : 0);
+  store<u64>(e + E.E_CREATED, now);
+  bump(ABI.C_FLOWS_LIVE, 1);
+  bump(ABI.C_FLOWS_CREATED, 1);
+  return e;
+}
+
+// Frees expired flows among the next SWEEP_SLOTS slots: bounded work per
+// batch, so the whole table is swept every capacity / SWEEP_SLOTS batches.
+export function sweep(now: u64): void {
+  for (let i: u32 = 0; i < SWEEP_SLOTS; i++) {
+    const e = slot(sweepAt);
+    if (load<u32>(e + E.E_TAG) != 0 && load<u64>(e + E.E_EXPIRES) <= now) freeSlot(e, ABI.C_FLOWS_EXPIRED);
+    sweepAt = (sweepAt + 1) & (capacity - 1);
+  }
+}
