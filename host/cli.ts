@@ -5,10 +5,12 @@
 // "portcullis: error: ..." with exit status 1.
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
+import { checkCommand } from "./commands/check.js";
 import { classbenchCommand } from "./commands/classbench.js";
+import { compileCommand } from "./commands/compile.js";
 import { demoCommand } from "./commands/demo.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand];
 
 function packageVersion(): string {
   try {

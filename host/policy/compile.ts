@@ -1,0 +1,314 @@
+// Checked policy tree -> TableSpec for one deployment mode.
+//
+// Interface and direction become the core's interface contexts
+// (ctxValue(hook, inRole, outRole), host/rules/format.ts):
+//
+//   mode     direction  hook     roles
+//   host     in         INPUT    in_role = R,  out_role any
+//   host     out        OUTPUT   out_role = R, in_role any
+//   host     forward    FORWARD  in_role = R,  out_role any
+//   gateway  in         FORWARD  in_role = R,  out_role any
+//   gateway  out        FORWARD  out_role = R, in_role any
+//   gateway  forward    FORWARD  in_role = R,  out_role any
+//
+// with R the interface's role (external 1, internal 2; `any` is 0, 1 and 2).
+import { readFileSync } from "node:fs";
+import { basename } from "node:path";
+import * as ABI from "../core/abi.js";
+import { ctxValue } from "../rules/format.js";
+import { type AddrRanges, type Range32, type RuleSpec, type TableSpec } from "../rules/model.js";
+import { countAddresses, FULL_V4, FULL_V6, parseSetText, prefixesToRanges, unionAddr, unionRanges32 } from "./addr.js";
+import { Diagnostics, type PolicyWarning, type Pos } from "./errors.js";
+import { type Action, type AddrRef, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst, suggest } from "./parse.js";
+
+export type Mode = "host" | "gateway";
+export const MODES: readonly Mode[] = ["host", "gateway"];
+
+export interface CompileOptions {
+  mode?: Mode; //                        default host
+  switches?: Record<string, boolean>; // overrides of the policy's switches (--set)
+}
+
+export interface RuleSummary {
+  index: number; //          1-based position in the policy's rules
+  table: number | null; //   index in the compiled table; null when switched off
+  name: string | null;
+  line: number;
+  action: Action;
+  iface: Iface;
+  direction: Direction;
+  when: string | null;
+  info: string;
+}
+
+export interface GroupSummary { name: string; line: number; entries: number; v4Addresses: number; v6Addresses: bigint; usedBy: number }
+export interface SetSummary {
+  name: string; line: number; path: string; includes: number; exceptions: number;
+  v4Ranges: number; v6Ranges: number; ms: number; usedBy: number;
+}
+export interface SwitchSummary { name: string; line: number; value: boolean; policyValue: boolean; overridden: boolean; usedBy: number }
+
+export interface PolicySummary {
+  file: string;
+  mode: Mode;
+  defaultAction: Action;
+  rules: RuleSummary[];
+  tableRules: number;
+  byPlace: Array<{ iface: Iface; direction: Direction; rules: number }>; // rules in the table
+  groups: GroupSummary[];
+  sets: SetSummary[];
+  switches: SwitchSummary[];
+  warnings: PolicyWarning[];
+  ms: number;
+}
+
+export interface CompiledPolicy { spec: TableSpec; summary: PolicySummary }
+
+const ROLES: Record<Iface, number[]> = {
+  external: [ABI.ROLE_EXTERNAL],
+  internal: [ABI.ROLE_INTERNAL],
+  any: [ABI.ROLE_NONE, ABI.ROLE_EXTERNAL, ABI.ROLE_INTERNAL],
+};
+const ALL_ROLES = [ABI.ROLE_NONE, ABI.ROLE_EXTERNAL, ABI.ROLE_INTERNAL];
+
+// The interface contexts one rule applies to (see the table at the top).
+export function contextsFor(mode: Mode, iface: Iface, direction: Direction): number[] {
+  const out: number[] = [];
+  for (const r of ROLES[iface]) {
+    for (const other of ALL_ROLES) {
+      if (mode === "host") {
+        if (direction === "in") out.push(ctxValue(ABI.HOOK_INPUT, r, other));
+        else if (direction === "out") out.push(ctxValue(ABI.HOOK_OUTPUT, other, r));
+        else out.push(ctxValue(ABI.HOOK_FORWARD, r, other));
+      } else if (direction === "out") out.push(ctxValue(ABI.HOOK_FORWARD, other, r));
+      else out.push(ctxValue(ABI.HOOK_FORWARD, r, other));
+    }
+  }
+  return [...new Set(out)].sort((a, b) => a - b);
+}
+
+interface Fam { v4: boolean; v6: boolean }
+const famOf = (a: AddrRanges | null): Fam => (a === null ? { v4: true, v6: true } : { v4: a.v4.length > 0, v6: a.v6.length > 0 });
+const famText = (f: Fam): string => (f.v4 && f.v6 ? "IPv4 and IPv6" : f.v4 ? "IPv4 only" : f.v6 ? "IPv6 only" : "empty");
+
+function restrict(a: AddrRanges | null, f: Fam): AddrRanges | null {
+  if (a === null) return f.v4 && f.v6 ? null : { v4: f.v4 ? [FULL_V4] : [], v6: f.v6 ? [FULL_V6] : [] };
+  return { v4: f.v4 ? a.v4 : [], v6: f.v6 ? a.v6 : [] };
+}
+
+function oneLine(s: string, max: number): string {
+  const t = s.replace(/\s+/g, " ").trim();
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+}
+
+// "FILE:LINE name-or-#index: action proto iface dir src -> dst ports # comment"
+export function ruleInfo(file: string, r: RuleAst): string {
+  const refs = (x: { value: AddrRef[] } | null): string => (x === null ? "any" : x.value.map((a) => a.text).join(","));
+  const parts = [
+    r.action?.value ?? "?",
+    r.proto === null ? "any" : r.proto.value.map((p) => p.text).join(","),
+    r.iface?.value ?? "?",
+    r.direction?.value ?? "?",
+    refs(r.src), "->", refs(r.dst),
+  ];
+  if (r.sport) parts.push("sport", r.sport.value.map((p) => p.text).join(","));
+  if (r.dport) parts.push("dport", r.dport.value.map((p) => p.text).join(","));
+  if (r.tcpFlags) parts.push("flags", r.tcpFlags.text);
+  if (r.log) parts.push("log");
+  if (r.when) parts.push(`when ${r.when.value}`);
+  let s = `${basename(file)}:${r.pos.line} ${r.name?.value ?? `#${r.index}`}: ${parts.join(" ")}`;
+  if (r.comment) s += ` # ${oneLine(r.comment, 80)}`;
+  return s;
+}
+
+export function compilePolicyFile(path: string, opts: CompileOptions = {}): CompiledPolicy {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    const d = new Diagnostics();
+    const err = e as NodeJS.ErrnoException;
+    d.error(err.code === "ENOENT" ? "policy_missing" : "policy_unreadable", { file: path, line: 0, col: 0 },
+      err.code === "ENOENT" ? "no such policy file" : `cannot read the policy: ${err.message}`);
+    d.check();
+    throw e; // unreachable: check() threw
+  }
+  return compilePolicyText(text, path, opts);
+}
+
+// `file` names the policy in messages and anchors relative set paths.
+export function compilePolicyText(text: string, file: string, opts: CompileOptions = {}): CompiledPolicy {
+  const t0 = performance.now();
+  const diag = new Diagnostics();
+  const mode = opts.mode ?? "host";
+  const cmdline: Pos = { file, line: 0, col: 0 };
+  if (!MODES.includes(mode)) diag.error("bad_mode", cmdline, `mode must be host or gateway, not "${String(mode)}"`);
+  const ast = parsePolicyText(text, file, diag);
+  if (ast === null) { diag.check(); throw new Error("unreachable"); }
+
+  // Groups and sets share one namespace.
+  for (const [name, s] of ast.sets) {
+    const g = ast.groups.get(name);
+    if (!g) continue;
+    const [first, later] = g.pos.line <= s.pos.line ? [g, s] : [s, g];
+    diag.error("duplicate_name", later.pos, `"${name}" names both a group and a set (the other is at line ${first.pos.line}); use distinct names`);
+  }
+
+  const groupRanges = new Map<string, AddrRanges>();
+  for (const [name, g] of ast.groups) {
+    // A group without entries was reported by the parser (empty, or every entry wrong).
+    if (g.entries.length === 0) continue;
+    groupRanges.set(name, prefixesToRanges(g.entries.map((e) => e.prefix)));
+  }
+
+  const setRanges = new Map<string, AddrRanges>();
+  const setSummaries: SetSummary[] = [];
+  for (const [name, s] of ast.sets) {
+    const ts = performance.now();
+    let body: string;
+    try {
+      body = readFileSync(s.path, "utf8");
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException;
+      diag.error(err.code === "ENOENT" ? "set_file_missing" : "set_unreadable", s.file.pos,
+        err.code === "ENOENT" ? `set "${name}": no such file ${s.path}` : `set "${name}": cannot read ${s.path}: ${err.message}`);
+      continue;
+    }
+    const c = parseSetText(body, s.path, diag);
+    setRanges.set(name, { v4: c.v4, v6: c.v6 });
+    setSummaries.push({
+      name, line: s.pos.line, path: s.path, includes: c.includes, exceptions: c.exceptions,
+      v4Ranges: c.v4.length, v6Ranges: c.v6.length, ms: performance.now() - ts, usedBy: 0,
+    });
+  }
+
+  // Switch states: the policy's, then the overrides.
+  const state = new Map<string, boolean>();
+  for (const [name, s] of ast.switches) state.set(name, s.value);
+  const overridden = new Set<string>();
+  for (const [name, v] of Object.entries(opts.switches ?? {})) {
+    if (!ast.switches.has(name)) {
+      const known = [...ast.switches.keys()];
+      diag.error("unknown_switch", cmdline, `--set ${name}: the policy has no switch named "${name}"${suggest(name, known)}` +
+        (known.length ? `; its switches are ${known.join(", ")}` : "; it defines no switches"));
+      continue;
+    }
+    state.set(name, v);
+    overridden.add(name);
+  }
+
+  const used = new Map<string, number>();
+  const use = (n: string): void => { used.set(n, (used.get(n) ?? 0) + 1); };
+  const resolve = (refs: { value: AddrRef[] } | null): AddrRanges | null | undefined => {
+    if (refs === null) return null;
+    const parts: AddrRanges[] = [];
+    let ok = true;
+    for (const a of refs.value) {
+      if (a.kind === "prefix") { parts.push(prefixesToRanges([a.prefix])); continue; }
+      if (a.kind !== "name") continue;
+      const g = groupRanges.get(a.text) ?? setRanges.get(a.text);
+      if (g) { parts.push(g); use(a.text); continue; }
+      if (ast.groups.has(a.text) || ast.sets.has(a.text)) { use(a.text); ok = false; continue; } // already in error
+      const names = [...ast.groups.keys(), ...ast.sets.keys()];
+      diag.error("unknown_name", a.pos, `no group or set named "${a.text}"${suggest(a.text, names)}`);
+      ok = false;
+    }
+    if (!ok) return undefined;
+    return parts.length === 1 ? parts[0]! : unionAddr(parts);
+  };
+
+  const rules: RuleSpec[] = [];
+  const ruleSummaries: RuleSummary[] = [];
+  const byPlace = new Map<string, number>();
+  for (const r of ast.rules) {
+    let enabled = true;
+    if (r.when) {
+      const sw = state.get(r.when.value);
+      if (sw === undefined) {
+        const known = [...ast.switches.keys()];
+        diag.error("unknown_switch", r.when.pos, `no switch named "${r.when.value}"${suggest(r.when.value, known)}; define it under switches:`);
+        enabled = false;
+      } else {
+        use(`switch:${r.when.value}`);
+        enabled = sw;
+      }
+    }
+    const src = resolve(r.src);
+    const dst = resolve(r.dst);
+    if (src === undefined || dst === undefined || !r.ok || !r.action || !r.iface || !r.direction) continue;
+
+    // Address families: a rule whose ends cannot share a family never matches.
+    const fs = famOf(src), fd = famOf(dst);
+    const nums = r.proto?.value.map((p) => p.num) ?? null;
+    const fp: Fam = nums === null ? { v4: true, v6: true }
+      : { v4: nums.some((n) => n !== 58), v6: nums.some((n) => n !== 1) };
+    const both: Fam = { v4: fs.v4 && fd.v4, v6: fs.v6 && fd.v6 };
+    const fam: Fam = { v4: both.v4 && fp.v4, v6: both.v6 && fp.v6 };
+    const emptyEnd = (!fs.v4 && !fs.v6) || (!fd.v4 && !fd.v6);
+    if (emptyEnd) {
+      diag.warn("never_matches", r.pos, `rule ${r.name?.value ?? `#${r.index}`} can never match: its ${!fs.v4 && !fs.v6 ? "src" : "dst"} holds no addresses`);
+    } else if (!both.v4 && !both.v6) {
+      diag.error("family_mismatch", r.dst!.pos,
+        `src is ${famText(fs)} and dst is ${famText(fd)}: this rule can never match (a packet is IPv4 or IPv6 end to end)`);
+      continue;
+    } else if (!fam.v4 && !fam.v6) {
+      diag.error("family_mismatch", r.proto!.pos,
+        `proto ${r.proto!.value.map((p) => p.text).join(",")} is ${fp.v4 ? "IPv4's ICMP (use icmpv6 for IPv6)" : "ICMP for IPv6 (use icmp for IPv4)"} but the addresses are ${famText(both)}: this rule can never match`);
+      continue;
+    }
+
+    const info = ruleInfo(file, r);
+    ruleSummaries.push({
+      index: r.index, table: enabled ? rules.length : null, name: r.name?.value ?? null, line: r.pos.line,
+      action: r.action.value, iface: r.iface.value, direction: r.direction.value, when: r.when?.value ?? null, info,
+    });
+    if (!enabled) continue;
+    const key = `${r.iface.value} ${r.direction.value}`;
+    byPlace.set(key, (byPlace.get(key) ?? 0) + 1);
+    const ports = (p: { value: Array<{ lo: number; hi: number }> } | null): Range32[] | null =>
+      p === null ? null : unionRanges32(p.value.map((x) => [x.lo, x.hi] as const));
+    rules.push({
+      action: r.action.value,
+      log: r.log,
+      ctx: contextsFor(mode, r.iface.value, r.direction.value),
+      src: restrict(src, fam),
+      dst: restrict(dst, fam),
+      protos: nums === null ? null : (nums as number[]),
+      sport: ports(r.sport),
+      dport: ports(r.dport),
+      tcpFlags: r.tcpFlags ? { value: r.tcpFlags.value, mask: r.tcpFlags.mask } : null,
+      line: r.pos.line,
+      info,
+    });
+  }
+  diag.check(); // a missing default or version is an error, so both are set past here
+
+  for (const [name, g] of ast.groups) if (!used.has(name)) diag.warn("unused", g.pos, `group "${name}" is not used by any rule`);
+  for (const [name, s] of ast.sets) if (!used.has(name)) diag.warn("unused", s.pos, `set "${name}" is not used by any rule`);
+  for (const [name, s] of ast.switches) if (!used.has(`switch:${name}`)) diag.warn("unused", s.pos, `switch "${name}" is not used by any rule (when: ${name})`);
+
+  const places: Array<[Iface, Direction]> = [];
+  for (const i of ["external", "internal", "any"] as const) for (const d of ["in", "out", "forward"] as const) places.push([i, d]);
+  const summary: PolicySummary = {
+    file,
+    mode,
+    defaultAction: ast.defaultAction!.value,
+    rules: ruleSummaries,
+    tableRules: rules.length,
+    byPlace: places.filter(([i, d]) => byPlace.has(`${i} ${d}`)).map(([i, d]) => ({ iface: i, direction: d, rules: byPlace.get(`${i} ${d}`)! })),
+    groups: [...ast.groups.values()].map((g) => {
+      const n = countAddresses(groupRanges.get(g.name) ?? { v4: [], v6: [] });
+      return { name: g.name, line: g.pos.line, entries: g.entries.length, v4Addresses: n.v4, v6Addresses: n.v6, usedBy: used.get(g.name) ?? 0 };
+    }),
+    sets: setSummaries.map((s) => ({ ...s, usedBy: used.get(s.name) ?? 0 })),
+    switches: [...ast.switches.values()].map((s) => ({
+      name: s.name, line: s.pos.line, value: state.get(s.name)!, policyValue: s.value, overridden: overridden.has(s.name),
+      usedBy: used.get(`switch:${s.name}`) ?? 0,
+    })),
+    warnings: diag.warnings,
+    ms: performance.now() - t0,
+  };
+  return { spec: { rules, defaultAction: ast.defaultAction!.value }, summary };
+}
+
+export type { PolicyAst };

@@ -1,0 +1,572 @@
+// Policy file (YAML) -> checked syntax tree with positions. Everything that
+// can be judged from the file alone is judged here (keys, types, values,
+// prefixes, ports, protocols, flags); what needs the whole policy (names that
+// refer to groups, sets and switches; address families; set files) is
+// compile.ts's. The format is described in host/policy/README.md.
+import { dirname, isAbsolute, join } from "node:path";
+import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document } from "yaml";
+import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
+import { type Diagnostics, type Pos } from "./errors.js";
+
+export type Action = "allow" | "deny";
+export type Iface = "external" | "internal" | "any";
+export type Direction = "in" | "out" | "forward";
+
+export interface Located<T> { value: T; pos: Pos }
+
+export type AddrRef =
+  | { kind: "any"; text: "any"; pos: Pos }
+  | { kind: "name"; text: string; pos: Pos }
+  | { kind: "prefix"; text: string; prefix: Prefix; pos: Pos };
+
+export interface ProtoAst { num: number | null; text: string; pos: Pos } // num null: any
+export interface PortAst { lo: number; hi: number; text: string; pos: Pos }
+export interface FlagsAst { value: number; mask: number; text: string; pos: Pos }
+
+export interface RuleAst {
+  index: number; //    1-based position in `rules:`
+  pos: Pos; //         the rule's first key
+  ok: boolean; //      false when a field of it is in error
+  name: Located<string> | null;
+  action: Located<Action> | null;
+  iface: Located<Iface> | null;
+  direction: Located<Direction> | null;
+  proto: Located<ProtoAst[]> | null; //   null: any
+  src: Located<AddrRef[]> | null; //      null: any
+  dst: Located<AddrRef[]> | null;
+  sport: Located<PortAst[]> | null; //    null: any
+  dport: Located<PortAst[]> | null;
+  tcpFlags: FlagsAst | null;
+  log: boolean;
+  comment: string | null;
+  when: Located<string> | null;
+}
+
+export interface GroupAst { name: string; pos: Pos; entries: Array<{ prefix: Prefix; text: string; pos: Pos }> }
+export interface SetAst { name: string; pos: Pos; file: Located<string>; path: string }
+export interface SwitchAst { name: string; value: boolean; pos: Pos }
+
+export interface PolicyAst {
+  file: string;
+  pos: Pos; // the top-level mapping
+  version: number | null;
+  defaultAction: Located<Action> | null;
+  switches: Map<string, SwitchAst>;
+  groups: Map<string, GroupAst>;
+  sets: Map<string, SetAst>;
+  rules: RuleAst[];
+}
+
+export const NAME_RE = /^[a-z][a-z0-9_-]*$/;
+const RULE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+export const RESERVED_NAMES = new Set(["any"]);
+
+export const PROTO_NUMBERS: Readonly<Record<string, number>> = { tcp: 6, udp: 17, icmp: 1, icmpv6: 58 };
+export const PROTO_NAMES: Readonly<Record<number, string>> = { 6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6" };
+
+// pf's letters, in bit order of the TCP flags byte.
+export const TCP_FLAG_LETTERS = "FSRPAUEW";
+
+const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules"];
+const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "dst", "sport", "dport",
+  "tcp_flags", "log", "comment", "when"];
+const SET_KEYS = ["file"];
+
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length]!;
+}
+
+export function suggest(word: string, choices: Iterable<string>): string {
+  let best: string | null = null, bestD = Infinity;
+  for (const c of choices) {
+    const dist = editDistance(word.toLowerCase(), c);
+    if (dist < bestD) { best = c; bestD = dist; }
+  }
+  return best !== null && bestD <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : "";
+}
+
+// Parses one policy. Returns null when the YAML itself is broken (the
+// errors are in diag); otherwise a tree in which fields found wrong are null
+// and their rule is marked not ok.
+export function parsePolicyText(text: string, file: string, diag: Diagnostics): PolicyAst | null {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true });
+  const at = (offset: number): Pos => {
+    const p = lc.linePos(offset);
+    return p.line === 0 ? { file, line: 1, col: offset + 1 } : { file, line: p.line, col: p.col };
+  };
+  for (const e of doc.errors) {
+    const code = e.code === "DUPLICATE_KEY" ? "duplicate_key" : "yaml_syntax";
+    const what = e.code === "DUPLICATE_KEY" ? "this key appears twice in the same mapping" : `YAML: ${e.message}`;
+    diag.error(code, at(e.pos[0]), what);
+  }
+  if (doc.errors.length > 0) return null;
+  for (const w of doc.warnings) diag.warn("yaml_warning", at(w.pos[0]), `YAML: ${w.message}`);
+  return new Parser(doc, file, at, diag).policy();
+}
+
+type AnyNode = Node | null | undefined;
+
+class Parser {
+  constructor(
+    private readonly doc: Document,
+    private readonly file: string,
+    private readonly at: (offset: number) => Pos,
+    private readonly diag: Diagnostics,
+  ) {}
+
+  private node(n: unknown): Node | null {
+    if (n === null || n === undefined) return null;
+    if (isAlias(n)) return (n.resolve(this.doc) as Node | undefined) ?? null;
+    return n as Node;
+  }
+
+  private pos(n: AnyNode, fallback: Pos): Pos {
+    return n && n.range ? this.at(n.range[0]) : fallback;
+  }
+
+  // A mapping's entries by key, each with the key's position; unknown keys
+  // and keys that are not plain strings are errors.
+  private entries(n: Node, allowed: readonly string[], what: string, fallback: Pos): Map<string, { key: Pos; value: Node | null }> | null {
+    const out = new Map<string, { key: Pos; value: Node | null }>();
+    if (!isMap(n)) {
+      this.diag.error("bad_type", this.pos(n, fallback), `${what} must be a mapping of keys to values`);
+      return null;
+    }
+    let ok = true;
+    for (const item of n.items) {
+      const k = this.node(item.key);
+      const kpos = this.pos(k, this.pos(n, fallback));
+      if (!k || !isScalar(k) || typeof k.value !== "string") {
+        this.diag.error("bad_type", kpos, `keys of ${what} must be plain words`);
+        ok = false;
+        continue;
+      }
+      const key = k.value;
+      if (!allowed.includes(key)) {
+        this.diag.error("unknown_key", kpos, `unknown key "${key}" in ${what}${suggest(key, allowed)}; allowed: ${allowed.join(", ")}`);
+        ok = false;
+        continue;
+      }
+      out.set(key, { key: kpos, value: this.node(item.value) });
+    }
+    return out;
+  }
+
+  // A mapping of names to anything (groups, sets, switches).
+  private named(n: Node, what: string, fallback: Pos): Array<{ name: string; key: Pos; value: Node | null }> {
+    const out: Array<{ name: string; key: Pos; value: Node | null }> = [];
+    if (!isMap(n)) {
+      this.diag.error("bad_type", this.pos(n, fallback), `${what} must be a mapping of names to values`);
+      return out;
+    }
+    for (const item of n.items) {
+      const k = this.node(item.key);
+      const kpos = this.pos(k, this.pos(n, fallback));
+      if (!k || !isScalar(k) || typeof k.value !== "string") {
+        this.diag.error("bad_name", kpos, `names in ${what} must be words like front_end`);
+        continue;
+      }
+      const name = k.value;
+      if (!NAME_RE.test(name)) {
+        this.diag.error("bad_name", kpos, `"${name}" is not a valid name: lower-case letter first, then lower-case letters, digits, _ or -`);
+        continue;
+      }
+      if (RESERVED_NAMES.has(name)) {
+        this.diag.error("bad_name", kpos, `"${name}" is reserved and cannot name a group, set or switch`);
+        continue;
+      }
+      out.push({ name, key: kpos, value: this.node(item.value) });
+    }
+    return out;
+  }
+
+  private str(n: Node | null): string | null {
+    return n && isScalar(n) && typeof n.value === "string" ? n.value : null;
+  }
+
+  // One word out of a list of choices; `code` on anything else.
+  private choice<T extends string>(n: Node | null, key: Pos, choices: readonly T[], code: string, what: string): Located<T> | null {
+    const s = this.str(n);
+    const p = this.pos(n, key);
+    if (s !== null && (choices as readonly string[]).includes(s)) return { value: s as T, pos: p };
+    const shown = s === null ? (n && isScalar(n) ? JSON.stringify(n.value) : "nothing") : `"${s}"`;
+    const hint = s !== null ? suggest(s, choices) : "";
+    this.diag.error(code, p, `${what} must be ${choices.slice(0, -1).join(", ")} or ${choices[choices.length - 1]}, not ${shown}${hint}`);
+    return null;
+  }
+
+  // A scalar or a list of scalars, as (node, position) pairs; an empty list
+  // and nested lists are errors.
+  private list(n: Node | null, key: Pos, what: string, emptyHint = "leave the key out to mean any"): Array<Node> | null {
+    if (n === null || (isScalar(n) && n.value === null)) {
+      this.diag.error("bad_type", this.pos(n, key), `${what} has no value`);
+      return null;
+    }
+    if (isSeq(n)) {
+      const items = n.items.map((i) => this.node(i));
+      if (items.length === 0) {
+        this.diag.error("empty_list", this.pos(n, key), `${what} is an empty list; ${emptyHint}`);
+        return null;
+      }
+      const out: Node[] = [];
+      for (const it of items) {
+        if (!it || !isScalar(it)) {
+          this.diag.error("bad_type", this.pos(it, this.pos(n, key)), `each entry of ${what} must be a single value, not a list or mapping`);
+          return null;
+        }
+        out.push(it);
+      }
+      return out;
+    }
+    if (!isScalar(n)) {
+      this.diag.error("bad_type", this.pos(n, key), `${what} must be a value or a list of values`);
+      return null;
+    }
+    return [n];
+  }
+
+  policy(): PolicyAst | null {
+    const top = this.node(this.doc.contents);
+    const start: Pos = { file: this.file, line: 1, col: 1 };
+    if (top === null || (isScalar(top) && top.value === null)) {
+      this.diag.error("empty_policy", start, "the policy is empty; it needs at least version, default and rules");
+      return null;
+    }
+    const e = this.entries(top, TOP_KEYS, "the policy", start);
+    if (e === null) return null;
+    const pos = this.pos(top, start);
+    const ast: PolicyAst = {
+      file: this.file, pos, version: null, defaultAction: null,
+      switches: new Map(), groups: new Map(), sets: new Map(), rules: [],
+    };
+
+    const ver = e.get("version");
+    if (!ver) this.diag.error("missing_key", pos, `the policy has no "version:" (write version: 1)`);
+    else {
+      const v = ver.value;
+      if (v && isScalar(v) && v.value === 1) ast.version = 1;
+      else this.diag.error("bad_version", this.pos(v, ver.key), `unsupported policy version ${v && isScalar(v) ? JSON.stringify(v.value) : "(none)"}; this compiler reads version: 1`);
+    }
+
+    const def = e.get("default");
+    if (!def) this.diag.error("missing_key", pos, `the policy has no "default:" (deny or allow: what happens to packets no rule matches)`);
+    else ast.defaultAction = this.choice<Action>(def.value, def.key, ["deny", "allow"], "bad_default", "default");
+
+    const sw = e.get("switches");
+    if (sw && sw.value && !(isScalar(sw.value) && sw.value.value === null)) {
+      for (const { name, key, value } of this.named(sw.value, "switches", sw.key)) {
+        if (value && isScalar(value) && typeof value.value === "boolean") ast.switches.set(name, { name, value: value.value, pos: key });
+        else {
+          const t = value && isScalar(value) && typeof value.value === "string" ? ` (YAML 1.2 reads "${value.value}" as text)` : "";
+          this.diag.error("bad_switch", this.pos(value, key), `switch "${name}" must be true or false${t}`);
+        }
+      }
+    }
+
+    const gr = e.get("groups");
+    if (gr && gr.value && !(isScalar(gr.value) && gr.value.value === null)) {
+      for (const { name, key, value } of this.named(gr.value, "groups", gr.key)) this.group(ast, name, key, value);
+    }
+
+    const st = e.get("sets");
+    if (st && st.value && !(isScalar(st.value) && st.value.value === null)) {
+      for (const { name, key, value } of this.named(st.value, "sets", st.key)) this.set(ast, name, key, value);
+    }
+
+    const ru = e.get("rules");
+    if (!ru) this.diag.error("missing_key", pos, `the policy has no "rules:" (write rules: [] for none)`);
+    else if (!ru.value || !isSeq(ru.value)) {
+      this.diag.error("bad_type", this.pos(ru.value, ru.key), "rules must be a list (each rule starts with -)");
+    } else {
+      ru.value.items.forEach((item, i) => {
+        const r = this.rule(this.node(item), i + 1, this.pos(ru.value, ru.key));
+        if (r) ast.rules.push(r);
+      });
+      const seen = new Map<string, RuleAst>();
+      for (const r of ast.rules) {
+        if (!r.name) continue;
+        const prev = seen.get(r.name.value);
+        if (prev) this.diag.error("duplicate_rule_name", r.name.pos, `rule name "${r.name.value}" is already used by the rule at line ${prev.pos.line}`);
+        else seen.set(r.name.value, r);
+      }
+    }
+    return ast;
+  }
+
+  private group(ast: PolicyAst, name: string, key: Pos, value: Node | null): void {
+    const items = this.list(value, key, `group "${name}"`, "a group needs at least one address or prefix");
+    if (items === null) return;
+    const g: GroupAst = { name, pos: key, entries: [] };
+    for (const it of items) {
+      const p = this.pos(it, key);
+      const s = this.str(it);
+      if (s === null) {
+        this.diag.error("bad_type", p, `group "${name}" lists addresses and prefixes as text, e.g. 198.51.100.10 or 2001:db8:2::/64`);
+        continue;
+      }
+      const pr = parsePrefix(s.trim());
+      if (!isPrefix(pr)) {
+        const named = NAME_RE.test(s) ? "; a group holds addresses and prefixes, not other names" : "";
+        this.diag.error(pr.code, p, pr.what + named);
+        continue;
+      }
+      g.entries.push({ prefix: pr, text: s.trim(), pos: p });
+    }
+    ast.groups.set(name, g);
+  }
+
+  private set(ast: PolicyAst, name: string, key: Pos, value: Node | null): void {
+    if (value === null || !isMap(value)) {
+      this.diag.error("bad_type", this.pos(value, key), `set "${name}" must be a mapping like { file: blocklist.txt }`);
+      return;
+    }
+    const e = this.entries(value, SET_KEYS, `set "${name}"`, key);
+    if (e === null) return;
+    const f = e.get("file");
+    if (!f) {
+      this.diag.error("missing_key", this.pos(value, key), `set "${name}" has no "file:" (a path relative to the policy file)`);
+      return;
+    }
+    const s = this.str(f.value);
+    if (s === null || s.trim() === "") {
+      this.diag.error("bad_type", this.pos(f.value, f.key), `the file of set "${name}" must be a path`);
+      return;
+    }
+    const path = isAbsolute(s) ? s : join(dirname(this.file), s);
+    ast.sets.set(name, { name, pos: key, file: { value: s, pos: this.pos(f.value, f.key) }, path });
+  }
+
+  private rule(n: Node | null, index: number, listPos: Pos): RuleAst | null {
+    const pos = this.pos(n, listPos);
+    if (n === null || !isMap(n)) {
+      this.diag.error("bad_type", pos, `rule #${index} must be a mapping (action:, interface:, direction:, ...)`);
+      return null;
+    }
+    const errorsBefore = this.diag.errors.length;
+    const e = this.entries(n, RULE_KEYS, `rule #${index}`, pos);
+    if (e === null) return null;
+    const r: RuleAst = {
+      index, pos, ok: true, name: null, action: null, iface: null, direction: null, proto: null,
+      src: null, dst: null, sport: null, dport: null, tcpFlags: null, log: false, comment: null, when: null,
+    };
+    const need = (k: string, hint: string): { key: Pos; value: Node | null } | null => {
+      const v = e.get(k);
+      if (!v) this.diag.error("missing_key", pos, `rule #${index} has no "${k}:" (${hint})`);
+      return v ?? null;
+    };
+    const act = need("action", "allow or deny");
+    if (act) r.action = this.choice<Action>(act.value, act.key, ["allow", "deny"], "bad_action", "action");
+    const ifc = need("interface", "external, internal or any");
+    if (ifc) r.iface = this.choice<Iface>(ifc.value, ifc.key, ["external", "internal", "any"], "bad_interface", "interface");
+    const dir = need("direction", "in, out or forward");
+    if (dir) r.direction = this.choice<Direction>(dir.value, dir.key, ["in", "out", "forward"], "bad_direction", "direction");
+
+    const nm = e.get("name");
+    if (nm) {
+      const s = this.str(nm.value);
+      if (s !== null && RULE_NAME_RE.test(s)) r.name = { value: s, pos: this.pos(nm.value, nm.key) };
+      else this.diag.error("bad_name", this.pos(nm.value, nm.key), "a rule name is 1 to 64 letters, digits, _ . or -, starting with a letter or digit");
+    }
+    const pr = e.get("proto");
+    let protoOk = true;
+    if (pr) {
+      const before = this.diag.errors.length;
+      r.proto = this.protos(pr.value, pr.key);
+      protoOk = this.diag.errors.length === before;
+    }
+    const src = e.get("src");
+    if (src) r.src = this.addrs(src.value, src.key, "src");
+    const dst = e.get("dst");
+    if (dst) r.dst = this.addrs(dst.value, dst.key, "dst");
+    const sp = e.get("sport");
+    if (sp) r.sport = this.ports(sp.value, sp.key, "sport");
+    const dp = e.get("dport");
+    if (dp) r.dport = this.ports(dp.value, dp.key, "dport");
+
+    // Ports exist only for TCP and UDP; say so rather than build a rule that
+    // silently never matches anything else.
+    const tcpUdpOnly = r.proto !== null && r.proto.value.every((p) => p.num === 6 || p.num === 17);
+    for (const [k, v] of [["sport", sp], ["dport", dp]] as const) {
+      if (v && protoOk && !tcpUdpOnly) {
+        const protoText = r.proto ? `proto ${r.proto.value.map((p) => p.text).join(", ")}` : "no proto (any)";
+        this.diag.error("ports_need_tcp_udp", v.key, `${k} needs proto tcp or udp (or a list of only those); this rule has ${protoText}`);
+      }
+    }
+
+    const fl = e.get("tcp_flags");
+    if (fl) {
+      r.tcpFlags = this.flags(fl.value, fl.key);
+      const tcpOnly = r.proto !== null && r.proto.value.every((p) => p.num === 6);
+      if (protoOk && !tcpOnly && this.str(fl.value) !== "any") {
+        this.diag.error("flags_need_tcp", fl.key, `tcp_flags needs proto tcp; this rule has ${r.proto ? `proto ${r.proto.value.map((p) => p.text).join(", ")}` : "no proto (any)"}`);
+      }
+    }
+
+    const lg = e.get("log");
+    if (lg) {
+      if (lg.value && isScalar(lg.value) && typeof lg.value.value === "boolean") r.log = lg.value.value;
+      else this.diag.error("bad_type", this.pos(lg.value, lg.key), "log must be true or false");
+    }
+    const cm = e.get("comment");
+    if (cm) {
+      const v = cm.value;
+      if (v && isScalar(v) && (typeof v.value === "string" || typeof v.value === "number")) r.comment = String(v.value);
+      else this.diag.error("bad_type", this.pos(v, cm.key), "comment must be text");
+    }
+    const wh = e.get("when");
+    if (wh) {
+      const s = this.str(wh.value);
+      if (s !== null && NAME_RE.test(s)) r.when = { value: s, pos: this.pos(wh.value, wh.key) };
+      else this.diag.error("bad_name", this.pos(wh.value, wh.key), "when names a switch (from switches:), e.g. when: http_redirect");
+    }
+    r.ok = this.diag.errors.length === errorsBefore;
+    return r;
+  }
+
+  private protos(n: Node | null, key: Pos): Located<ProtoAst[]> | null {
+    const items = this.list(n, key, "proto");
+    if (items === null) return null;
+    const out: ProtoAst[] = [];
+    let ok = true;
+    for (const it of items) {
+      const p = this.pos(it, key);
+      const v = isScalar(it) ? it.value : null;
+      if (typeof v === "number") {
+        if (Number.isInteger(v) && v >= 0 && v <= 255) out.push({ num: v, text: PROTO_NAMES[v] ?? String(v), pos: p });
+        else { this.diag.error("bad_proto", p, `protocol number ${v} is not 0 to 255`); ok = false; }
+        continue;
+      }
+      if (typeof v === "string") {
+        if (v === "any") { out.push({ num: null, text: "any", pos: p }); continue; }
+        const num = PROTO_NUMBERS[v];
+        if (num !== undefined) { out.push({ num, text: v, pos: p }); continue; }
+        const lower = PROTO_NUMBERS[v.toLowerCase()] !== undefined ? ` (names are lower case: ${v.toLowerCase()})` : suggest(v, Object.keys(PROTO_NUMBERS));
+        this.diag.error("unknown_proto", p, `unknown protocol "${v}"${lower}; use tcp, udp, icmp, icmpv6, any or a number 0-255`);
+        ok = false;
+        continue;
+      }
+      this.diag.error("unknown_proto", p, "proto must be tcp, udp, icmp, icmpv6, any or a number 0-255");
+      ok = false;
+    }
+    if (!ok) return null;
+    if (out.some((p) => p.num === null)) {
+      if (out.length > 1) {
+        this.diag.error("bad_proto", out.find((p) => p.num === null)!.pos, `"any" cannot be combined with other protocols`);
+        return null;
+      }
+      return null; // any
+    }
+    const seen = new Set<number>();
+    return { value: out.filter((p) => (seen.has(p.num!) ? false : (seen.add(p.num!), true))), pos: this.pos(n, key) };
+  }
+
+  private addrs(n: Node | null, key: Pos, what: "src" | "dst"): Located<AddrRef[]> | null {
+    const items = this.list(n, key, what);
+    if (items === null) return null;
+    const out: AddrRef[] = [];
+    let ok = true;
+    for (const it of items) {
+      const p = this.pos(it, key);
+      const s = this.str(it);
+      if (s === null) {
+        this.diag.error("bad_type", p, `${what} entries are any, a group or set name, or an address or prefix written as text`);
+        ok = false;
+        continue;
+      }
+      const t = s.trim();
+      if (t === "any") { out.push({ kind: "any", text: "any", pos: p }); continue; }
+      if (NAME_RE.test(t)) { out.push({ kind: "name", text: t, pos: p }); continue; }
+      const pr = parsePrefix(t);
+      if (!isPrefix(pr)) {
+        const what2 = pr.code === "bad_address" && !/^[0-9a-fA-F:.]+(\/.*)?$/.test(t)
+          ? `"${t}" is not any, a group or set name (lower case), an address or a prefix`
+          : pr.what;
+        this.diag.error(pr.code, p, what2);
+        ok = false;
+        continue;
+      }
+      out.push({ kind: "prefix", text: t, prefix: pr, pos: p });
+    }
+    // The rule is in error (not built), but its names are still worth checking.
+    if (!ok) return { value: out.filter((a) => a.kind !== "any"), pos: this.pos(n, key) };
+    const anyRef = out.find((a) => a.kind === "any");
+    if (anyRef) {
+      if (out.length > 1) {
+        this.diag.error("bad_address", anyRef.pos, `"any" cannot be combined with other addresses in ${what}`);
+        return null;
+      }
+      return null; // any
+    }
+    return { value: out, pos: this.pos(n, key) };
+  }
+
+  private ports(n: Node | null, key: Pos, what: "sport" | "dport"): Located<PortAst[]> | null {
+    const items = this.list(n, key, what);
+    if (items === null) return null;
+    const out: PortAst[] = [];
+    let ok = true;
+    const bad = (code: string, p: Pos, msg: string): void => { this.diag.error(code, p, msg); ok = false; };
+    for (const it of items) {
+      const p = this.pos(it, key);
+      const v = isScalar(it) ? it.value : null;
+      if (typeof v === "number") {
+        if (Number.isInteger(v) && v >= 0 && v <= 65535) out.push({ lo: v, hi: v, text: String(v), pos: p });
+        else bad("bad_port", p, `port ${v} is out of range (0 to 65535)`);
+        continue;
+      }
+      if (typeof v !== "string") { bad("bad_port", p, `${what} is a port number, a range "lo-hi" or a list of them`); continue; }
+      const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(v);
+      if (!m) {
+        bad("bad_port", p, `"${v}" is not a port or a port range "lo-hi" (service names are not accepted: write the number)`);
+        continue;
+      }
+      const lo = Number(m[1]), hi = m[2] === undefined ? lo : Number(m[2]);
+      if (lo > 65535 || hi > 65535) { bad("bad_port", p, `"${v}": ports are 0 to 65535`); continue; }
+      if (lo > hi) { bad("bad_port_range", p, `port range "${v}" is reversed: write ${hi}-${lo}`); continue; }
+      out.push({ lo, hi, text: lo === hi ? String(lo) : `${lo}-${hi}`, pos: p });
+    }
+    return ok ? { value: out, pos: this.pos(n, key) } : null;
+  }
+
+  // pf syntax: "S/SA" = of the flags S and A, S is set and A is not.
+  // "S" alone examines all eight flags; "any" examines none.
+  private flags(n: Node | null, key: Pos): FlagsAst | null {
+    const p = this.pos(n, key);
+    const s = this.str(n);
+    const fail = (msg: string): null => {
+      this.diag.error("bad_tcp_flags", p, `tcp_flags ${s === null ? "must be text" : `"${s}"`}: ${msg}; write pf-style flags like "S/SA" (letters ${TCP_FLAG_LETTERS.split("").join(" ")})`);
+      return null;
+    };
+    if (s === null) return fail("not text");
+    if (s === "any") return null;
+    const m = /^([A-Za-z]*)(?:\/([A-Za-z]+))?$/.exec(s);
+    if (!m || (m[1] === "" && m[2] === undefined)) return fail("not flags/mask");
+    const bits = (letters: string): number | string => {
+      let v = 0;
+      for (const ch of letters) {
+        const i = TCP_FLAG_LETTERS.indexOf(ch);
+        if (i < 0) return `unknown flag letter "${ch}"${ch !== ch.toUpperCase() && TCP_FLAG_LETTERS.includes(ch.toUpperCase()) ? " (flags are upper case)" : ""}`;
+        if (v & (1 << i)) return `flag "${ch}" appears twice`;
+        v |= 1 << i;
+      }
+      return v;
+    };
+    const value = bits(m[1]!);
+    if (typeof value === "string") return fail(value);
+    const mask = m[2] === undefined ? 0xff : bits(m[2]);
+    if (typeof mask === "string") return fail(mask);
+    if ((value & ~mask) !== 0) return fail("every flag required set must also be examined (in the part after /)");
+    return { value, mask, text: s, pos: p };
+  }
+}
