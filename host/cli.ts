@@ -9,8 +9,9 @@ import { checkCommand } from "./commands/check.js";
 import { classbenchCommand } from "./commands/classbench.js";
 import { compileCommand } from "./commands/compile.js";
 import { demoCommand } from "./commands/demo.js";
+import { explainCommand } from "./commands/explain.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand];
 
 function packageVersion(): string {
   try {
