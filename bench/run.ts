@@ -4,6 +4,7 @@
 import { cpus, hostname } from "node:os";
 import { join } from "node:path";
 import { benchSet } from "./classbench.js";
+import { benchEstablished } from "./conntrack.js";
 import { fmt } from "./stats.js";
 
 const quick = process.argv.includes("--quick");
@@ -31,3 +32,9 @@ const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.le
 const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ");
 console.log(line(head));
 for (const r of rows) console.log(line(r));
+
+console.log("");
+console.log("Established-flow fast path (release core, default policy, 1,000 tracked TCP flows, data both ways)");
+const ct = benchEstablished(join(process.cwd(), "host", "policy", "default.yaml"), reps);
+for (const b of ct.byBatch) console.log(`  batch ${String(b.batch).padStart(3)}: ${fmt(b.mpps)} Mpps`);
+console.log(`  state table: ${ct.flowBytes} bytes per flow slot; 65,536 flows = ${(ct.tableBytes65536 / 1048576).toFixed(1)} MiB (fixed at init, touched as used)`);
