@@ -8,10 +8,12 @@ import { Command } from "commander";
 import { checkCommand } from "./commands/check.js";
 import { classbenchCommand } from "./commands/classbench.js";
 import { compileCommand } from "./commands/compile.js";
+import { reloadCommand, statsCommand } from "./commands/ctl.js";
 import { demoCommand } from "./commands/demo.js";
 import { explainCommand } from "./commands/explain.js";
+import { replayCommand } from "./commands/replay.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, replayCommand];
 
 function packageVersion(): string {
   try {
