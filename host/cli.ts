@@ -12,8 +12,10 @@ import { reloadCommand, statsCommand } from "./commands/ctl.js";
 import { demoCommand } from "./commands/demo.js";
 import { explainCommand } from "./commands/explain.js";
 import { replayCommand } from "./commands/replay.js";
+import { runCommand } from "./commands/run.js";
+import { rulesCommand } from "./commands/rules.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, replayCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, replayCommand, runCommand, rulesCommand];
 
 function packageVersion(): string {
   try {

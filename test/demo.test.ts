@@ -90,8 +90,8 @@ test("demo --json: summaries name the traffic and roles follow the proxy's addre
   has(/^203\.0\.113\.10:\d+ > 203\.0\.113\.200:5004 UDP len 1400$/, "fwd");
 });
 
-test("demo (text): the explanation, one line per packet, then the counters", () => {
-  const r = run("demo");
+test("demo --pcap (text): the explanation, one line per packet, then the counters", () => {
+  const r = run("demo", "--pcap", REFERENCE);
   assert.is(r.status, 0, r.stderr);
   const lines = r.stdout.trimEnd().split("\n");
   assert.is(lines[0], `portcullis demo: ${records.length} packets from ${REFERENCE} (pcap, Ethernet), release core`);

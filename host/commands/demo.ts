@@ -4,7 +4,8 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Command } from "commander";
+import { Command, Option } from "commander";
+import { applianceDemo, demoDown } from "../demo/appliance.js";
 import * as ABI from "../core/abi.js";
 import { Batch } from "../core/batch.js";
 import { Core, type PacketMeta } from "../core/core.js";
@@ -148,8 +149,17 @@ export function runDemo(opts: { pcap?: string; json?: boolean }): void {
 
 export function demoCommand(): Command {
   return new Command("demo")
-    .description("classify every packet of a capture through the release core and print each verdict and reason")
-    .option("--pcap <file>", `pcap or pcapng capture to read (default: ${DEFAULT_PCAP} in the package)`)
-    .option("--json", "print one JSON document instead of text")
-    .action((opts: { pcap?: string; json?: boolean }) => runDemo(opts));
+    .description("the appliance in network namespaces with the default policy and real traffic (root); " +
+      "with --pcap, a capture through the core without a rule table instead")
+    .option("--keep", "leave the topology and the daemon running, and print how to poke them")
+    .option("--down", "remove what an earlier --keep left (safe to run twice)")
+    .addOption(new Option("--mode <mode>", "host: the appliance is the proxy; gateway: it forwards to one").choices(["host", "gateway"]).default("host"))
+    .option("--pcap <file>", `classify a pcap or pcapng capture offline instead (default capture: ${DEFAULT_PCAP})`)
+    .option("--json", "with --pcap: print one JSON document")
+    .action(async (opts: { pcap?: string; json?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway" }) => {
+      if (opts.pcap !== undefined || opts.json) return runDemo(opts);
+      if (opts.down) return demoDown();
+      const r = await applianceDemo({ keep: opts.keep ?? false, mode: opts.mode });
+      if (r.failed > 0) process.exitCode = 1;
+    });
 }

@@ -1,0 +1,114 @@
+// `portcullis run --policy POLICY [--queue N | --queues A-B] [--mode host|gateway]
+// [--external DEV --internal DEV]`: the daemon. Loads the core, compiles or
+// loads the table, binds the queues, and runs until SIGTERM/SIGINT, when it
+// gives every queued packet its verdict, unbinds and exits 0. SIGHUP reloads.
+import { Command, InvalidArgumentError, Option } from "commander";
+import { DEFAULT_CONTROL } from "../daemon/control.js";
+import { Daemon } from "../daemon/daemon.js";
+import { JsonLogger } from "../daemon/log.js";
+import { NfqSource, rolesFor } from "../daemon/nfq-source.js";
+import { MODES, type Mode } from "../policy/compile.js";
+import { parseSwitchOverride } from "./check.js";
+import { readBoardFile } from "../kernel/board.js";
+import { queueFlags } from "../kernel/rules.js";
+
+function int(name: string, lo: number, hi: number) {
+  return (v: string): number => {
+    if (!/^\d+$/.test(v) || Number(v) < lo || Number(v) > hi) throw new InvalidArgumentError(`${name} must be a whole number from ${lo} to ${hi}`);
+    return Number(v);
+  };
+}
+
+export function parseQueues(v: string): number[] {
+  const m = /^(\d+)(?:-(\d+))?$/.exec(v);
+  if (!m) throw new InvalidArgumentError(`"${v}" is not a queue number or a range A-B`);
+  const a = Number(m[1]), b = m[2] === undefined ? a : Number(m[2]);
+  if (a > 65535 || b > 65535 || b < a || b - a >= 64) throw new InvalidArgumentError(`queue range ${v}: numbers up to 65535, at most 64 queues, A <= B`);
+  return Array.from({ length: b - a + 1 }, (_, i) => a + i);
+}
+
+export interface RunOptions {
+  policy: string;
+  board?: string;
+  queue?: number[];
+  queues?: number[];
+  mode: Mode;
+  external?: string;
+  internal?: string;
+  control: string;
+  set: Record<string, boolean>;
+  maxFlows?: number;
+  copyRange: number;
+  queueMaxlen: number;
+  failOpen?: boolean;
+  gso?: boolean;
+}
+
+// The queues to bind and their flags, from the command line.
+function queueSpecs(o: RunOptions): Array<{ queue: number; failOpen: boolean }> {
+  return (o.queues ?? o.queue ?? [0]).map((queue) => ({ queue, failOpen: o.failOpen ?? false }));
+}
+
+export async function runDaemon(o: RunOptions): Promise<void> {
+  const log = new JsonLogger();
+  if (o.board) {
+    // The board config names the mode, the devices and the queues, one set
+    // per side with that side's fail-open setting.
+    const b = readBoardFile(o.board);
+    const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
+    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev }, specs, log);
+  }
+  return start(o, queueSpecs(o), log);
+}
+
+async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: boolean }>, log: JsonLogger): Promise<void> {
+  const queues = specs.map((s) => s.queue);
+  const daemon = new Daemon({
+    policy: o.policy, mode: o.mode, switches: o.set, control: o.control,
+    core: o.maxFlows ? { maxFlows: o.maxFlows } : {},
+  }, log);
+  const first = daemon.reload();
+  if (!first.ok) throw new Error(`cannot start: ${first.error}`);
+  const roles = rolesFor({ ...(o.external ? { external: o.external } : {}), ...(o.internal ? { internal: o.internal } : {}) });
+  for (const q of specs) {
+    daemon.addSource(NfqSource.open({ queue: q.queue, copyRange: o.copyRange, maxLen: o.queueMaxlen, failOpen: q.failOpen, gso: o.gso ?? false, roles }));
+  }
+  await daemon.listen();
+  log.log("info", "started", { pid: process.pid, policy: o.policy, mode: o.mode, queues, roles, control: o.control, flows: daemon.core.flowCapacity });
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.log("info", "stopping", { signal: sig });
+    void daemon.stop().then(() => process.exit(0));
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  process.on("SIGHUP", () => { daemon.reload(); });
+}
+
+export function runCommand(): Command {
+  return new Command("run")
+    .description("run the filter: bind NFQUEUE queues and decide every packet until SIGTERM/SIGINT (SIGHUP reloads)")
+    .requiredOption("--policy <file>", "YAML policy or compiled table")
+    .option("--board <file>", "board config (board/portcullis.yaml): mode, devices, queues and fail-open per side")
+    .option("--queue <n>", "NFQUEUE number", (v) => parseQueues(v))
+    .option("--queues <a-b>", "a range of NFQUEUE numbers (one handle each)", (v) => parseQueues(v))
+    .addOption(new Option("--mode <mode>", "host: the appliance is the proxy; gateway: it forwards").choices(MODES).default("host"))
+    .option("--external <dev>", "the external NIC (its packets get the external role)")
+    .option("--internal <dev>", "the internal NIC")
+    .option("--control <path>", "control socket", DEFAULT_CONTROL)
+    .addOption(new Option("--set <switch=on|off>", "turn a switch of the policy on or off (repeatable)").argParser(parseSwitchOverride).default({}))
+    .option("--max-flows <n>", "state table capacity", int("--max-flows", 16, 2097152))
+    .option("--copy-range <bytes>", "bytes of each packet copied from the kernel", int("--copy-range", 64, 65535), 65535)
+    .option("--queue-maxlen <n>", "kernel queue length", int("--queue-maxlen", 1, 1 << 20), 4096)
+    .option("--fail-open", "when a queue is full the kernel accepts packets uninspected (default: drops them)")
+    .option("--gso", "take GSO packets unsegmented (headers only are classified)")
+    .action(async (o: RunOptions) => {
+      if (o.queue && o.queues) throw new Error("give --queue or --queues, not both");
+      if (o.board && (o.queue || o.queues || o.external || o.internal)) {
+        throw new Error("--board names the queues and devices: do not also give --queue(s), --external or --internal");
+      }
+      await runDaemon(o);
+    });
+}

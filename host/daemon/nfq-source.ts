@@ -1,0 +1,41 @@
+// An NFQUEUE handle as the engine's PacketSource.
+import { readFileSync } from "node:fs";
+import * as ABI from "../core/abi.js";
+import { type Core } from "../core/core.js";
+import { NfqQueue, type NfqOptions } from "../native/nfq.js";
+import { type PacketSource } from "./engine.js";
+
+export class NfqSource implements PacketSource {
+  readonly name: string;
+  private constructor(private readonly q: NfqQueue, num: number) { this.name = `queue${num}`; }
+
+  static open(options: NfqOptions): NfqSource {
+    return new NfqSource(NfqQueue.open(options), options.queue);
+  }
+
+  recv(core: Core, max: number): number { return this.q.recv(core, max); }
+  verdict(core: Core, count: number): void { this.q.verdict(core, count); }
+  onReadable(cb: () => void): void { this.q.onReadable(() => cb()); }
+  stats(): Record<string, number> {
+    const s = this.q.stats();
+    return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Number(v)]));
+  }
+  close(): void { this.q.close(); }
+}
+
+// ifindex of a device in this network namespace.
+export function ifindexOf(dev: string): number {
+  if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(dev)) throw new Error(`"${dev}" is not a network device name`);
+  try {
+    return Number(readFileSync(`/sys/class/net/${dev}/ifindex`, "utf8").trim());
+  } catch {
+    throw new Error(`no network device "${dev}" here (check the board config and the namespace)`);
+  }
+}
+
+export function rolesFor(devs: { external?: string; internal?: string }): Record<number, number> {
+  const roles: Record<number, number> = {};
+  if (devs.external) roles[ifindexOf(devs.external)] = ABI.ROLE_EXTERNAL;
+  if (devs.internal) roles[ifindexOf(devs.internal)] = ABI.ROLE_INTERNAL;
+  return roles;
+}
