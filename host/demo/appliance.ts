@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
-import { request } from "../daemon/control.js";
+import { DEFAULT_CONTROL, request } from "../daemon/control.js";
 import { apply } from "../kernel/rules.js";
 import { type Mode } from "../policy/compile.js";
 import { clearLeftovers, type Topology, up } from "../topology/topology.js";
@@ -92,7 +92,8 @@ export async function applianceDemo(o: DemoOptions = {}): Promise<{ passed: numb
     const applied = apply(t.board, { backend: "auto", netns: t.ns("appliance") });
     w(`kernel queue rules loaded in ${t.ns("appliance")} with ${applied.backend === "nft" ? "nftables" : "iptables-legacy (this kernel has no nftables queue)"}: ` +
       `ext0 -> queue 0, int0 -> queue 1, fail closed\n`);
-    const sock = join(t.dir, "control.sock");
+    // The default control socket, so `portcullis stats` and `reload` find it.
+    const sock = DEFAULT_CONTROL;
     t.spawn("appliance", [process.execPath, CLI, "run", "--policy", DEMO_POLICY, "--board", board, "--control", sock], { name: "daemon" });
     await waitForControl(sock, t);
     w(`daemon running in ${t.ns("appliance")} with ${DEMO_POLICY}\n\n`);
@@ -115,8 +116,8 @@ export async function applianceDemo(o: DemoOptions = {}): Promise<{ passed: numb
       w(`\nThe topology stays up. Try:\n` +
         `  ip netns exec inet curl http://203.0.113.1/            # allowed: the pool answers\n` +
         `  ip netns exec inet curl -m 2 http://203.0.113.1:22/     # filtered\n` +
-        `  ip netns exec appliance node ${CLI} stats --control ${sock}\n` +
-        `  ip netns exec appliance node ${CLI} reload --control ${sock}\n` +
+        `  ip netns exec appliance npx portcullis stats --json    # counters of the running daemon\n` +
+        `  ip netns exec appliance npx portcullis reload          # reload the policy\n` +
         `  daemon log: ${join(t.dir, "daemon.log")}\n` +
         `Remove everything with: npm run demo -- --down\n`);
     }
