@@ -12,6 +12,7 @@ interface Stats {
   flows: { live: number; capacity: number; created: number; expired: number; evicted: number; refused: number; ended: number };
   queues: Array<Record<string, number | string>>;
   reloads: Array<{ ticket: number | null; at: string; ok: boolean; error?: string; ms: { total: number } }>;
+  shadow: ShadowReport | null;
 }
 
 export function formatStats(s: Stats): string {
@@ -27,6 +28,7 @@ export function formatStats(s: Stats): string {
     ...s.queues.map((q) => `  ${Object.entries(q).map(([k, v]) => `${k} ${v}`).join(", ")}`),
     "reloads:",
     ...s.reloads.slice(-10).map((r) => `  ${r.at} ticket ${r.ticket ?? "-"} ${r.ok ? "ok" : `FAILED: ${r.error}`} (${r.ms.total.toFixed(1)} ms)`),
+    ...(s.shadow ? [formatShadow(s.shadow)] : []),
   ];
   return out.join("\n");
 }
@@ -43,19 +45,54 @@ export function statsCommand(): Command {
     });
 }
 
+interface ShadowReport {
+  path: string; since: string; packets: number; differ: number;
+  liveAcceptCandidateDrop: number; liveDropCandidateAccept: number;
+  byReasons: Record<string, number>;
+  samples: Array<{ packet: string; live: { verdict: string; reason: string; rule: string | null }; candidate: { verdict: string; reason: string; rule: string | null } }>;
+}
+
+export function formatShadow(r: ShadowReport): string {
+  return [
+    `candidate ${r.path}, running since ${r.since}`,
+    `  ${r.packets} packets seen, ${r.differ} would get another verdict ` +
+      `(live accepts, candidate drops: ${r.liveAcceptCandidateDrop}; live drops, candidate accepts: ${r.liveDropCandidateAccept})`,
+    ...Object.entries(r.byReasons).map(([k, n]) => `  ${String(n).padStart(8)}  ${k}`),
+    ...(r.samples.length ? ["  samples:"] : []),
+    ...r.samples.slice(0, 20).map((x) => `    ${x.packet}: live ${x.live.verdict} (${x.live.reason}), candidate ${x.candidate.verdict} (${x.candidate.reason}${x.candidate.rule ? `, ${x.candidate.rule}` : ""})`),
+  ].join("\n");
+}
+
 export function reloadCommand(): Command {
   return new Command("reload")
-    .description("make the running daemon load a policy or table (default: the one it runs); the live table stays if it fails")
+    .description("make the running daemon load a policy or table (default: the one it runs); the live table stays if it fails. " +
+      "--shadow runs a candidate beside the live table without enforcing it; --promote or --discard ends that")
     .argument("[policy-or-table]", "a YAML policy or a compiled table")
     .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
-    .action(async (path: string | undefined, o: { control: string }) => {
-      const r = await request(o.control, path ? { cmd: "reload", path: resolve(path) } : { cmd: "reload" }, 120_000);
+    .option("--shadow <candidate>", "run this policy or table as a canary: same packets, no enforcement, differences reported")
+    .option("--promote", "make the running canary the live table")
+    .option("--discard", "stop the running canary")
+    .option("--status", "print the canary's report so far")
+    .action(async (path: string | undefined, o: { control: string; shadow?: string; promote?: boolean; discard?: boolean; status?: boolean }) => {
+      const modes = [o.shadow !== undefined, o.promote, o.discard, o.status].filter(Boolean).length;
+      if (modes > 1 || (modes === 1 && path)) throw new Error("give one of: a file, --shadow FILE, --promote, --discard, --status");
+      if (o.shadow !== undefined || o.discard || o.status) {
+        const r = o.status ? await request(o.control, { cmd: "stats" })
+          : await request(o.control, o.shadow !== undefined ? { cmd: "shadow", path: resolve(o.shadow) } : { cmd: "discard" }, 120_000);
+        if (r.ok !== true) throw new Error(String(r.error));
+        const rep = (o.status ? (r.stats as { shadow: ShadowReport | null }).shadow : r.shadow) as ShadowReport | null | undefined;
+        if (!rep) throw new Error("no candidate table is running");
+        process.stdout.write(`${o.discard ? "discarded " : ""}${formatShadow(rep)}\n`);
+        return;
+      }
+      const req = o.promote ? { cmd: "promote" } : path ? { cmd: "reload", path: resolve(path) } : { cmd: "reload" };
+      const r = await request(o.control, req, 120_000);
       const rec = r.reload as { ticket: number | null; ms: { total: number }; rules?: number } | undefined;
       if (r.ok !== true) {
-        process.stderr.write(`portcullis: reload refused, the live table is unchanged: ${String(r.error)}\n`);
+        process.stderr.write(`portcullis: ${o.promote ? "promote" : "reload"} refused, the live table is unchanged: ${String(r.error)}\n`);
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(`reloaded: ticket ${rec?.ticket}, ${rec?.rules} rules, ${rec?.ms.total.toFixed(1)} ms\n`);
+      process.stdout.write(`${o.promote ? "promoted" : "reloaded"}: ticket ${rec?.ticket}, ${rec?.rules} rules, ${rec?.ms.total.toFixed(1)} ms\n`);
     });
 }

@@ -14,6 +14,7 @@ import { TableView } from "../rules/inspect.js";
 import { ControlServer } from "./control.js";
 import { Engine, type PacketSource } from "./engine.js";
 import { type Logger } from "./log.js";
+import { Shadow } from "./shadow.js";
 
 export interface DaemonOptions {
   policy: string; //            a YAML policy or a compiled table
@@ -58,11 +59,11 @@ export class Daemon {
   }
 
   // The reload transaction; returns its record (also kept in history).
-  reload(path = this.policyPath): ReloadRecord {
+  reload(path = this.policyPath, prepared?: Uint8Array): ReloadRecord {
     const t0 = performance.now();
     const rec: ReloadRecord = { ticket: null, at: new Date().toISOString(), path, ok: false, ms: { compile: 0, stage: 0, commit: 0, total: 0 } };
     try {
-      const bytes = this.tableFrom(path);
+      const bytes = prepared ?? this.tableFrom(path);
       const t1 = performance.now();
       rec.ms.compile = t1 - t0;
       const ticket = this.core.stageTable(bytes);
@@ -73,6 +74,7 @@ export class Daemon {
       rec.ticket = ticket;
       this.table = new TableView(bytes);
       this.engine.setTable(this.table);
+      this.engine.shadow?.setLiveTable(this.table);
       this.policyPath = path;
       rec.ok = true;
       rec.rules = this.table.nrules;
@@ -84,6 +86,35 @@ export class Daemon {
     if (this.reloads.length > 100) this.reloads.shift();
     this.log.log(rec.ok ? "info" : "error", rec.ok ? "table committed" : "reload refused; the live table is unchanged", { ...rec });
     return rec;
+  }
+
+  // Runs a candidate table beside the live one (shadow.ts); replaces any
+  // candidate already running. Throws with the reason when it cannot load.
+  startShadow(path: string): Shadow {
+    const bytes = this.tableFrom(path);
+    const s = new Shadow(path, bytes, this.core, this.table, this.opts.core ?? {});
+    this.engine.shadow = s;
+    this.log.log("info", "candidate table running in the shadow", { path, rules: s.table.nrules });
+    return s;
+  }
+
+  // The candidate becomes the live table (through the reload transaction).
+  promote(): ReloadRecord {
+    const s = this.engine.shadow;
+    if (!s) throw new Error("no candidate table is running (reload --shadow FILE first)");
+    const rec = this.reload(s.path, s.bytes);
+    if (rec.ok) {
+      this.log.log("info", "candidate promoted", { ...s.report(), samples: undefined });
+      this.engine.shadow = null;
+    }
+    return rec;
+  }
+
+  discard(): void {
+    const s = this.engine.shadow;
+    if (!s) throw new Error("no candidate table is running");
+    this.log.log("info", "candidate discarded", { ...s.report(), samples: undefined });
+    this.engine.shadow = null;
   }
 
   addSource(src: PacketSource): void {
@@ -105,7 +136,24 @@ export class Daemon {
         const r = this.reload(req.path as string | undefined);
         return r.ok ? { ok: true, reload: r } : { ok: false, error: r.error, reload: r };
       }
-      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload)` };
+      case "shadow": {
+        if (typeof req.path !== "string") return { ok: false, error: '"path" (the candidate policy or table) must be a string' };
+        try {
+          return { ok: true, shadow: this.startShadow(req.path).report() };
+        } catch (e) {
+          return { ok: false, error: e instanceof PolicyError ? e.all.map((x) => x.message).join("; ") : (e as Error).message };
+        }
+      }
+      case "promote": {
+        const r = this.promote();
+        return r.ok ? { ok: true, reload: r } : { ok: false, error: r.error, reload: r };
+      }
+      case "discard": {
+        const report = this.engine.shadow?.report();
+        this.discard();
+        return { ok: true, shadow: report };
+      }
+      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard)` };
     }
   }
 
@@ -127,6 +175,7 @@ export class Daemon {
       batches: c.batches,
       packets: c.packets,
       reloads: this.reloads,
+      shadow: this.engine.shadow?.report() ?? null,
     };
   }
 

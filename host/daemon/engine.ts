@@ -8,6 +8,7 @@ import { reasonName } from "../core/reasons.js";
 import { describePacket } from "../packets/describe.js";
 import { type TableView } from "../rules/inspect.js";
 import { type Logger, RateLimiter } from "./log.js";
+import { type Shadow } from "./shadow.js";
 
 export interface PacketSource {
   readonly name: string;
@@ -27,6 +28,8 @@ export class Engine {
   private readonly limiter = new RateLimiter();
   private table: TableView | null = null;
   private stopping = false;
+  // A candidate table watching the same packets (shadow.ts), or null.
+  shadow: Shadow | null = null;
 
   constructor(readonly core: Core, private readonly log: Logger, private readonly maxBatch = 256,
     private readonly clock: () => bigint = () => process.hrtime.bigint()) {}
@@ -40,7 +43,8 @@ export class Engine {
     for (;;) {
       const n = src.recv(this.core, this.maxBatch);
       if (n <= 0) break;
-      const r = this.core.classify(n, this.clock());
+      const now = this.clock();
+      const r = this.core.classify(n, now);
       if (r !== n) {
         // Cannot happen with a count the source produced; verdict nothing
         // rather than something wrong, and say so.
@@ -48,6 +52,7 @@ export class Engine {
         break;
       }
       this.logDrops(src, n);
+      this.shadow?.observe(n, now);
       src.verdict(this.core, n);
       this.stats.batches++;
       this.stats.packets += n;
