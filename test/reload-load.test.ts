@@ -71,7 +71,7 @@ test("100 reloads under 50 streams and new connections: nothing reset, stalled, 
     writeFileSync(board, "version: 1\nmode: host\nexternal: {dev: ext0}\ninternal: {dev: int0}\n");
     apply(t.board, { backend: "iptables", netns: t.ns("appliance") });
     const sock = join(t.dir, "control.sock");
-    t.spawn("appliance", [process.execPath, "dist/host/cli.js", "run", "--policy", a, "--board", board, "--control", sock], { name: "daemon" });
+    t.spawn("appliance", [process.execPath, "dist/host/cli.js", "run", "--policy", a, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state")], { name: "daemon" });
     for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(existsSync(sock), "the daemon came up");
     t.spawn("appliance", [process.execPath, LOAD, "server", "203.0.113.1", "9000"], { name: "echo" });

@@ -11,7 +11,10 @@ interface Stats {
   rules: Array<{ rule: number; info: string; packets: number; bytes: number }>;
   flows: { live: number; capacity: number; created: number; expired: number; evicted: number; refused: number; ended: number };
   queues: Array<Record<string, number | string>>;
-  reloads: Array<{ ticket: number | null; at: string; ok: boolean; error?: string; ms: { total: number } }>;
+  reloads: Array<{
+    ticket: number | null; at: string; ok: boolean; error?: string; trigger?: string; from?: string;
+    ms: { compile: number; stage: number; commit: number; total: number }; recheck?: { ended: number };
+  }>;
   shadow: ShadowReport | null;
 }
 
@@ -27,7 +30,10 @@ export function formatStats(s: Stats): string {
     "queues:",
     ...s.queues.map((q) => `  ${Object.entries(q).map(([k, v]) => `${k} ${v}`).join(", ")}`),
     "reloads:",
-    ...s.reloads.slice(-10).map((r) => `  ${r.at} ticket ${r.ticket ?? "-"} ${r.ok ? "ok" : `FAILED: ${r.error}`} (${r.ms.total.toFixed(1)} ms)`),
+    ...s.reloads.slice(-10).map((r) => `  ${r.at}${r.trigger ? ` ${r.trigger}` : ""} ticket ${r.ticket ?? "-"} ` +
+      `${r.ok ? `ok${r.from ? ` (LAST GOOD TABLE ${r.from})` : ""}` : `FAILED: ${r.error}`} ` +
+      `(${r.ms.total.toFixed(1)} ms: compile ${r.ms.compile.toFixed(1)}, stage ${r.ms.stage.toFixed(1)}, commit ${r.ms.commit.toFixed(2)})` +
+      `${r.recheck ? `, re-check ended ${r.recheck.ended} flows` : ""}`),
     ...(s.shadow ? [formatShadow(s.shadow)] : []),
   ];
   return out.join("\n");
@@ -73,9 +79,11 @@ export function reloadCommand(): Command {
     .option("--promote", "make the running canary the live table")
     .option("--discard", "stop the running canary")
     .option("--status", "print the canary's report so far")
-    .action(async (path: string | undefined, o: { control: string; shadow?: string; promote?: boolean; discard?: boolean; status?: boolean }) => {
+    .option("--recheck", "after the commit, re-check every tracked flow against the new table and end those it refuses")
+    .action(async (path: string | undefined, o: { control: string; shadow?: string; promote?: boolean; discard?: boolean; status?: boolean; recheck?: boolean }) => {
       const modes = [o.shadow !== undefined, o.promote, o.discard, o.status].filter(Boolean).length;
       if (modes > 1 || (modes === 1 && path)) throw new Error("give one of: a file, --shadow FILE, --promote, --discard, --status");
+      if (o.recheck && modes > 0) throw new Error("--recheck goes with a reload (of a file, or of the running policy)");
       if (o.shadow !== undefined || o.discard || o.status) {
         const r = o.status ? await request(o.control, { cmd: "stats" })
           : await request(o.control, o.shadow !== undefined ? { cmd: "shadow", path: resolve(o.shadow) } : { cmd: "discard" }, 120_000);
@@ -85,14 +93,15 @@ export function reloadCommand(): Command {
         process.stdout.write(`${o.discard ? "discarded " : ""}${formatShadow(rep)}\n`);
         return;
       }
-      const req = o.promote ? { cmd: "promote" } : path ? { cmd: "reload", path: resolve(path) } : { cmd: "reload" };
+      const req = o.promote ? { cmd: "promote" } : { cmd: "reload", ...(path ? { path: resolve(path) } : {}), ...(o.recheck ? { recheck: true } : {}) };
       const r = await request(o.control, req, 120_000);
-      const rec = r.reload as { ticket: number | null; ms: { total: number }; rules?: number } | undefined;
+      const rec = r.reload as { ticket: number | null; ms: { total: number }; rules?: number; recheck?: { ended: number } } | undefined;
       if (r.ok !== true) {
         process.stderr.write(`portcullis: ${o.promote ? "promote" : "reload"} refused, the live table is unchanged: ${String(r.error)}\n`);
         process.exitCode = 1;
         return;
       }
-      process.stdout.write(`${o.promote ? "promoted" : "reloaded"}: ticket ${rec?.ticket}, ${rec?.rules} rules, ${rec?.ms.total.toFixed(1)} ms\n`);
+      process.stdout.write(`${o.promote ? "promoted" : "reloaded"}: ticket ${rec?.ticket}, ${rec?.rules} rules, ${rec?.ms.total.toFixed(1)} ms` +
+        `${rec?.recheck ? `; re-check ended ${rec.recheck.ended} flows` : ""}\n`);
     });
 }

@@ -1,11 +1,19 @@
 // `portcullis run --policy POLICY [--queue N | --queues A-B] [--mode host|gateway]
 // [--external DEV --internal DEV]`: the daemon. Loads the core, compiles or
 // loads the table, binds the queues, and runs until SIGTERM/SIGINT, when it
-// gives every queued packet its verdict, unbinds and exits 0. SIGHUP reloads.
+// gives every queued packet its verdict, unbinds and exits 0. SIGHUP reloads;
+// so does saving the policy (--watch, on by default; --no-watch turns it
+// off). Every committed table is kept in --state-dir, and a start whose
+// policy does not load comes back with it. --metrics ADDR:PORT serves
+// Prometheus text on loopback or the internal interface. See
+// host/daemon/README-reload.md.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_CONTROL } from "../daemon/control.js";
 import { Daemon } from "../daemon/daemon.js";
 import { JsonLogger } from "../daemon/log.js";
+import { checkMetricsHost, MetricsServer, parseListenAddress } from "../daemon/metrics.js";
+import { DEFAULT_STATE_DIR, startDaemon } from "../daemon/state.js";
+import { PolicyWatcher } from "../daemon/watch.js";
 import { NfqSource, rolesFor } from "../daemon/nfq-source.js";
 import { MODES, type Mode } from "../policy/compile.js";
 import { parseSwitchOverride } from "./check.js";
@@ -42,6 +50,10 @@ export interface RunOptions {
   queueMaxlen: number;
   failOpen?: boolean;
   gso?: boolean;
+  watch: boolean;
+  stateDir: string;
+  recheck?: boolean;
+  metrics?: { host: string; port: number };
 }
 
 // The queues to bind and their flags, from the command line.
@@ -63,28 +75,41 @@ export async function runDaemon(o: RunOptions): Promise<void> {
 
 async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: boolean }>, log: JsonLogger): Promise<void> {
   const queues = specs.map((s) => s.queue);
+  // Refuse a public metrics address before anything is bound.
+  if (o.metrics) checkMetricsHost(o.metrics.host, o.internal);
   const daemon = new Daemon({
     policy: o.policy, mode: o.mode, switches: o.set, control: o.control,
-    core: o.maxFlows ? { maxFlows: o.maxFlows } : {},
+    core: o.maxFlows ? { maxFlows: o.maxFlows } : {}, stateDir: o.stateDir,
   }, log);
-  const first = daemon.reload();
-  if (!first.ok) throw new Error(`cannot start: ${first.error}`);
+  // The policy, or else the last good table from --state-dir, or an error.
+  const { fallback } = startDaemon(daemon, log);
   const roles = rolesFor({ ...(o.external ? { external: o.external } : {}), ...(o.internal ? { internal: o.internal } : {}) });
   for (const q of specs) {
     daemon.addSource(NfqSource.open({ queue: q.queue, copyRange: o.copyRange, maxLen: o.queueMaxlen, failOpen: q.failOpen, gso: o.gso ?? false, roles }));
   }
   await daemon.listen();
-  log.log("info", "started", { pid: process.pid, policy: o.policy, mode: o.mode, queues, roles, control: o.control, flows: daemon.core.flowCapacity });
+  let metrics: MetricsServer | null = null;
+  if (o.metrics) {
+    metrics = new MetricsServer(daemon, log);
+    await metrics.listen(o.metrics.host, o.metrics.port);
+  }
+  const watcher = o.watch ? new PolicyWatcher(daemon, log, { recheck: o.recheck ?? false }) : null;
+  watcher?.start();
+  log.log("info", "started", {
+    pid: process.pid, policy: o.policy, mode: o.mode, queues, roles, control: o.control, flows: daemon.core.flowCapacity,
+    watch: o.watch, stateDir: o.stateDir, recheck: o.recheck ?? false, metrics: o.metrics ?? null, lastGoodTable: fallback,
+  });
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
     stopping = true;
     log.log("info", "stopping", { signal: sig });
-    void daemon.stop().then(() => process.exit(0));
+    watcher?.stop();
+    void (metrics?.close() ?? Promise.resolve()).then(() => daemon.stop()).then(() => process.exit(0));
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGHUP", () => { daemon.reload(); });
+  process.on("SIGHUP", () => { daemon.reload(undefined, undefined, { trigger: "sighup", recheck: o.recheck ?? false }); });
 }
 
 export function runCommand(): Command {
@@ -104,6 +129,11 @@ export function runCommand(): Command {
     .option("--queue-maxlen <n>", "kernel queue length", int("--queue-maxlen", 1, 1 << 20), 4096)
     .option("--fail-open", "when a queue is full the kernel accepts packets uninspected (default: drops them)")
     .option("--gso", "take GSO packets unsegmented (headers only are classified)")
+    .option("--no-watch", "do not reload when the policy file changes (default: saving the policy applies it)")
+    .option("--state-dir <dir>", "keep the last committed table here; a start whose policy does not load uses it", DEFAULT_STATE_DIR)
+    .option("--recheck", "reloads the daemon starts itself (SIGHUP, file watch) re-check every tracked flow and end those the new table refuses")
+    .option("--metrics <addr:port>", "serve Prometheus metrics at http://ADDR:PORT/metrics; loopback or an internal-interface address only (default: off)",
+      (v) => { try { return parseListenAddress(v); } catch (e) { throw new InvalidArgumentError((e as Error).message); } })
     .action(async (o: RunOptions) => {
       if (o.queue && o.queues) throw new Error("give --queue or --queues, not both");
       if (o.board && (o.queue || o.queues || o.external || o.internal)) {

@@ -110,10 +110,14 @@ export function request(path: string, req: Record<string, unknown>, timeoutMs = 
     });
     c.once("error", (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      const why = e.code === "ENOENT" ? "no daemon is running (no control socket)"
-        : e.code === "EACCES" ? "permission denied: the control socket belongs to the daemon's user (run as root)"
-        : e.code === "ECONNREFUSED" ? "the daemon is not answering (stale control socket)" : e.message;
-      reject(Object.assign(new Error(`cannot reach the daemon at ${path}: ${why}`), { code: e.code }));
+      reject(Object.assign(new Error(`cannot reach the daemon at ${path}: ${connectError(e)}`), { code: e.code }));
     });
   });
+}
+
+// What a failed connect to the control socket means, for people.
+export function connectError(e: { code?: string | undefined; message: string }): string {
+  return e.code === "ENOENT" ? "no daemon is running (no control socket)"
+    : e.code === "EACCES" || e.code === "EPERM" ? "permission denied: the control socket is owner-only (0600 in a 0700 directory); run as the daemon's user (root)"
+    : e.code === "ECONNREFUSED" ? "the daemon is not answering (stale control socket)" : e.message;
 }

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Core } from "../core/core.js";
 import { type CoreConfig } from "../core/load.js";
-import { compilePolicyFile, type Mode } from "../policy/compile.js";
+import { compilePolicyFile, compilePolicyText, type Mode } from "../policy/compile.js";
 import { PolicyError } from "../policy/errors.js";
 import { buildTable } from "../rules/build.js";
 import * as F from "../rules/format.js";
@@ -14,6 +14,7 @@ import { TableView } from "../rules/inspect.js";
 import { ControlServer } from "./control.js";
 import { Engine, type PacketSource } from "./engine.js";
 import { type Logger } from "./log.js";
+import { LastGoodWriter } from "./state.js";
 import { Shadow } from "./shadow.js";
 
 export interface DaemonOptions {
@@ -23,6 +24,15 @@ export interface DaemonOptions {
   core?: CoreConfig;
   control?: string; //          control socket path; none when absent
   maxBatch?: number;
+  stateDir?: string; //         the last good table is saved here after each commit (state.ts)
+}
+
+// How a reload was asked for (watch.ts, state.ts, the control socket).
+export interface ReloadOptions {
+  content?: Uint8Array; //      the file's bytes, already read (the watcher reads them until stable)
+  recheck?: boolean; //         re-decide every tracked flow after the commit; end those now refused
+  trigger?: string; //          start, sighup, watch, control
+  from?: string; //             where the bytes came from when not `path` (the last good table)
 }
 
 export interface ReloadRecord {
@@ -33,6 +43,10 @@ export interface ReloadRecord {
   error?: string;
   ms: { compile: number; stage: number; commit: number; total: number };
   rules?: number;
+  trigger?: string;
+  from?: string;
+  recheck?: { ended: number; ms: number };
+  saved?: string; //            the last good table file written after the commit
 }
 
 export class Daemon {
@@ -43,27 +57,36 @@ export class Daemon {
   private table: TableView | null = null;
   private policyPath: string;
   readonly reloads: ReloadRecord[] = [];
+  readonly reloadTotals = { ok: 0, error: 0, rechecks: 0, recheckEnded: 0 }; // since start (history keeps 100)
+  readonly lastGood: LastGoodWriter | null; //  saves each committed table (opts.stateDir)
   readonly started = new Date();
 
   constructor(readonly opts: DaemonOptions, private readonly log: Logger) {
     this.core = new Core("release", undefined, opts.core ?? {});
     this.engine = new Engine(this.core, log, opts.maxBatch ?? 256);
     this.policyPath = opts.policy;
+    this.lastGood = opts.stateDir ? new LastGoodWriter(opts.stateDir, log) : null;
   }
 
   // Compiles or reads a table. Throws PolicyError / Error with the reason.
-  private tableFrom(path: string): Uint8Array {
-    const raw = readFileSync(path);
+  private tableFrom(path: string, content?: Uint8Array): Uint8Array {
+    const raw = content ? Buffer.from(content.buffer, content.byteOffset, content.byteLength) : readFileSync(path);
     if (raw.length >= 4 && raw.readUInt32LE(0) === F.TABLE_MAGIC) return raw;
-    return buildTable(compilePolicyFile(path, { mode: this.opts.mode, switches: this.opts.switches ?? {} }).spec).bytes;
+    const o = { mode: this.opts.mode, switches: this.opts.switches ?? {} };
+    return buildTable((content ? compilePolicyText(raw.toString("utf8"), path, o) : compilePolicyFile(path, o)).spec).bytes;
   }
 
+  get policy(): string { return this.policyPath; }
+
   // The reload transaction; returns its record (also kept in history).
-  reload(path = this.policyPath, prepared?: Uint8Array): ReloadRecord {
+  reload(path = this.policyPath, prepared?: Uint8Array, o: ReloadOptions = {}): ReloadRecord {
     const t0 = performance.now();
     const rec: ReloadRecord = { ticket: null, at: new Date().toISOString(), path, ok: false, ms: { compile: 0, stage: 0, commit: 0, total: 0 } };
+    if (o.trigger) rec.trigger = o.trigger;
+    if (o.from) rec.from = o.from;
+    let committed: Uint8Array | null = null;
     try {
-      const bytes = prepared ?? this.tableFrom(path);
+      const bytes = prepared ?? this.tableFrom(path, o.content);
       const t1 = performance.now();
       rec.ms.compile = t1 - t0;
       const ticket = this.core.stageTable(bytes);
@@ -78,10 +101,22 @@ export class Daemon {
       this.policyPath = path;
       rec.ok = true;
       rec.rules = this.table.nrules;
+      committed = bytes;
+      if (o.recheck) {
+        const t3 = performance.now();
+        rec.recheck = { ended: this.core.recheckFlows(process.hrtime.bigint()), ms: performance.now() - t3 };
+        this.reloadTotals.rechecks++;
+        this.reloadTotals.recheckEnded += rec.recheck.ended;
+      }
     } catch (e) {
       rec.error = e instanceof PolicyError ? e.all.map((x) => x.message).join("; ") : e instanceof Error ? e.message : String(e);
     }
     rec.ms.total = performance.now() - t0;
+    this.reloadTotals[rec.ok ? "ok" : "error"]++;
+    if (committed && this.lastGood && !o.from) {
+      this.lastGood.save(committed, { policy: path, mode: this.opts.mode, ticket: rec.ticket, rules: rec.rules ?? 0 });
+      rec.saved = this.lastGood.file; // written in the background
+    }
     this.reloads.push(rec);
     if (this.reloads.length > 100) this.reloads.shift();
     this.log.log(rec.ok ? "info" : "error", rec.ok ? "table committed" : "reload refused; the live table is unchanged", { ...rec });
@@ -133,7 +168,8 @@ export class Daemon {
       case "stats": return { ok: true, stats: this.stats() };
       case "reload": {
         if (req.path !== undefined && typeof req.path !== "string") return { ok: false, error: '"path" must be a string' };
-        const r = this.reload(req.path as string | undefined);
+        if (req.recheck !== undefined && typeof req.recheck !== "boolean") return { ok: false, error: '"recheck" must be true or false' };
+        const r = this.reload(req.path as string | undefined, undefined, { trigger: "control", recheck: req.recheck === true });
         return r.ok ? { ok: true, reload: r } : { ok: false, error: r.error, reload: r };
       }
       case "shadow": {
@@ -175,6 +211,7 @@ export class Daemon {
       batches: c.batches,
       packets: c.packets,
       reloads: this.reloads,
+      reloadTotals: { ...this.reloadTotals },
       shadow: this.engine.shadow?.report() ?? null,
     };
   }
@@ -188,6 +225,7 @@ export class Daemon {
       try { s.close(); } catch (e) { this.log.log("error", "close failed", { source: s.name, error: String(e) }); }
     }
     await this.control?.close();
+    await this.lastGood?.idle();
     this.log.log("info", "stopped", { packets: this.engine.stats.packets, batches: this.engine.stats.batches });
   }
 }

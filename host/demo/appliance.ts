@@ -94,7 +94,7 @@ export async function applianceDemo(o: DemoOptions = {}): Promise<{ passed: numb
       `ext0 -> queue 0, int0 -> queue 1, fail closed\n`);
     // The default control socket, so `portcullis stats` and `reload` find it.
     const sock = DEFAULT_CONTROL;
-    t.spawn("appliance", [process.execPath, CLI, "run", "--policy", DEMO_POLICY, "--board", board, "--control", sock], { name: "daemon" });
+    t.spawn("appliance", [process.execPath, CLI, "run", "--policy", DEMO_POLICY, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state")], { name: "daemon" });
     await waitForControl(sock, t);
     w(`daemon running in ${t.ns("appliance")} with ${DEMO_POLICY}\n\n`);
     let before = await stats(sock);
