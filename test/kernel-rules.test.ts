@@ -21,7 +21,7 @@ const HEAD_DEFAULT = [
   "#   internal int0: queue 1, no bypass (no daemon: packets dropped), fail closed (queue full: packets dropped)",
 ];
 const HEAD_GATEWAY = [
-  "# portcullis queue rules, mode gateway: forwarded packets of the two NICs go to the daemon.",
+  "# portcullis queue rules, mode gateway: packets forwarded between the two NICs, and the appliance's own packets on them, go to the daemon.",
   "#   external eth0: queue 4-5, no bypass (no daemon: packets dropped), fail closed (queue full: packets dropped)",
   "#   internal eth1: queue 6-7, bypass (no daemon: packets pass), fail open (queue full: packets pass)",
 ];
@@ -69,16 +69,26 @@ test("nftables, host mode, defaults: input, forward and output of both NICs, no 
   ));
 });
 
-test("nftables, gateway mode: forward only, queue ranges, bypass on the internal side", () => {
+test("nftables, gateway mode: forwarded and the appliance's own packets, queue ranges, bypass on the internal side", () => {
   assert.is(nftRuleset(GATEWAY), lines(
     "#!/usr/sbin/nft -f", ...HEAD_GATEWAY,
     "table inet portcullis",
     "delete table inet portcullis",
     "table inet portcullis {",
+    "\tchain input {",
+    "\t\ttype filter hook input priority filter; policy accept;",
+    "\t\tiifname \"eth0\" queue num 4-5",
+    "\t\tiifname \"eth1\" queue num 6-7 bypass",
+    "\t}",
     "\tchain forward {",
     "\t\ttype filter hook forward priority filter; policy accept;",
     "\t\tiifname \"eth0\" queue num 4-5",
     "\t\tiifname \"eth1\" queue num 6-7 bypass",
+    "\t\toifname \"eth0\" queue num 4-5",
+    "\t\toifname \"eth1\" queue num 6-7 bypass",
+    "\t}",
+    "\tchain output {",
+    "\t\ttype filter hook output priority filter; policy accept;",
     "\t\toifname \"eth0\" queue num 4-5",
     "\t\toifname \"eth1\" queue num 6-7 bypass",
     "\t}",
@@ -114,14 +124,22 @@ test("iptables-legacy script, gateway mode: --queue-balance, --queue-bypass, bot
     "for ipt in iptables-legacy ip6tables-legacy; do",
     "\t\"$ipt-restore\" -w --noflush <<'EOF'",
     "*filter",
+    ":PORTCULLIS-IN - [0:0]",
     ":PORTCULLIS-FWD - [0:0]",
+    ":PORTCULLIS-OUT - [0:0]",
+    "-A PORTCULLIS-IN -i eth0 -j NFQUEUE --queue-balance 4:5",
+    "-A PORTCULLIS-IN -i eth1 -j NFQUEUE --queue-balance 6:7 --queue-bypass",
     "-A PORTCULLIS-FWD -i eth0 -j NFQUEUE --queue-balance 4:5",
     "-A PORTCULLIS-FWD -i eth1 -j NFQUEUE --queue-balance 6:7 --queue-bypass",
     "-A PORTCULLIS-FWD -o eth0 -j NFQUEUE --queue-balance 4:5",
     "-A PORTCULLIS-FWD -o eth1 -j NFQUEUE --queue-balance 6:7 --queue-bypass",
+    "-A PORTCULLIS-OUT -o eth0 -j NFQUEUE --queue-balance 4:5",
+    "-A PORTCULLIS-OUT -o eth1 -j NFQUEUE --queue-balance 6:7 --queue-bypass",
     "COMMIT",
     "EOF",
+    "\t\"$ipt\" -w -C INPUT -j PORTCULLIS-IN 2>/dev/null || \"$ipt\" -w -I INPUT 1 -j PORTCULLIS-IN",
     "\t\"$ipt\" -w -C FORWARD -j PORTCULLIS-FWD 2>/dev/null || \"$ipt\" -w -I FORWARD 1 -j PORTCULLIS-FWD",
+    "\t\"$ipt\" -w -C OUTPUT -j PORTCULLIS-OUT 2>/dev/null || \"$ipt\" -w -I OUTPUT 1 -j PORTCULLIS-OUT",
     "done",
   ));
 });

@@ -81,17 +81,23 @@ export function queueFlags(config: BoardConfig): QueueFlags[] {
 // One queueing rule: which interface match, which side's queues.
 interface Match { dir: "in" | "out"; q: SideQueues }
 
+// Both modes queue the appliance's own input and output too: in gateway
+// mode the policy speaks of forwarded traffic, so the appliance's own
+// addresses get only what the core passes without rules (neighbour
+// discovery, ICMP errors about tracked flows, such as its own
+// "fragmentation needed") and are otherwise closed.
 function matches(config: BoardConfig): Record<Hook, Match[]> {
   const [ext, int] = queuePlan(config) as [SideQueues, SideQueues];
   const forward: Match[] = [{ dir: "in", q: ext }, { dir: "in", q: int }, { dir: "out", q: ext }, { dir: "out", q: int }];
-  if (config.mode === "gateway") return { input: [], output: [], forward };
   return { input: [{ dir: "in", q: ext }, { dir: "in", q: int }], output: [{ dir: "out", q: ext }, { dir: "out", q: int }], forward };
 }
 
 function describe(config: BoardConfig): string[] {
-  const hooks = config.mode === "gateway" ? "forwarded packets" : "input, output and forwarded packets";
+  const what = config.mode === "gateway"
+    ? "packets forwarded between the two NICs, and the appliance's own packets on them, go to the daemon."
+    : "input, output and forwarded packets of the two NICs go to the daemon.";
   return [
-    `portcullis queue rules, mode ${config.mode}: ${hooks} of the two NICs go to the daemon.`,
+    `portcullis queue rules, mode ${config.mode}: ${what}`,
     ...queuePlan(config).map((s) => `  ${s.side} ${s.dev}: queue ${s.first === s.last ? s.first : `${s.first}-${s.last}`}` +
       `, ${s.bypass ? "bypass (no daemon: packets pass)" : "no bypass (no daemon: packets dropped)"}` +
       `, ${s.failOpen ? "fail open" : "fail closed"} (queue full: ${s.failOpen ? "packets pass" : "packets dropped"})`),
