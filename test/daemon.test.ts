@@ -7,48 +7,28 @@ import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
-import { Batch } from "../host/core/batch.js";
-import { type Core, type PacketMeta } from "../host/core/core.js";
 import { request } from "../host/daemon/control.js";
 import { Daemon } from "../host/daemon/daemon.js";
-import { type PacketSource } from "../host/daemon/engine.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { ipv4, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
 import { buildTable } from "../host/rules/build.js";
+import { FakeSource } from "./helpers/fake-source.js";
 import { compilePolicyFile } from "../host/policy/compile.js";
 
 const POLICY = "host/policy/default.yaml";
 const IN_EXT = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
 
-class Fake implements PacketSource {
-  queue: Array<{ bytes: Uint8Array; meta: PacketMeta }> = [];
-  verdicts: number[] = [];
-  closed = false;
-  private cb: (() => void) | null = null;
-  constructor(readonly name: string) {}
-  recv(core: Core, max: number): number {
-    const b = new Batch(core);
-    while (b.count < max && this.queue.length) { const p = this.queue.shift()!; b.add(p.bytes, p.meta); }
-    return b.count;
-  }
-  verdict(core: Core, n: number): void { for (let i = 0; i < n; i++) this.verdicts.push(core.verdict(i)); }
-  onReadable(cb: () => void): void { this.cb = cb; }
-  fire(): void { this.cb?.(); }
-  stats(): Record<string, number> { return { packets: this.verdicts.length }; }
-  close(): void { this.closed = true; }
-}
-
 let port = 30000;
 const syn = (dport: number): Uint8Array =>
   ipv4({ src: "192.0.2.9", dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: port++, dport, flags: TCP_SYN }) });
 
-function withDaemon(fn: (d: Daemon, src: Fake, dir: string, sock: string, logs: string[]) => Promise<void>): () => Promise<void> {
+function withDaemon(fn: (d: Daemon, src: FakeSource, dir: string, sock: string, logs: string[]) => Promise<void>): () => Promise<void> {
   return async () => {
     const dir = mkdtempSync(join(tmpdir(), "pc-daemon-"));
     const sock = join(dir, "ctl", "control.sock");
     const logs: string[] = [];
     const d = new Daemon({ policy: POLICY, mode: "host", control: sock }, new JsonLogger((l) => logs.push(l)));
-    const src = new Fake("q0");
+    const src = new FakeSource("q0");
     try {
       assert.ok(d.reload().ok);
       d.addSource(src);
@@ -65,7 +45,7 @@ test("stats over the control socket; the socket is owner-only", withDaemon(async
   assert.is(statSync(sock).mode & 0o777, 0o600);
   assert.is(statSync(join(sock, "..")).mode & 0o777, 0o700);
   src.queue.push({ bytes: syn(443), meta: IN_EXT }, { bytes: syn(22), meta: IN_EXT });
-  src.fire();
+  src.send();
   assert.equal(src.verdicts, [ABI.VERDICT_ACCEPT, ABI.VERDICT_DROP]);
   const r = await request(sock, { cmd: "stats" });
   assert.is(r.ok, true);
@@ -83,7 +63,7 @@ test("reload: good policy, table file, broken policy, truncated table; the live 
   let r = await request(sock, { cmd: "reload", path: off });
   assert.is(r.ok, true, JSON.stringify(r));
   src.queue.push({ bytes: syn(80), meta: IN_EXT });
-  src.fire();
+  src.send();
   assert.equal(src.verdicts, [ABI.VERDICT_DROP], "port 80 switched off");
   // A compiled table file.
   const tbl = join(dir, "t.bin");
@@ -102,7 +82,7 @@ test("reload: good policy, table file, broken policy, truncated table; the live 
   assert.is(r.ok, false);
   assert.match(String(r.error), /rule table refused: bad length/);
   src.queue.push({ bytes: syn(80), meta: IN_EXT });
-  src.fire();
+  src.send();
   assert.equal(src.verdicts, [ABI.VERDICT_DROP, ABI.VERDICT_ACCEPT], "the table from t.bin is still live");
   const hist = d.reloads.map((x) => x.ok);
   assert.equal(hist, [true, true, true, false, false]);
@@ -132,7 +112,7 @@ test("stop: queued packets get verdicts, sources close, the socket goes away", a
   try {
     const d = new Daemon({ policy: POLICY, mode: "host", control: sock }, new JsonLogger(() => {}));
     d.reload();
-    const src = new Fake("q0");
+    const src = new FakeSource("q0");
     d.addSource(src);
     await d.listen();
     src.queue.push({ bytes: syn(443), meta: IN_EXT }, { bytes: syn(81), meta: IN_EXT });

@@ -7,39 +7,23 @@ import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
-import { Batch } from "../host/core/batch.js";
-import { type Core, type PacketMeta } from "../host/core/core.js";
+import { type PacketMeta } from "../host/core/core.js";
 import { request } from "../host/daemon/control.js";
 import { Daemon } from "../host/daemon/daemon.js";
-import { type PacketSource } from "../host/daemon/engine.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { type ShadowReport } from "../host/daemon/shadow.js";
 import { ipv4, PROTO_TCP, TCP_ACK, TCP_PSH, TCP_SYN, tcp } from "../host/packets/build.js";
+import { FakeSource } from "./helpers/fake-source.js";
 
 const POLICY = "host/policy/default.yaml";
 const IN = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
 const OUT = { hook: ABI.HOOK_OUTPUT, inRole: ABI.ROLE_NONE, outRole: ABI.ROLE_EXTERNAL };
 
-class Fake implements PacketSource {
-  readonly name = "q0";
-  queue: Array<{ bytes: Uint8Array; meta: PacketMeta }> = [];
-  verdicts: number[] = [];
-  private cb: (() => void) | null = null;
-  recv(core: Core, max: number): number {
-    const b = new Batch(core);
-    while (b.count < max && this.queue.length) { const p = this.queue.shift()!; b.add(p.bytes, p.meta); }
-    return b.count;
-  }
-  verdict(core: Core, n: number): void { for (let i = 0; i < n; i++) this.verdicts.push(core.verdict(i)); }
-  onReadable(cb: () => void): void { this.cb = cb; }
-  send(...pkts: Array<[Uint8Array, PacketMeta]>): number[] {
-    const from = this.verdicts.length;
-    for (const [bytes, meta] of pkts) this.queue.push({ bytes, meta });
-    this.cb?.();
-    return this.verdicts.slice(from);
-  }
-  stats(): Record<string, number> { return {}; }
-  close(): void {}
+// The verdicts the live table gave these packets, in order.
+function send(src: FakeSource, ...pkts: Array<[Uint8Array, PacketMeta]>): number[] {
+  const from = src.verdicts.length;
+  src.send(...pkts);
+  return src.verdicts.slice(from);
 }
 
 const seg = (fromClient: boolean, cport: number, sport: number, flags: number): Uint8Array => ipv4({
@@ -54,11 +38,11 @@ test("a canary sees the same packets, enforces nothing, and reports every differ
   const d = new Daemon({ policy: POLICY, mode: "host", control: sock }, new JsonLogger(() => {}));
   try {
     assert.ok(d.reload().ok);
-    const src = new Fake();
+    const src = new FakeSource("q0");
     d.addSource(src);
     await d.listen();
     // An HTTPS connection open before the canary starts.
-    assert.equal(src.send([seg(true, 1000, 443, TCP_SYN), IN], [seg(false, 1000, 443, TCP_SYN | TCP_ACK), OUT], [seg(true, 1000, 443, TCP_ACK), IN]), [A, A, A]);
+    assert.equal(send(src, [seg(true, 1000, 443, TCP_SYN), IN], [seg(false, 1000, 443, TCP_SYN | TCP_ACK), OUT], [seg(true, 1000, 443, TCP_ACK), IN]), [A, A, A]);
     // The candidate: port 80 switched off, SSH allowed.
     const cand = join(dir, "cand.yaml");
     writeFileSync(cand, readFileSync(POLICY, "utf8").replace("external_http_80: true", "external_http_80: false")
@@ -66,9 +50,9 @@ test("a canary sees the same packets, enforces nothing, and reports every differ
     const started = await request(sock, { cmd: "shadow", path: cand });
     assert.is(started.ok, true, JSON.stringify(started));
     // Live decides: 80 passes, 22 does not; the old 443 flow goes on in both.
-    assert.equal(src.send([seg(true, 1001, 80, TCP_SYN), IN], [seg(false, 1001, 80, TCP_SYN | TCP_ACK), OUT]), [A, A]);
-    assert.equal(src.send([seg(true, 1002, 22, TCP_SYN), IN]), [D]);
-    assert.equal(src.send([seg(true, 1000, 443, TCP_ACK | TCP_PSH), IN], [seg(false, 1000, 443, TCP_ACK | TCP_PSH), OUT]), [A, A]);
+    assert.equal(send(src, [seg(true, 1001, 80, TCP_SYN), IN], [seg(false, 1001, 80, TCP_SYN | TCP_ACK), OUT]), [A, A]);
+    assert.equal(send(src, [seg(true, 1002, 22, TCP_SYN), IN]), [D]);
+    assert.equal(send(src, [seg(true, 1000, 443, TCP_ACK | TCP_PSH), IN], [seg(false, 1000, 443, TCP_ACK | TCP_PSH), OUT]), [A, A]);
     const rep = (await request(sock, { cmd: "stats" })).stats as { shadow: ShadowReport };
     const s = rep.shadow;
     assert.is(s.packets, 5);
@@ -82,7 +66,7 @@ test("a canary sees the same packets, enforces nothing, and reports every differ
     // Promote: the candidate decides from now on; the canary is gone.
     const p = await request(sock, { cmd: "promote" });
     assert.is(p.ok, true);
-    assert.equal(src.send([seg(true, 1003, 80, TCP_SYN), IN], [seg(true, 1004, 22, TCP_SYN), IN]), [D, A]);
+    assert.equal(send(src, [seg(true, 1003, 80, TCP_SYN), IN], [seg(true, 1004, 22, TCP_SYN), IN]), [D, A]);
     assert.is(((await request(sock, { cmd: "stats" })).stats as { shadow: unknown }).shadow, null);
     const again = await request(sock, { cmd: "promote" });
     assert.is(again.ok, false);
@@ -98,16 +82,16 @@ test("discard leaves the live table as it was; a broken candidate is refused wit
   const d = new Daemon({ policy: POLICY, mode: "host" }, new JsonLogger(() => {}));
   try {
     d.reload();
-    const src = new Fake();
+    const src = new FakeSource("q0");
     d.addSource(src);
     const cand = join(dir, "c.yaml");
     writeFileSync(cand, readFileSync(POLICY, "utf8").replace("dport: 443", "dport: 444"));
     d.startShadow(cand);
-    assert.equal(src.send([seg(true, 2000, 443, TCP_SYN), IN]), [A]);
+    assert.equal(send(src, [seg(true, 2000, 443, TCP_SYN), IN]), [A]);
     assert.is(d.engine.shadow!.report().liveAcceptCandidateDrop, 1);
     d.discard();
     assert.is(d.engine.shadow, null);
-    assert.equal(src.send([seg(true, 2001, 443, TCP_SYN), IN]), [A]);
+    assert.equal(send(src, [seg(true, 2001, 443, TCP_SYN), IN]), [A]);
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "version: 1\ndefault: deny\nrules:\n  - action: allow\n    interface: outside\n    direction: in\n");
     assert.throws(() => d.startShadow(bad), /bad\.yaml:5:16/);
