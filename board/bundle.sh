@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds the install bundle for the board:
+#   dist-board/portcullis-<version>-<arch>.tar.gz
+# holding app/ (the host as compiled by tsc to plain JavaScript, the release
+# wasm core, the NFQUEUE addon for <arch>, the production node_modules),
+# overlay/ (board/rootfs_overlay), install.sh and MANIFEST.sha256.
+#
+# Usage: npm run board:bundle -- --arch x64|arm64 [--ext-mac MAC --int-mac MAC]
+#                                [--out DIR] [--no-build]
+#   --ext-mac/--int-mac  fill the .link templates now (else install.sh does)
+#   --no-build           ship dist/ and build/ as they are (no npm run build)
+#
+# arm64: the addon is cross-compiled with Debian's crossbuild-essential-arm64
+# against libnetfilter-queue-dev:arm64 and the Node headers of this machine
+# (N-API: the headers are the same on every arch). If the cross toolchain or
+# the arm64 libraries are missing the bundle is built without the addon and
+# install.sh builds it on the device (it says what to install if it cannot).
+set -eu
+cd "$(dirname "$0")/.."
+root="$PWD"
+
+arch="" ext_mac="" int_mac="" out="dist-board" build=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --arch) arch="${2:?--arch needs x64 or arm64}"; shift 2 ;;
+    --ext-mac) ext_mac="${2:?}"; shift 2 ;;
+    --int-mac) int_mac="${2:?}"; shift 2 ;;
+    --out) out="${2:?}"; shift 2 ;;
+    --no-build) build=0; shift ;;
+    *) echo "bundle: unknown argument: $1" >&2; exit 1 ;;
+  esac
+done
+case "$arch" in
+  x64|arm64) ;;
+  *) echo "bundle: --arch x64|arm64 is required" >&2; exit 1 ;;
+esac
+if [ -n "$ext_mac$int_mac" ] && { [ -z "$ext_mac" ] || [ -z "$int_mac" ]; }; then
+  echo "bundle: give both --ext-mac and --int-mac" >&2; exit 1
+fi
+version="$(node -p 'require("./package.json").version')"
+name="portcullis-$version-$arch"
+
+if [ "$build" = 1 ]; then
+  npm run -s build >&2
+fi
+[ -f dist/host/cli.js ] || { echo "bundle: dist/host/cli.js missing (npm run build)" >&2; exit 1; }
+[ -f build/release.wasm ] || { echo "bundle: build/release.wasm missing (npm run build:core)" >&2; exit 1; }
+
+stage="$(mktemp -d "${TMPDIR:-/var/tmp}/portcullis-bundle.XXXXXX")"
+trap 'rm -rf "$stage"' EXIT
+b="$stage/$name"
+mkdir -p "$b/app/build/Release" "$b/app/bin" "$b/app/node_modules" "$b/app/host/native"
+
+# The application: the repository's layout, so paths relative to
+# dist/host/**.js (../../../build/release.wasm, build/Release/nfq.node,
+# package.json) resolve the same.
+cp -r dist/host "$b/app/dist-host.tmp"
+mkdir -p "$b/app/dist" && mv "$b/app/dist-host.tmp" "$b/app/dist/host"
+find "$b/app/dist" -name '*.map' -delete
+cp build/release.wasm "$b/app/build/"
+cp bin/portcullis.js "$b/app/bin/"
+cp README.md "$b/app/"
+cp host/native/nfq.c "$b/app/host/native/"
+# The shipped default policy, also the demo's (portcullis demo reads it here).
+mkdir -p "$b/app/host/policy"
+cp host/policy/default.yaml "$b/app/host/policy/"
+cp binding.gyp "$b/app/"
+node -e '
+  const p = require("./package.json");
+  const out = { name: p.name, version: p.version, description: p.description, license: p.license,
+    private: true, type: "module", engines: p.engines, bin: p.bin, dependencies: p.dependencies };
+  process.stdout.write(JSON.stringify(out, null, 2) + "\n");' > "$b/app/package.json"
+# Production dependencies only (npm ls --omit=dev), copied as installed.
+npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | while read -r dir; do
+  rel="${dir#"$root"/}"
+  mkdir -p "$b/app/$(dirname "$rel")"
+  cp -r "$dir" "$b/app/$rel"
+done
+
+# The addon for the target.
+addon="$b/app/build/Release/nfq.node"
+case "$arch" in
+  x64)
+    [ "$(uname -m)" = x86_64 ] || { echo "bundle: x64 bundles are built on x86_64" >&2; exit 1; }
+    bash host/setup/ensure.sh test >&2
+    cp build/Release/nfq.node "$addon"
+    ;;
+  arm64)
+    nodeinc="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")/include/node"
+    why=""
+    command -v aarch64-linux-gnu-gcc >/dev/null || why="aarch64-linux-gnu-gcc missing (apt-get install crossbuild-essential-arm64)"
+    [ -n "$why" ] || [ -f /usr/include/aarch64-linux-gnu/libnetfilter_queue/libnetfilter_queue.h ] \
+      || [ -f /usr/lib/aarch64-linux-gnu/libnetfilter_queue.so ] \
+      || why="libnetfilter-queue-dev:arm64 missing (dpkg --add-architecture arm64; apt-get update; apt-get install libnetfilter-queue-dev:arm64 libnfnetlink-dev:arm64)"
+    [ -n "$why" ] || [ -f "$nodeinc/node_api.h" ] || why="Node headers missing ($nodeinc/node_api.h)"
+    if [ -z "$why" ]; then
+      aarch64-linux-gnu-gcc -shared -fPIC -O2 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
+        -Wno-missing-field-initializers -DNAPI_VERSION=8 -D_GNU_SOURCE -I"$nodeinc" \
+        host/native/nfq.c -o "$addon" -lnetfilter_queue -lnfnetlink
+    else
+      echo "bundle: WARNING: no arm64 addon in the bundle: $why; install.sh will build it on the device" >&2
+    fi
+    ;;
+esac
+
+# The overlay, with the .link templates filled if the MACs were given.
+cp -r board/rootfs_overlay "$b/overlay"
+if [ -n "$ext_mac" ]; then
+  for t in "$b"/overlay/etc/systemd/network/*.link.in; do
+    sed -e "s/%EXT_MAC%/$ext_mac/g" -e "s/%INT_MAC%/$int_mac/g" "$t" > "${t%.in}"
+    rm "$t"
+  done
+fi
+cp board/install.sh "$b/install.sh"
+chmod 0755 "$b/install.sh"
+printf '%s\n' "$version" > "$b/VERSION"
+printf '%s\n' "$arch" > "$b/ARCH"
+
+# The manifest: sha256 of every file, paths relative to the bundle root.
+(cd "$b" && find . -type f ! -name MANIFEST.sha256 -printf '%P\n' | LC_ALL=C sort | xargs -d '\n' sha256sum > MANIFEST.sha256)
+
+mkdir -p "$out"
+tarball="$out/$name.tar.gz"
+# Reproducible-ish: fixed owner and order.
+tar -C "$stage" --sort=name --owner=0 --group=0 --numeric-owner -czf "$tarball.tmp" "$name"
+mv "$tarball.tmp" "$tarball"
+echo "$tarball"

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Installs an x64 bundle into a fresh Debian 12 root (debootstrap, cached) and
+# runs the installed daemon there the way portcullis.service does: as the
+# user portcullis with only CAP_NET_ADMIN (ambient and bounding set) and
+# no_new_privs, in a network namespace with ext0/int0 (a veth pair), the
+# kernel rules loaded from /etc/portcullis/board.yaml by the installed
+# `portcullis rules --apply`. Checks: install and a second no-op install in
+# the chroot, systemd-analyze verify with the chroot's systemd, the daemon's
+# uid and capabilities, its control socket (0600, owned by portcullis),
+# `portcullis stats` as the service user, a clean SIGTERM exit.
+#
+# Usage: board/chroot-check.sh BUNDLE.tar.gz [ROOTFS]
+#   ROOTFS defaults to /var/tmp/portcullis-debian12 (made by debootstrap from
+#   deb.debian.org the first time, about 2 minutes; kept for later runs).
+# Node: Debian 12 ships Node 18; the project needs >= 20, so this machine's
+# /usr/bin/node is copied into the root (on a device: NodeSource or the
+# Node.js binaries, see board/README.md).
+set -eu
+tarball="$(readlink -f "${1:?usage: chroot-check.sh BUNDLE.tar.gz [ROOTFS]}")"
+base="${2:-/var/tmp/portcullis-debian12}"
+[ "$(id -u)" = 0 ] || { echo "chroot-check: needs root" >&2; exit 1; }
+
+if [ ! -x "$base/usr/bin/systemd-analyze" ]; then
+  command -v debootstrap >/dev/null || { echo "chroot-check: apt-get install debootstrap" >&2; exit 1; }
+  rm -rf "$base.tmp"
+  echo "chroot-check: debootstrap bookworm into $base (once)" >&2
+  debootstrap --variant=minbase --include=libnetfilter-queue1,iptables,nftables,systemd,passwd \
+    bookworm "$base.tmp" http://deb.debian.org/debian >&2
+  mv "$base.tmp" "$base"
+fi
+
+# A throwaway copy of the base root for this run.
+C="$(mktemp -d /var/tmp/portcullis-chroot.XXXXXX)"
+ns="pcchk$$"
+cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$C"; }
+trap cleanup EXIT
+cp -a "$base/." "$C/"
+cp "$(readlink -f "$(command -v node)")" "$C/usr/bin/node"
+mkdir -p "$C/root/bundle"
+tar -C "$C/root/bundle" -xzf "$tarball"
+b="$(cd "$C/root/bundle" && ls -d portcullis-*)"
+
+echo "== install (first run)"
+chroot "$C" "/root/bundle/$b/install.sh" --ext-mac dc:a6:32:00:00:01 --int-mac 00:e0:4c:00:00:02
+echo "== install (second run)"
+out="$(chroot "$C" "/root/bundle/$b/install.sh" --ext-mac dc:a6:32:00:00:01 --int-mac 00:e0:4c:00:00:02)"
+echo "$out"
+case "$out" in *"nothing to do"*) ;; *) echo "FAIL: the second install was not a no-op" >&2; exit 1 ;; esac
+echo "== systemd-analyze verify (the chroot's systemd)"
+chroot "$C" systemd-analyze verify /etc/systemd/system/portcullis.service /etc/systemd/system/portcullis-rules.service 2>&1 \
+  | grep -v "Ignoring extra certs" || true
+chroot "$C" systemd-analyze verify /etc/systemd/system/portcullis.service /etc/systemd/system/portcullis-rules.service >/dev/null 2>&1 \
+  || { echo "FAIL: systemd-analyze verify" >&2; exit 1; }
+
+echo "== the installed daemon as the service runs it"
+ip netns add "$ns"
+ip -n "$ns" link add ext0 type veth peer name int0
+for d in lo ext0 int0; do ip -n "$ns" link set "$d" up; done
+ip netns exec "$ns" chroot "$C" /bin/sh -eu -c '
+mount -t proc proc /proc; mount -t sysfs sysfs /sys
+trap "umount /sys; umount /proc" EXIT
+portcullis rules --config /etc/portcullis/board.yaml --apply | tail -3
+# What RuntimeDirectory= and StateDirectory= make.
+install -d -o portcullis -g portcullis -m 0700 /run/portcullis /var/lib/portcullis
+setpriv --reuid portcullis --regid portcullis --init-groups --inh-caps -all,+net_admin \
+  --ambient-caps -all,+net_admin --bounding-set -all,+net_admin --no-new-privs \
+  /usr/bin/node /opt/portcullis/current/dist/host/cli.js run --policy /etc/portcullis/policy.yaml \
+  --board /etc/portcullis/board.yaml --control /run/portcullis/control.sock --state-dir /var/lib/portcullis \
+  > /var/tmp/daemon.log 2>&1 &
+pid=$!
+for i in $(seq 100); do [ -S /run/portcullis/control.sock ] && break; sleep 0.1; done
+sleep 0.5
+grep -E "^(Uid|CapEff|CapBnd|CapAmb|NoNewPrivs)" /proc/$pid/status
+grep -q "^CapEff:.*0000000000001000$" /proc/$pid/status || { echo "FAIL: capabilities"; exit 1; }
+grep -q "^NoNewPrivs:.*1$" /proc/$pid/status || { echo "FAIL: no_new_privs"; exit 1; }
+uid=$(id -u portcullis)
+grep -q "^Uid:[[:space:]]*$uid[[:space:]]" /proc/$pid/status || { echo "FAIL: uid"; exit 1; }
+ls -l /run/portcullis/control.sock
+[ "$(stat -c %a:%U /run/portcullis/control.sock)" = 600:portcullis ] || { echo "FAIL: socket mode/owner"; exit 1; }
+setpriv --reuid portcullis --regid portcullis --init-groups --bounding-set -all portcullis stats | head -3
+kill -TERM $pid
+st=0; wait $pid || st=$?
+echo "daemon exit status $st"
+[ "$st" = 0 ] || { cat /var/tmp/daemon.log; exit 1; }
+portcullis rules --config /etc/portcullis/board.yaml --remove
+' 2>&1 | grep -v "Ignoring extra certs"
+[ "${PIPESTATUS[0]}" = 0 ] || { echo "FAIL: the installed daemon" >&2; exit 1; }
+echo "chroot-check: ok"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# What `npm run test:board` needs beyond `npm test` (host/setup/ensure.sh):
+# the arm64 cross toolchain and libraries, qemu-user, debootstrap,
+# systemd-analyze. Installs only what is missing (apt-get, as root).
+set -eu
+missing=()
+command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(crossbuild-essential-arm64)
+command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v systemd-analyze >/dev/null || missing+=(systemd)
+command -v file >/dev/null || missing+=(file)
+command -v setpriv >/dev/null || missing+=(util-linux)
+[ -f /usr/lib/aarch64-linux-gnu/libnetfilter_queue.so ] || missing+=(libnetfilter-queue-dev:arm64 libnfnetlink-dev:arm64)
+[ "${#missing[@]}" -gt 0 ] || exit 0
+[ "$(id -u)" = 0 ] || { echo "ensure-board: missing Debian packages: ${missing[*]} (run as root)" >&2; exit 1; }
+# apt's helpers run as _apt and need a world-writable TMPDIR (this
+# machine's /tmp is 0700).
+export TMPDIR=/var/tmp DEBIAN_FRONTEND=noninteractive
+dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
+echo "ensure-board: installing ${missing[*]}" >&2
+apt-get update -qq >&2
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
