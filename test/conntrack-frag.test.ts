@@ -74,6 +74,23 @@ for (const fam of [4, 6] as const) {
   });
 }
 
+test("datagrams from addresses that differ in their last byte do not crowd one bucket", () => {
+  // Before the fragment hash was fully mixed, these 9 sources shared one
+  // 8-slot bucket and the first datagram's entry was evicted by the ninth.
+  const h = new Harness();
+  const parts = (i: number): [Uint8Array, Uint8Array] => {
+    const src = `2001:db8:1::a0${i}`;
+    const dgram = udp({ sport: 5000, dport: 53, payload: new Uint8Array(1592) });
+    return [
+      ipv6({ src, dst: PROXY6, proto: PROTO_UDP, payload: dgram.slice(0, 1480), ext: [fragmentExt(0, true, 0x1234)] }),
+      ipv6({ src, dst: PROXY6, proto: PROTO_UDP, payload: dgram.slice(1480), ext: [fragmentExt(185, false, 0x1234)] }),
+    ];
+  };
+  const trains = Array.from({ length: 9 }, (_, i) => parts(i));
+  for (const [first] of trains) assert.is(h.send(first, IN_EXT, 0), "rule_allow");
+  for (const [, second] of trains) assert.is(h.send(second, IN_EXT, 0), "frag_follows");
+});
+
 test("the same id from another source is another datagram", () => {
   const h = new Harness();
   const [a, b] = train(4, 53, 0x7777);

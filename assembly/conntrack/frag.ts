@@ -18,6 +18,7 @@
 import * as ABI from "../abi";
 import { PKT_PTR } from "../layout";
 import { Reason } from "../reasons";
+import { hashSeed, mix } from "./key";
 import { bump } from "./table";
 
 const F_TAG: u32 = 0;
@@ -56,12 +57,15 @@ export function setupFrags(base: usize, cap: u32): void {
 // @ts-ignore: decorator
 @inline function pk32(f: u32): u32 { return load<u32>(PKT_PTR + <usize>f); }
 
+// Keyed like the flow hash (the host's random seed, a full mix after each
+// word), so every input bit reaches the bucket bits and nobody can aim
+// fragments at one bucket.
 function fragHash(): u32 {
-  let h: u64 = (<u64>pk32(ABI.P_FRAG_ID) << 16) ^ (<u64>pk8(ABI.P_PROTO) << 8) ^ <u64>pk8(ABI.P_FAMILY);
-  h = (h ^ load<u64>(PKT_PTR + ABI.P_SRC)) * 0x9e3779b97f4a7c15;
-  h = (h ^ load<u64>(PKT_PTR + ABI.P_SRC + 8)) * 0xc2b2ae3d27d4eb4f;
-  h = (h ^ load<u64>(PKT_PTR + ABI.P_DST)) * 0x9e3779b97f4a7c15;
-  h = (h ^ load<u64>(PKT_PTR + ABI.P_DST + 8)) * 0xc2b2ae3d27d4eb4f;
+  let h = mix(hashSeed() ^ ((<u64>pk32(ABI.P_FRAG_ID) << 16) | (<u64>pk8(ABI.P_PROTO) << 8) | <u64>pk8(ABI.P_FAMILY)));
+  h = mix(h ^ load<u64>(PKT_PTR + ABI.P_SRC));
+  h = mix(h ^ load<u64>(PKT_PTR + ABI.P_SRC + 8));
+  h = mix(h ^ load<u64>(PKT_PTR + ABI.P_DST));
+  h = mix(h ^ load<u64>(PKT_PTR + ABI.P_DST + 8));
   return <u32>(h >> 32) | 1;
 }
 

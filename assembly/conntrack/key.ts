@@ -21,9 +21,10 @@ export const KEY: usize = memory.data(KEY_SIZE, 16);
 
 let seed: u64 = 0x9e3779b97f4a7c15;
 export function setHashSeed(s: u64): void { seed = s ^ 0x9e3779b97f4a7c15; }
+export function hashSeed(): u64 { return seed; }
 
 // @ts-ignore: decorator
-@inline function mix(x: u64): u64 {
+@inline export function mix(x: u64): u64 {
   x ^= x >> 33; x *= 0xff51afd7ed558ccd;
   x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53;
   return x ^ (x >> 33);
