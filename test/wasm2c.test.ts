@@ -22,7 +22,10 @@ import {
   PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, routingExt, tcp, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN,
   TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, udp,
 } from "../host/packets/build.js";
+import { compilePolicyFile } from "../host/policy/compile.js";
+import { buildTable } from "../host/rules/build.js";
 import { rng } from "./fuzz/gen.js";
+import { ConvGen } from "./helpers/convgen.js";
 
 const rand = rng(0x9e3779b9);
 const int = (n: number): number => Math.floor(rand() * n);
@@ -624,6 +627,34 @@ test("wasm2c: a trap in the module is caught and reported with its batch", () =>
     trapsWith(1, /nreachable/);
     trapsWith(2, /[Oo]ut.of.bounds/);
     assert.is(runWasm2cCore([ok, packBatch([], { count: 3 })], { binary }).batches.length, 2);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("wasm2c: with the default policy committed (--table) and stateful traffic, V8 and wasm2c agree", () => {
+  const table = buildTable(compilePolicyFile(join(process.cwd(), "host", "policy", "default.yaml")).spec).bytes;
+  const core = new Core("release", undefined, { hashSeed: 0x7ab1en });
+  core.loadTable(table);
+  const gen = new ConvGen(0x2c0de);
+  const batches: VectorBatch[] = [];
+  const notes = new Map<number, string>();
+  for (let i = 0; i < 300; i++) {
+    const b = gen.next();
+    notes.set(i, `convgen t=${b.t.toFixed(1)}`);
+    batches.push(packBatch(b.packets, { nowNs: BigInt(Math.round(b.t * 1e9)) }));
+  }
+  const initConfig = core.u8.slice(core.configPtr, core.configPtr + ABI.CONFIG_SIZE);
+  const v8 = runInCore(core, batches);
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-wasm2c-table-"));
+  try {
+    writeFileSync(join(dir, "default.table"), table);
+    const c = runWasm2cCore(batches, { initConfig, table: join(dir, "default.table") });
+    const diff = firstDifference(v8, c, batches, notes);
+    if (diff !== null) assert.unreachable(`V8 and wasm2c disagree: ${diff}`);
+    for (const name of ["rule_allow", "state_match", "state_related", "frag_follows"]) {
+      assert.ok(counter(v8, ABI.C_REASONS + REASONS.findIndex(([n]) => n === name) * 16) > 0n, `the traffic reached ${name}`);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -5,8 +5,9 @@
 // buildWasm2cCore() turns build/release.wasm + test/wasm2c/driver.c into
 // build/wasm2c/portcullis-core, again only when either input is newer than
 // the binary (or the build commands changed). runWasm2cCore() feeds it a
-// vector file on stdin and parses what it writes. The formats are described
-// in driver.c; in short (all little-endian):
+// vector file on stdin (or names a vector file) and parses what it writes;
+// `table` has the driver commit a compiled rule table after init. The
+// formats are described in driver.c; in short (all little-endian):
 //
 //   vector file  "PCVEC001", u32 abi_version, u32 batch_count, u32 bh_size,
 //                u32 config_size, u32 descs_cap, u32 data_cap, u32 verdict_size,
@@ -308,13 +309,18 @@ export function decodeResults(bytes: Uint8Array): Omit<RunResult, "timings"> {
 export interface RunOptions extends VectorOptions {
   binary?: string; // default: buildWasm2cCore().binary
   repeat?: number; // classify calls per batch (timing loop)
+  table?: string; //  a compiled rule table file, committed after init
+  vectorFile?: string; // read the vectors from this file instead (the bytes argument is then ignored)
 }
 
 // Runs encoded vectors (encodeVectors, or a file's bytes) through the binary.
 export function runWasm2cVectors(vectors: Uint8Array, opts: RunOptions = {}): RunResult {
   const binary = opts.binary ?? buildWasm2cCore().binary;
   const args = opts.repeat !== undefined ? ["--repeat", String(opts.repeat)] : [];
-  const r = spawnSync(binary, [...args, "-"], { input: vectors, maxBuffer: 1 << 30 });
+  if (opts.table !== undefined) args.push("--table", opts.table);
+  const r = opts.vectorFile !== undefined
+    ? spawnSync(binary, [...args, opts.vectorFile], { maxBuffer: 1 << 30 })
+    : spawnSync(binary, [...args, "-"], { input: vectors, maxBuffer: 1 << 30 });
   if (r.error) throw new Wasm2cError(`cannot run ${binary}: ${r.error.message}`);
   const stderr = r.stderr.toString("utf8");
   if (r.status !== 0) {

@@ -9,7 +9,11 @@
  *   gcc -O2 -w -IDIR -I/usr/src/wasm2c test/wasm2c/driver.c \
  *       /usr/src/wasm2c/wasm-rt-impl.c -lm -o DIR/portcullis-core
  *
- * Usage: portcullis-core [--repeat N] [FILE]     (no FILE or "-": stdin)
+ * Usage: portcullis-core [--repeat N] [--table TABLE] [FILE]     (no FILE or "-": stdin)
+ *
+ * --table TABLE stages and commits the compiled rule table in the file TABLE
+ * (host/rules/build.ts) right after init, as Core.loadTable does, so the
+ * batches are classified with that table live (exit status 4 if refused).
  *
  * All integers are little-endian. The driver knows no ABI constant: the file
  * header carries the sizes the host expects (host/core/abi.ts), the module's
@@ -73,6 +77,15 @@
 
 /* The generated module, in this translation unit so gcc can inline exports. */
 #include "core.c"
+
+/* The rule-table exports, for --table. Weak, so that the driver still links
+ * against a module without them (test/wasm2c.test.ts's trap module): they are
+ * then null, and --table is refused. */
+u32 Z_coreZ_table_stage_ptr(Z_core_instance_t*) __attribute__((weak));
+u32 Z_coreZ_table_stage_cap(Z_core_instance_t*) __attribute__((weak));
+u32 Z_coreZ_table_stage(Z_core_instance_t*, u32) __attribute__((weak));
+u32 Z_coreZ_table_commit(Z_core_instance_t*, u32) __attribute__((weak));
+u32 Z_coreZ_table_fault_at(Z_core_instance_t*) __attribute__((weak));
 
 #define EXIT_USAGE 1
 #define EXIT_FORMAT 2
@@ -157,6 +170,7 @@ static const char* volatile g_stage = "instantiate";
 
 int main(int argc, char** argv) {
   const char* path = NULL;
+  const char* table_path = NULL;
   uint32_t repeat = 1;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
@@ -164,8 +178,10 @@ int main(int argc, char** argv) {
       unsigned long v = strtoul(argv[++i], &end, 10);
       if (*end || v == 0 || v > 0xffffffffUL) die(EXIT_USAGE, "--repeat needs a count from 1 to 2^32-1");
       repeat = (uint32_t)v;
+    } else if (strcmp(argv[i], "--table") == 0 && i + 1 < argc) {
+      table_path = argv[++i];
     } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
-      die(EXIT_USAGE, "usage: %s [--repeat N] [FILE|-]", argv[0]);
+      die(EXIT_USAGE, "usage: %s [--repeat N] [--table TABLE] [FILE|-]", argv[0]);
     } else if (path == NULL) {
       path = argv[i];
     } else {
@@ -207,6 +223,21 @@ int main(int argc, char** argv) {
   memcpy(region(mem, Z_coreZ_config_ptr(&g_core), config_size, "config"), init_cfg, init_cfg_len);
   uint32_t err = Z_coreZ_init(&g_core);
   if (err != 0) die(EXIT_INIT, "init failed with code %" PRIu32, err);
+  if (table_path != NULL) {
+    g_stage = "table";
+    if (!Z_coreZ_table_stage_ptr || !Z_coreZ_table_stage_cap || !Z_coreZ_table_stage || !Z_coreZ_table_commit || !Z_coreZ_table_fault_at)
+      die(EXIT_USAGE, "--table: the module exports no rule-table staging");
+    size_t table_len;
+    uint8_t* table = read_all(table_path, &table_len);
+    const uint32_t cap = Z_coreZ_table_stage_cap(&g_core);
+    if (table_len > cap) die(EXIT_INIT, "table of %zu bytes exceeds the %" PRIu32 "-byte slot", table_len, cap);
+    memcpy(region(mem, Z_coreZ_table_stage_ptr(&g_core), table_len, "table slot"), table, table_len);
+    const int32_t ticket = (int32_t)Z_coreZ_table_stage(&g_core, (uint32_t)table_len);
+    if (ticket < 0) die(EXIT_INIT, "table refused: table error %" PRId32 " at byte %" PRIu32, -ticket, Z_coreZ_table_fault_at(&g_core));
+    const int32_t committed = (int32_t)Z_coreZ_table_commit(&g_core, (uint32_t)ticket);
+    if (committed < 0) die(EXIT_INIT, "table commit refused: table error %" PRId32, -committed);
+    free(table);
+  }
 
   uint8_t* const batch = region(mem, Z_coreZ_batch_ptr(&g_core), bh_size, "batch header");
   uint8_t* const config = region(mem, Z_coreZ_config_ptr(&g_core), config_size, "config");

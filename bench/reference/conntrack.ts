@@ -1,0 +1,309 @@
+// Stateful verdicts, as assembly/conntrack/track.ts decides them (the order
+// of the checks is the policy):
+//  1. a later fragment follows its first fragment's verdict (frag.ts);
+//  2. IPv6 neighbour discovery with hop limit 255 passes (RFC 4861);
+//  3. an ICMP error passes only when the packet it quotes belongs to a
+//     tracked flow, and only toward that packet's sender (related);
+//  4. a packet of a tracked flow, either direction, passes on state if the
+//     flow's TCP state machine allows it, without a rule lookup;
+//  5. otherwise only a packet that may open a flow (TCP SYN, UDP, an ICMP
+//     query, other protocols) meets the rules, and an allowed one opens a flow.
+//
+// Flows live in a Map under their canonical key (endpoint A is the lower of
+// (address, port), so both directions find the same flow). Time is the
+// batch's, in nanoseconds. The core's state table has a fixed capacity: when
+// both buckets of a new flow are full it evicts the oldest embryonic flow or
+// refuses the flow (STATE_FULL). This Map never fills, so the two agree while
+// the core's table has room; nothing else about capacity is mirrored.
+import * as R from "./codes.js";
+import { type Packet, PF_FIRST_FRAG, PF_FRAGMENT, PF_HAS_PORTS, PF_ICMP_ERROR, TH_ACK, TH_FIN, TH_RST, TH_SYN } from "./decode.js";
+import { Fragments } from "./frag.js";
+import { NO_MATCH, type RuleTable } from "./rules.js";
+
+export const enum State {
+  FREE = 0,
+  SYN_SENT, SYN_SENT2, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE,
+  UDP_UNREPLIED, UDP_REPLIED,
+  ICMP_QUERY, ICMP_REPLIED,
+  OTHER_UNREPLIED, OTHER_REPLIED,
+}
+
+// Seconds per state (Linux conntrack's defaults); slot 0 is the fragment timeout.
+export const DEFAULT_TIMEOUTS: readonly number[] = [30, 120, 120, 60, 432000, 120, 60, 30, 120, 10, 30, 120, 30, 30, 600, 600];
+
+const ORIG = 0, REPLY = 1;
+const PROTO_ICMP = 1, PROTO_TCP = 6, PROTO_UDP = 17, PROTO_ICMPV6 = 58;
+
+export class Flow {
+  state: State = State.FREE;
+  origIsB = false; //              the opener is endpoint B of the key
+  ctx = 0; //                      interface context of the packet that opened it
+  rule = R.RULE_NONE; //           the rule that admitted it
+  expires = 0;
+  created = 0;
+  readonly end: [number, number] = [0, 0]; //    per direction: highest seq + len sent
+  readonly maxwin: [number, number] = [0, 0]; // per direction: largest window offered (scaled)
+  readonly wscale: [number, number] = [0, 0]; // per direction: window scale of its SYN, 0xff none
+  closer = ORIG; //                which direction sent the first FIN
+}
+
+export class Conntrack {
+  readonly flows = new Map<string, Flow>();
+  readonly frags = new Fragments();
+  private readonly timeoutNs: number[];
+  verdict = R.DROP; //  the last packet's verdict and rule, beside the reason track() returns
+  rule = R.RULE_NONE;
+  private key = "";
+  private senderIsB = false;
+
+  // Timeouts in seconds by state (slot 0: fragments); 0 or absent: the default.
+  constructor(readonly rules: RuleTable, timeouts: readonly number[] = []) {
+    this.timeoutNs = DEFAULT_TIMEOUTS.map((d, i) => (timeouts[i] || d) * 1e9);
+  }
+
+  private pass(reason: number, rule: number): number { this.verdict = R.ACCEPT; this.rule = rule; return reason; }
+  private drop(reason: number): number { this.verdict = R.DROP; this.rule = R.RULE_NONE; return reason; }
+
+  // Decides the decoded packet `p` of interface context `ctx` at time `now`.
+  track(p: Packet, ctx: number, now: number): number {
+    if ((p.flags & (PF_FRAGMENT | PF_FIRST_FRAG)) === PF_FRAGMENT) {
+      const r = this.frags.follow(p, now);
+      return r === R.NONE ? this.pass(R.FRAG_FOLLOWS, this.frags.followRule) : this.drop(r);
+    }
+    const reason = this.decide(p, ctx, now);
+    if (p.flags & PF_FIRST_FRAG) this.frags.first(p, this.verdict, this.rule, now, this.timeoutNs[0]!);
+    return reason;
+  }
+
+  private decide(p: Packet, ctx: number, now: number): number {
+    const v6 = p.family === 6;
+    const icmp = p.proto === (v6 ? PROTO_ICMPV6 : PROTO_ICMP);
+    const type = p.icmpType;
+
+    if (v6 && icmp && type >= 133 && type <= 137 && p.ttl === 255) {
+      // Without neighbour discovery IPv6 does not work; with hop limit 255 it
+      // cannot have come from off the link.
+      return this.pass(R.ICMP6_NDP, R.RULE_NONE);
+    }
+    if (p.flags & PF_ICMP_ERROR) {
+      // The error travels back to whoever sent the quoted packet.
+      if (!sameAddr(p.dst, p.inSrc)) return this.drop(R.ICMP_UNRELATED);
+      this.makeKey(p.inFamily, p.inProto, p.inSrc, p.inSport, p.inDst, p.inDport);
+      const f = this.lookup(now);
+      return f ? this.pass(R.STATE_RELATED, f.rule) : this.drop(R.ICMP_UNRELATED);
+    }
+
+    let sport = 0, dport = 0;
+    if (p.flags & PF_HAS_PORTS) {
+      sport = p.sport; dport = p.dport;
+    } else if (icmp) {
+      if (!isRequest(v6, type) && !isReply(v6, type)) return this.byRules(p, ctx); // router discovery, MLD...: no flow
+      sport = dport = p.icmpId;
+    }
+
+    this.makeKey(p.family, p.proto, p.src, sport, p.dst, dport);
+    let f = this.lookup(now);
+    if (f) {
+      const dir = this.senderIsB === f.origIsB ? ORIG : REPLY;
+      if (p.proto === PROTO_TCP) {
+        const r = tcpTrack(f, dir, p);
+        if (r === TCP_REOPEN) {
+          this.flows.delete(this.key); // a new connection over a closed one
+          f = undefined;
+        } else if (r !== R.NONE) {
+          return this.drop(r);
+        }
+      } else if (dir === REPLY) {
+        if (icmp && !isReply(v6, type)) return this.drop(R.NO_FLOW);
+        if (f.state === State.UDP_UNREPLIED) f.state = State.UDP_REPLIED;
+        else if (f.state === State.ICMP_QUERY) f.state = State.ICMP_REPLIED;
+        else if (f.state === State.OTHER_UNREPLIED) f.state = State.OTHER_REPLIED;
+      } else if (icmp && !isRequest(v6, type)) {
+        return this.drop(R.NO_FLOW);
+      }
+      if (f) {
+        f.expires = now + this.timeoutNs[f.state]!;
+        return this.pass(R.STATE_MATCH, f.rule);
+      }
+    }
+
+    // No flow: only a packet that may open one meets the rules.
+    const opens = p.proto === PROTO_TCP ? (p.tcpFlags & (TH_SYN | TH_ACK)) === TH_SYN : !icmp || isRequest(v6, type);
+    if (!opens) return this.drop(R.NO_FLOW);
+    const reason = this.byRules(p, ctx);
+    if (this.verdict !== R.ACCEPT) return reason;
+    f = new Flow();
+    f.origIsB = this.senderIsB;
+    f.created = now;
+    f.ctx = ctx;
+    f.rule = this.rule;
+    if (p.proto === PROTO_TCP) tcpOpen(f, p);
+    else f.state = p.proto === PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED;
+    f.expires = now + this.timeoutNs[f.state]!;
+    this.flows.set(this.key, f);
+    return reason;
+  }
+
+  private byRules(p: Packet, ctx: number): number {
+    const r = this.rules.match(ctx, p.family, p.src, p.dst, p.proto, p.sport, p.dport, p.tcpFlags);
+    if (r === NO_MATCH) {
+      this.verdict = this.rules.defaultAllow ? R.ACCEPT : R.DROP;
+      this.rule = R.RULE_NONE;
+      return this.rules.defaultAllow ? R.DEFAULT_ALLOW : R.DEFAULT_DENY;
+    }
+    this.rule = r;
+    const allow = this.rules.isAllow(r);
+    this.verdict = allow ? R.ACCEPT : R.DROP;
+    return allow ? R.RULE_ALLOW : R.RULE_DENY;
+  }
+
+  // The live flow under `key`; an expired one is forgotten.
+  private lookup(now: number): Flow | undefined {
+    const f = this.flows.get(this.key);
+    if (f !== undefined && f.expires <= now) {
+      this.flows.delete(this.key);
+      return undefined;
+    }
+    return f;
+  }
+
+  // The canonical key of a packet src:sport -> dst:dport: endpoint A is the
+  // lower (address, port), addresses compared as big-endian numbers.
+  private makeKey(family: number, proto: number, src: Uint32Array, sport: number, dst: Uint32Array, dport: number): void {
+    let c = 0;
+    for (let i = 0; i < 4 && c === 0; i++) c = src[i]! - dst[i]!;
+    const srcFirst = c !== 0 ? c < 0 : sport < dport;
+    this.senderIsB = !srcFirst;
+    const a = srcFirst ? src : dst, b = srcFirst ? dst : src;
+    const pa = srcFirst ? sport : dport, pb = srcFirst ? dport : sport;
+    this.key = flowKey(family, proto, a, pa, b, pb);
+  }
+}
+
+// The key as a short string of 16-bit units (a Map hashes it as a whole):
+// family and protocol, then each endpoint's address words and port.
+function flowKey(family: number, proto: number, a: Uint32Array, pa: number, b: Uint32Array, pb: number): string {
+  const u = String.fromCharCode;
+  if (family === 4) return u((4 << 8) | proto, a[0]! >>> 16, a[0]! & 0xffff, pa, b[0]! >>> 16, b[0]! & 0xffff, pb);
+  return u((6 << 8) | proto, a[0]! >>> 16, a[0]! & 0xffff, a[1]! >>> 16, a[1]! & 0xffff, a[2]! >>> 16, a[2]! & 0xffff,
+    a[3]! >>> 16, a[3]! & 0xffff, pa, b[0]! >>> 16, b[0]! & 0xffff, b[1]! >>> 16, b[1]! & 0xffff, b[2]! >>> 16, b[2]! & 0xffff,
+    b[3]! >>> 16, b[3]! & 0xffff, pb);
+}
+
+function sameAddr(a: Uint32Array, b: Uint32Array): boolean {
+  return a[0] === b[0] && a[1] === b[1] && a[2] === b[2] && a[3] === b[3];
+}
+
+// ICMP and ICMPv6 queries that open a flow, and their answers.
+function isRequest(v6: boolean, t: number): boolean { return v6 ? t === 128 : t === 8 || t === 13 || t === 15 || t === 17; }
+function isReply(v6: boolean, t: number): boolean { return v6 ? t === 129 : t === 0 || t === 14 || t === 16 || t === 18; }
+
+// ---- TCP, after Linux conntrack -----------------------------------------
+// States and transitions by direction and segment kind; RST and FIN change
+// state only when their sequence number lies in the window the other side
+// allowed. Sequence numbers are 32-bit and compared modulo 2^32 (RFC 1982).
+
+export const TCP_REOPEN = -1; // a SYN that starts over a closed flow
+
+function before(a: number, b: number): boolean { return ((a - b) | 0) < 0; }
+
+function inWindow(f: Flow, dir: number, seq: number): boolean {
+  const end = f.end[dir]!;
+  const w = Math.max(f.maxwin[dir ^ 1]!, 1460); // what the receiver offered, at least a segment
+  return !before(seq, (end - w) >>> 0) && before(seq, (end + w + 1) >>> 0);
+}
+
+// Records how far the sender has sent and the largest window it offered
+// (scaled only once both SYNs carried the option).
+function note(f: Flow, dir: number, p: Packet, syn: boolean): void {
+  const len = p.tcpPayload + (p.tcpFlags & TH_SYN ? 1 : 0) + (p.tcpFlags & TH_FIN ? 1 : 0);
+  const end = (p.tcpSeq + len) >>> 0;
+  if (syn || before(f.end[dir]!, end)) f.end[dir] = end;
+  let w = p.tcpWin;
+  if (!syn && f.wscale[0] !== 0xff && f.wscale[1] !== 0xff) w = (w << f.wscale[dir]!) >>> 0;
+  if (w > f.maxwin[dir]!) f.maxwin[dir] = w;
+}
+
+export function tcpOpen(f: Flow, p: Packet): void {
+  f.state = State.SYN_SENT;
+  f.wscale[ORIG] = p.wscale;
+  f.wscale[REPLY] = 0xff;
+  note(f, ORIG, p, true);
+}
+
+// Advances flow f by segment p from direction dir: NONE to pass it,
+// TCP_REOPEN, or a drop reason.
+export function tcpTrack(f: Flow, dir: number, p: Packet): number {
+  const flags = p.tcpFlags, seq = p.tcpSeq, ack = p.tcpAck;
+  const st = f.state;
+  const syn = (flags & TH_SYN) !== 0, hasAck = (flags & TH_ACK) !== 0;
+  const rst = (flags & TH_RST) !== 0, fin = (flags & TH_FIN) !== 0;
+  const orig = dir === ORIG;
+  let next = st;
+
+  if (rst) {
+    if (st === State.SYN_SENT) {
+      // Only the answer to our SYN may reset it: an ACK of exactly SYN + 1.
+      if (orig ? !inWindow(f, dir, seq) : !hasAck || ack !== f.end[ORIG]) return R.TCP_OUT_OF_WINDOW;
+    } else if (!inWindow(f, dir, seq)) {
+      return R.TCP_OUT_OF_WINDOW;
+    }
+    f.state = State.CLOSE;
+    return R.NONE;
+  }
+
+  if (syn && !hasAck) {
+    if (orig && (st === State.TIME_WAIT || st === State.CLOSE)) return TCP_REOPEN;
+    if (st === State.SYN_SENT) {
+      // Our SYN again (perhaps with a new ISN), or the other side's: a simultaneous open.
+      f.wscale[dir] = p.wscale;
+      note(f, dir, p, true);
+      if (!orig) f.state = State.SYN_SENT2;
+      return R.NONE;
+    }
+    if (st === State.SYN_SENT2 || (orig && st === State.SYN_RECV)) return R.NONE; // retransmission
+    return R.TCP_INVALID_STATE;
+  }
+  if (syn) { // SYN-ACK
+    if (st === State.SYN_SENT && !orig) {
+      if (ack !== f.end[ORIG]) return R.TCP_OUT_OF_WINDOW;
+      next = State.SYN_RECV;
+    } else if (st === State.SYN_SENT2) {
+      next = State.SYN_RECV;
+    } else if (!orig && (st === State.SYN_RECV || st === State.ESTABLISHED)) {
+      return R.NONE; // the SYN-ACK again: our ACK got lost
+    } else {
+      return R.TCP_INVALID_STATE;
+    }
+    f.wscale[dir] = p.wscale;
+    note(f, dir, p, true);
+    f.state = next;
+    return R.NONE;
+  }
+  if (fin) {
+    if (st === State.FREE || st === State.SYN_SENT || st === State.SYN_SENT2) return R.TCP_INVALID_STATE;
+    if (!inWindow(f, dir, seq)) return R.TCP_OUT_OF_WINDOW;
+    if (st === State.SYN_RECV || st === State.ESTABLISHED) {
+      next = State.FIN_WAIT;
+      f.closer = dir;
+    } else if (st === State.FIN_WAIT || st === State.CLOSE_WAIT) {
+      if (f.closer !== dir) next = State.LAST_ACK; // the other side's FIN: both have closed
+    } else if (st === State.CLOSE) {
+      return R.TCP_INVALID_STATE;
+    }
+  } else if (hasAck) {
+    if (st === State.SYN_SENT || st === State.SYN_SENT2 || st === State.CLOSE) return R.TCP_INVALID_STATE;
+    if (st === State.SYN_RECV) {
+      if (orig) next = State.ESTABLISHED;
+    } else if (st === State.FIN_WAIT) {
+      if (f.closer !== dir) next = State.CLOSE_WAIT;
+    } else if (st === State.LAST_ACK) {
+      next = State.TIME_WAIT;
+    }
+  } else {
+    return R.TCP_INVALID_STATE; // no SYN, ACK, FIN or RST: the decoder refuses these already
+  }
+  if (inWindow(f, dir, seq) || st === State.SYN_RECV) note(f, dir, p, false);
+  f.state = next;
+  return R.NONE;
+}

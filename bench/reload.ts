@@ -1,0 +1,139 @@
+// Reload latency through the daemon's own transaction (Daemon.reload with the
+// real release Core): compile (read + compile the policy, or parse the
+// ClassBench filters, + build the table), stage (copy into the core's slot
+// and validate), commit (swap the ticket), total (as the daemon records it,
+// plus the ClassBench parse/build done outside it). p50 and p99 are
+// nearest-rank over `n` reloads after warm-up; with n = 50 (or 20) the p99
+// is the slowest or second slowest reload.
+// A last section times `reload --recheck` with many tracked flows.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import * as ABI from "../host/core/abi.js";
+import { Batch } from "../host/core/batch.js";
+import { Daemon, type ReloadRecord } from "../host/daemon/daemon.js";
+import { JsonLogger } from "../host/daemon/log.js";
+import { ipv4, PROTO_TCP, TCP_ACK, TCP_SYN, tcp } from "../host/packets/build.js";
+import { readFilters } from "../host/rules/classbench.js";
+import { buildTable } from "../host/rules/build.js";
+import { nowMs, percentile } from "./stats.js";
+
+export interface Phase { p50: number; p99: number }
+export interface ReloadFigures {
+  what: string; rules: number; tableBytes: number; n: number;
+  compile: Phase; stage: Phase; commit: Phase; total: Phase; recheck?: Phase; flows?: number; ended?: number;
+}
+
+const phase = (xs: number[]): Phase => ({ p50: percentile(xs, 50), p99: percentile(xs, 99) });
+const quiet = new JsonLogger(() => {});
+
+function figures(what: string, recs: Array<{ rec: ReloadRecord; outside: number }>, tableBytes: number): ReloadFigures {
+  for (const { rec } of recs) if (!rec.ok) throw new Error(`${what}: reload failed: ${rec.error}`);
+  const f: ReloadFigures = {
+    what, rules: Math.max(...recs.map((r) => r.rec.rules ?? 0)), tableBytes, n: recs.length,
+    compile: phase(recs.map((r) => r.rec.ms.compile + r.outside)),
+    stage: phase(recs.map((r) => r.rec.ms.stage)),
+    commit: phase(recs.map((r) => r.rec.ms.commit)),
+    total: phase(recs.map((r) => r.rec.ms.total + r.outside)),
+  };
+  const rc = recs.filter((r) => r.rec.recheck);
+  if (rc.length) {
+    f.recheck = phase(rc.map((r) => r.rec.recheck!.ms));
+    f.ended = rc.reduce((a, r) => a + r.rec.recheck!.ended, 0);
+  }
+  return f;
+}
+
+// The default policy, alternating two versions (port 80 on and off) so that
+// every reload really changes the table.
+export async function benchReloadPolicy(policy: string, n: number): Promise<ReloadFigures> {
+  const dir = mkdtempSync(join(tmpdir(), "pc-bench-reload-"));
+  const text = readFileSync(policy, "utf8");
+  const a = join(dir, "a.yaml"), b = join(dir, "b.yaml");
+  writeFileSync(a, text);
+  writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
+  const d = new Daemon({ policy: a, mode: "host" }, quiet);
+  try {
+    for (let i = 0; i < 5; i++) d.reload(i % 2 ? b : a);
+    const recs = Array.from({ length: n }, (_, i) => ({ rec: d.reload(i % 2 ? b : a), outside: 0 }));
+    return figures("default policy", recs, tableSize(d));
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// The live table's size (the daemon keeps it private; the bench only reads it).
+const tableSize = (d: Daemon): number => (d as unknown as { table: { bytes: Uint8Array } | null }).table?.bytes.length ?? 0;
+
+// A ClassBench filter set: parse + build (the "compile"), then the daemon's
+// stage and commit of the prepared table.
+export async function benchReloadClassBench(rulesFile: string, n: number): Promise<ReloadFigures> {
+  const d = new Daemon({ policy: rulesFile, mode: "host" }, quiet);
+  try {
+    const once = (): { rec: ReloadRecord; outside: number } => {
+      const t0 = nowMs();
+      const bytes = buildTable(readFilters(rulesFile)).bytes;
+      const outside = nowMs() - t0;
+      return { rec: d.reload(rulesFile, bytes), outside };
+    };
+    for (let i = 0; i < 2; i++) once();
+    const recs = Array.from({ length: n }, once);
+    const name = rulesFile.split("/").pop()!.replace(/\.rules$/, "");
+    return figures(name, recs, tableSize(d));
+  } finally {
+    await d.stop();
+  }
+}
+
+// reload --recheck of the default policy with `flows` established TCP flows
+// to port 443 (both versions allow them: every flow is re-decided, none ends).
+export async function benchRecheck(policy: string, flows: number, n: number): Promise<ReloadFigures> {
+  const dir = mkdtempSync(join(tmpdir(), "pc-bench-recheck-"));
+  const text = readFileSync(policy, "utf8");
+  const a = join(dir, "a.yaml"), b = join(dir, "b.yaml");
+  writeFileSync(a, text);
+  writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
+  const d = new Daemon({ policy: a, mode: "host", core: { maxFlows: Math.max(65536, flows * 2) } }, quiet);
+  try {
+    if (!d.reload().ok) throw new Error("default policy did not load");
+    const IN = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
+    const OUT = { hook: ABI.HOOK_OUTPUT, inRole: ABI.ROLE_NONE, outRole: ABI.ROLE_EXTERNAL };
+    const batch = new Batch(d.core);
+    const client = (i: number): string => `192.0.2.${1 + (i % 250)}`;
+    const cport = (i: number): number => 1024 + Math.floor(i / 250);
+    const steps: Array<(i: number) => [Uint8Array, typeof IN]> = [
+      (i) => [ipv4({ src: client(i), dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: cport(i), dport: 443, flags: TCP_SYN, seq: 100 }) }), IN],
+      (i) => [ipv4({ src: "203.0.113.1", dst: client(i), proto: PROTO_TCP, payload: tcp({ sport: 443, dport: cport(i), flags: TCP_SYN | TCP_ACK, seq: 900, ack: 101 }) }), OUT],
+      (i) => [ipv4({ src: client(i), dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: cport(i), dport: 443, flags: TCP_ACK, seq: 101, ack: 901 }) }), IN],
+    ];
+    for (const step of steps) {
+      for (let i = 0; i < flows; i += 256) {
+        batch.clear();
+        for (let k = i; k < Math.min(flows, i + 256); k++) { const [p, m] = step(k); batch.add(p, m); }
+        batch.run(process.hrtime.bigint());
+      }
+    }
+    const live = Number(d.core.counters().flows.live);
+    if (live !== flows) throw new Error(`expected ${flows} tracked flows, have ${live}`);
+    const recs = Array.from({ length: n }, (_, i) => ({ rec: d.reload(i % 2 ? a : b, undefined, { recheck: true }), outside: 0 }));
+    const f = figures(`default policy + recheck of ${flows} flows`, recs, tableSize(d));
+    f.flows = flows;
+    return f;
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function formatReload(rows: ReloadFigures[]): string[] {
+  const ms = (p: Phase): string => `${p.p50.toFixed(2)} / ${p.p99.toFixed(2)}`;
+  const head = ["table", "rules", "KiB", "n", "compile", "stage", "commit", "recheck", "total"];
+  const body = rows.map((r) => [
+    r.what, String(r.rules), (r.tableBytes / 1024).toFixed(0), String(r.n),
+    ms(r.compile), ms(r.stage), ms(r.commit), r.recheck ? ms(r.recheck) : "-", ms(r.total),
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (c: string[]): string => c.map((x, i) => x.padEnd(widths[i]!)).join("  ");
+  return [line(head), ...body.map(line)];
+}
