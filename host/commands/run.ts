@@ -9,6 +9,7 @@
 // host/daemon/README-reload.md.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_CONTROL } from "../daemon/control.js";
+import { sdNotify, startWatchdog } from "../daemon/notify.js";
 import { Daemon } from "../daemon/daemon.js";
 import { JsonLogger } from "../daemon/log.js";
 import { checkMetricsHost, MetricsServer, parseListenAddress } from "../daemon/metrics.js";
@@ -99,11 +100,17 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
     pid: process.pid, policy: o.policy, mode: o.mode, queues, roles, control: o.control, flows: daemon.core.flowCapacity,
     watch: o.watch, stateDir: o.stateDir, recheck: o.recheck ?? false, metrics: o.metrics ?? null, lastGoodTable: fallback,
   });
+  // Under systemd (Type=notify): ready once the queues are bound, and a
+  // watchdog ping from the event loop while it keeps turning.
+  sdNotify(`READY=1\nSTATUS=filtering queues ${queues.join(",")} with ${o.policy}\nMAINPID=${process.pid}`);
+  const watchdogMs = startWatchdog((e) => log.log("error", "watchdog ping failed", { error: e.message }));
+  if (watchdogMs) log.log("info", "systemd watchdog", { pingEveryMs: watchdogMs });
   let stopping = false;
   const stop = (sig: string): void => {
     if (stopping) return;
     stopping = true;
     log.log("info", "stopping", { signal: sig });
+    sdNotify("STOPPING=1");
     watcher?.stop();
     void (metrics?.close() ?? Promise.resolve()).then(() => daemon.stop()).then(() => process.exit(0));
   };

@@ -28,12 +28,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1074,6 +1076,47 @@ static napi_value explain_js(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// ── systemd notification ───────────────────────────────────────────────────
+// sdNotify(state) sends `state` ("READY=1", "WATCHDOG=1", ...) to the socket
+// in $NOTIFY_SOCKET, as sd_notify(3) does (an AF_UNIX datagram; a leading
+// '@' names an abstract socket). Node has no AF_UNIX datagram sockets, hence
+// here. Returns false when $NOTIFY_SOCKET is unset (not run by systemd);
+// throws with the errno name when the send fails.
+static napi_value sd_notify_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char state[512];
+  size_t n = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], state, sizeof state, &n) != napi_ok || n == 0 || n >= sizeof state - 1)
+    return type_error(env, "sdNotify(state): a non-empty string under 511 bytes");
+  napi_value out;
+  const char *path = getenv("NOTIFY_SOCKET");
+  if (!path || !*path) { napi_get_boolean(env, false, &out); return out; }
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  size_t plen = strlen(path);
+  if (plen >= sizeof sa.sun_path || (path[0] != '/' && path[0] != '@')) return type_error(env, "NOTIFY_SOCKET is not a socket path");
+  memcpy(sa.sun_path, path, plen);
+  if (path[0] == '@') sa.sun_path[0] = 0;
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int err = 0;
+  if (fd < 0) err = errno;
+  else {
+    if (sendto(fd, state, n, MSG_NOSIGNAL, (struct sockaddr *)&sa, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + plen)) < 0) err = errno;
+    close(fd);
+  }
+  if (err) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "sd_notify to %s failed (%s): %s", path, errno_name(err), strerror(err));
+    napi_throw_error(env, errno_name(err), msg);
+    return NULL;
+  }
+  napi_get_boolean(env, true, &out);
+  return out;
+}
+
 NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_property_descriptor methods[] = {
     {"recv", NULL, Queue_recv, NULL, NULL, NULL, napi_default, NULL},
@@ -1089,6 +1132,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
   napi_set_named_property(env, exports, "Queue", cls);
   napi_create_function(env, "explain", NAPI_AUTO_LENGTH, explain_js, NULL, &fn);
   napi_set_named_property(env, exports, "explain", fn);
+  napi_create_function(env, "sdNotify", NAPI_AUTO_LENGTH, sd_notify_js, NULL, &fn);
+  napi_set_named_property(env, exports, "sdNotify", fn);
   napi_create_uint32(env, ABI_VERSION_KNOWN, &v);
   napi_set_named_property(env, exports, "abiVersion", v);
   return exports;

@@ -71,6 +71,7 @@ interface NativeQueue {
 interface Addon {
   Queue: new (options: object) => NativeQueue;
   explain(code: string | number, op?: string, queue?: number): string;
+  sdNotify(state: string): boolean;
   abiVersion: number;
 }
 
