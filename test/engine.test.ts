@@ -4,14 +4,14 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
-import { Batch } from "../host/core/batch.js";
-import { Core, type PacketMeta } from "../host/core/core.js";
-import { Engine, type PacketSource } from "../host/daemon/engine.js";
+import { Core } from "../host/core/core.js";
+import { Engine } from "../host/daemon/engine.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { ipv4, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
 import { compilePolicyText } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
 import { TableView } from "../host/rules/inspect.js";
+import { FakeSource, IN_EXT } from "./helpers/fake-source.js";
 
 const POLICY = `
 version: 1
@@ -35,31 +35,7 @@ rules:
     dport: 22
 `;
 
-class FakeSource implements PacketSource {
-  readonly name = "fake0";
-  queue: Array<{ bytes: Uint8Array; meta: PacketMeta }> = [];
-  verdicts: number[] = [];
-  recvCalls = 0;
-  private cb: (() => void) | null = null;
-  recv(core: Core, max: number): number {
-    this.recvCalls++;
-    const b = new Batch(core);
-    while (b.count < max && this.queue.length) {
-      const p = this.queue.shift()!;
-      b.add(p.bytes, { ...p.meta, packetId: this.verdicts.length + b.count });
-    }
-    return b.count;
-  }
-  verdict(core: Core, count: number): void {
-    for (let i = 0; i < count; i++) this.verdicts.push(core.verdict(i));
-  }
-  onReadable(cb: () => void): void { this.cb = cb; }
-  fire(): void { this.cb?.(); }
-  stats(): Record<string, number> { return {}; }
-  close(): void {}
-}
 
-const IN_EXT = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
 const syn = (sport: number, dport: number): Uint8Array =>
   ipv4({ src: "192.0.2.9", dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport, dport, flags: TCP_SYN }) });
 
@@ -71,7 +47,7 @@ function setup(maxBatch = 256): { core: Core; engine: Engine; src: FakeSource; l
   const lines: string[] = [];
   const engine = new Engine(core, new JsonLogger((l) => lines.push(l)), maxBatch, () => 1_000_000n);
   engine.setTable(new TableView(table));
-  const src = new FakeSource();
+  const src = new FakeSource("fake0");
   engine.attach(src);
   return { core, engine, src, lines };
 }
@@ -79,7 +55,7 @@ function setup(maxBatch = 256): { core: Core; engine: Engine; src: FakeSource; l
 test("one wakeup drains every queued packet in batches; one verdict each, in order", () => {
   const { engine, src } = setup(64);
   for (let i = 0; i < 1000; i++) src.queue.push({ bytes: syn(10000 + i, i % 2 ? 443 : 8443), meta: IN_EXT });
-  src.fire();
+  src.send();
   assert.is(src.verdicts.length, 1000);
   assert.equal(src.verdicts.slice(0, 4), [ABI.VERDICT_DROP, ABI.VERDICT_ACCEPT, ABI.VERDICT_DROP, ABI.VERDICT_ACCEPT]);
   assert.is(src.verdicts.filter((v) => v === ABI.VERDICT_ACCEPT).length, 500);
@@ -93,7 +69,7 @@ test("drops by a logging rule are logged as JSON lines, at most the burst, then 
   for (let i = 0; i < 50; i++) src.queue.push({ bytes: syn(20000 + i, 22), meta: IN_EXT });
   // An established flow's packets are never logged, nor are non-logging rules.
   src.queue.push({ bytes: syn(30000, 443), meta: IN_EXT });
-  src.fire();
+  src.send();
   const recs = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
   assert.is(recs.length, 20, "burst of 20");
   assert.equal(Object.keys(recs[0]!).sort(), ["info", "level", "msg", "packet", "reason", "rule", "source", "ts"]);
@@ -108,7 +84,7 @@ test("after stop, wakeups are ignored", () => {
   const { engine, src } = setup();
   engine.stop();
   src.queue.push({ bytes: syn(1, 443), meta: IN_EXT });
-  src.fire();
+  src.send();
   assert.is(src.verdicts.length, 0);
   // The daemon's shutdown drains explicitly: every queued packet gets a verdict.
   engine.drain(src);

@@ -7,6 +7,7 @@ import * as ABI from "../abi";
 import { lookup4, lookup6, NO_MATCH } from "../rules/lookup";
 import * as A from "../rules/active";
 import * as F from "../rules/format";
+import { PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_SYN } from "../decode/tcp";
 import * as E from "./entry";
 import { flowCapacity, flowsBase, freeSlot } from "./table";
@@ -27,9 +28,10 @@ export function recheckFlows(now: u64): u32 {
     const src = e + (origB ? E.E_ADDR_B : E.E_ADDR_A);
     const dst = e + (origB ? E.E_ADDR_A : E.E_ADDR_B);
     const proto = <u32>load<u8>(e + E.E_PROTO);
-    const tcp = proto == 6;
+    const tcp = proto == PROTO_TCP;
     // ICMP flows carry the query id as both "ports"; the rules saw none.
-    const ports = tcp || proto == 17 || proto == 132 || proto == 136 || proto == 33;
+    // (Only TCP and UDP flows have ports: the decoder reads no others.)
+    const ports = tcp || proto == PROTO_UDP;
     const sport = ports ? <u32>load<u16>(e + (origB ? E.E_PORT_B : E.E_PORT_A)) : 0;
     const dport = ports ? <u32>load<u16>(e + (origB ? E.E_PORT_A : E.E_PORT_B)) : 0;
     const ctx = <u32>load<u8>(e + E.E_CTX);

@@ -37,11 +37,6 @@ export function flowsBase(): usize { return flows; }
 // @ts-ignore: decorator
 @inline function slot(i: u32): usize { return flows + <usize>i * E.FLOW_SIZE; }
 
-// @ts-ignore: decorator
-@inline export function isLive(e: usize, now: u64): bool {
-  return load<u32>(e + E.E_TAG) != 0 && load<u64>(e + E.E_EXPIRES) > now;
-}
-
 export function freeSlot(e: usize, counter: u32): void {
   store<u32>(e + E.E_TAG, 0);
   store<u8>(e + E.E_STATE, 0);

@@ -12,6 +12,7 @@ import * as ABI from "../abi";
 import { CONFIG_PTR, PKT_PTR } from "../layout";
 import { Reason } from "../reasons";
 import { decideByRules, decidedRule, decidedVerdict, ctxOf } from "../rules/decide";
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_ACK, TH_SYN } from "../decode/tcp";
 import * as E from "./entry";
 import { State } from "./entry";
@@ -20,10 +21,6 @@ import { KEY, K_ORIG_B, makeKey } from "./key";
 import { claim, freeSlot, lookup } from "./table";
 import { TCP_REOPEN, tcpOpen, tcpTrack } from "./tcp";
 
-const PROTO_ICMP: u32 = 1;
-const PROTO_TCP: u32 = 6;
-const PROTO_UDP: u32 = 17;
-const PROTO_ICMPV6: u32 = 58;
 
 export let trackVerdict: u8 = 0;
 export let trackRule: u32 = 0;

@@ -53,7 +53,3 @@ export let firstFrag: bool = false; // decoding the first fragment of a fragment
 @inline export function be16(off: u32): u32 { return <u32>bswap<u16>(load<u16>(base + <usize>off)); }
 // @ts-ignore: decorator
 @inline export function be32(off: u32): u32 { return bswap<u32>(load<u32>(base + <usize>off)); }
-// @ts-ignore: decorator
-@inline export function raw32(off: u32): u32 { return load<u32>(base + <usize>off); }
-// @ts-ignore: decorator
-@inline export function raw64(off: u32): u64 { return load<u64>(base + <usize>off); }

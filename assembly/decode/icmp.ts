@@ -7,14 +7,8 @@ import { be16, shortInner, short, u8at } from "./cursor";
 import { decodeInnerIp4 } from "./ipv4";
 import { decodeInnerIp6 } from "./ipv6";
 import { addFlags, getU8, setU16, setU8 } from "./pkt";
+import { PROTO_DCCP, PROTO_ICMP, PROTO_ICMPV6, PROTO_SCTP, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE } from "./proto";
 
-const PROTO_ICMP: u32 = 1;
-const PROTO_TCP: u32 = 6;
-const PROTO_UDP: u32 = 17;
-const PROTO_DCCP: u32 = 33;
-const PROTO_ICMPV6: u32 = 58;
-const PROTO_SCTP: u32 = 132;
-const PROTO_UDPLITE: u32 = 136;
 
 // @ts-ignore: decorator
 @inline export function isIcmp4Error(t: u32): bool {

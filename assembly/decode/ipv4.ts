@@ -5,8 +5,8 @@ import * as A from "../abi";
 import { Reason } from "../reasons";
 import { base, be16, setFirstFrag, setIpEnd, short, shortInner, u8at } from "./cursor";
 import { addFlags, setAddr, setU16, setU32, setU8 } from "./pkt";
+import { PROTO_TCP } from "./proto";
 
-const PROTO_TCP: u32 = 6;
 const OPT_EOL: u32 = 0;
 const OPT_NOP: u32 = 1;
 const OPT_LSRR: u32 = 0x83;

@@ -6,6 +6,7 @@ import * as A from "../abi";
 import { Reason } from "../reasons";
 import { base, be16, be32, ipEnd, setFirstFrag, setIpEnd, short, shortInner, u8at } from "./cursor";
 import { addFlags, setAddr, setU16, setU32, setU8 } from "./pkt";
+import { PROTO_TCP } from "./proto";
 
 export const MAX_EXT_HEADERS: u32 = 8;
 
@@ -59,7 +60,7 @@ function walkChain(off: u32, nh: u32, inner: bool): i32 {
           if (fragOff != 0) return -Reason.ICMP_INNER_BAD;
         } else {
           if ((fragOff << 3) + (ipEnd - off - 8) > 0xffff) return -Reason.FRAG_TOO_BIG;
-          if (fragOff == 1 && next == 6) return -Reason.FRAG_OFFSET_ONE;
+          if (fragOff == 1 && next == PROTO_TCP) return -Reason.FRAG_OFFSET_ONE;
           addFlags(A.PF_FRAGMENT | (more ? A.PF_MORE_FRAGS : 0) | (fragOff == 0 ? A.PF_FIRST_FRAG : 0));
           setU16(A.P_FRAG_OFF, fragOff);
           setU16(A.P_FRAG_DATA, off + 8);

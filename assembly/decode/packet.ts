@@ -9,15 +9,12 @@ import { decodeIp4 } from "./ipv4";
 import { decodeIp6, ip6NonFirstFragment } from "./ipv6";
 import { clearPkt, getU8 } from "./pkt";
 import { decodeTcp } from "./tcp";
+import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "./proto";
 import { decodeUdp } from "./udp";
 
 export const ETH_P_IP: u32 = 0x0800;
 export const ETH_P_IPV6: u32 = 0x86dd;
 
-const PROTO_ICMP: u32 = 1;
-const PROTO_TCP: u32 = 6;
-const PROTO_UDP: u32 = 17;
-const PROTO_ICMPV6: u32 = 58;
 
 export function decodePacket(ptr: usize, cap: u32, wire: u32, hwProto: u32): Reason {
   clearPkt();

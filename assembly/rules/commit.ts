@@ -2,7 +2,7 @@
 // into the idle slot, `stage` validates it and hands out a ticket, `commit`
 // with that ticket makes it live between two batches. A failed stage or a
 // stale ticket leaves the live table as it was.
-import { activate, live } from "./active";
+import { activate } from "./active";
 import { TableError } from "./format";
 import { validateTable } from "./validate";
 
@@ -30,7 +30,6 @@ export function stageCap(): u32 { return slotCap; }
 export function livePtr(): usize { return liveSlot < 0 ? 0 : (liveSlot == 0 ? slot0 : slot1); }
 export function liveCounters(): usize { return liveSlot < 0 ? 0 : (liveSlot == 0 ? counters0 : counters1); }
 export function maxRuleCount(): u32 { return maxRules; }
-export function isLive(): bool { return live; }
 
 // Returns a ticket (> 0), or -TableError.
 export function stage(len: u32): i32 {

@@ -3,6 +3,7 @@
 import * as ABI from "./abi.js";
 import { type Build, type CoreConfig, CoreError, type CoreExports, instantiateCore, readCoreString, stateNames } from "./load.js";
 import { formatAddr } from "../packets/addr.js";
+import { RULE_COUNTER_SIZE } from "../rules/format.js";
 
 // One tracked flow as the host reads it (layout: assembly/conntrack/entry.ts).
 export interface FlowView {
@@ -236,7 +237,7 @@ export class Core {
     const out: Array<PacketCount & { lastHitNs: bigint }> = [];
     if (base === 0) return out;
     for (let r = 0; r < nrules; r++) {
-      const at = base + r * 24;
+      const at = base + r * RULE_COUNTER_SIZE;
       out.push({ ...this.count(at), lastHitNs: this.view.getBigUint64(at + 16, true) });
     }
     return out;
