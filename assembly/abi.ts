@@ -271,5 +271,7 @@ export const enum AbiConst {
   PKT_SIZE, P_FAMILY, P_PROTO, P_FLAGS, P_SPORT, P_DPORT, P_SRC, P_DST,
   P_IN_FAMILY, P_IN_PROTO, P_IN_SPORT, P_IN_DPORT, P_IN_SRC, P_IN_DST,
   P_TCP_WSCALE, P_TCP_PAYLOAD,
+  // the flow entry (conntrack/entry.ts), read by the host's flow listing
+  E_STATE, E_PROTO, E_FAMILY, E_FLAGS, E_PORT_A, E_PORT_B, E_CTX, E_EXPIRES, E_RULE, E_ADDR_A, E_ADDR_B, FLOW_SIZE, EF_ORIG_IS_B,
   COUNT
 }

@@ -12,6 +12,7 @@ import { commit, liveCounters, livePtr, maxRuleCount, setupSlots, stage, stageCa
 import { TABLE_ERROR_NAMES, TableError, RULE_COUNTER_SIZE } from "./rules/format";
 import { faultAt } from "./rules/validate";
 import { classifyHeaders } from "./rules/headers";
+import * as E from "./conntrack/entry";
 import { FLOW_SIZE, STATE_NAMES, State } from "./conntrack/entry";
 import { fragBytes, setupFrags } from "./conntrack/frag";
 import { setHashSeed } from "./conntrack/key";
@@ -90,6 +91,19 @@ export function abi_const(id: u32): u32 {
     case A.AbiConst.P_IN_DST: return A.P_IN_DST;
     case A.AbiConst.P_TCP_WSCALE: return A.P_TCP_WSCALE;
     case A.AbiConst.P_TCP_PAYLOAD: return A.P_TCP_PAYLOAD;
+    case A.AbiConst.E_STATE: return <u32>E.E_STATE;
+    case A.AbiConst.E_PROTO: return <u32>E.E_PROTO;
+    case A.AbiConst.E_FAMILY: return <u32>E.E_FAMILY;
+    case A.AbiConst.E_FLAGS: return <u32>E.E_FLAGS;
+    case A.AbiConst.E_PORT_A: return <u32>E.E_PORT_A;
+    case A.AbiConst.E_PORT_B: return <u32>E.E_PORT_B;
+    case A.AbiConst.E_CTX: return <u32>E.E_CTX;
+    case A.AbiConst.E_EXPIRES: return <u32>E.E_EXPIRES;
+    case A.AbiConst.E_RULE: return <u32>E.E_RULE;
+    case A.AbiConst.E_ADDR_A: return <u32>E.E_ADDR_A;
+    case A.AbiConst.E_ADDR_B: return <u32>E.E_ADDR_B;
+    case A.AbiConst.FLOW_SIZE: return <u32>E.FLOW_SIZE;
+    case A.AbiConst.EF_ORIG_IS_B: return <u32>E.EF_ORIG_IS_B;
     case A.AbiConst.COUNT: return A.AbiConst.COUNT;
     default: return 0xffffffff;
   }

@@ -112,6 +112,21 @@ export const P_IN_SRC = 88;
 export const P_IN_DST = 104;
 export const PKT_SIZE = 128;
 
+// The flow entry (assembly/conntrack/entry.ts), for Core.flows().
+export const E_STATE = 4;
+export const E_PROTO = 5;
+export const E_FAMILY = 6;
+export const E_FLAGS = 7;
+export const E_PORT_A = 8;
+export const E_PORT_B = 10;
+export const E_CTX = 12;
+export const E_EXPIRES = 16;
+export const E_RULE = 24;
+export const E_ADDR_A = 32;
+export const E_ADDR_B = 48;
+export const FLOW_SIZE = 96;
+export const EF_ORIG_IS_B = 1;
+
 export const PF_FRAGMENT = 1;
 export const PF_FIRST_FRAG = 2;
 export const PF_MORE_FRAGS = 4;
@@ -141,4 +156,7 @@ export const ABI_IDS: ReadonlyArray<readonly [string, number]> = [
   ["P_IN_FAMILY", P_IN_FAMILY], ["P_IN_PROTO", P_IN_PROTO], ["P_IN_SPORT", P_IN_SPORT],
   ["P_IN_DPORT", P_IN_DPORT], ["P_IN_SRC", P_IN_SRC], ["P_IN_DST", P_IN_DST],
   ["P_TCP_WSCALE", P_TCP_WSCALE], ["P_TCP_PAYLOAD", P_TCP_PAYLOAD],
+  ["E_STATE", E_STATE], ["E_PROTO", E_PROTO], ["E_FAMILY", E_FAMILY], ["E_FLAGS", E_FLAGS],
+  ["E_PORT_A", E_PORT_A], ["E_PORT_B", E_PORT_B], ["E_CTX", E_CTX], ["E_EXPIRES", E_EXPIRES],
+  ["E_RULE", E_RULE], ["E_ADDR_A", E_ADDR_A], ["E_ADDR_B", E_ADDR_B], ["FLOW_SIZE", FLOW_SIZE], ["EF_ORIG_IS_B", EF_ORIG_IS_B],
 ];

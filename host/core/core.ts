@@ -198,20 +198,20 @@ export class Core {
   // Every live tracked flow (control path: reads the whole table).
   flows(nowNs?: bigint): FlowView[] {
     const names = (this.stateNameList ??= stateNames(this.x));
-    const base = this.x.flows_ptr(), size = this.x.flow_size(), cap = this.x.flow_capacity();
+    const base = this.x.flows_ptr(), size = ABI.FLOW_SIZE, cap = this.x.flow_capacity();
     const v = this.view, out: FlowView[] = [];
     for (let i = 0; i < cap; i++) {
       const e = base + i * size;
-      if (v.getUint32(e, true) === 0) continue;
-      const expiresNs = v.getBigUint64(e + 16, true);
+      if (v.getUint32(e, true) === 0) continue; //   tag 0: a free slot
+      const expiresNs = v.getBigUint64(e + ABI.E_EXPIRES, true);
       if (nowNs !== undefined && expiresNs <= nowNs) continue;
-      const family = v.getUint8(e + 6) === 6 ? 6 : 4;
-      const a = { addr: formatAddr(this.u8.subarray(e + 32, e + 48), family), port: v.getUint16(e + 8, true) };
-      const b = { addr: formatAddr(this.u8.subarray(e + 48, e + 64), family), port: v.getUint16(e + 10, true) };
-      const origB = (v.getUint8(e + 7) & 1) !== 0;
+      const family = v.getUint8(e + ABI.E_FAMILY) === 6 ? 6 : 4;
+      const a = { addr: formatAddr(this.u8.subarray(e + ABI.E_ADDR_A, e + ABI.E_ADDR_A + 16), family), port: v.getUint16(e + ABI.E_PORT_A, true) };
+      const b = { addr: formatAddr(this.u8.subarray(e + ABI.E_ADDR_B, e + ABI.E_ADDR_B + 16), family), port: v.getUint16(e + ABI.E_PORT_B, true) };
+      const origB = (v.getUint8(e + ABI.E_FLAGS) & ABI.EF_ORIG_IS_B) !== 0;
       out.push({
-        state: names[v.getUint8(e + 4)] ?? "unknown", proto: v.getUint8(e + 5), family,
-        orig: origB ? b : a, reply: origB ? a : b, ctx: v.getUint8(e + 12), rule: v.getUint32(e + 24, true), expiresNs,
+        state: names[v.getUint8(e + ABI.E_STATE)] ?? "unknown", proto: v.getUint8(e + ABI.E_PROTO), family,
+        orig: origB ? b : a, reply: origB ? a : b, ctx: v.getUint8(e + ABI.E_CTX), rule: v.getUint32(e + ABI.E_RULE, true), expiresNs,
       });
     }
     return out;
