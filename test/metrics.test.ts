@@ -28,7 +28,7 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "version: 1\nrules: [\n");
     assert.is(d.reload(bad).ok, false);
-    const src = new FakeSource("queue0", { enobufs: 2, bytes: 999 });
+    const src = new FakeSource("queue0", { enobufs: 2, bytes: 999, kernelWaiting: 1, kernelQueueDropped: 3, kernelUserDropped: 4 });
     d.addSource(src);
     assert.equal(new Conn(src, 40000, 443).open(), ["rule_allow", "state_match", "state_match"]);
     assert.equal(src.send(syn(22), syn(443)), ["default_deny", "rule_allow"]);
@@ -62,6 +62,10 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
       'portcullis_queue_packets_total{queue="0"} 5',
       'portcullis_queue_bytes_total{queue="0"} 999',
       'portcullis_queue_enobufs_total{queue="0"} 2',
+      'portcullis_queue_kernel_full_total{queue="0"} 3',
+      'portcullis_queue_kernel_undelivered_total{queue="0"} 4',
+      "# TYPE portcullis_queue_kernel_waiting gauge",
+      'portcullis_queue_kernel_waiting{queue="0"} 1',
       'portcullis_reloads_total{result="ok"} 1',
       'portcullis_reloads_total{result="error"} 1',
       "portcullis_recheck_flows_ended_total 0",

@@ -18,6 +18,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
 import { explainNfqError, loadAddon, NFQ_LAYOUT, NfqQueue } from "../host/native/nfq.js";
+import { parseKernelQueues } from "../host/daemon/kernel-queue.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHILD = join(root, "dist", "test", "helpers", "nfq-child.js");
@@ -395,12 +396,9 @@ test("bad arguments are TypeErrors (code EINVAL) and no socket is opened", () =>
 });
 
 test("fail-open: a 16-packet queue and a stalled reader still pass a burst of 200; fail-closed drops the rest", async () => {
-  // /proc/net/netfilter/nfnetlink_queue: queue, portid, total, mode, range, queue_dropped, user_dropped, ...
-  const kernelDropped = (queue: number): number => {
-    const row = inB("cat", "/proc/net/netfilter/nfnetlink_queue").split("\n").map((x) => x.trim().split(/\s+/))
-      .find((f) => f[0] === String(queue));
-    return Number(row?.[5] ?? -1);
-  };
+  // The kernel's own counters (what the daemon's stats read, kernel-queue.ts), of namespace b.
+  const kernelDropped = (queue: number): number =>
+    parseKernelQueues(inB("cat", "/proc/net/netfilter/nfnetlink_queue")).get(queue)?.queueDropped ?? -1;
   try {
     queueRule(5008, 8);
     queueRule(5009, 9);
@@ -440,10 +438,14 @@ test("a receive buffer too small for the burst: ENOBUFS is counted and reading g
     const got = received(l);
     send(5010, 5);
     await l.waitFor(() => received(l) >= got + 5, 3000, "the datagrams sent after the overflow");
+    // Read while the queue is bound (the row goes when the consumer stops).
+    const k = parseKernelQueues(inB("cat", "/proc/net/netfilter/nfnetlink_queue")).get(10);
     const s = await stats(c);
     assert.ok(s.enobufs >= 1, `enobufs ${s.enobufs}`);
     assert.ok(s.packets < 400, `the kernel dropped what did not fit (${s.packets} read)`);
     assert.is(s.accepted, s.packets);
+    // Every one of the 405 was either read or counted by the kernel as undelivered.
+    assert.equal(k && { sum: s.packets + k.userDropped, queueDropped: k.queueDropped }, { sum: 405, queueDropped: 0 });
   } finally {
     finish();
   }

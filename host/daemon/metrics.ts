@@ -103,12 +103,19 @@ export function renderMetrics(src: MetricsSource): string {
     ["enobufs", "portcullis_queue_enobufs_total", "Times the kernel could not deliver to a queue's socket (ENOBUFS): packets it dropped or, fail-open, accepted uninspected."],
     ["recvErrors", "portcullis_queue_recv_errors_total", "Receive errors on a queue's socket."],
     ["truncated", "portcullis_queue_truncated_total", "Packets the kernel copied only in part (copy range)."],
+    ["kernelQueueDropped", "portcullis_queue_kernel_full_total", "Packets the kernel did not queue because the queue was full (dropped, or accepted uninspected with fail-open); the daemon never saw them."],
+    ["kernelUserDropped", "portcullis_queue_kernel_undelivered_total", "Packets the kernel could not deliver to the queue's socket (receive buffer full)."],
   ] as const) {
     // packets and enobufs always; the others when the source counts them.
     const have = qs.filter((x) => typeof x.q[key] === "number");
     if (key !== "packets" && key !== "enobufs" && have.length === 0) continue;
     t.family(name, "counter", help);
     for (const x of qs) t.sample(name, { queue: x.label }, typeof x.q[key] === "number" ? x.q[key] : 0);
+  }
+  const waiting = qs.filter((x) => typeof x.q.kernelWaiting === "number");
+  if (waiting.length) {
+    t.family("portcullis_queue_kernel_waiting", "gauge", "Packets waiting in each kernel queue for a verdict.");
+    for (const x of waiting) t.sample("portcullis_queue_kernel_waiting", { queue: x.label }, x.q.kernelWaiting as number);
   }
 
   const tot = s.reloadTotals ?? { ok: 0, error: 0, rechecks: 0, recheckEnded: 0 };

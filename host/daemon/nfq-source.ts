@@ -4,10 +4,11 @@ import * as ABI from "../core/abi.js";
 import { type Core } from "../core/core.js";
 import { NfqQueue, type NfqOptions } from "../native/nfq.js";
 import { type PacketSource } from "./engine.js";
+import { readKernelQueues } from "./kernel-queue.js";
 
 export class NfqSource implements PacketSource {
   readonly name: string;
-  private constructor(private readonly q: NfqQueue, num: number) { this.name = `queue${num}`; }
+  private constructor(private readonly q: NfqQueue, private readonly num: number) { this.name = `queue${num}`; }
 
   static open(options: NfqOptions): NfqSource {
     return new NfqSource(NfqQueue.open(options), options.queue);
@@ -18,7 +19,11 @@ export class NfqSource implements PacketSource {
   onReadable(cb: () => void): void { this.q.onReadable(() => cb()); }
   stats(): Record<string, number> {
     const s = this.q.stats();
-    return Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Number(v)]));
+    const out = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Number(v)]));
+    // What the kernel dropped before the socket (kernel-queue.ts).
+    const k = readKernelQueues().get(this.num);
+    if (k) Object.assign(out, { kernelWaiting: k.waiting, kernelQueueDropped: k.queueDropped, kernelUserDropped: k.userDropped });
+    return out;
   }
   close(): void { this.q.close(); }
 }

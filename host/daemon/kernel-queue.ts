@@ -1,0 +1,39 @@
+// The kernel's own counters of the NFQUEUE queues bound in this network
+// namespace, from /proc/net/netfilter/nfnetlink_queue (one line per bound
+// queue, nfnetlink_queue.c seq_show):
+//
+//   queue_num  peer_portid  queue_total  copy_mode  copy_range  queue_dropped  user_dropped  id_sequence  1
+//
+//   queue_total     packets waiting for a verdict now
+//   queue_dropped   packets the kernel did not queue because the queue held
+//                   maxlen packets (dropped, or accepted uninspected with
+//                   fail-open): the daemon never saw them
+//   user_dropped    packets the kernel could not send to the socket (its
+//                   receive buffer was full: the addon counts ENOBUFS once per
+//                   overflow, this counts the packets)
+//
+// The addon only sees what reaches its socket, so these are the drops
+// `portcullis stats` and the metrics would otherwise miss.
+import { readFileSync } from "node:fs";
+
+export interface KernelQueue { waiting: number; queueDropped: number; userDropped: number }
+
+export function parseKernelQueues(text: string): Map<number, KernelQueue> {
+  const out = new Map<number, KernelQueue>();
+  for (const line of text.split("\n")) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8 || !f.slice(0, 8).every((x) => /^\d+$/.test(x))) continue;
+    out.set(Number(f[0]), { waiting: Number(f[2]), queueDropped: Number(f[5]), userDropped: Number(f[6]) });
+  }
+  return out;
+}
+
+// This process's network namespace; an empty map when the file is missing
+// (no nfnetlink_queue module loaded yet) or unreadable.
+export function readKernelQueues(path = "/proc/self/net/netfilter/nfnetlink_queue"): Map<number, KernelQueue> {
+  try {
+    return parseKernelQueues(readFileSync(path, "utf8"));
+  } catch {
+    return new Map();
+  }
+}
