@@ -4,7 +4,8 @@
 #   ./install.sh [--root DIR] --rollback
 #
 # - verifies MANIFEST.sha256;
-# - copies app/ to DIR/opt/portcullis/<version> (unchanged if already there);
+# - copies app/ (and overlay/, the templates `portcullis firstboot` fills) to
+#   DIR/opt/portcullis/<version> (unchanged if already there);
 # - validates the policy that will be in force (the operator's edited
 #   /etc/portcullis/policy.yaml, else the shipped one) with the NEW version's
 #   `portcullis check` before anything else changes; a failure leaves the
@@ -12,7 +13,8 @@
 # - copies overlay/ into DIR; files under /etc/portcullis/ that the operator
 #   edited (checksum differs from what the last install wrote) are kept, the
 #   shipped file goes beside them as FILE.new;
-# - creates the system user `portcullis`;
+# - enables the units (portcullis-firstboot.service runs only when the boot
+#   partition has portcullis-firstboot.yaml) and creates the user `portcullis`;
 # - points DIR/opt/portcullis/current at the new version and `previous` at
 #   the old one (kept for --rollback);
 # - on a live system (--root /) reloads systemd and restarts the daemon if it
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
     --ext-mac) ext_mac="${2:?}"; shift 2 ;;
     --int-mac) int_mac="${2:?}"; shift 2 ;;
     --no-start) start=0; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "install: unknown argument: $1" >&2; exit 1 ;;
   esac
 done
@@ -82,6 +84,8 @@ else
   [ -d "$dest" ] && say "replacing $dest (same version, different contents)"
   rm -rf "$dest.tmp"
   cp -a "$here/app" "$dest.tmp"
+  # The overlay too: `portcullis firstboot` fills the .link.in templates from it.
+  cp -a "$here/overlay" "$dest.tmp/overlay"
   cp "$here/MANIFEST.sha256" "$dest.tmp/.MANIFEST.sha256"
   fresh=1
 fi
@@ -182,7 +186,7 @@ fi
 # Enable the units (the symlinks systemctl enable would make).
 wants="$R/etc/systemd/system/multi-user.target.wants"
 mkdir -p "$wants"
-for u in portcullis-rules.service portcullis.service; do
+for u in portcullis-rules.service portcullis.service portcullis-firstboot.service; do
   if [ "$(readlink "$wants/$u" 2>/dev/null)" != "/etc/systemd/system/$u" ]; then
     ln -sfn "/etc/systemd/system/$u" "$wants/$u"; changed "enabled $u"
   fi

@@ -11,11 +11,12 @@ import { compileCommand } from "./commands/compile.js";
 import { reloadCommand, statsCommand } from "./commands/ctl.js";
 import { demoCommand } from "./commands/demo.js";
 import { explainCommand } from "./commands/explain.js";
+import { firstbootCommand } from "./commands/firstboot.js";
 import { replayCommand } from "./commands/replay.js";
 import { runCommand } from "./commands/run.js";
 import { rulesCommand } from "./commands/rules.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, replayCommand, runCommand, rulesCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, replayCommand, runCommand, rulesCommand, firstbootCommand];
 
 function packageVersion(): string {
   try {
