@@ -1,0 +1,180 @@
+// The contenders of the end-to-end benchmark, all set up once in the
+// filter namespace and switched by rules only, so that they can alternate
+// run by run (a, b, c, d, a, b, c, d, ...):
+//
+//   (a) forward       no rules: the kernel forwards
+//   (b) iptables      the kernel's stateful filter, generated from the same
+//       nftables      compiled policy (kernel-filter.ts); a jump from FORWARD
+//                     (iptables-legacy) or from an nft base chain turns it on
+//   (c) C accept-all  pcb-nfq-accept bound to its own queues (GSO off, on)
+//   (d) Portcullis    `portcullis run --board` (the real daemon), each
+//                     variant on its own queues: GSO off/on, 1 or 2 queues
+//                     per side; its kernel queue rules are the ones
+//                     `portcullis rules --apply` loads (host/kernel/rules.ts
+//                     apply(), iptables-legacy: this kernel has no nft queue)
+//
+// Every consumer stays bound all the time (an idle one only waits in
+// poll), so switching costs a few rule changes and no process start.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+import { request } from "../../host/daemon/control.js";
+import { type BoardConfig } from "../../host/kernel/board.js";
+import { run, runOk } from "../../host/kernel/detect.js";
+import { apply, remove } from "../../host/kernel/rules.js";
+import { type TableSpec } from "../../host/rules/model.js";
+import { iptablesRestoreText, kernelRules, nftTableText } from "./kernel-filter.js";
+import { type BenchNet, DEVS, type Proc, sleep } from "./net.js";
+import { type Tools } from "./tools.js";
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const CLI = join(ROOT, "dist", "host", "cli.js");
+export const DEFAULT_POLICY = join(ROOT, "host", "policy", "default.yaml");
+export const UDP_PORT = 9000; //   the bench's UDP flow (allowed by the bench policy)
+export const UDP_SPORT = 40000; // its source port (fixed: the fw1_10K run needs the flow known)
+export const DENIED_UDP_PORT = 9001; // a flow every policy here denies
+export const ECHO_PORT = 443; //   connection rate and round trips (default policy: ext-https-443)
+export const BULK_PORT = 80; //    bulk TCP (default policy: ext-http-80)
+
+export type Kind = "a" | "b" | "c" | "d";
+export interface Contender { id: string; kind: Kind; label: string; on(): void; off(): void }
+
+// The default policy and one row of the bench's own: its UDP flow to the
+// listener (the default policy denies UDP). TCP 443 and 80 are the
+// default policy's own rows.
+export function writeBenchPolicy(dir: string): string {
+  const file = join(dir, "bench-policy.yaml");
+  const extra = ["", "  # ---- the end-to-end bench's UDP flow ----", "  - name: bench-udp", "    action: allow",
+    "    interface: external", "    direction: in", "    proto: udp", "    dst: listener", `    dport: ${UDP_PORT}`, ""];
+  writeFileSync(file, readFileSync(DEFAULT_POLICY, "utf8").trimEnd() + "\n" + extra.join("\n"));
+  return file;
+}
+
+export function board(first: number, count: number): BoardConfig {
+  return { mode: "gateway", external: { dev: DEVS.external }, internal: { dev: DEVS.internal }, queues: { first, count } };
+}
+
+function writeBoard(dir: string, name: string, b: BoardConfig): string {
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, stringify({ version: 1, mode: b.mode, external: { dev: b.external.dev }, internal: { dev: b.internal.dev }, queues: b.queues }));
+  return file;
+}
+
+const queueList = (b: BoardConfig): number[] => Array.from({ length: 2 * b.queues!.count }, (_, i) => b.queues!.first + i);
+
+export class Contenders {
+  private current: Contender | null = null;
+  readonly daemons = new Map<string, { proc: Proc; sock: string }>();
+  readonly consumers = new Map<string, Proc>();
+
+  constructor(readonly net: BenchNet, readonly tools: Tools) {}
+
+  private get netns(): string { return this.net.ns("appliance"); }
+
+  switchTo(c: Contender): void {
+    if (this.current === c) return;
+    this.current?.off();
+    this.current = null;
+    c.on();
+    this.current = c;
+  }
+
+  off(): void {
+    this.current?.off();
+    this.current = null;
+  }
+
+  forward(): Contender {
+    return { id: "a", kind: "a", label: "(a) forward, no filter", on: () => undefined, off: () => undefined };
+  }
+
+  // Loads a table as kernel rules (iptables chain `chain` in both families,
+  // nft table `table`), dormant; returns the two contenders that turn them on.
+  kernel(spec: TableSpec, o: { stateful: boolean; chain: string; nftFamily: "inet" | "ip"; nftTable: string; id: string; label: string }): Contender[] {
+    const k = kernelRules(spec, { stateful: o.stateful, devs: DEVS });
+    const fams = o.nftFamily === "ip" ? [["iptables-legacy", k.v4]] as const : [["iptables-legacy", k.v4], ["ip6tables-legacy", k.v6]] as const;
+    for (const [ipt, rules] of fams) runOk([`${ipt}-restore`, "-w", "--noflush"], { netns: this.netns, input: iptablesRestoreText(o.chain, rules) });
+    runOk(["nft", "-f", "-"], { netns: this.netns, input: nftTableText(o.nftFamily, o.nftTable, k.nft) });
+    return [
+      {
+        id: `${o.id}-ipt`, kind: "b", label: `(b) ${o.label}, iptables-legacy`,
+        on: () => { for (const [ipt] of fams) runOk([ipt, "-w", "-I", "FORWARD", "1", "-j", o.chain], { netns: this.netns }); },
+        off: () => { for (const [ipt] of fams) runOk([ipt, "-w", "-D", "FORWARD", "-j", o.chain], { netns: this.netns }); },
+      },
+      {
+        id: `${o.id}-nft`, kind: "b", label: `(b) ${o.label}, nftables`,
+        on: () => { runOk(["nft", "add", "rule", o.nftFamily, o.nftTable, "pcbhook", "jump", "rules"], { netns: this.netns }); },
+        off: () => { runOk(["nft", "flush", "chain", o.nftFamily, o.nftTable, "pcbhook"], { netns: this.netns }); },
+      },
+    ];
+  }
+
+  // Removes a kernel table loaded by kernel() (its jumps must be off).
+  dropKernel(chain: string, nftFamily: string, nftTable: string): void {
+    for (const ipt of ["iptables-legacy", "ip6tables-legacy"]) {
+      run([ipt, "-w", "-F", chain], { netns: this.netns });
+      run([ipt, "-w", "-X", chain], { netns: this.netns });
+    }
+    run(["nft", "delete", "table", nftFamily, nftTable], { netns: this.netns });
+  }
+
+  private queued(id: string, kind: Kind, label: string, b: BoardConfig): Contender {
+    return {
+      id, kind, label,
+      on: () => { apply(b, { backend: "iptables", netns: this.netns }); },
+      off: () => { remove({ netns: this.netns }); },
+    };
+  }
+
+  // (c): the accept-all consumer on the board's queues.
+  async acceptAll(id: string, label: string, b: BoardConfig, gso: boolean): Promise<Contender> {
+    const p = this.net.start("appliance", [this.tools.nfqAccept, "--gso", gso ? "1" : "0", "--queues", queueList(b).join(",")], id);
+    await p.waitFor(/^ready$/m);
+    this.consumers.set(id, p);
+    return this.queued(id, "c", label, b);
+  }
+
+  // (d): the daemon with `policy` (YAML or compiled table) on the board's queues.
+  async portcullis(id: string, label: string, b: BoardConfig, policy: string, gso: boolean): Promise<Contender> {
+    const dir = join(this.net.dir, id);
+    mkdirSync(dir, { recursive: true });
+    const sock = join(dir, "control.sock");
+    const argv = [process.execPath, CLI, "run", "--policy", policy, "--board", writeBoard(dir, "board", b), "--control", sock,
+      "--state-dir", join(dir, "state"), "--no-watch", "--max-flows", "262144", ...(gso ? ["--gso"] : [])];
+    const proc = this.net.start("appliance", argv, id);
+    for (let t = 0; ; t += 50) {
+      if (!proc.running) throw new Error(`the daemon ${id} exited: ${proc.out.trim().slice(-600)} ${proc.err.trim().slice(-600)}`);
+      if (existsSync(sock)) {
+        try {
+          if ((await request(sock, { cmd: "stats" }, 1000)).ok === true) break;
+        } catch { /* not yet */ }
+      }
+      if (t > 30_000) throw new Error(`the daemon ${id} did not answer on ${sock} within 30 s: ${proc.out.trim().slice(-600)}`);
+      await sleep(50);
+    }
+    this.daemons.set(id, { proc, sock });
+    return this.queued(id, "d", label, b);
+  }
+
+  async daemonStats(id: string): Promise<Record<string, unknown>> {
+    const d = this.daemons.get(id);
+    if (!d) throw new Error(`no daemon ${id}`);
+    const r = await request(d.sock, { cmd: "stats" }, 5000);
+    if (r.ok !== true) throw new Error(`stats of ${id}: ${String(r.error)}`);
+    return r.stats as Record<string, unknown>;
+  }
+
+  // The kernel's counters of each bound queue (nfnetlink_queue): packets
+  // dropped because the queue was full, or because the consumer's socket was.
+  queueDrops(): Map<number, { queueDropped: number; userDropped: number; ids: number }> {
+    const out = new Map<number, { queueDropped: number; userDropped: number; ids: number }>();
+    for (const line of this.net.execOk("appliance", ["cat", "/proc/net/netfilter/nfnetlink_queue"]).split("\n")) {
+      const f = line.trim().split(/\s+/).map(Number);
+      if (f.length >= 8 && f.every(Number.isFinite)) out.set(f[0]!, { queueDropped: f[5]!, userDropped: f[6]!, ids: f[7]! });
+    }
+    return out;
+  }
+}
+
+export { queueList };

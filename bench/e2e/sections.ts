@@ -1,0 +1,122 @@
+// The end-to-end figures as report sections (bench/report.ts's Section:
+// table, notes, a bar chart, raw data) and the target lines of issue 8.
+import { barChart, type Section } from "../report.js";
+import { type Figure, figure, fmt } from "../stats.js";
+import { type Kind } from "./contenders.js";
+import { type BulkRun, type ConnRun, type RrRun, type UdpRun } from "./loads.js";
+
+export interface Results {
+  contenders: Array<{ id: string; kind: Kind; label: string }>;
+  runs: Record<string, Array<{ udp: UdpRun; conn: ConnRun; bulk?: BulkRun; rr?: RrRun }>>;
+  fw1Contenders: Array<{ id: string; kind: Kind; label: string }>;
+  fw1: Record<string, UdpRun[]>;
+  queues: Record<string, unknown>;
+}
+export interface Fw1Info { total: number; kept: number; excluded: string[] }
+interface Setup { quick: boolean; reps: number; secs: number; rrCount: number }
+
+type Row = { id: string; label: string; fig: Figure };
+
+function figs(res: Results, pick: (s: Results["runs"][string][number]) => number | undefined): Row[] {
+  return res.contenders.flatMap((c) => {
+    const xs = res.runs[c.id]!.map(pick).filter((x): x is number => x !== undefined);
+    return xs.length ? [{ id: c.id, label: c.label, fig: figure(xs) }] : [];
+  });
+}
+
+const get = (rows: Row[], id: string): Figure | undefined => rows.find((r) => r.id === id)?.fig;
+const pct = (a: Figure, b: Figure): number => (100 * a.median) / b.median;
+
+function chart(title: string, yTitle: string, groups: Array<{ load: string; rows: Row[] }>): Section["chart"] {
+  return barChart({
+    title, yTitle, x: "contender", series: "contender", y: "v", facet: groups.length > 1 ? "load" : undefined, columns: 2,
+    values: groups.flatMap((g) => g.rows.map((r) => ({ load: g.load, contender: r.label, v: r.fig.median, vMin: r.fig.min, vMax: r.fig.max }))),
+  });
+}
+
+// One target line: Portcullis (d or d-gso) against the C consumer with the
+// same GSO flag and against the two kernel filters.
+function targetLine(what: string, rows: Row[], gso: boolean, digits: number, unit: string): string {
+  const d = get(rows, gso ? "d-gso" : "d"), c = get(rows, gso ? "c-gso" : "c"), ipt = get(rows, "b-ipt"), nft = get(rows, "b-nft");
+  if (!d || !c || !ipt || !nft) return `${what}, GSO ${gso ? "on" : "off"}: not measured`;
+  const vs = (x: Figure, name: string, target: number): string => `${pct(d, x).toFixed(0)}% of ${name} ${fmt(x, digits)} (>= ${target}%: ${pct(d, x) >= target ? "met" : "MISSED"})`;
+  return `${what}, GSO ${gso ? "on" : "off"}: Portcullis ${fmt(d, digits)} ${unit}: ${vs(c, "C accept-all", 90)}; ${vs(ipt, "iptables-legacy", 50)}; ${vs(nft, "nftables", 50)}`;
+}
+
+export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections: Section[]; targets: string[] } {
+  const udp = figs(res, (r) => r.udp.kpps), conn = figs(res, (r) => r.conn.perSec), bulk = figs(res, (r) => r.bulk?.gbps);
+  const p50 = figs(res, (r) => r.rr?.p50us), p99 = figs(res, (r) => r.rr?.p99us);
+  const loss = (id: string): string => {
+    const rs = res.runs[id]!;
+    const sent = rs.reduce((a, r) => a + r.udp.sent, 0), got = rs.reduce((a, r) => a + r.udp.delivered, 0);
+    return `${((100 * got) / sent).toFixed(1)}%`;
+  };
+  const failed = (id: string): number => res.runs[id]!.reduce((a, r) => a + r.conn.failed, 0);
+  const runNote = `${s.reps} rounds, each visiting every contender in turn (a, b, c, d, a, b, c, d, ...); median (min-max) of the rounds; ${s.secs} s per load per contender.`;
+  const topo = "Reference topology in gateway mode (host/topology): generator `inet` (203.0.113.50-53) -> filter `appliance` (ext0, int0; forwarding) -> sink `proxy` (203.0.113.1), veth pairs in network namespaces.";
+  const policy = "Policy: the default policy (host/policy/default.yaml) plus one bench row allowing UDP to the listener's port 9000 (the default denies UDP); TCP uses its rows for 443 (connections, round trips) and 80 (bulk). (b) is generated from the same compiled policy: conntrack ESTABLISHED,RELATED accept, INVALID drop, the rules in order, default drop (bench/e2e/kernel-filter.ts).";
+  const generatorBound = res.contenders.filter((c) => res.runs[c.id]!.every((r) => r.udp.delivered === r.udp.sent)).map((c) => c.id);
+  const small: Section = {
+    id: "e2e-small", title: "End to end, small packets: UDP 64-byte datagrams and new TCP connections",
+    notes: [topo, policy, runNote,
+      "UDP: four source addresses, sendmmsg as fast as the generator's core goes, for the whole run; kpps = what reaches the sink from its first datagram to its last. TCP: 32 connects in flight, each reset once established (no TIME_WAIT).",
+      generatorBound.length ? `Every datagram sent arrived with ${generatorBound.join(", ")}: there the generator (one core of two), not the filter, was the limit.` : "No contender delivered every datagram sent."],
+    table: { head: ["contender", "UDP kpps", "UDP delivered", "TCP conn/s", "conn failed"], rows: res.contenders.map((c) => [c.label, fmt(get(udp, c.id)!, 1), loss(c.id), fmt(get(conn, c.id)!, 0), String(failed(c.id))]) },
+    lines: [], chart: chart("End to end, small packets", "rate", [{ load: "UDP 64 B, kpps", rows: udp }, { load: "TCP new connections/s", rows: conn }]),
+    data: { udp, conn, runs: res.runs },
+  };
+  const bulkSec: Section = {
+    id: "e2e-bulk", title: "End to end, bulk TCP (one connection, 128 KiB writes), Gbit/s",
+    notes: [runNote, "GSO on: the queue takes unsegmented GSO packets (NFQA_CFG_F_GSO); off: the kernel segments them before queueing."],
+    table: { head: ["contender", "Gbit/s"], rows: bulk.map((r) => [r.label, fmt(r.fig, 2)]) }, lines: [],
+    chart: chart("End to end, bulk TCP", "Gbit/s", [{ load: "bulk", rows: bulk }]), data: bulk,
+  };
+  const a50 = get(p50, "a"), a99 = get(p99, "a");
+  const lat: Section = {
+    id: "e2e-latency", title: `End to end, TCP round trips (64 bytes each way, ${s.rrCount} per run), µs`,
+    notes: [runNote, "Added: the contender's median minus forwarding's (a), for p50 and p99."],
+    table: {
+      head: ["contender", "p50 µs", "p99 µs", "added p50", "added p99"],
+      rows: p50.map((r) => {
+        const r99 = get(p99, r.id)!;
+        return [r.label, fmt(r.fig, 1), fmt(r99, 1), a50 ? (r.fig.median - a50.median).toFixed(1) : "-", a99 ? (r99.median - a99.median).toFixed(1) : "-"];
+      }),
+    },
+    lines: [], chart: chart("End to end, TCP round trips", "µs", [{ load: "p50", rows: p50 }, { load: "p99", rows: p99 }]), data: { p50, p99 },
+  };
+  const q1 = [get(udp, "d"), get(conn, "d")], q2 = [get(udp, "d-2q"), get(conn, "d-2q")];
+  const queues: Section = {
+    id: "e2e-queues", title: "Portcullis with 1 and 2 queues per side (GSO off)",
+    notes: ["One daemon process binds every queue (one core, one state table); the kernel spreads flows over a side's queues by a hash of the addresses (four sources here)."],
+    table: {
+      head: ["load", "1 queue", "2 queues", "2 / 1"],
+      rows: [["UDP kpps", 0, 1], ["TCP conn/s", 1, 0]].map(([name, i, dg]) => [String(name), fmt(q1[i as number]!, dg as number), fmt(q2[i as number]!, dg as number), `${(q2[i as number]!.median / q1[i as number]!.median).toFixed(2)}x`]),
+    },
+    lines: [], chart: null, data: { q1, q2 },
+  };
+  const fwRows: Row[] = res.fw1Contenders.map((c) => ({ id: c.id, label: c.label, fig: figure(res.fw1[c.id]!.map((r) => r.kpps)) }));
+  const fw1Sec: Section = {
+    id: "e2e-fw1", title: `End to end with ClassBench fw1_10K: UDP 64-byte kpps (${fw1.kept} rules the flow traverses without matching)`,
+    notes: [runNote,
+      `fw1_10K has ${fw1.total} rules; the ${fw1.excluded.length} that can match the bench flow are left out (${fw1.excluded.join("; ")}), then one rule accepts the flow and the default denies. The same table is loaded into the kernel (linear iptables-legacy and nftables rules in FORWARD, stateless: every packet traverses them${s.quick ? "" : "; and the same after conntrack's ESTABLISHED accept"}) and into Portcullis (compiled table; the flow's first packet is classified, the rest follow its state). That the kept rules match none of the flow is checked by a range test and by the release core's classifier (bench/e2e/fw1.ts).`],
+    table: { head: ["contender", "UDP kpps", "delivered"], rows: res.fw1Contenders.map((c, i) => {
+      const rs = res.fw1[c.id]!;
+      return [c.label, fmt(fwRows[i]!.fig, 1), `${((100 * rs.reduce((x, r) => x + r.delivered, 0)) / rs.reduce((x, r) => x + r.sent, 0)).toFixed(1)}%`];
+    }) },
+    lines: [], chart: chart("fw1_10K, UDP 64 B", "kpps", [{ load: "fw1_10K", rows: fwRows }]), data: { rows: fwRows, runs: res.fw1, excluded: fw1.excluded },
+  };
+  const targets: string[] = [];
+  for (const gso of [false, true]) {
+    targets.push(targetLine("E2E UDP 64 B", udp, gso, 1, "kpps"), targetLine("E2E TCP new connections", conn, gso, 0, "conn/s"), targetLine("E2E bulk TCP", bulk, gso, 2, "Gbit/s"));
+  }
+  const dF = get(fwRows, "d-fw1");
+  for (const k of ["b-fw1-ipt", "b-fw1-nft"]) {
+    const kf = get(fwRows, k);
+    if (dF && kf) {
+      const x = dF.median / kf.median;
+      targets.push(`E2E fw1_10K UDP: Portcullis ${fmt(dF, 1)} kpps = ${x.toFixed(1)}x ${k.endsWith("ipt") ? "iptables-legacy" : "nftables"} (stateless linear, ${fmt(kf, 1)} kpps) (>= 3x: ${x >= 3 ? "met" : "MISSED"})`);
+    }
+  }
+  const data = { setup: s, queues: res.queues };
+  return { sections: [small, bulkSec, lat, queues, { ...fw1Sec, data: { ...(fw1Sec.data as object), ...data } }], targets };
+}
