@@ -28,8 +28,8 @@ export interface CoreCell {
   repeat: number; //     classify calls per batch
   v8: Figure; //         Mpps
   reference: Figure;
-  wasm2c: Figure;
-  v8OverWasm2c: Figure; //    per-run ratios (V8 and wasm2c of the same run), median (min-max)
+  wasm2c: Figure | null; //   null: wasm2c was not available (CoreBench.wasm2c says why)
+  v8OverWasm2c: Figure | null; // per-run ratios (V8 and wasm2c of the same run), median (min-max)
   v8OverReference: Figure;
   agree: boolean;
   disagreement: string | null;
@@ -39,7 +39,7 @@ export interface CoreCell {
 export interface CoreBenchOptions {
   reps: number;
   repeat: number;
-  binary: string; //  the wasm2c driver
+  binary: string | null; //  the wasm2c driver; null: leave wasm2c out
   tmpDir: string;
 }
 
@@ -193,7 +193,7 @@ export function benchCell(core: Core, w: Workload, size: number, opts: CoreBench
   const tablePath = join(opts.tmpDir, `${w.name}.table`);
   const vectorsPath = join(opts.tmpDir, `${w.name}-${size}.vec`);
   writeFileSync(tablePath, w.table);
-  writeFileSync(vectorsPath, encodeVectors(p.batches, { initConfig }));
+  if (opts.binary !== null) writeFileSync(vectorsPath, encodeVectors(p.batches, { initConfig }));
   const work = p.packets * opts.repeat;
 
   // A first, untimed round of V8 and the reference warms their code; its
@@ -202,15 +202,18 @@ export function benchCell(core: Core, w: Workload, size: number, opts: CoreBench
   const refCheck = runReference(w.table, p, opts.repeat, true).verdicts!;
   const samples = { v8: [] as number[], reference: [] as number[], wasm2c: [] as number[] };
   let nativeCheck: Uint8Array[] | null = null;
+  const binary = opts.binary;
   const contenders: Array<() => void> = [
     () => { samples.v8.push(mpps(work, runV8(core, w.table, p, opts.repeat, false).ns)); },
     () => { samples.reference.push(mpps(work, runReference(w.table, p, opts.repeat, false).ns)); },
-    () => {
-      const r = runNative(vectorsPath, tablePath, p, opts.repeat, opts.binary);
+  ];
+  if (binary !== null) {
+    contenders.push(() => {
+      const r = runNative(vectorsPath, tablePath, p, opts.repeat, binary);
       nativeCheck ??= r.verdicts;
       samples.wasm2c.push(mpps(work, r.ns));
-    },
-  ];
+    });
+  }
   for (let rep = 0; rep < opts.reps; rep++) {
     for (let k = 0; k < contenders.length; k++) {
       collect();
@@ -218,11 +221,11 @@ export function benchCell(core: Core, w: Workload, size: number, opts: CoreBench
     }
   }
   const disagreement = firstDifference(p, v8Check, refCheck, "V8", "reference") ??
-    firstDifference(p, v8Check, nativeCheck!, "V8", "wasm2c");
-  const v8 = figure(samples.v8), reference = figure(samples.reference), wasm2c = figure(samples.wasm2c);
+    (binary !== null ? firstDifference(p, v8Check, nativeCheck!, "V8", "wasm2c") : null);
+  const v8 = figure(samples.v8), reference = figure(samples.reference), wasm2c = binary !== null ? figure(samples.wasm2c) : null;
   return {
     workload: w.name, batch: size, packets: p.packets, repeat: opts.repeat, v8, reference, wasm2c,
-    v8OverWasm2c: figure(samples.v8.map((x, i) => x / samples.wasm2c[i]!)),
+    v8OverWasm2c: binary !== null ? figure(samples.v8.map((x, i) => x / samples.wasm2c[i]!)) : null,
     v8OverReference: figure(samples.v8.map((x, i) => x / samples.reference[i]!)),
     agree: disagreement === null, disagreement, reasons: reasonShares(p, v8Check),
   };
@@ -232,6 +235,7 @@ export interface CoreBench {
   repeat: number;
   packetsPerWorkload: number;
   moduleBytes: number;
+  wasm2c: string; //  "gcc -O2" when it ran, else "not available: why"
   workloads: Array<{ name: string; rules: number; packets: number; what: string }>;
   cells: CoreCell[];
 }
@@ -239,7 +243,7 @@ export interface CoreBench {
 export const BATCH_SIZES = [1, 32, 256];
 
 // Every workload at every batch size; `log` hears of each cell as it is done.
-export function benchCore(core: Core, workloads: Workload[], opts: CoreBenchOptions & { moduleBytes: number }, log: (c: CoreCell) => void = () => {}): CoreBench {
+export function benchCore(core: Core, workloads: Workload[], opts: CoreBenchOptions & { moduleBytes: number; wasm2cWhy?: string }, log: (c: CoreCell) => void = () => {}): CoreBench {
   const cells: CoreCell[] = [];
   for (const w of workloads) {
     for (const size of BATCH_SIZES) {
@@ -250,6 +254,7 @@ export function benchCore(core: Core, workloads: Workload[], opts: CoreBenchOpti
   }
   return {
     repeat: opts.repeat, packetsPerWorkload: Math.max(...workloads.map((w) => w.packets.length)), moduleBytes: opts.moduleBytes,
+    wasm2c: opts.binary !== null ? "gcc -O2" : `not available: ${opts.wasm2cWhy ?? "no driver binary"}`,
     workloads: workloads.map((w) => ({ name: w.name, rules: w.rules, packets: w.packets.length, what: w.what })), cells,
   };
 }

@@ -2,7 +2,8 @@
 # Builds the install bundle for the board:
 #   dist-board/portcullis-<version>-<arch>.tar.gz
 # holding app/ (the host as compiled by tsc to plain JavaScript, the release
-# wasm core, the NFQUEUE addon for <arch>, the production node_modules),
+# wasm core, the NFQUEUE addon for <arch>, the production node_modules, the
+# benchmarks and the on-device checks of board/bench/),
 # overlay/ (board/rootfs_overlay), install.sh and MANIFEST.sha256.
 #
 # Usage: npm run board:bundle -- --arch x64|arm64 [--ext-mac MAC --int-mac MAC]
@@ -102,6 +103,23 @@ case "$arch" in
     fi
     ;;
 esac
+
+# The benchmarks and the on-device checks (board/bench/, board/README.md):
+# what dist/bench/run.js (and bench/e2e, when built) imports, without vega
+# (board/bench/bundle-files.mjs), and the wasm2c driver's source (the core
+# benchmark adds wasm2c + gcc -O2 when the device has them). The ClassBench
+# sets (../shared/classbench: external data without a licence statement)
+# are not shipped; the benchmark leaves them out and says so.
+node board/bench/bundle-files.mjs "$b/app"
+mkdir -p "$b/app/test/wasm2c" "$b/app/board/bench"
+cp test/wasm2c/driver.c "$b/app/test/wasm2c/"
+# The end-to-end benchmark's C tools, compiled on the device by its gcc.
+if [ -d bench/e2e ]; then
+  mkdir -p "$b/app/bench/e2e"
+  find bench/e2e -maxdepth 1 -type f \( -name '*.c' -o -name '*.h' \) -exec cp {} "$b/app/bench/e2e/" \;
+fi
+cp board/bench/*.sh board/bench/selftest.mjs "$b/app/board/bench/"
+chmod 0755 "$b"/app/board/bench/*.sh
 
 # The overlay, with the .link templates filled if the MACs were given.
 cp -r board/rootfs_overlay "$b/overlay"

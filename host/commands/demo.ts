@@ -1,7 +1,7 @@
 // `portcullis demo`: every packet of a capture through the release core, one
 // line each, then the core's own counters. Without a rule table the core can
 // only say "well-formed" (the default verdict, reason no_table) or why not.
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
@@ -156,10 +156,15 @@ export function demoCommand(): Command {
     .addOption(new Option("--mode <mode>", "host: the appliance is the proxy; gateway: it forwards to one").choices(["host", "gateway"]).default("host"))
     .option("--pcap <file>", `classify a pcap or pcapng capture offline instead (default capture: ${DEFAULT_PCAP})`)
     .option("--json", "with --pcap: print one JSON document")
-    .action(async (opts: { pcap?: string; json?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway" }) => {
+    .option("--prefix <prefix>", "prefix of the namespace names (default none: inet, appliance, lan)")
+    .option("--control <path>", "the demo daemon's control socket (default /run/portcullis/control.sock)")
+    .option("--report <file>", "also write each probe's outcome as JSON to this file")
+    .action(async (opts: { pcap?: string; json?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway"; prefix?: string; control?: string; report?: string }) => {
       if (opts.pcap !== undefined || opts.json) return runDemo(opts);
-      if (opts.down) return demoDown();
-      const r = await applianceDemo({ keep: opts.keep ?? false, mode: opts.mode });
+      if (opts.prefix !== undefined && !/^[A-Za-z0-9_.-]{1,20}$/.test(opts.prefix)) throw new Error(`--prefix ${opts.prefix}: 1 to 20 of A-Z a-z 0-9 _ . -`);
+      if (opts.down) return demoDown(undefined, opts.prefix);
+      const r = await applianceDemo({ keep: opts.keep ?? false, mode: opts.mode, prefix: opts.prefix, control: opts.control });
+      if (opts.report) writeFileSync(opts.report, `${JSON.stringify(r, null, 2)}\n`);
       if (r.failed > 0) process.exitCode = 1;
     });
 }

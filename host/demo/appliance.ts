@@ -76,24 +76,33 @@ async function waitForControl(sock: string, t: Topology): Promise<void> {
   throw new Error(`the daemon did not come up; its log: ${join(t.dir, "daemon.log")}`);
 }
 
-export interface DemoOptions { keep?: boolean; mode?: Mode; write?: (s: string) => void }
+// prefix: namespace names (and the topology's state directory), "" by
+// default; control: the daemon's control socket, DEFAULT_CONTROL by default
+// (a board's self-test gives both, so as not to meet the live daemon's).
+export interface DemoOptions { keep?: boolean; mode?: Mode; write?: (s: string) => void; prefix?: string; control?: string }
 
-export async function applianceDemo(o: DemoOptions = {}): Promise<{ passed: number; failed: number }> {
+export interface ProbeResult { from: NsRole; dest: string; what: string; allowed: boolean; answered: boolean; ok: boolean; counters: string }
+export interface DemoResult { mode: Mode; backend: string; passed: number; failed: number; probes: ProbeResult[] }
+
+export async function applianceDemo(o: DemoOptions = {}): Promise<DemoResult> {
   const w = o.write ?? ((s: string) => process.stdout.write(s));
   const mode = o.mode ?? "host";
-  const removed = await clearLeftovers("");
+  const prefix = o.prefix ?? "";
+  const removed = await clearLeftovers(prefix);
   if (removed.length) w(`removed leftovers of an earlier run: ${removed.join(", ")}\n`);
-  w(`bringing up the reference topology (${mode} mode): namespaces inet, appliance, lan${mode === "gateway" ? ", proxy" : ""}\n`);
-  const t = await up({ mode, prefix: "", detach: o.keep ?? false });
-  let passed = 0, failed = 0;
+  w(`bringing up the reference topology (${mode} mode): namespaces ${["inet", "appliance", "lan", ...(mode === "gateway" ? ["proxy"] : [])].map((n) => prefix + n).join(", ")}\n`);
+  const t = await up({ mode, prefix, detach: o.keep ?? false });
+  let passed = 0, failed = 0, backend = "";
+  const results: ProbeResult[] = [];
   try {
     const board = join(t.dir, "board.yaml");
     writeFileSync(board, stringify({ version: 1, mode, external: { dev: "ext0", fail_open: false, bypass: false }, internal: { dev: "int0", fail_open: false, bypass: false }, queues: { first: 0, count: 1 } }));
     const applied = apply(t.board, { backend: "auto", netns: t.ns("appliance") });
+    backend = applied.backend === "nft" ? "nftables" : "iptables-legacy";
     w(`kernel queue rules loaded in ${t.ns("appliance")} with ${applied.backend === "nft" ? "nftables" : "iptables-legacy (this kernel has no nftables queue)"}: ` +
       `ext0 -> queue 0, int0 -> queue 1, fail closed\n`);
-    // The default control socket, so `portcullis stats` and `reload` find it.
-    const sock = DEFAULT_CONTROL;
+    // The default control socket unless told otherwise, so `portcullis stats` and `reload` find it.
+    const sock = o.control ?? DEFAULT_CONTROL;
     t.spawn("appliance", [process.execPath, CLI, "run", "--policy", DEMO_POLICY, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state")], { name: "daemon" });
     await waitForControl(sock, t);
     w(`daemon running in ${t.ns("appliance")} with ${DEMO_POLICY}\n\n`);
@@ -105,7 +114,9 @@ export async function applianceDemo(o: DemoOptions = {}): Promise<{ passed: numb
       if (good) passed++; else failed++;
       const dest = p.host.includes(":") ? `[${p.host}]:${p.port}` : `${p.host}:${p.port}`;
       const outcome = r.ok ? `answered "${r.body}"` : "no answer (filtered)";
-      w(`${good ? "ok  " : "FAIL"} ${p.from.padEnd(9)} -> ${dest.padEnd(22)} ${p.what}: ${outcome}\n       ${delta(before, after)}\n`);
+      const counters = delta(before, after);
+      results.push({ from: p.from, dest, what: p.what, allowed: p.allowed, answered: r.ok, ok: good, counters });
+      w(`${good ? "ok  " : "FAIL"} ${p.from.padEnd(9)} -> ${dest.padEnd(22)} ${p.what}: ${outcome}\n       ${counters}\n`);
       before = after;
     }
     const s = await stats(sock);
@@ -127,10 +138,10 @@ export async function applianceDemo(o: DemoOptions = {}): Promise<{ passed: numb
       w("topology removed\n");
     }
   }
-  return { passed, failed };
+  return { mode, backend, passed, failed, probes: results };
 }
 
-export async function demoDown(write: (s: string) => void = (s) => process.stdout.write(s)): Promise<void> {
-  const removed = await clearLeftovers("");
+export async function demoDown(write: (s: string) => void = (s) => process.stdout.write(s), prefix = ""): Promise<void> {
+  const removed = await clearLeftovers(prefix);
   write(removed.length ? `removed: ${removed.join(", ")}\n` : "nothing to remove\n");
 }
