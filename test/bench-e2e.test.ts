@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { runOk } from "../host/kernel/detect.js";
+import { apply, remove } from "../host/kernel/rules.js";
 import { compilePolicyFile } from "../host/policy/compile.js";
 import { board, type Contender, Contenders, DENIED_UDP_PORT, UDP_PORT, writeBenchPolicy } from "../bench/e2e/contenders.js";
 import { fw1Tables } from "../bench/e2e/fw1.js";
@@ -75,6 +76,24 @@ for (const [id, passesDenied] of [["a", true], ["b-ipt", false], ["b-nft", false
     C.off();
   });
 }
+
+s("the queue rules the bench switches are the ones `portcullis rules --apply` loads", () => {
+  const { net, C } = N();
+  const netns = net.ns("appliance");
+  const save = (): string[][] => ["iptables-legacy-save", "ip6tables-legacy-save"].map((x) =>
+    runOk([x, "-t", "filter"], { netns }).split("\n").filter((l) => /^(-A |:)/.test(l)).map((l) => l.replace(/ \[\d+:\d+\]$/, "")));
+  C.switchTo(byId("d"));
+  const bench = save();
+  C.off();
+  const idle = save();
+  apply(board(0, 1), { backend: "iptables", netns });
+  const applied = save();
+  remove({ netns });
+  assert.equal(bench, applied);
+  assert.ok(bench[0]!.some((l) => /^-A PORTCULLIS-FWD -i ext0 -j NFQUEUE --queue-num 0$/.test(l)), bench[0]!.join("\n"));
+  assert.equal(save(), idle);
+  assert.not.equal(bench, idle);
+});
 
 s("the accept-all consumer counted exactly the 250 datagrams sent through it", async () => {
   const { C } = N();

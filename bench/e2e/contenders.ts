@@ -10,8 +10,8 @@
 //   (d) Portcullis    `portcullis run --board` (the real daemon), each
 //                     variant on its own queues: GSO off/on, 1 or 2 queues
 //                     per side; its kernel queue rules are the ones
-//                     `portcullis rules --apply` loads (host/kernel/rules.ts
-//                     apply(), iptables-legacy: this kernel has no nft queue)
+//                     `portcullis rules --apply` loads (host/kernel/rules.ts,
+//                     iptables-legacy: this kernel has no nft queue)
 //
 // Every consumer stays bound all the time (an idle one only waits in
 // poll), so switching costs a few rule changes and no process start.
@@ -22,7 +22,7 @@ import { stringify } from "yaml";
 import { request } from "../../host/daemon/control.js";
 import { type BoardConfig } from "../../host/kernel/board.js";
 import { run, runOk } from "../../host/kernel/detect.js";
-import { apply, remove } from "../../host/kernel/rules.js";
+import { iptablesRestore } from "../../host/kernel/rules.js";
 import { type TableSpec } from "../../host/rules/model.js";
 import { iptablesRestoreText, kernelRules, nftTableText } from "./kernel-filter.js";
 import { type BenchNet, DEVS, type Proc, sleep } from "./net.js";
@@ -119,12 +119,23 @@ export class Contenders {
     run(["nft", "delete", "table", nftFamily, nftTable], { netns: this.netns });
   }
 
+  // The queue rules of a board: the iptables-legacy-restore text that
+  // `portcullis rules --apply` loads (host/kernel/rules.ts iptablesRestore,
+  // chains and their jumps from INPUT/FORWARD/OUTPUT), loaded and taken out
+  // here with two restores per switch. apply() itself first reads the whole
+  // table back with iptables-legacy-save, which with the fw1_10K chains
+  // loaded overflows the 1 MiB that detect.ts's run() reads (ENOBUFS).
   private queued(id: string, kind: Kind, label: string, b: BoardConfig): Contender {
-    return {
-      id, kind, label,
-      on: () => { apply(b, { backend: "iptables", netns: this.netns }); },
-      off: () => { remove({ netns: this.netns }); },
+    const on = iptablesRestore(b);
+    const lines = on.split("\n");
+    const off = ["*filter",
+      ...lines.flatMap((l) => { const m = /^-I (\S+) 1 -j (\S+)$/.exec(l); return m ? [`-D ${m[1]} -j ${m[2]}`] : []; }),
+      ...lines.flatMap((l) => { const m = /^:(\S+) /.exec(l); return m ? [`-F ${m[1]}`, `-X ${m[1]}`] : []; }),
+      "COMMIT", ""].join("\n");
+    const load = (text: string): void => {
+      for (const ipt of ["iptables-legacy", "ip6tables-legacy"]) runOk([`${ipt}-restore`, "-w", "--noflush"], { netns: this.netns, input: text });
     };
+    return { id, kind, label, on: () => load(on), off: () => load(off) };
   }
 
   // (c): the accept-all consumer on the board's queues.

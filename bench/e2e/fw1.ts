@@ -15,6 +15,7 @@
 // classifier on the flow's headers.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Core } from "../../host/core/core.js";
 import { parseIPv4 } from "../../host/policy/addr.js";
 import { buildTable } from "../../host/rules/build.js";
@@ -24,7 +25,8 @@ import { type Range32, type RuleSpec, type TableSpec } from "../../host/rules/mo
 import { UDP_PORT, UDP_SPORT } from "./contenders.js";
 import { DST, SOURCES } from "./net.js";
 
-export const FW1_10K = join(process.cwd(), "..", "shared", "classbench", "hypersplit", "fw1_10K.rules");
+// ../shared/classbench beside the checkout (dist/bench/e2e/ -> the checkout's parent).
+export const FW1_10K = fileURLToPath(new URL("../../../../shared/classbench/hypersplit/fw1_10K.rules", import.meta.url));
 const PROTO_UDP = 17;
 
 export interface Fw1Tables {
