@@ -126,6 +126,38 @@ test("selftest.sh on a healthy appliance: 7 checks pass, each with its exact det
   assert.not.match(sh("ip", ["netns", "list"]).stdout, new RegExp(`^${P}(inet|appliance|lan)\\b`, "m"));
 });
 
+// This kernel cannot queue from nftables, so the nftables side of the
+// kernel-rules check reads a stand-in `nft` that prints what `nft -j list
+// table inet portcullis` prints for these rules (libnftables-json(5)).
+test("selftest.sh --checks board-config,kernel-rules: the nftables listing (a stand-in nft) against the generated ruleset", () => {
+  const rule = (chain: string, key: string, dev: string, num: number, flags?: string) =>
+    ({ rule: { family: "inet", table: "portcullis", chain, handle: 4, expr: [{ match: { op: "==", left: { meta: { key } }, right: dev } }, { queue: { num, ...(flags ? { flags } : {}) } }] } });
+  const chain = (name: string) => ({ chain: { family: "inet", table: "portcullis", name, handle: 1, type: "filter", hook: name, prio: 0, policy: "accept" } });
+  const listing = (firstFlags?: string) => ({ nftables: [{ metainfo: { version: "1.0.6", json_schema_version: 1 } }, { table: { family: "inet", name: "portcullis", handle: 1 } },
+    chain("input"), rule("input", "iifname", "ext0", 0, firstFlags), rule("input", "iifname", "int0", 1),
+    chain("forward"), rule("forward", "iifname", "ext0", 0), rule("forward", "iifname", "int0", 1), rule("forward", "oifname", "ext0", 0), rule("forward", "oifname", "int0", 1),
+    chain("output"), rule("output", "oifname", "ext0", 0), rule("output", "oifname", "int0", 1)] });
+  const bin = join(TMP, "fake-nft");
+  mkdirSync(bin, { recursive: true });
+  const run = (doc: object) => {
+    writeFileSync(join(bin, "listing.json"), JSON.stringify(doc));
+    writeFileSync(join(bin, "nft"), `#!/bin/sh\n[ "$*" = "-j list table inet portcullis" ] && exec cat ${join(bin, "listing.json")}\nexit 1\n`, { mode: 0o755 });
+    return spawnSync("bash", [join(APP, "board/bench/selftest.sh"), "--app", APP, "--config", BOARD, "--netns", NS.dev, "--out", join(TMP, "nft-out"), "--checks", "board-config,kernel-rules"],
+      { encoding: "utf8", env: { ...process.env, PATH: `${bin}:${process.env.PATH}` } });
+  };
+  const good = run(listing());
+  assert.is(good.status, 0, `${good.stdout}\n${good.stderr}`);
+  assert.ok(good.stdout.split("\n").includes(`ok   kernel-rules: nftables table inet portcullis in netns ${NS.dev}: 8 queue rules as ${BOARD} generates`), good.stdout);
+  assert.match(good.stdout, /^selftest: 2 passed, 0 failed; report /m);
+  const bypass = run(listing("bypass"));
+  assert.is(bypass.status, 1);
+  assert.ok(bypass.stdout.split("\n").includes(`FAIL kernel-rules: nftables table inet portcullis in netns ${NS.dev} is not what ${BOARD} generates: ` +
+    `missing "input iifname ext0 0"; unexpected "input iifname ext0 0 bypass"`), bypass.stdout);
+  const usage = spawnSync("bash", [join(APP, "board/bench/selftest.sh"), "--app", APP, "--checks", "kernel-rules"], { encoding: "utf8" });
+  assert.is(usage.status, 2);
+  assert.is(usage.stderr, "selftest: --checks: kernel-rules needs board-config\n");
+});
+
 test("selftest.sh on a broken appliance: a changed file, a missing rule and no traffic fail with exact reasons; exit status 1", () => {
   // No more traffic (the daemon stays), a changed file, a rule gone.
   killAll(senders);

@@ -22,9 +22,12 @@ import { hostname } from "node:os";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
-const USAGE = "usage: selftest.sh [--out DIR] [--app DIR] [--config BOARD.yaml] [--control SOCK] [--netns NS] [--wait SECONDS] [--prefix P]";
+const USAGE = "usage: selftest.sh [--out DIR] [--app DIR] [--config BOARD.yaml] [--control SOCK] [--netns NS] [--wait SECONDS] [--prefix P] [--checks NAME,...]";
 const o = { out: "/var/tmp/portcullis-bench", app: "/opt/portcullis/current", config: "/etc/portcullis/board.yaml",
-  control: "/run/portcullis/control.sock", netns: "", wait: 10, prefix: "pcst-" };
+  control: "/run/portcullis/control.sock", netns: "", wait: 10, prefix: "pcst-", checks: "" };
+// The checks in order, each with the checks whose findings it uses.
+const CHECKS = { "installed": [], "board-config": [], "kernel-rules": ["board-config"], "daemon": [], "queues-bound": ["board-config", "daemon"],
+  "counters-moving": ["board-config", "daemon"], "policy-enforced": [] };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const k = argv[i].replace(/^--/, "");
@@ -38,6 +41,12 @@ for (let i = 0; i < argv.length; i++) {
 }
 if (!Number.isFinite(o.wait) || o.wait <= 0) { process.stderr.write(`selftest: --wait must be a number of seconds\n`); process.exit(2); }
 if (!/^[A-Za-z0-9_.-]{1,10}$/.test(o.prefix)) { process.stderr.write(`selftest: --prefix: 1 to 10 of A-Z a-z 0-9 _ . -\n`); process.exit(2); }
+const selected = new Set(o.checks ? o.checks.split(",") : Object.keys(CHECKS));
+for (const c of selected) {
+  if (!(c in CHECKS)) { process.stderr.write(`selftest: --checks: no check ${c}; the checks are ${Object.keys(CHECKS).join(", ")}\n`); process.exit(2); }
+  const need = CHECKS[c].filter((d) => !selected.has(d));
+  if (need.length) { process.stderr.write(`selftest: --checks: ${c} needs ${need.join(", ")}\n`); process.exit(2); }
+}
 const app = resolve(o.app);
 const cli = join(app, "dist", "host", "cli.js");
 if (!existsSync(cli)) { process.stderr.write(`selftest: no ${cli}: --app is not an installed Portcullis tree\n`); process.exit(2); }
@@ -57,6 +66,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 const checks = [];
 async function check(name, fn) {
+  if (!selected.has(name)) return;
   let ok = false, detail;
   try {
     detail = await fn();
