@@ -11,16 +11,23 @@
 // the rounds with min and max. Contenders are switched by rules only (all
 // consumers stay bound), see contenders.ts. The network is torn down at the
 // end, on error, and on SIGINT/SIGTERM.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
 import { compilePolicyFile } from "../../host/policy/compile.js";
 import { type Section } from "../report.js";
 import { board, type Contender, Contenders, writeBenchPolicy } from "./contenders.js";
-import { fw1Tables } from "./fw1.js";
+import { FW1_10K, fw1Tables } from "./fw1.js";
 import { bulkRun, connRun, rrRun, startServers, udpRun } from "./loads.js";
 import { BenchNet, withCleanup } from "./net.js";
 import { buildSections, type Fw1Info, type Results } from "./sections.js";
 import { buildTools } from "./tools.js";
 
-export interface E2eOptions { quick: boolean; reps: number; log?: (line: string) => void }
+export interface E2eOptions {
+  quick: boolean;
+  reps: number;
+  classbench?: string; // the directory of fw1_10K.rules (default: ../shared/classbench/hypersplit beside the checkout)
+  log?: (line: string) => void;
+}
 
 export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[]; targets: string[] }> {
   const log = o.log ?? ((l: string) => console.error(l));
@@ -32,22 +39,23 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
     const C = new Contenders(net, tools);
     const policy = writeBenchPolicy(net.dir);
     const spec = compilePolicyFile(policy, { mode: "gateway" }).spec;
-    const fw1 = fw1Tables(net.dir);
-    log(`e2e: starting the consumers (fw1_10K: ${fw1.kept} of ${fw1.total} rules kept)`);
+    const fw1File = o.classbench ? join(o.classbench, "fw1_10K.rules") : FW1_10K;
+    const fw1 = existsSync(fw1File) ? fw1Tables(net.dir, fw1File) : null;
+    log(`e2e: starting the consumers (fw1_10K: ${fw1 ? `${fw1.kept} of ${fw1.total} rules kept` : `no ${fw1File}, left out`})`);
     const [c, cGso, d, dGso, d2, dFw1] = await Promise.all([
       C.acceptAll("c", "(c) C accept-all, GSO off", board(10, 1), false),
       C.acceptAll("c-gso", "(c) C accept-all, GSO on", board(12, 1), true),
       C.portcullis("d", "(d) Portcullis, GSO off", board(0, 1), policy, false),
       C.portcullis("d-gso", "(d) Portcullis, GSO on", board(2, 1), policy, true),
       C.portcullis("d-2q", "(d) Portcullis, 2 queues per side, GSO off", board(4, 2), policy, false),
-      C.portcullis("d-fw1", "(d) Portcullis, fw1_10K table", board(20, 1), fw1.tableFile, false),
+      fw1 ? C.portcullis("d-fw1", "(d) Portcullis, fw1_10K table", board(20, 1), fw1.tableFile, false) : null,
     ]);
     const a = C.forward();
     const [bIpt, bNft] = C.kernel(spec, { stateful: true, chain: "PCB-POL", nftFamily: "inet", nftTable: "pcbpol", id: "b", label: "kernel stateful filter" });
     await startServers(net, tools);
 
     // The daemons' first packets compile and warm their code: not measured.
-    for (const k of [d!, dGso!, d2!, dFw1!]) {
+    for (const k of [d!, dGso!, d2!, ...(dFw1 ? [dFw1] : [])]) {
       C.switchTo(k);
       await udpRun(net, tools, 0.3);
     }
@@ -71,21 +79,23 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
 
     // fw1_10K: stateless kernel tables (every packet traverses them); the
     // full run adds the kernel with conntrack's ESTABLISHED accept first.
-    const fwK = C.kernel(fw1.spec, { stateful: false, chain: "PCB-FW1", nftFamily: "ip", nftTable: "pcbfw1", id: "b-fw1", label: "fw1_10K linear, stateless" });
-    const fwList: Contender[] = [a, ...fwK, dFw1!];
-    if (!o.quick) {
-      fwList.splice(3, 0, ...C.kernel(fw1.spec, { stateful: true, chain: "PCB-FW1CT", nftFamily: "ip", nftTable: "pcbfw1ct", id: "b-fw1ct", label: "fw1_10K, conntrack first" }));
-    }
-    res.fw1Contenders = fwList.map((k) => ({ id: k.id, kind: k.kind, label: k.label }));
-    for (const k of fwList) res.fw1[k.id] = [];
-    for (let r = 0; r < o.reps; r++) {
-      for (const k of fwList) {
-        C.switchTo(k);
-        res.fw1[k.id]!.push(await udpRun(net, tools, secs));
+    if (fw1 && dFw1) {
+      const fwK = C.kernel(fw1.spec, { stateful: false, chain: "PCB-FW1", nftFamily: "ip", nftTable: "pcbfw1", id: "b-fw1", label: "fw1_10K linear, stateless" });
+      const fwList: Contender[] = [a, ...fwK, dFw1];
+      if (!o.quick) {
+        fwList.splice(3, 0, ...C.kernel(fw1.spec, { stateful: true, chain: "PCB-FW1CT", nftFamily: "ip", nftTable: "pcbfw1ct", id: "b-fw1ct", label: "fw1_10K, conntrack first" }));
       }
+      res.fw1Contenders = fwList.map((k) => ({ id: k.id, kind: k.kind, label: k.label }));
+      for (const k of fwList) res.fw1[k.id] = [];
+      for (let r = 0; r < o.reps; r++) {
+        for (const k of fwList) {
+          C.switchTo(k);
+          res.fw1[k.id]!.push(await udpRun(net, tools, secs));
+        }
+      }
+      C.off();
+      log(`e2e: fw1_10K done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
-    C.off();
-    log(`e2e: fw1_10K done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
 
     // What the consumers counted: queue drops by the kernel, the daemons' own.
     const drops = C.queueDrops();
@@ -95,7 +105,7 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
       res.queues[id] = { daemon: { packets: st.packets, verdicts: st.verdicts, flows: st.flows, queues: st.queues } };
     }
     res.queues.kernel = Object.fromEntries(drops);
-    const info: Fw1Info = { total: fw1.total, kept: fw1.kept, excluded: fw1.excluded };
+    const info: Fw1Info = fw1 ? { total: fw1.total, kept: fw1.kept, excluded: fw1.excluded } : { missing: fw1File };
     return buildSections(res, info, { quick: o.quick, reps: o.reps, secs, rrCount });
   });
 }

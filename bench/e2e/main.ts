@@ -1,10 +1,10 @@
 // node dist/bench/e2e/main.js [--quick] [--json FILE]: the end-to-end
 // benchmarks alone (root; network namespaces). Prints the sections and the
-// target lines; --json writes them in the shape of bench/report.ts's JSON
-// (no SVG: the charts stay in the sections for `npm run bench`).
-import { writeFileSync } from "node:fs";
-import { cpus, hostname } from "node:os";
-import { printSection } from "../report.js";
+// target lines; --json writes them as bench/report.ts's writeJson does (the
+// result file `npm run bench -- --compare` reads; no SVG, vega is not loaded).
+import { cpus, hostname, loadavg } from "node:os";
+import { basename, dirname, resolve } from "node:path";
+import { printSection, writeJson } from "../report.js";
 import { e2eSections } from "./index.js";
 
 function usage(msg: string): never {
@@ -18,13 +18,16 @@ for (let i = 0; i < args.length; i++) {
   if (args[i] === "--quick") quick = true;
   else if (args[i] === "--json") {
     if (args[i + 1] === undefined || args[i + 1]!.startsWith("--")) usage("--json needs a file name");
-    json = args[++i]!;
+    json = resolve(args[++i]!);
+    if (!json.endsWith(".json")) usage("--json FILE: the file name must end in .json");
   } else usage(`unknown argument "${args[i]}"`);
 }
 if (process.getuid?.() !== 0) usage("the end-to-end benchmarks need root (network namespaces, NFQUEUE)");
 
 const reps = quick ? 3 : 5;
 const started = Date.now();
+const load = (): string => loadavg().map((x) => x.toFixed(2)).join(" ");
+const loadStart = load();
 console.log(`Portcullis end-to-end benchmarks on ${hostname()} (${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores), node ${process.version}, ${quick ? "quick" : "full"}, ${reps} rounds`);
 try {
   const { sections, targets } = await e2eSections({ quick, reps });
@@ -34,14 +37,11 @@ try {
   for (const t of targets) console.log(`  ${t}`);
   console.log(`(${Math.round((Date.now() - started) / 1000)} s)`);
   if (json) {
-    const date = new Date().toISOString().slice(0, 10);
-    const out = {
-      host: hostname(), date, cpu: cpus()[0]?.model ?? "unknown CPU", cores: cpus().length, node: process.version, quick, reps,
-      seconds: Math.round((Date.now() - started) / 1000), targets,
-      sections: sections.map((s) => ({ id: s.id, title: s.title, notes: s.notes, table: s.table, lines: s.lines, data: s.data })),
-    };
-    writeFileSync(json, `${JSON.stringify(out, null, 2)}\n`);
-    console.log(`JSON: ${json}`);
+    const written = writeJson(dirname(json), basename(json, ".json"), {
+      host: hostname(), date: new Date().toISOString().slice(0, 10), cpu: cpus()[0]?.model ?? "unknown CPU", cores: cpus().length,
+      node: process.version, quick, reps, loadStart, loadEnd: load(), seconds: Math.round((Date.now() - started) / 1000), parts: ["e2e"],
+    }, sections, targets);
+    console.log(`JSON: ${written}`);
   }
 } catch (e) {
   console.error(`e2e benchmark failed: ${(e as Error).message}`);

@@ -12,7 +12,7 @@ export interface Results {
   fw1: Record<string, UdpRun[]>;
   queues: Record<string, unknown>;
 }
-export interface Fw1Info { total: number; kept: number; excluded: string[] }
+export type Fw1Info = { total: number; kept: number; excluded: string[] } | { missing: string };
 interface Setup { quick: boolean; reps: number; secs: number; rrCount: number }
 
 type Row = { id: string; label: string; fig: Figure };
@@ -95,10 +95,13 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
     lines: [], chart: null, data: { q1, q2 },
   };
   const fwRows: Row[] = res.fw1Contenders.map((c) => ({ id: c.id, label: c.label, fig: figure(res.fw1[c.id]!.map((r) => r.kpps)) }));
-  const fw1Sec: Section = {
+  const fw1Sec: Section = "missing" in fw1 ? {
+    id: "e2e-fw1", title: "End to end with ClassBench fw1_10K", notes: [], table: null,
+    lines: [`not measured: no ClassBench data at ${fw1.missing}`], chart: null, data: { missing: fw1.missing },
+  } : {
     id: "e2e-fw1", title: `End to end with ClassBench fw1_10K: UDP 64-byte kpps (${fw1.kept} rules the flow traverses without matching)`,
     notes: [runNote,
-      `fw1_10K has ${fw1.total} rules; the ${fw1.excluded.length} that can match the bench flow are left out (${fw1.excluded.join("; ")}), then one rule accepts the flow and the default denies. The same table is loaded into the kernel (linear iptables-legacy and nftables rules in FORWARD, stateless: every packet traverses them${s.quick ? "" : "; and the same after conntrack's ESTABLISHED accept"}) and into Portcullis (compiled table; the flow's first packet is classified, the rest follow its state). That the kept rules match none of the flow is checked by a range test and by the release core's classifier (bench/e2e/fw1.ts).`],
+      `fw1_10K has ${fw1.total} rules; the ${fw1.excluded.length} that can match the bench flow (UDP from 203.0.113.50-53 port 40000 to 203.0.113.1 port 9000) are left out (${fw1.excluded.join("; ")}), then one rule accepts the flow and the default denies. The same table is loaded into the kernel (linear iptables-legacy and nftables rules in FORWARD, stateless: every packet traverses them${s.quick ? "" : "; and the same after conntrack's ESTABLISHED,RELATED accept, which this one-way flow never reaches: conntrack calls a UDP flow ESTABLISHED only once a reply was seen, so every datagram stays NEW and still traverses the rules"}) and into Portcullis (compiled table; the flow's first packet is classified, the rest follow its state). That the kept rules match none of the flow is checked by a range test and by the release core's classifier (bench/e2e/fw1.ts).`],
     table: { head: ["contender", "UDP kpps", "delivered"], rows: res.fw1Contenders.map((c, i) => {
       const rs = res.fw1[c.id]!;
       return [c.label, fmt(fwRows[i]!.fig, 1), `${((100 * rs.reduce((x, r) => x + r.delivered, 0)) / rs.reduce((x, r) => x + r.sent, 0)).toFixed(1)}%`];
@@ -110,6 +113,7 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
     targets.push(targetLine("E2E UDP 64 B", udp, gso, 1, "kpps"), targetLine("E2E TCP new connections", conn, gso, 0, "conn/s"), targetLine("E2E bulk TCP", bulk, gso, 2, "Gbit/s"));
   }
   const dF = get(fwRows, "d-fw1");
+  if ("missing" in fw1) targets.push(`E2E fw1_10K UDP: NOT MEASURED (no ClassBench data at ${fw1.missing})`);
   for (const k of ["b-fw1-ipt", "b-fw1-nft"]) {
     const kf = get(fwRows, k);
     if (dF && kf) {
