@@ -266,7 +266,8 @@ async function runBenchmarks(args: Args): Promise<void> {
   }
 
   if (has("e2e")) {
-    const e2e = await (await loadE2e()).e2eSections({ quick, reps });
+    // Rounds as bench/e2e/main.ts runs them (each section's notes say how many).
+    const e2e = await (await loadE2e()).e2eSections({ quick, reps: quick ? 3 : 5 });
     for (const s of e2e.sections) {
       printSection(s);
       sections.push(s);
