@@ -28,5 +28,4 @@ done
 run="$app/dist/bench/run.js"
 [ -f "$run" ] || { echo "core: no $run: --app is not an installed Portcullis tree with its benchmarks" >&2; exit 2; }
 mkdir -p "$out"
-cd "$app"
-exec node "$run" --only "$only" --json-only --out "$(cd "$out" && pwd)" ${extra[@]+"${extra[@]}"}
+exec node "$run" --only "$only" --json-only --out "$out" ${extra[@]+"${extra[@]}"}

@@ -24,6 +24,5 @@ if [ ! -f "$main" ]; then
 fi
 mkdir -p "$out"
 file="$(cd "$out" && pwd)/$(hostname)-$(date -u +%F)-e2e.json"
-cd "$app"
 node "$main" ${quick[@]+"${quick[@]}"} --json "$file"
 echo "e2e: wrote $file"
