@@ -4,6 +4,7 @@
 // (fail closed: nothing passes; with bypass on a side, that side passes),
 // and their removal. Needs root; every test tears down in a finally (the
 // suite's after hook, and up() itself when it fails half-way).
+import { spawnSync } from "node:child_process";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { detect } from "../host/kernel/detect.js";
@@ -97,6 +98,29 @@ host("rules removed: traffic passes again, and removing again finds nothing", ()
   assert.equal(published(H()), PUBLISHED);
   const saved = H().exec("appliance", ["iptables-legacy-save"]).stdout + H().exec("appliance", ["ip6tables-legacy-save"]).stdout;
   assert.not.match(saved, /PORTCULLIS/);
+});
+
+host("an operator's ruleset of 30,000 rules (a 1.5 MB save) stays, and the queue rules go in first", () => {
+  const ns = H().ns("appliance");
+  const rules = Array.from({ length: 30_000 }, (_, i) => `-A OPERATOR -s 192.0.2.${i % 256}/32 -d 198.51.100.${i >> 8}/32 -p tcp --dport ${1024 + i} -j ACCEPT`);
+  const restore = `*filter\n:OPERATOR - [0:0]\n${rules.join("\n")}\n-A FORWARD -j OPERATOR\nCOMMIT\n`;
+  try {
+    const r = H().exec("appliance", ["iptables-legacy-restore", "--noflush"], restore);
+    assert.is(r.status, 0, r.stderr);
+    assert.is(apply(H().board, { backend: "iptables", netns: ns }).backend, "iptables");
+    const saveAll = (): string => spawnSync("ip", ["netns", "exec", ns, "iptables-legacy-save"], { encoding: "utf8", maxBuffer: 64 << 20 }).stdout;
+    const save = saveAll();
+    assert.ok(save.length > 1 << 20, `the save is ${save.length} bytes`);
+    assert.is(save.split("\n").filter((l) => l.startsWith("-A OPERATOR ")).length, 30_000);
+    const forward = save.split("\n").filter((l) => l.startsWith("-A FORWARD "));
+    assert.equal(forward, ["-A FORWARD -j PORTCULLIS-FWD", "-A FORWARD -j OPERATOR"]);
+    assert.ok(remove({ netns: ns }));
+    assert.is(saveAll().split("\n").filter((l) => l.startsWith("-A OPERATOR ")).length, 30_000);
+  } finally {
+    remove({ netns: ns });
+    H().exec("appliance", ["iptables-legacy", "-F"]);
+    H().exec("appliance", ["iptables-legacy", "-X", "OPERATOR"]);
+  }
 });
 
 host("nftables: auto picks nft exactly when the kernel can queue from it; the ruleset parses either way", () => {

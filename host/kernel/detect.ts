@@ -42,7 +42,9 @@ function tool(name: string): string {
 export function run(argv: readonly string[], opts: { netns?: string; input?: string } = {}): RunResult {
   const [cmd, ...args] = argv;
   const full = opts.netns ? [tool("ip"), "netns", "exec", opts.netns, tool(cmd!), ...args] : [tool(cmd!), ...args];
-  const r = spawnSync(full[0]!, full.slice(1), { input: opts.input ?? "", encoding: "utf8", timeout: 30_000 });
+  // maxBuffer: a box with an operator's big ruleset lists megabytes in
+  // iptables-legacy-save (spawnSync's default 1 MiB ends in ENOBUFS).
+  const r = spawnSync(full[0]!, full.slice(1), { input: opts.input ?? "", encoding: "utf8", timeout: 30_000, maxBuffer: 256 << 20 });
   if (r.error) throw new KernelError("spawn_failed", `${argv.join(" ")}: ${r.error.message}`);
   return { status: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
 }
