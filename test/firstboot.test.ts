@@ -89,11 +89,16 @@ test("the example file: exact hostname, .link, .network, policy groups, user, ke
     front_end: ["198.51.100.10", "198.51.100.11"],
     office_web_apps: ["198.51.100.30"],
   });
-  assert.is(policy.rules.length, 5);
+  assert.is(policy.rules.length, 6);
+  assert.equal(policy.rules[0], {
+    name: "admin-ssh", action: "allow", interface: "internal", direction: "in", proto: "tcp", src: ["192.0.2.0/28"], dport: 22,
+    comment: "SSH to the appliance from its admins (portcullis-firstboot.yaml)",
+  });
   const check = spawnSync("node", [CLI, "check", join(root, "etc/portcullis/policy.yaml")], { encoding: "utf8" });
   assert.is(check.status, 0, check.stderr);
   assert.match(check.stdout, /^ {2}front_end +2 entries: 2 IPv4 addresses, 0 IPv6 addresses/m);
   assert.match(check.stdout, /^ {2}office_web_apps +1 entry: 1 IPv4 address, 0 IPv6 addresses/m);
+  assert.match(check.stdout, /^ {2}internal in +1 rule$/m);
 
   const pw = read(root, "etc/passwd").split("\n").find((l) => l.startsWith("admin:"));
   assert.match(pw ?? "", /^admin:x:(\d+):(\d+):Portcullis admin:\/home\/admin:\/bin\/bash$/);
@@ -131,6 +136,13 @@ test("a new file later: same user, new key and name; addresses dropped remove th
   assert.not.ok(existsSync(join(root, "etc/systemd/network/20-portcullis-internal.network")));
   assert.ok(existsSync(join(root, "etc/systemd/network/20-portcullis-external.network")));
   assert.is(read(root, "etc/passwd").split("\n").filter((l) => l.startsWith("admin:")).length, 1);
+  const rules = (parse(read(root, "etc/portcullis/policy.yaml")) as { rules: Array<{ name: string }> }).rules;
+  assert.equal(rules.map((x) => x.name), ["admin-ssh", "ext-http-80", "ext-https-443", "int-http-8080", "int-https-4443", "int-https-443-owa"]);
+  // Without ssh_from the admin-ssh rule goes.
+  writeFileSync(file, EXAMPLE.replace("  ssh_from: [192.0.2.0/28]\n", ""));
+  assert.is(run(boot, root).status, 0);
+  const after = (parse(read(root, "etc/portcullis/policy.yaml")) as { rules: Array<{ name: string }> }).rules;
+  assert.equal(after.map((x) => x.name), ["ext-http-80", "ext-https-443", "int-http-8080", "int-https-4443", "int-https-443-owa"]);
 });
 
 // Each broken file: exit 1, this exact error line, the root unchanged, the
@@ -150,9 +162,9 @@ const BROKEN: Array<[string, (s: string) => string, RegExp]> = [
   ["a gateway without an address of its family", (s) => s.replace("gateway: 203.0.113.254", 'gateway: "2001:db8:9::1"').replace('address: [203.0.113.1/24, "2001:db8:1::1/64"]', "address: 203.0.113.1/24"),
     /firstboot\.yaml:25:12: external\.gateway 2001:db8:9::1 is IPv6 but external has no IPv6 address$/m],
   ["a damaged SSH key", (s) => s.replace("AAAAC3NzaC1lZDI1NTE5AAAAIP6l", "AAAAC3NzaC1yc2EAAAAIP6l"),
-    /firstboot\.yaml:46:7: admin\.ssh_keys: the key's data does not hold a ssh-ed25519 key \(damaged or cut short\?\)$/m],
+    /firstboot\.yaml:50:7: admin\.ssh_keys: the key's data does not hold a ssh-ed25519 key \(damaged or cut short\?\)$/m],
   ["a system user as admin", (s) => s.replace("user: admin", "user: root"),
-    /firstboot\.yaml:44:9: admin\.user "root" must be a new login name/m],
+    /firstboot\.yaml:48:9: admin\.user "root" must be a new login name/m],
 ];
 for (const [what, mutate, expected] of BROKEN) {
   test(`${what}: refused with FILE:LINE:COL, nothing in the root changed`, () => {
@@ -184,7 +196,18 @@ test("groups with which the policy would not pass check: refused, nothing writte
   const before = snapshot(root);
   const r = run(boot, root);
   assert.is(r.status, 1, r.stdout);
-  assert.match(r.stderr, /firstboot\.yaml: with these groups the policy would not pass portcullis check \(mode host; lines as it would be written\):\n {2}.*etc\/portcullis\/policy\.yaml:98:10: src is IPv6 only and dst is IPv4 only: this rule can never match/);
+  assert.match(r.stderr, /firstboot\.yaml: with these groups and rules the policy would not pass portcullis check \(mode host; lines as it would be written\):\n {2}.*etc\/portcullis\/policy\.yaml:107:10: src is IPv6 only and dst is IPv4 only: this rule can never match/);
+  assert.is(snapshot(root), before);
+});
+
+test("ssh_from on a gateway-mode board: refused, nothing written", () => {
+  const { root, boot } = setup(EXAMPLE);
+  const b = join(root, "etc/portcullis/board.yaml");
+  writeFileSync(b, readFileSync(b, "utf8").replace("mode: host", "mode: gateway"));
+  const before = snapshot(root);
+  const r = run(boot, root);
+  assert.is(r.status, 1, r.stdout);
+  assert.match(r.stderr, /firstboot\.yaml:51:3: admin\.ssh_from needs board mode host \(this board is gateway: its own traffic is not matched by policy rules; manage it from a third interface\)$/m);
   assert.is(snapshot(root), before);
 });
 

@@ -40,7 +40,7 @@ export interface FirstbootConfig {
   external: NicConfig;
   internal: NicConfig;
   groups: Array<{ name: string; entries: string[]; pos: Pos }>;
-  admin: { user: string; keys: string[] } | null;
+  admin: { user: string; keys: string[]; sshFrom: string[]; sshFromPos: Pos | null } | null;
 }
 
 export class FirstbootError extends Error {
@@ -52,7 +52,7 @@ export class FirstbootError extends Error {
 
 const TOP_KEYS = ["version", "hostname", "external", "internal", "groups", "admin"];
 const NIC_KEYS = ["mac", "address", "gateway"];
-const ADMIN_KEYS = ["user", "ssh_keys"];
+const ADMIN_KEYS = ["user", "ssh_keys", "ssh_from"];
 const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const USER_RE = /^[a-z_][a-z0-9_-]{0,30}$/;
@@ -234,13 +234,24 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
         else keys.push(x.text.trim());
       }
     }
-    if (user !== null && keys.length > 0) cfg.admin = { user, keys };
+    const from = m.get("ssh_from");
+    const sshFrom: string[] = [];
+    if (from) {
+      for (const x of list(from, "admin.ssh_from")) {
+        const p = parsePrefix(x.text);
+        if (isPrefix(p)) sshFrom.push(x.text);
+        else err(x.pos, `admin.ssh_from: ${p.what}`);
+      }
+    }
+    if (user !== null && keys.length > 0) cfg.admin = { user, keys, sshFrom, sshFromPos: from ? from.key : null };
   }
   return done();
 }
 
 interface Write { path: string; content: string; mode: number }
 export interface Plan { writes: Write[]; removes: string[]; admin: { user: string; keys: string[] } | null; hostname: string }
+
+export const ADMIN_SSH_RULE = "admin-ssh";
 
 // The default templates: the installed bundle's overlay (install.sh keeps it
 // beside the app), else the repository's.
@@ -282,10 +293,13 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
     });
   }
 
-  // The policy with the given groups replaced, checked in the board's mode.
+  // The policy with the given groups replaced (and the admins' SSH rule),
+  // checked in the board's mode.
   const policyPath = R("etc/portcullis/policy.yaml");
-  if (cfg.groups.length > 0 && !existsSync(policyPath)) problems.push(`${policyPath}: missing; install Portcullis first`);
-  else if (cfg.groups.length > 0) {
+  const sshFrom = cfg.admin?.sshFrom ?? [];
+  if ((cfg.groups.length > 0 || sshFrom.length > 0) && !existsSync(policyPath)) problems.push(`${policyPath}: missing; install Portcullis first`);
+  else if (existsSync(policyPath) && (cfg.groups.length > 0 || cfg.admin)) {
+    let changed = cfg.groups.length > 0;
     let mode: Mode = "host";
     try {
       mode = readBoardFile(R("etc/portcullis/board.yaml")).mode;
@@ -294,6 +308,7 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
       problems.push(...e.all.map((x) => x.message));
     }
     const doc = parseDocument(readFileSync(policyPath, "utf8"));
+    if (doc.errors.length) problems.push(`${policyPath}: the installed policy is not valid YAML; fix it first (portcullis check ${policyPath})`);
     const have = doc.get("groups");
     const names = isMap(have) ? have.items.map((i) => String((i.key as { value?: unknown } | null)?.value)) : [];
     for (const g of cfg.groups) {
@@ -304,13 +319,35 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
       const seq = doc.createNode(g.entries);
       doc.setIn(["groups", g.name], seq);
     }
-    const text = doc.toString();
+    // SSH to the appliance itself on its internal side, first in the rules
+    // (a rule of host mode: in gateway mode the rules match forwarded packets
+    // only). The admin section without ssh_from drops an earlier such rule.
+    const rules = doc.get("rules");
+    if (cfg.admin && isSeq(rules)) {
+      const before = rules.items.length;
+      rules.items = rules.items.filter((r) => !(isMap(r) && r.get("name") === ADMIN_SSH_RULE));
+      changed ||= rules.items.length !== before;
+    }
+    if (sshFrom.length > 0) {
+      if (mode !== "host") problems.push(`${formatPos(cfg.admin!.sshFromPos!)}: admin.ssh_from needs board mode host (this board is ${mode}: its own traffic is not matched by policy rules; manage it from a third interface)`);
+      if (!isSeq(rules)) problems.push(`${policyPath}: the policy has no rules list to add the ${ADMIN_SSH_RULE} rule to`);
+      else {
+        changed = true;
+        rules.items.unshift(doc.createNode({
+          name: ADMIN_SSH_RULE, action: "allow", interface: "internal", direction: "in", proto: "tcp", src: sshFrom, dport: 22,
+          comment: `SSH to the appliance from its admins (${FIRSTBOOT_FILE})`,
+        }));
+      }
+    }
     try {
-      compilePolicyText(text, policyPath, { mode });
-      writes.push({ path: "etc/portcullis/policy.yaml", content: text, mode: 0o644 });
+      if (changed && doc.errors.length === 0) {
+        const text = doc.toString();
+        compilePolicyText(text, policyPath, { mode });
+        writes.push({ path: "etc/portcullis/policy.yaml", content: text, mode: 0o644 });
+      }
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
-      problems.push(`${file}: with these groups the policy would not pass portcullis check (mode ${mode}; lines as it would be written):`, ...e.all.map((x) => `  ${x.message}`));
+      problems.push(`${file}: with these groups and rules the policy would not pass portcullis check (mode ${mode}; lines as it would be written):`, ...e.all.map((x) => `  ${x.message}`));
     }
   }
 
