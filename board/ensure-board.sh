@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # What `npm run test:board` needs beyond `npm test` (host/setup/ensure.sh):
 # the arm64 cross toolchain and libraries, qemu-user, debootstrap,
-# systemd-analyze. Installs only what is missing (apt-get, as root).
+# systemd-analyze; for `npm run board:image` mtools, dosfstools, fdisk,
+# e2fsprogs, bmap-tools, xz-utils; for its test qemu-system-arm. Installs
+# only what is missing (apt-get, as root).
 set -eu
 missing=()
 command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(crossbuild-essential-arm64)
@@ -10,6 +12,15 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v file >/dev/null || missing+=(file)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# board:image: FAT and ext4 file systems made as files, the MBR, the bmap.
+command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
+command -v mcopy >/dev/null || missing+=(mtools)
+command -v sfdisk >/dev/null || missing+=(fdisk)
+command -v debugfs >/dev/null || missing+=(e2fsprogs)
+command -v bmaptool >/dev/null || missing+=(bmap-tools)
+command -v xz >/dev/null || missing+=(xz-utils)
+# board/image/qemu-boot.sh (test/board-image.ts): the image booted under qemu.
+command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 [ -f /usr/lib/aarch64-linux-gnu/libnetfilter_queue.so ] || missing+=(libnetfilter-queue-dev:arm64 libnfnetlink-dev:arm64)
 [ "${#missing[@]}" -gt 0 ] || exit 0
 [ "$(id -u)" = 0 ] || { echo "ensure-board: missing Debian packages: ${missing[*]} (run as root)" >&2; exit 1; }

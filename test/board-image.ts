@@ -1,0 +1,169 @@
+// The flashable image (board/image.sh): `npm run test:board`, not part of
+// `npm test` (it builds a Debian root under qemu). Builds the image with the
+// example first-boot file (or checks PORTCULLIS_IMAGE, an image just built
+// with `--firstboot board/firstboot.example.yaml`), then reads it without
+// mounting anything: the MBR (sfdisk -J), the FAT boot partition (mtools),
+// the ext4 root (debugfs). Last, the root is copied out (debugfs rdump) and
+// the installed arm64 Portcullis runs in it under qemu-user: `portcullis
+// check` on the installed policy, and `portcullis firstboot` with the boot
+// partition's file, as the first boot runs it. Last, a copy of the image is
+// booted under qemu-system-aarch64 (board/image/qemu-boot.sh).
+import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { test } from "uvu";
+import * as assert from "uvu/assert";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+const TMP = mkdtempSync(join("/var/tmp", "portcullis-image-test-"));
+const EXAMPLE = readFileSync(join(ROOT, "board/firstboot.example.yaml"), "utf8");
+
+function sh(cmd: string, args: string[], input?: string): SpawnSyncReturns<string> {
+  return spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", input, maxBuffer: 256 << 20 });
+}
+function ok(r: SpawnSyncReturns<string>, what: string): string {
+  assert.is(r.status, 0, `${what} failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+let image = process.env.PORTCULLIS_IMAGE ?? "";
+let boot = "", rootfs = "", dumped = "";
+interface Part { start: number; size: number; type: string; bootable?: boolean }
+
+test("board/image.sh builds the image", () => {
+  if (image) return;
+  const out = join(TMP, "portcullis.img");
+  const t = Date.now();
+  const r = sh("bash", ["board/image.sh", "--out", out, "--firstboot", "board/firstboot.example.yaml"]);
+  assert.is(r.status, 0, `image.sh failed:\n${r.stderr.slice(-4000)}`);
+  assert.is(r.stdout.trim().split("\n").pop(), out);
+  console.log(`  image built in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+  image = out;
+});
+
+test("the partition table: FAT32 (LBA) boot, bootable, at 4 MiB; Linux root to the end", () => {
+  assert.ok(existsSync(image), image);
+  assert.ok(existsSync(`${image}.bmap`), "the bmap file");
+  const t = JSON.parse(ok(sh("sfdisk", ["-J", image]), "sfdisk -J")) as { partitiontable: { label: string; partitions: Part[] } };
+  assert.is(t.partitiontable.label, "dos");
+  const [p1, p2, ...rest] = t.partitiontable.partitions;
+  assert.is(rest.length, 0);
+  assert.equal({ start: p1!.start, size: p1!.size, type: p1!.type, bootable: p1!.bootable }, { start: 8192, size: 524288, type: "c", bootable: true });
+  assert.equal({ start: p2!.start, type: p2!.type }, { start: 532480, type: "83" });
+  assert.is((p2!.start + p2!.size) * 512, statSync(image).size);
+  // The partitions as files (sparse copies), for mtools and debugfs.
+  boot = join(TMP, "boot.fat");
+  rootfs = join(TMP, "root.ext4");
+  ok(sh("dd", [`if=${image}`, `of=${boot}`, "bs=512", `skip=${p1!.start}`, `count=${p1!.size}`, "conv=sparse", "status=none"]), "dd boot");
+  ok(sh("dd", [`if=${image}`, `of=${rootfs}`, "bs=1M", `skip=${p2!.start / 2048}`, `count=${p2!.size / 2048}`, "conv=sparse", "status=none"]), "dd root");
+});
+
+const mtype = (f: string) => ok(sh("mtype", ["-i", boot, `::/${f}`]), `mtype ${f}`);
+const dfs = (req: string) => ok(sh("debugfs", ["-R", req, rootfs]), `debugfs ${req}`);
+
+test("the boot partition: Pi firmware, kernel, initrd, device trees, config.txt, cmdline.txt, the first-boot file", () => {
+  assert.match(ok(sh("mlabel", ["-s", "-i", boot, "::"]), "mlabel"), /RASPIFIRM/);
+  const names = ok(sh("mdir", ["-i", boot, "-b", "::/"]), "mdir").split("\n").filter(Boolean).map((l) => l.replace(/^::\//, ""));
+  for (const f of ["bootcode.bin", "start4.elf", "fixup4.dat", "start.elf", "fixup.dat", "config.txt", "cmdline.txt",
+    "bcm2711-rpi-4-b.dtb", "bcm2711-rpi-400.dtb", "bcm2711-rpi-cm4-io.dtb", "bcm2837-rpi-3-b-plus.dtb",
+    "portcullis-firstboot.yaml", "portcullis-firstboot.yaml.example"]) {
+    assert.ok(names.includes(f), `${f} in ${names.join(" ")}`);
+  }
+  const kernel = names.find((n) => /^vmlinuz-6\.1\.0-\d+-arm64$/.test(n));
+  const initrd = names.find((n) => /^initrd\.img-6\.1\.0-\d+-arm64$/.test(n));
+  assert.ok(kernel && initrd, names.join(" "));
+  const config = mtype("config.txt");
+  assert.match(config, /^arm_64bit=1$/m);
+  assert.match(config, new RegExp(`^kernel=${kernel!.replace(/\./g, "\\.")}$`, "m"));
+  assert.match(config, new RegExp(`^initramfs ${initrd!.replace(/\./g, "\\.")}$`, "m"));
+  assert.match(mtype("cmdline.txt").trim(), /^console=ttyS1,115200 console=tty0 root=LABEL=RASPIROOT rw fsck\.repair=yes net\.ifnames=0 +rootwait\s*$/);
+  assert.is(mtype("portcullis-firstboot.yaml"), EXAMPLE);
+  assert.is(mtype("portcullis-firstboot.yaml.example"), EXAMPLE);
+  // The firmware is raspi-firmware's, byte for byte.
+  const inFat = ok(sh("bash", ["-c", `mtype -i ${boot} ::/start4.elf | sha256sum`]), "sha fat");
+  const inPkg = ok(sh("bash", ["-c", `debugfs -R 'cat /usr/lib/raspi-firmware/start4.elf' ${rootfs} 2>/dev/null | sha256sum`]), "sha pkg");
+  assert.is(inFat, inPkg);
+  assert.ok(statSync(boot).size === 524288 * 512);
+});
+
+test("the root file system: label, fstab, Portcullis installed, units enabled, Node 20 for aarch64, no SSH host keys", () => {
+  assert.match(ok(sh("dumpe2fs", ["-h", rootfs]), "dumpe2fs"), /^Filesystem volume name:\s+RASPIROOT$/m);
+  assert.is(dfs("cat /etc/fstab"), readFileSync(join(ROOT, "board/image/rootfs/etc/fstab"), "utf8"));
+  assert.match(dfs("stat /opt/portcullis/current"), new RegExp(`Fast link dest: "${VERSION.replace(/\./g, "\\.")}"`));
+  for (const u of ["portcullis.service", "portcullis-rules.service", "portcullis-firstboot.service"]) {
+    assert.is(dfs(`cat /etc/systemd/system/${u}`), readFileSync(join(ROOT, "board/rootfs_overlay/etc/systemd/system", u), "utf8"), u);
+  }
+  for (const [link, dest] of [["portcullis.service", "/etc/systemd/system/portcullis.service"],
+    ["portcullis-rules.service", "/etc/systemd/system/portcullis-rules.service"],
+    ["portcullis-firstboot.service", "/etc/systemd/system/portcullis-firstboot.service"],
+    ["portcullis-ssh-keygen.service", "/etc/systemd/system/portcullis-ssh-keygen.service"],
+    ["portcullis-growroot.service", "/etc/systemd/system/portcullis-growroot.service"],
+    ["systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"]]) {
+    assert.match(dfs(`stat /etc/systemd/system/multi-user.target.wants/${link}`), new RegExp(`Fast link dest: "${dest}"`), link);
+  }
+  assert.is(dfs("cat /etc/portcullis/policy.yaml"), readFileSync(join(ROOT, "host/policy/default.yaml"), "utf8"));
+  assert.match(dfs("cat /etc/passwd"), /^portcullis:x:\d+:\d+::\/var\/lib\/portcullis:\/usr\/sbin\/nologin$/m);
+  assert.match(dfs("stat /usr/bin/node"), /Fast link dest: "\/usr\/local\/lib\/nodejs\/bin\/node"/);
+  const node = join(TMP, "node");
+  ok(sh("debugfs", ["-R", `dump /usr/local/lib/nodejs/bin/node ${node}`, rootfs]), "dump node");
+  assert.match(ok(sh("file", ["-b", node]), "file"), /^ELF 64-bit LSB (pie )?executable, ARM aarch64/);
+  assert.not.match(dfs("ls -l /etc/ssh"), /ssh_host_/);
+  assert.is(dfs("cat /etc/machine-id"), "");
+  assert.match(dfs("cat /etc/apt/sources.list"), /^deb http:\/\/deb\.debian\.org\/debian bookworm main non-free-firmware$/m);
+  assert.match(dfs("cat /etc/default/raspi-firmware"), /^ROOTPART=LABEL=RASPIROOT$/m);
+  assert.is(dfs("cat /boot/firmware/config.txt"), "", "the boot files live on the FAT partition only");
+});
+
+test("the installed arm64 Portcullis runs in the image's root under qemu: check, then the first boot", () => {
+  dumped = join(TMP, "rootdump");
+  mkdirSync(dumped);
+  ok(sh("debugfs", ["-R", `rdump / ${dumped}`, rootfs]), "rdump");
+  // The character devices programs expect (rdump may not recreate them).
+  ok(sh("bash", ["-c", `mkdir -p ${dumped}/dev && cd ${dumped}/dev && for d in null:3 zero:5 random:8 urandom:9; do rm -f \${d%:*}; mknod -m 666 \${d%:*} c 1 \${d#*:}; done`]), "mknod");
+  const chroot = (...args: string[]) => sh("chroot", [dumped, ...args]);
+  assert.match(ok(chroot("/usr/bin/node", "--version"), "node --version"), /^v20\.\d+\.\d+$/m);
+  assert.match(ok(chroot("/usr/bin/node", "-p", "process.arch"), "arch"), /^arm64$/m);
+  const check = ok(chroot("/usr/local/bin/portcullis", "check", "/etc/portcullis/policy.yaml"), "portcullis check");
+  assert.match(check, /^\/etc\/portcullis\/policy\.yaml: ok \(mode host, default deny\)$/m);
+  ok(chroot("/usr/bin/node", "-e", "require('/opt/portcullis/current/build/Release/nfq.node')"), "the addon loads");
+  // The first boot, as the unit runs it (without --set-hostname in a chroot).
+  mkdirSync(join(dumped, "boot/firmware"), { recursive: true });
+  ok(sh("mcopy", ["-i", boot, "::/portcullis-firstboot.yaml", join(dumped, "boot/firmware/")]), "mcopy");
+  const fb = ok(chroot("/usr/local/bin/portcullis", "firstboot", "--boot", "/boot/firmware", "--root", "/"), "firstboot");
+  assert.match(fb, /created user admin/);
+  assert.match(fb, /renamed it portcullis-firstboot\.yaml\.done$/m);
+  const r = (p: string) => readFileSync(join(dumped, p), "utf8");
+  assert.match(r("etc/systemd/network/10-external.link"), /^MACAddress=dc:a6:32:00:00:01\n\n\[Link\]\nName=ext0\n$/m);
+  assert.match(r("etc/systemd/network/11-internal.link"), /^MACAddress=00:e0:4c:00:00:02\n\n\[Link\]\nName=int0\n$/m);
+  assert.match(r("home/admin/.ssh/authorized_keys"), /^ssh-ed25519 AAAA\S+ REPLACE-ME-with-your-key@example\n$/);
+  assert.match(r("etc/passwd"), /^admin:x:1000:1000:Portcullis admin:\/home\/admin:\/bin\/bash$/m);
+  assert.ok(existsSync(join(dumped, "home/admin/.bashrc")), "the home made from /etc/skel");
+  assert.is(r("etc/hostname"), "portcullis\n");
+  assert.match(ok(chroot("/usr/local/bin/portcullis", "check", "/etc/portcullis/policy.yaml"), "check after"),
+    /^ {2}front_end +2 entries: 2 IPv4 addresses, 0 IPv6 addresses/m);
+  // The image's own systemd accepts the units.
+  const v = chroot("systemd-analyze", "verify", "/etc/systemd/system/portcullis-firstboot.service",
+    "/etc/systemd/system/portcullis-ssh-keygen.service", "/etc/systemd/system/portcullis-growroot.service");
+  assert.is(v.status, 0, v.stderr);
+});
+
+test("the image boots under qemu-system-aarch64 (virt): the first boot applied, the root grown, the daemon ready (board/image/qemu-boot.sh)", () => {
+  const t = Date.now();
+  const r = sh("bash", ["board/image/qemu-boot.sh", image, "1500"]);
+  assert.is(r.status, 0, r.stdout.slice(-8000));
+  console.log(`  booted in ${((Date.now() - t) / 1000).toFixed(0)} s`);
+  const out = r.stdout;
+  assert.match(out, /portcullis firstboot: created user admin/);
+  assert.match(out, /portcullis firstboot: applied \/boot\/firmware\/portcullis-firstboot\.yaml to \/; renamed it portcullis-firstboot\.yaml\.done/);
+  assert.match(out, /portcullis-growroot: \/dev\/vda2 grew from (\d+) to (\d+) bytes/);
+  const [, from, to] = /grew from (\d+) to (\d+) bytes/.exec(out)!;
+  assert.is(Number(to) - Number(from), 1024 * 1024 * 1024);
+  assert.match(out, /Started portcullis-rules\.service/);
+  assert.match(out, /Started portcullis\.service/);
+  assert.match(out, /^qemu-boot: ok/m);
+});
+
+test.after(() => rmSync(TMP, { recursive: true, force: true }));
+test.run();
