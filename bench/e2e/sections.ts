@@ -78,7 +78,7 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
   const a50 = get(p50, "a"), a99 = get(p99, "a");
   const lat: Section = {
     id: "e2e-latency", title: `End to end, TCP round trips (64 bytes each way, ${s.rrCount} per run), µs`,
-    notes: [runNote, "Added: the contender's median minus forwarding's (a), for p50 and p99."],
+    notes: [runNote, "Added: the contender's median minus forwarding's (a), for p50 and p99. (c) is there to show what the queue path alone adds (two queue traversals per round trip: the request and the reply are both forwarded); Portcullis's own share is its figure minus (c)'s."],
     table: {
       head: ["contender", "p50 µs", "p99 µs", "added p50", "added p99"],
       rows: p50.map((r) => {
