@@ -160,8 +160,10 @@ test("the image boots under qemu-system-aarch64 (virt): the first boot applied, 
   assert.match(out, /portcullis-growroot: \/dev\/vda2 grew from (\d+) to (\d+) bytes/);
   const [, from, to] = /grew from (\d+) to (\d+) bytes/.exec(out)!;
   assert.is(Number(to) - Number(from), 1024 * 1024 * 1024);
-  assert.match(out, /Started portcullis-rules\.service/);
-  assert.match(out, /Started portcullis\.service/);
+  assert.match(out, /systemd\[1\]: Finished portcullis-rules\.service/);
+  assert.match(out, /virtio_net virtio0 ext0: renamed from eth0/);
+  assert.match(out, /virtio_net virtio1 int0: renamed from eth1/);
+  assert.match(out, /systemd\[1\]: Started portcullis\.service/);
   assert.match(out, /^qemu-boot: ok/m);
 });
 

@@ -29,10 +29,11 @@ initrd="$(mdir -i "$work/disk.img@@$((boot_start * 512))" -b ::/ | sed -n 's|^::
 mcopy -i "$work/disk.img@@$((boot_start * 512))" "::/$kernel" "::/$initrd" "$work/"
 
 # The kernel command line of the image's cmdline.txt, with the virt
-# machine's console (ttyAMA0) instead of the Pi's.
+# machine's console (ttyAMA0) instead of the Pi's, and the journal copied to
+# it (whole lines: systemd's own status lines are cut to the console width).
 qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 1024 -nographic -no-reboot \
   -kernel "$work/$kernel" -initrd "$work/$initrd" \
-  -append "console=ttyAMA0 root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 rootwait systemd.show_status=1" \
+  -append "console=ttyAMA0 root=LABEL=RASPIROOT rw fsck.repair=yes net.ifnames=0 rootwait systemd.journald.forward_to_console=1" \
   -drive "file=$work/disk.img,format=raw,if=virtio" \
   -netdev user,id=n0 -device virtio-net-pci,netdev=n0,mac=dc:a6:32:00:00:01,romfile= \
   -netdev user,id=n1 -device virtio-net-pci,netdev=n1,mac=00:e0:4c:00:00:02,romfile= \
@@ -41,8 +42,8 @@ qpid=$!
 start=$SECONDS end=$((SECONDS + limit)) st=1 took=0
 while [ $SECONDS -lt $end ] && kill -0 "$qpid" 2>/dev/null; do
   # Ready (Type=notify); then 20 s more of the console.
-  if grep -q 'Started portcullis.service' "$work/console.log"; then st=0; took=$((SECONDS - start)); sleep 20; break; fi
-  grep -q 'Failed to start portcullis.service' "$work/console.log" && break
+  if grep -q 'systemd\[1\]: Started portcullis.service' "$work/console.log"; then st=0; took=$((SECONDS - start)); sleep 20; break; fi
+  grep -q 'systemd\[1\]: Failed to start portcullis.service' "$work/console.log" && break
   sleep 5
 done
 tr -d '\r' < "$work/console.log" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g'
