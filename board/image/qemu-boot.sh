@@ -47,5 +47,6 @@ while [ $SECONDS -lt $end ] && kill -0 "$qpid" 2>/dev/null; do
   sleep 5
 done
 tr -d '\r' < "$work/console.log" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g'
+echo   # the console may end mid-line (a login prompt)
 [ "$st" = 0 ] && echo "qemu-boot: ok (the daemon was ready after about $took s)" || echo "qemu-boot: the daemon did not become ready"
 exit "$st"
