@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { request } from "../../host/daemon/control.js";
+import { type KernelQueue, parseKernelQueues } from "../../host/daemon/kernel-queue.js";
 import { type BoardConfig } from "../../host/kernel/board.js";
 import { run, runOk } from "../../host/kernel/detect.js";
 import { iptablesRestore } from "../../host/kernel/rules.js";
@@ -178,13 +179,8 @@ export class Contenders {
 
   // The kernel's counters of each bound queue (nfnetlink_queue): packets
   // dropped because the queue was full, or because the consumer's socket was.
-  queueDrops(): Map<number, { queueDropped: number; userDropped: number; ids: number }> {
-    const out = new Map<number, { queueDropped: number; userDropped: number; ids: number }>();
-    for (const line of this.net.execOk("appliance", ["cat", "/proc/net/netfilter/nfnetlink_queue"]).split("\n")) {
-      const f = line.trim().split(/\s+/).map(Number);
-      if (f.length >= 8 && f.every(Number.isFinite)) out.set(f[0]!, { queueDropped: f[5]!, userDropped: f[6]!, ids: f[7]! });
-    }
-    return out;
+  queueDrops(): Map<number, KernelQueue> {
+    return parseKernelQueues(this.net.execOk("appliance", ["cat", "/proc/net/netfilter/nfnetlink_queue"]));
   }
 }
 

@@ -54,6 +54,7 @@ const mod = (p) => import(pathToFileURL(join(app, "dist", "host", p)).href);
 const { readBoardFile } = await mod("kernel/board.js");
 const { queueFlags, nftRuleset, iptablesRestore, iptablesScript, NFT_TABLE } = await mod("kernel/rules.js");
 const { request } = await mod("daemon/control.js");
+const { parseKernelQueues } = await mod("daemon/kernel-queue.js");
 
 const inNs = (args) => (o.netns ? ["ip", "netns", "exec", o.netns, ...args] : args);
 function sh(args, opts = {}) {
@@ -198,13 +199,13 @@ await check("queues-bound", () => {
   const named = new Set(first.queues.map((q) => String(q.name)));
   const notDaemon = want.filter((q) => !named.has(`queue${q}`));
   const proc = sh(inNs(["cat", "/proc/net/netfilter/nfnetlink_queue"]));
-  const bound = new Map(proc.stdout.split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/).map(Number)).map((f) => [f[0], f[1]]));
-  const notKernel = want.filter((q) => !(bound.get(q) > 0));
+  const bound = parseKernelQueues(proc.stdout);
+  const notKernel = want.filter((q) => !(bound.get(q)?.portid > 0));
   if (notDaemon.length || notKernel.length) {
     throw new Error([notDaemon.length ? `the daemon does not report queue ${notDaemon.join(", ")}` : "",
       notKernel.length ? `the kernel${o.netns ? ` (netns ${o.netns})` : ""} has no listener on queue ${notKernel.join(", ")}` : ""].filter(Boolean).join("; "));
   }
-  return `queues ${want.join(", ")}: reported by the daemon and bound in the kernel (${want.map((q) => `queue ${q} peer ${bound.get(q)}`).join(", ")})`;
+  return `queues ${want.join(", ")}: reported by the daemon and bound in the kernel (${want.map((q) => `queue ${q} peer ${bound.get(q).portid}`).join(", ")})`;
 });
 
 await check("counters-moving", async () => {

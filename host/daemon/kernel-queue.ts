@@ -16,14 +16,22 @@
 // `portcullis stats` and the metrics would otherwise miss.
 import { readFileSync } from "node:fs";
 
-export interface KernelQueue { waiting: number; queueDropped: number; userDropped: number }
+export interface KernelQueue {
+  queue: number;
+  portid: number; //      netlink port of the bound socket (0: none)
+  waiting: number;
+  queueDropped: number;
+  userDropped: number;
+  idSequence: number; //  the last packet id handed out
+}
 
 export function parseKernelQueues(text: string): Map<number, KernelQueue> {
   const out = new Map<number, KernelQueue>();
   for (const line of text.split("\n")) {
     const f = line.trim().split(/\s+/);
     if (f.length < 8 || !f.slice(0, 8).every((x) => /^\d+$/.test(x))) continue;
-    out.set(Number(f[0]), { waiting: Number(f[2]), queueDropped: Number(f[5]), userDropped: Number(f[6]) });
+    const n = f.map(Number);
+    out.set(n[0]!, { queue: n[0]!, portid: n[1]!, waiting: n[2]!, queueDropped: n[5]!, userDropped: n[6]!, idSequence: n[7]! });
   }
   return out;
 }

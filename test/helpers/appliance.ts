@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { request } from "../../host/daemon/control.js";
+import { type KernelQueue, parseKernelQueues } from "../../host/daemon/kernel-queue.js";
 import { type NsRole } from "../../host/topology/plan.js";
 import { type Topology } from "../../host/topology/topology.js";
 import { readCaptureFile } from "../../host/pcap/read.js";
@@ -171,19 +172,9 @@ export async function reload(sock: string, path: string): Promise<void> {
   if (r.ok !== true) throw new Error(`reload ${path}: ${String(r.error)}`);
 }
 
-// The kernel's view of one queue in the appliance namespace
-// (/proc/net/netfilter/nfnetlink_queue, one line per bound queue).
-export interface KernelQueue { queue: number; portid: number; total: number; dropped: number; userDropped: number; idSequence: number }
-
+// The kernel's view of the queues in the appliance namespace (kernel-queue.ts).
 export function kernelQueues(t: Topology): Map<number, KernelQueue> {
-  const r = t.exec("appliance", ["cat", "/proc/net/netfilter/nfnetlink_queue"]);
-  const out = new Map<number, KernelQueue>();
-  for (const line of r.stdout.split("\n")) {
-    const f = line.trim().split(/\s+/).map(Number);
-    if (f.length < 8 || f.some((x) => !Number.isFinite(x))) continue;
-    out.set(f[0]!, { queue: f[0]!, portid: f[1]!, total: f[2]!, dropped: f[5]!, userDropped: f[6]!, idSequence: f[7]! });
-  }
-  return out;
+  return parseKernelQueues(t.exec("appliance", ["cat", "/proc/net/netfilter/nfnetlink_queue"]).stdout);
 }
 
 // ---- clients ------------------------------------------------------------------------
