@@ -11,15 +11,14 @@
 // `ip netns exec` (which execs: the pid is the tool's), and is ended by its
 // pid in down(); the topology's down() then deletes the namespaces.
 // onSignals() runs down() on SIGINT/SIGTERM before exiting.
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { INET, LISTENER } from "../../host/topology/plan.js";
-import { clearLeftovers, type Topology, up } from "../../host/topology/topology.js";
+import { clearStaleRuns, type Topology, up } from "../../host/topology/topology.js";
 import { type NsRole } from "../../host/topology/plan.js";
 
 export const DST = LISTENER.v4; //                the sink's address (proxy namespace)
 export const SOURCES = [INET.v4, "203.0.113.51", "203.0.113.52", "203.0.113.53"];
 export const DEVS = { external: "ext0", internal: "int0" };
-const PREFIX_RE = /^pcb(\d+)-/;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -127,20 +126,7 @@ export class BenchNet {
 }
 
 // Namespaces pcb<pid>- whose process is gone (an interrupted run).
-export async function clearStale(): Promise<string[]> {
-  const list = spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout ?? "";
-  const prefixes = new Set<string>();
-  for (const line of list.split("\n")) {
-    const m = PREFIX_RE.exec(line);
-    if (!m) continue;
-    let alive = true;
-    try { process.kill(Number(m[1]), 0); } catch { alive = false; }
-    if (!alive || Number(m[1]) === process.pid) prefixes.add(m[0]);
-  }
-  const removed: string[] = [];
-  for (const p of prefixes) removed.push(...await clearLeftovers(p));
-  return removed;
-}
+export const clearStale = (): Promise<string[]> => clearStaleRuns("pcb");
 
 // While `fn` runs, SIGINT/SIGTERM tear the network down and exit (130/143).
 export async function withCleanup<T>(net: BenchNet, fn: () => Promise<T>): Promise<T> {

@@ -259,3 +259,19 @@ export async function clearLeftovers(prefix = ""): Promise<string[]> {
   rmSync(dir, { recursive: true, force: true });
   return removed;
 }
+
+// The topologies of runs that name theirs TAG<pid>- (the tests: pct, the
+// end-to-end bench: pcb) whose process is gone, or that this process left
+// behind: each cleared with clearLeftovers. Returns what it removed.
+export async function clearStaleRuns(tag: string): Promise<string[]> {
+  if (!/^[a-z]{1,8}$/.test(tag)) throw new Error(`run tag "${tag}": 1 to 8 of a-z`);
+  const re = new RegExp(`^(${tag}(\\d+)-)`);
+  const prefixes = new Set<string>();
+  for (const line of sh([ip(), "netns", "list"]).stdout.split("\n")) {
+    const m = re.exec(line);
+    if (m && (Number(m[2]) === process.pid || !alive(Number(m[2])))) prefixes.add(m[1]!);
+  }
+  const removed: string[] = [];
+  for (const p of prefixes) removed.push(...await clearLeftovers(p));
+  return removed;
+}
