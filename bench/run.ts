@@ -8,7 +8,7 @@
 //   node dist/bench/run.js --compare A.json B.json ... [--out DIR] [--name BASE]
 //
 // Parts: classbench, established, reload, memory, core, e2e (the end-to-end
-// benchmarks of bench/e2e/, run when built). --json-only writes just the
+// benchmarks of bench/e2e/). --json-only writes just the
 // JSON and never loads vega (the board bundle has no vega); --compare runs
 // nothing and renders several result files side by side. The ClassBench
 // data (--classbench, default ../shared/classbench/hypersplit beside the
@@ -18,7 +18,7 @@ import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { cpus, hostname, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
 import { Core } from "../host/core/core.js";
 import { coreWasmPath } from "../host/core/load.js";
 import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../host/native/wasm2c.js";
@@ -31,6 +31,7 @@ import { classbenchWorkload, mixWorkload, type Workload } from "./workloads.js";
 import { benchRecheck, benchReloadClassBench, benchReloadPolicy, formatReload, type ReloadFigures } from "./reload.js";
 import { fmt } from "./stats.js";
 import { measureDaemonMemory } from "./memory.js";
+import { e2eSections } from "./e2e/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const POLICY = join(ROOT, "host", "policy", "default.yaml");
@@ -39,21 +40,8 @@ const HEADER_SETS = ["acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc
 const CORE_SETS = ["100", "1K", "10K"].flatMap((size) => ["acl1", "fw1", "ipc1"].map((f) => `${f}_${size}`));
 const RELOAD_SETS = ["acl1_10K", "fw1_10K", "ipc1_10K"];
 
-// ---- the end-to-end part (bench/e2e/, built separately) --------------------
-// Loaded by path so that this file compiles before bench/e2e/index.ts exists;
-// `e2e` is in the default parts once dist/bench/e2e/index.js is there.
-interface E2eModule { e2eSections(o: { quick: boolean; reps: number }): Promise<{ sections: Section[]; targets: string[] }> }
-const E2E_JS = fileURLToPath(new URL("./e2e/index.js", import.meta.url));
-async function loadE2e(): Promise<E2eModule> {
-  if (!existsSync(E2E_JS)) throw new Error(`the e2e part is not built: no ${E2E_JS} (bench/e2e/index.ts)`);
-  const m = (await import(pathToFileURL(E2E_JS).href)) as Partial<E2eModule>;
-  if (typeof m.e2eSections !== "function") throw new Error(`${E2E_JS} does not export e2eSections`);
-  return m as E2eModule;
-}
-
 export const PARTS = ["classbench", "established", "reload", "memory", "core", "e2e"] as const;
 type Part = (typeof PARTS)[number];
-const defaultParts = (): Part[] => PARTS.filter((p) => p !== "e2e" || existsSync(E2E_JS));
 
 interface Args { quick: boolean; parts: Part[]; jsonOnly: boolean; out: string; classbench: string | null; compare: string[] | null; name: string | null }
 
@@ -62,7 +50,7 @@ const USAGE = "usage: run.js [--quick] [--only PART,...] [--json-only] [--out DI
   `parts: ${PARTS.join(", ")}`;
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { quick: false, parts: defaultParts(), jsonOnly: false, out: join(process.cwd(), "bench", "results"), classbench: null, compare: null, name: null };
+  const a: Args = { quick: false, parts: [...PARTS], jsonOnly: false, out: join(process.cwd(), "bench", "results"), classbench: null, compare: null, name: null };
   const value = (i: number, flag: string): string => {
     const v = argv[i + 1];
     if (v === undefined || v.startsWith("--")) throw new Error(`${flag} needs a value\n${USAGE}`);
@@ -267,7 +255,8 @@ async function runBenchmarks(args: Args): Promise<void> {
 
   if (has("e2e")) {
     // Rounds as bench/e2e/main.ts runs them (each section's notes say how many).
-    const e2e = await (await loadE2e()).e2eSections({ quick, reps: quick ? 3 : 5 });
+    // Its fw1_10K run reads the same ClassBench directory (and is left out, saying so, without it).
+    const e2e = await e2eSections({ quick, reps: quick ? 3 : 5, classbench: DIR });
     for (const s of e2e.sections) {
       printSection(s);
       sections.push(s);
