@@ -21,6 +21,7 @@
 // finds nothing to do.
 import { spawnSync } from "node:child_process";
 import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { writeAtomic } from "../daemon/state.js";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
@@ -359,11 +360,12 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
   return { writes, removes, admin: cfg.admin, hostname: cfg.hostname };
 }
 
-function writeAtomic(path: string, content: string, mode: number): boolean {
+// Writes (atomically, synced: the board may lose power at first boot) only
+// what differs; returns whether it wrote.
+function writeIfChanged(path: string, content: string, mode: number): boolean {
   if (existsSync(path) && readFileSync(path, "utf8") === content) return false;
   mkdirSync(dirname(path), { recursive: true });
-  writeFileSync(`${path}.firstboot-tmp`, content, { mode });
-  renameSync(`${path}.firstboot-tmp`, path);
+  writeAtomic(path, content, mode);
   return true;
 }
 
@@ -383,10 +385,10 @@ export function applyPlan(plan: Plan, root: string, setHostname = false): string
     const [, , uid, gid, , home] = passwd()!.split(":");
     const ssh = join(R(home!), ".ssh");
     mkdirSync(ssh, { recursive: true, mode: 0o700 });
-    if (writeAtomic(join(ssh, "authorized_keys"), `${plan.admin.keys.join("\n")}\n`, 0o600)) did.push(`wrote ${home}/.ssh/authorized_keys (${plan.admin.keys.length} key${plan.admin.keys.length === 1 ? "" : "s"})`);
+    if (writeIfChanged(join(ssh, "authorized_keys"), `${plan.admin.keys.join("\n")}\n`, 0o600)) did.push(`wrote ${home}/.ssh/authorized_keys (${plan.admin.keys.length} key${plan.admin.keys.length === 1 ? "" : "s"})`);
     for (const p of [R(home!), ssh, join(ssh, "authorized_keys")]) chownSync(p, Number(uid), Number(gid));
   }
-  for (const w of plan.writes) if (writeAtomic(R(w.path), w.content, w.mode)) did.push(`wrote /${w.path}`);
+  for (const w of plan.writes) if (writeIfChanged(R(w.path), w.content, w.mode)) did.push(`wrote /${w.path}`);
   for (const p of plan.removes) if (existsSync(R(p))) { rmSync(R(p)); did.push(`removed /${p}`); }
   if (setHostname) {
     // The running system took its name from /etc/hostname before this ran.
