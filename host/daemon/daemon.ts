@@ -12,7 +12,7 @@ import { buildTable } from "../rules/build.js";
 import * as F from "../rules/format.js";
 import { TableView } from "../rules/inspect.js";
 import { ControlServer } from "./control.js";
-import { Engine, type PacketSource } from "./engine.js";
+import { Engine, type PacketSource, UNDECIDED_CAUSES, UNDECIDED_KEY, type UndecidedCause } from "./engine.js";
 import { type Logger } from "./log.js";
 import { LastGoodWriter } from "./state.js";
 import { Shadow } from "./shadow.js";
@@ -195,6 +195,11 @@ export class Daemon {
 
   stats(): Record<string, unknown> {
     const c = this.core.counters();
+    // Each queue: the source's own figures and what the engine counted for it.
+    const queues = this.sources.map((s) => ({ name: s.name, ...s.stats(), ...this.engine.sourceStats(s) }));
+    // Packets dropped without a verdict of the core's, by cause (engine.ts).
+    const undecided = Object.fromEntries(UNDECIDED_CAUSES.map((c) =>
+      [c, queues.reduce((sum, q) => sum + (Number((q as Record<string, unknown>)[UNDECIDED_KEY[c]]) || 0), 0)])) as Record<UndecidedCause, number>;
     const rules = this.table ? this.core.ruleCounters(this.table.nrules).map((r, i) => ({
       rule: i, info: this.table!.rules[i]!.info, packets: r.packets, bytes: r.bytes, lastHitNs: r.lastHitNs,
     })) : [];
@@ -206,7 +211,8 @@ export class Daemon {
       reasons: c.reasons.filter((r) => r.packets > 0n).map((r) => ({ reason: r.name, packets: r.packets, bytes: r.bytes })),
       rules,
       flows: { ...c.flows, capacity: this.core.flowCapacity },
-      queues: this.sources.map((s) => ({ name: s.name, ...s.stats() })),
+      undecided,
+      queues,
       engine: { ...this.engine.stats },
       batches: c.batches,
       packets: c.packets,

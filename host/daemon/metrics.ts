@@ -18,6 +18,7 @@ import { isIP, type AddressInfo } from "node:net";
 import { networkInterfaces, type NetworkInterfaceInfo } from "node:os";
 import { type Core } from "../core/core.js";
 import { type ReloadRecord } from "./daemon.js";
+import { UNDECIDED_CAUSES, UNDECIDED_KEY } from "./engine.js";
 import { type Logger } from "./log.js";
 
 // What the endpoint reads (Daemon has it).
@@ -103,6 +104,8 @@ export function renderMetrics(src: MetricsSource): string {
     ["enobufs", "portcullis_queue_enobufs_total", "Times the kernel could not deliver to a queue's socket (ENOBUFS): packets it dropped or, fail-open, accepted uninspected."],
     ["recvErrors", "portcullis_queue_recv_errors_total", "Receive errors on a queue's socket."],
     ["truncated", "portcullis_queue_truncated_total", "Packets the kernel copied only in part (copy range)."],
+    ["readErrors", "portcullis_queue_read_errors_total", "Failed reads or socket errors of each queue the daemon saw (it reads on; too many in a row and it exits to be restarted)."],
+    ["sendErrors", "portcullis_queue_verdict_send_errors_total", "Verdict messages that could not be sent (their packets are dropped)."],
     ["kernelQueueDropped", "portcullis_queue_kernel_full_total", "Packets the kernel did not queue because the queue was full (dropped, or accepted uninspected with fail-open); the daemon never saw them."],
     ["kernelUserDropped", "portcullis_queue_kernel_undelivered_total", "Packets the kernel could not deliver to the queue's socket (receive buffer full)."],
   ] as const) {
@@ -111,6 +114,12 @@ export function renderMetrics(src: MetricsSource): string {
     if (key !== "packets" && key !== "enobufs" && have.length === 0) continue;
     t.family(name, "counter", help);
     for (const x of qs) t.sample(name, { queue: x.label }, typeof x.q[key] === "number" ? x.q[key] : 0);
+  }
+  // Every queue and cause, zero or not: a packet the daemon could not decide is dropped and counted here.
+  t.family("portcullis_undecided_dropped_total", "counter",
+    "Packets dropped without a verdict of the core's, by queue and cause (core_refused, core_error, no_verdict, unparsed, send_failed).");
+  for (const x of qs) {
+    for (const c of UNDECIDED_CAUSES) t.sample("portcullis_undecided_dropped_total", { queue: x.label, cause: c }, typeof x.q[UNDECIDED_KEY[c]] === "number" ? x.q[UNDECIDED_KEY[c]] as number : 0);
   }
   const waiting = qs.filter((x) => typeof x.q.kernelWaiting === "number");
   if (waiting.length) {

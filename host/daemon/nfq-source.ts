@@ -8,20 +8,21 @@ import { readKernelQueues } from "./kernel-queue.js";
 
 export class NfqSource implements PacketSource {
   readonly name: string;
-  private constructor(private readonly q: NfqQueue, private readonly num: number) { this.name = `queue${num}`; }
+  constructor(private readonly q: NfqQueue) { this.name = `queue${q.queue}`; }
 
   static open(options: NfqOptions): NfqSource {
-    return new NfqSource(NfqQueue.open(options), options.queue);
+    return new NfqSource(NfqQueue.open(options));
   }
 
   recv(core: Core, max: number): number { return this.q.recv(core, max); }
   verdict(core: Core, count: number): void { this.q.verdict(core, count); }
-  onReadable(cb: () => void): void { this.q.onReadable(() => cb()); }
+  // A socket error reaches the engine (logged, counted; engine.ts).
+  onReadable(cb: (err?: Error) => void): void { this.q.onReadable((err) => cb(err)); }
   stats(): Record<string, number> {
     const s = this.q.stats();
     const out = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Number(v)]));
     // What the kernel dropped before the socket (kernel-queue.ts).
-    const k = readKernelQueues().get(this.num);
+    const k = readKernelQueues().get(this.q.queue);
     if (k) Object.assign(out, { kernelWaiting: k.waiting, kernelQueueDropped: k.queueDropped, kernelUserDropped: k.userDropped });
     return out;
   }

@@ -207,7 +207,16 @@ enum { POLL_NONE, POLL_ACTIVE, POLL_CLOSING, POLL_CLOSED };
 typedef struct {
   uint64_t packets, bytes, batches, wakeups, verdict_msgs, accepted, dropped, enobufs, recv_errors, truncated;
   uint64_t nl_errors, requeued_at_setup, oversize;
+  // Packets that got DROP without a verdict of the host's (see "verdicts"):
+  uint64_t undecided_no_verdict;   // received, but the host gave no verdict before the next recv() or close()
+  uint64_t undecided_unparsed;     // their message could not be read
+  uint64_t undecided_send_failed;  // the message carrying their verdict could not be sent
+  uint64_t send_errors, sweeps;    // verdict messages that failed; DROP sweeps sent (see sweep_below)
 } stats_t;
+
+// The test hook's faults (testHookFault): none unless a test asks.
+enum { F_SKIP, F_SEND, F_RECV, F_POLL, F_KINDS };
+typedef struct { uint32_t after, count; int err; } fault_t;
 
 typedef struct {
   napi_env env;
@@ -236,6 +245,18 @@ typedef struct {
   int finalized;
   int hooked;          // the environment's async cleanup hook is registered
   napi_async_cleanup_hook_handle hook;
+  // The batch awaiting its verdicts: the ids recv() handed out, in the
+  // order received (which is the kernel's id order), and per position
+  // whether a packet message that could not be read came just before it
+  // (gap[batch_n]: after the last one).
+  uint32_t *ids;
+  uint8_t *gap;
+  uint32_t ids_cap, batch_n;
+  // Some packet below the next one to be verdicted may still sit in the
+  // kernel queue without a verdict (an unreadable message, a failed send):
+  // no batch verdict may be sent until a DROP sweep has cleared it.
+  int owed;
+  fault_t fault[F_KINDS];
   stats_t st;
 } handle_t;
 
@@ -246,6 +267,99 @@ static inline uint8_t role_of(const handle_t *H, uint32_t ifindex) {
   return 0;
 }
 
+// ── verdicts ───────────────────────────────────────────────────────────────
+//
+// The kernel's batch verdict (NFQNL_MSG_VERDICT_BATCH) applies to EVERY
+// packet still queued with an id up to the one given, not only to those the
+// sender meant. Ids are given out per queue in the order the packets are
+// queued, and the socket delivers them in that order. So a batch verdict is
+// sent only for a run of consecutive ids with the same verdict and mark,
+// and only when nothing below the run can still be waiting: every packet
+// received before it has had its own verdict sent. Whenever that is not
+// known (`owed`: a message that could not be read, a verdict that could not
+// be sent), a DROP sweep (a batch DROP up to the id just below the next
+// packet to verdict) settles it before any batch verdict; if the sweep
+// cannot be sent either, only single verdicts go out until one can. What is
+// owed is only ever dropped: an undecided packet is never accepted, on a
+// fail-open queue too (fail-open is the kernel's, for a full queue).
+
+// The test hook: true when this event of `kind` is to fail (testHookFault).
+static inline int fault_hit(handle_t *H, int kind) {
+  fault_t *f = &H->fault[kind];
+  if (!f->count) return 0;
+  if (f->after) { f->after--; return 0; }
+  f->count--;
+  return 1;
+}
+
+// One verdict message: for `id` alone, or (batch) every queued id up to it.
+static int send_msg(handle_t *H, int batch, uint32_t id, uint32_t verdict, uint32_t mark) {
+  int r;
+  errno = 0;
+  if (fault_hit(H, F_SEND)) { errno = H->fault[F_SEND].err; r = -1; }
+  else if (batch) r = mark ? nfq_set_verdict_batch2(H->qh, id, verdict, mark) : nfq_set_verdict_batch(H->qh, id, verdict);
+  else r = mark ? nfq_set_verdict2(H->qh, id, verdict, mark, 0, NULL) : nfq_set_verdict(H->qh, id, verdict, 0, NULL);
+  if (r < 0) { H->st.send_errors++; return 0; }
+  H->st.verdict_msgs++;
+  return 1;
+}
+
+// DROP for every packet still queued below `id`: only sent while something
+// is owed, and only once every packet received below `id` has had its own
+// verdict sent, so what it drops is exactly what is owed.
+static int sweep_below(handle_t *H, uint32_t id) {
+  if (!send_msg(H, 1, id - 1u, NF_DROP, 0)) return 0;
+  H->st.sweeps++;
+  return 1;
+}
+
+// A packet message that could not be read (its id is unknown or its DROP
+// could not be sent): owed just before position `at` of the batch.
+static void owe_at(handle_t *H, uint32_t at) {
+  H->st.undecided_unparsed++;
+  if (at == 0) H->owed = 1; else H->gap[at] = 1;
+}
+
+// Sends the verdicts of the batch awaiting them and ends it. Packets
+// [0, decided) get what the host wrote (verdict byte at vmem + i * vstride,
+// 1 = accept, anything else drop; marks[i] when given); the rest DROP.
+// Returns the messages sent.
+static uint32_t flush_batch(handle_t *H, const uint8_t *vmem, uint32_t vstride, const uint32_t *marks, uint32_t decided) {
+  const uint32_t n = H->batch_n;
+  if (decided > n) decided = n;
+  H->st.undecided_no_verdict += n - decided;
+  uint32_t sent = 0;
+  int owed = H->owed;
+#define V_AT(k) ((k) < decided && vmem[(size_t)(k) * vstride] == 1 ? NF_ACCEPT : NF_DROP)
+#define M_AT(k) ((k) < decided && marks ? marks[k] : 0u)
+  for (uint32_t i = 0, j; i < n; i = j) {
+    if (H->gap[i]) owed = 1;
+    const uint32_t verdict = V_AT(i), mark = M_AT(i);
+    for (j = i + 1; j < n && !H->gap[j] && H->ids[j] == H->ids[j - 1] + 1u && V_AT(j) == verdict && M_AT(j) == mark; j++) {}
+    if (owed && sweep_below(H, H->ids[i])) owed = 0;
+    const int batch = !owed && j - i > 1;
+    for (uint32_t k = batch ? j - 1 : i; k < j; k++) {
+      const uint32_t len = batch ? j - i : 1, first = batch ? i : k;
+      if (send_msg(H, batch, H->ids[k], verdict, mark)) {
+        sent++;
+        if (verdict == NF_ACCEPT) H->st.accepted += len; else H->st.dropped += len;
+      } else {
+        owed = 1; // still queued: the next sweep (or the unbind at close) drops them
+        for (uint32_t x = first; x < first + len; x++) if (x < decided) H->st.undecided_send_failed++;
+      }
+    }
+  }
+#undef V_AT
+#undef M_AT
+  // Every packet of the batch has had its verdict sent: what is still
+  // queued up to the last one is owed. Settle it now when possible.
+  if (n && owed && sweep_below(H, H->ids[n - 1] + 1u)) owed = 0;
+  if (H->gap[n]) owed = 1;
+  H->owed = owed;
+  H->batch_n = 0;
+  return sent;
+}
+
 // Called by libnetfilter_queue only while open() or close() waits for the
 // kernel's acknowledgement of a configuration message; the packets in the
 // running phase are parsed by recv() (take_message), never here.
@@ -254,12 +368,11 @@ static int setup_cb(struct nfq_q_handle *qh, struct nfgenmsg *nfmsg, struct nfq_
   if (H->phase == PH_SETUP) {
     // Queued before the configuration is complete (queue length and flags
     // not yet in force): NF_REPEAT runs the hook again, so the packet is
-    // queued again and read by recv() like any other.
+    // queued again and read by recv() like any other. One that cannot be
+    // sent round is owed: the first verdict sweeps it (DROP).
     struct nfqnl_msg_packet_hdr *ph = nfq_get_msg_packet_hdr(nfad);
-    if (ph) {
-      nfq_set_verdict(qh, ntohl(ph->packet_id), NF_REPEAT, 0, NULL);
-      H->st.requeued_at_setup++;
-    }
+    if (ph && send_msg(H, 0, ntohl(ph->packet_id), NF_REPEAT, 0)) H->st.requeued_at_setup++;
+    else { H->owed = 1; if (ph) H->st.undecided_send_failed++; else H->st.undecided_unparsed++; }
   }
   // Closing: the unbind that follows drops what is still queued (kernel rule).
   return 1; // keep waiting for the acknowledgement
@@ -294,6 +407,9 @@ static void shutdown_handle(handle_t *H, int from_finalizer) {
     uv_close((uv_handle_t *)&H->poll, on_poll_closed);
   }
   if (H->phase != PH_CLOSED && H->h) {
+    // A batch still awaiting its verdicts gets DROP, counted, before the
+    // unbind (which would drop it too, uncounted).
+    if (H->phase == PH_RUNNING && H->qh && H->batch_n) flush_batch(H, NULL, 0, NULL, 0);
     H->phase = PH_CLOSING;
     if (H->qh) {
       // A blocking round trip, bounded: the acknowledgement may be lost when
@@ -313,6 +429,11 @@ static void shutdown_handle(handle_t *H, int from_finalizer) {
   free(H->buf);
   H->buf = NULL;
   H->pend_pos = H->pend_len = 0;
+  free(H->ids);
+  free(H->gap);
+  H->ids = NULL;
+  H->gap = NULL;
+  H->ids_cap = H->batch_n = 0;
   if (!from_finalizer) release_js(H);
 }
 
@@ -610,10 +731,12 @@ typedef struct {
   uint64_t now_ns;    // for packets without a kernel timestamp (read once per call when needed)
 } batch_t;
 
-enum { MSG_TAKEN, MSG_SKIPPED, MSG_NO_ROOM };
+// MSG_LOST: a packet message that could not be read (its id unknown): owed.
+enum { MSG_TAKEN, MSG_SKIPPED, MSG_LOST, MSG_NO_ROOM };
 
 // One netlink message: a packet becomes a descriptor (its bytes copied to DATA
-// unless `in_data` says they already lie there), anything else is counted.
+// unless `in_data` says they already lie there) and its id is kept for the
+// verdict; anything else is counted.
 static int take_message(handle_t *H, batch_t *B, const uint8_t *m, uint32_t len, int in_data) {
   const struct nlmsghdr *nlh = (const struct nlmsghdr *)m;
   if (nlh->nlmsg_type == NLMSG_ERROR) {
@@ -621,7 +744,7 @@ static int take_message(handle_t *H, batch_t *B, const uint8_t *m, uint32_t len,
     return MSG_SKIPPED;
   }
   if (nlh->nlmsg_type != ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) return MSG_SKIPPED;
-  if (len < NLMSG_LENGTH(sizeof(struct nfgenmsg))) { H->st.recv_errors++; return MSG_SKIPPED; }
+  if (len < NLMSG_LENGTH(sizeof(struct nfgenmsg))) { H->st.recv_errors++; return MSG_LOST; }
   const struct nfgenmsg *g = NLMSG_DATA(nlh);
   const uint8_t *a = (const uint8_t *)g + NLMSG_ALIGN(sizeof(struct nfgenmsg));
   const uint8_t *end = m + len;
@@ -648,7 +771,7 @@ static int take_message(handle_t *H, batch_t *B, const uint8_t *m, uint32_t len,
     }
     a += NLMSG_ALIGN(alen);
   }
-  if (!phdr) { H->st.recv_errors++; return MSG_SKIPPED; }
+  if (!phdr || fault_hit(H, F_SKIP)) { H->st.recv_errors++; return MSG_LOST; }
 
   uint32_t cap_len = payload ? plen : 0;
   uint32_t dst;
@@ -690,6 +813,7 @@ static int take_message(handle_t *H, batch_t *B, const uint8_t *m, uint32_t len,
   wr_le32(desc + L->d_cap_len, cap_len);
   wr_le32(desc + L->d_wire_len, wire_len);
   wr_le32(desc + L->d_packet_id, rd_be32(phdr));
+  H->ids[B->n] = rd_be32(phdr);
   wr_le64(desc + L->d_ts, ts);
   wr_le16(desc + L->d_hw_proto, (uint16_t)((phdr[4] << 8) | phdr[5]));
   desc[L->d_in_role] = in_role;
@@ -711,9 +835,17 @@ static size_t take_datagram(handle_t *H, batch_t *B, const uint8_t *d, size_t po
   while (pos < len && len - pos >= NLMSG_HDRLEN) {
     const struct nlmsghdr *nlh = (const struct nlmsghdr *)(d + pos);
     uint32_t ml = nlh->nlmsg_len;
-    if (ml < NLMSG_HDRLEN || ml > len - pos) { H->st.recv_errors++; return len; }
+    if (ml < NLMSG_HDRLEN || ml > len - pos) {
+      // The rest of the datagram cannot be walked: whatever packets it held
+      // are owed (kernel datagrams carry one message; this is corruption).
+      H->st.recv_errors++;
+      owe_at(H, B->n);
+      return len;
+    }
     if (B->n >= B->max) return pos;
-    if (take_message(H, B, d + pos, ml, in_data) == MSG_NO_ROOM) return pos;
+    int r = take_message(H, B, d + pos, ml, in_data);
+    if (r == MSG_NO_ROOM) return pos;
+    if (r == MSG_LOST) owe_at(H, B->n);
     pos += NLMSG_ALIGN(ml);
   }
   return len;
@@ -744,6 +876,19 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
       (uint64_t)B.data_off + B.data_cap > B.memlen || B.data_cap == 0)
     return type_error(env, "recv: the descriptor or data area lies outside the memory");
   if (!check_open(env, H, "recv")) return NULL;
+  // The previous batch, if the host never gave its verdicts (an exception
+  // between recv and verdict, a refused batch): DROP, counted, first.
+  if (H->batch_n) flush_batch(H, NULL, 0, NULL, 0);
+  if (B.max > H->ids_cap) {
+    if (B.max > (1u << 20)) return type_error(env, "recv: maxPackets must be at most 1048576");
+    uint32_t *ids = realloc(H->ids, (size_t)B.max * sizeof *ids);
+    if (ids) H->ids = ids;
+    uint8_t *gap = ids ? realloc(H->gap, (size_t)B.max + 1) : NULL;
+    if (!gap) return throw_errno(env, ENOMEM, "recv", H->queue, 0);
+    H->gap = gap;
+    H->ids_cap = B.max;
+  }
+  if (H->gap) memset(H->gap, 0, (size_t)H->ids_cap + 1);
   if (H->pend_err) {
     int e = H->pend_err;
     H->pend_err = 0;
@@ -764,6 +909,7 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
     int direct = room >= H->bufsize;
     uint8_t *dst = direct ? B.mem + B.data_off + B.used : H->buf;
     ssize_t r = recv(H->fd, dst, H->bufsize, MSG_DONTWAIT | MSG_TRUNC);
+    if (r >= 0 && fault_hit(H, F_RECV)) { r = -1; errno = H->fault[F_RECV].err; } // test hook: the datagram is read, then lost
     if (r < 0) {
       int e = errno;
       if (e == EINTR) continue;
@@ -771,23 +917,25 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
       if (e == ENOBUFS) { H->st.enobufs++; continue; } // the kernel dropped some; go on
       H->st.recv_errors++;
       if (B.n == 0) return throw_errno(env, e, "recv", H->queue, 0);
-      H->pend_err = e;
+      H->pend_err = e; // this batch first; the next call reports it
       break;
     }
     if ((size_t)r > H->bufsize) {
       // Larger than copy range + headers allows: cannot happen unless the
-      // kernel adds unexpected attributes. The packet is unreadable: drop it.
+      // kernel adds unexpected attributes. The packet is unreadable: DROP it
+      // by its id (a single verdict: only that packet); when the id cannot
+      // be read or the DROP not sent, it is owed.
       H->st.recv_errors++;
       const struct nlmsghdr *nlh = (const struct nlmsghdr *)dst;
-      if (nlh->nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET) &&
-          NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg)) + 4 + 4 <= H->bufsize) {
+      if (nlh->nlmsg_type == ((NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET)) {
         const uint8_t *a = dst + NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(struct nfgenmsg));
         struct nlattr na;
         memcpy(&na, a, sizeof na);
-        if ((na.nla_type & NLA_TYPE_MASK) == NFQA_PACKET_HDR) {
-          nfq_set_verdict(H->qh, rd_be32(a + 4), NF_DROP, 0, NULL);
+        if ((na.nla_type & NLA_TYPE_MASK) == NFQA_PACKET_HDR && send_msg(H, 0, rd_be32(a + 4), NF_DROP, 0)) {
+          H->st.undecided_unparsed++;
           H->st.dropped++;
-          H->st.verdict_msgs++;
+        } else {
+          owe_at(H, B.n);
         }
       }
       continue;
@@ -796,25 +944,19 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
     if (stop < (size_t)r) keep_pending(H, dst, stop, (size_t)r);
   }
   if (B.n > 0) H->st.batches++;
+  H->batch_n = B.n;
   napi_value out;
   napi_create_uint32(env, B.n, &out);
   return out;
 }
 
-// ── verdicts ───────────────────────────────────────────────────────────────
-
-static int send_run(handle_t *H, uint32_t last_id, uint32_t len, uint32_t verdict, uint32_t mark, int *err) {
-  int r;
-  if (len == 1)
-    r = mark ? nfq_set_verdict2(H->qh, last_id, verdict, mark, 0, NULL) : nfq_set_verdict(H->qh, last_id, verdict, 0, NULL);
-  else
-    r = mark ? nfq_set_verdict_batch2(H->qh, last_id, verdict, mark) : nfq_set_verdict_batch(H->qh, last_id, verdict);
-  if (r < 0) { if (!*err) *err = errno ? errno : EIO; return 0; }
-  H->st.verdict_msgs++;
-  return 1;
-}
-
-// verdict(mem, descsOff, verdictsOff, count, marks?) -> netlink messages sent
+// verdict(mem, descsOff, verdictsOff, count, marks?) -> netlink messages sent.
+// The verdicts of the first `count` packets of the last recv(), read from
+// the verdict area; the ids are the ones recv() kept (the descriptors in
+// memory are not trusted for them). Packets of that batch past `count` get
+// DROP (no_verdict). A verdict that cannot be sent is counted and its
+// packets dropped by a sweep (see "verdicts" above): this never throws for
+// that, the host's loop goes on.
 static napi_value Queue_verdict(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -847,28 +989,12 @@ static napi_value Queue_verdict(napi_env env, napi_callback_info info) {
     marks = d;
   }
   if (!check_open(env, H, "verdict")) return NULL;
-
-  uint32_t sent = 0, run_len = 0, run_verdict = 0, run_mark = 0, run_last = 0;
-  int err = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    const uint8_t *v = mem + verdicts_off + (size_t)i * L->verdict_size;
-    uint32_t id = rd_le32(mem + descs_off + (size_t)i * L->desc_size + L->d_packet_id);
-    uint32_t verdict = v[L->v_verdict] == 1 ? NF_ACCEPT : NF_DROP; // anything but accept drops
-    uint32_t mark = marks ? marks[i] : 0;
-    if (verdict == NF_ACCEPT) H->st.accepted++; else H->st.dropped++;
-    if (run_len && verdict == run_verdict && mark == run_mark && id == run_last + 1u) {
-      run_len++;
-      run_last = id;
-      continue;
-    }
-    if (run_len) sent += send_run(H, run_last, run_len, run_verdict, run_mark, &err);
-    run_len = 1;
-    run_verdict = verdict;
-    run_mark = mark;
-    run_last = id;
+  if (count > H->batch_n) {
+    char m[160];
+    snprintf(m, sizeof m, "verdict: count %u, but %u packets of the last recv() await a verdict", count, H->batch_n);
+    return type_error(env, m);
   }
-  if (run_len) sent += send_run(H, run_last, run_len, run_verdict, run_mark, &err);
-  if (err) return throw_errno(env, err, "verdict", H->queue, 0);
+  uint32_t sent = flush_batch(H, mem + verdicts_off + L->v_verdict, L->verdict_size, marks, count);
   napi_value out;
   napi_create_uint32(env, sent, &out);
   return out;
@@ -888,21 +1014,37 @@ static void on_poll(uv_poll_t *p, int status, int events) {
   napi_get_reference_value(env, H->cb_ref, &cb);
   if (!H->self_ref || napi_get_reference_value(env, H->self_ref, &recv_obj) != napi_ok || !recv_obj)
     napi_get_undefined(env, &recv_obj);
+  int soerr = 0;
+  if (status >= 0 && fault_hit(H, F_POLL)) {
+    // Test hook: this wakeup as libuv reports EPOLLERR (UV_EBADF, the
+    // handle stopped) with the socket error the test chose.
+    uv_poll_stop(&H->poll);
+    status = UV_EBADF;
+    soerr = H->fault[F_POLL].err;
+  }
   if (status < 0) {
     // libuv reports EPOLLERR as UV_EBADF and stops the handle. On this socket
     // the pending error is nearly always ENOBUFS (the receive buffer
     // overflowed and the kernel dropped packets): count it, poll again, and
-    // let JS read what did arrive.
-    int soerr = 0;
+    // let JS read what did arrive. Any other error is counted and handed to
+    // the callback, and polling starts again all the same: an error never
+    // ends reading silently; the host decides whether to go on or exit.
     socklen_t sl = sizeof soerr;
-    if (status == UV_EBADF && getsockopt(H->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 &&
-        (soerr == ENOBUFS || soerr == 0)) {
+    int known = soerr != 0 || (status == UV_EBADF && getsockopt(H->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0);
+    if (known && (soerr == ENOBUFS || soerr == 0)) {
       if (soerr == ENOBUFS) H->st.enobufs++;
-      uv_poll_start(&H->poll, UV_READABLE, on_poll);
     } else {
       H->st.recv_errors++;
       argv[0] = make_error(env, soerr ? soerr : -status, "poll", H->queue, 0);
       argc = 1;
+    }
+    int r = uv_poll_start(&H->poll, UV_READABLE, on_poll);
+    if (r < 0) {
+      // Reading has ended: say so, so that the host exits and is restarted.
+      if (!argc) { argv[0] = make_error(env, -r, "poll", H->queue, 0); argc = 1; }
+      napi_value t;
+      napi_get_boolean(env, true, &t);
+      napi_set_named_property(env, argv[0], "pollStopped", t);
     }
   }
   napi_status s = napi_make_callback(env, H->actx, recv_obj, cb, argc, argv, &result);
@@ -1017,11 +1159,47 @@ static napi_value Queue_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "nlErrors", (double)s->nl_errors);
   put_num(env, o, "requeuedAtSetup", (double)s->requeued_at_setup);
   put_num(env, o, "oversize", (double)s->oversize);
+  put_num(env, o, "undecidedNoVerdict", (double)s->undecided_no_verdict);
+  put_num(env, o, "undecidedUnparsed", (double)s->undecided_unparsed);
+  put_num(env, o, "undecidedSendFailed", (double)s->undecided_send_failed);
+  put_num(env, o, "sendErrors", (double)s->send_errors);
+  put_num(env, o, "sweeps", (double)s->sweeps);
   put_num(env, o, "rcvbuf", (double)H->rcvbuf);
   napi_value b;
   napi_get_boolean(env, H->rcvbuf_forced, &b);
   napi_set_named_property(env, o, "rcvbufForced", b);
   return o;
+}
+
+// ── test hook ──────────────────────────────────────────────────────────────
+// testHookFault(kind, count, after, errno): the next `count` events of
+// `kind` fail, once `after` more have gone through. For the test suite only
+// (test/helpers/nfq-child.ts): nothing under host/ calls it, no option of
+// open() or the board config reaches it, and on a handle where it was never
+// called every fault count is 0, so each check costs one comparison.
+//   "skip": a packet message is read as if its packet header were missing
+//           (unreadable, its id unknown)
+//   "send": a verdict message fails with errno
+//   "recv": a datagram read from the socket is lost, recv() fails with errno
+//   "poll": a wakeup reports the socket error errno, as libuv reports EPOLLERR
+static napi_value Queue_testHookFault(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  handle_t *H = this_handle(env, info, &argc, argv, NULL);
+  if (!H) return NULL;
+  static const char *kinds[F_KINDS] = {"skip", "send", "recv", "poll"};
+  char kind[16] = "";
+  size_t n = 0;
+  uint32_t count, after, err;
+  if (argc < 4 || napi_get_value_string_utf8(env, argv[0], kind, sizeof kind, &n) != napi_ok ||
+      !arg_u32(env, argv[1], "count", &count) || !arg_u32(env, argv[2], "after", &after) || !arg_u32(env, argv[3], "errno", &err))
+    return argc < 4 ? type_error(env, "testHookFault(kind, count, after, errno)") : NULL;
+  for (int k = 0; k < F_KINDS; k++) {
+    if (strcmp(kind, kinds[k])) continue;
+    H->fault[k] = (fault_t){after, count, (int)err};
+    return NULL;
+  }
+  return type_error(env, "testHookFault: kind is skip, send, recv or poll");
 }
 
 static napi_value Queue_fd(napi_env env, napi_callback_info info) {
@@ -1125,6 +1303,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */) {
     {"setRoles", NULL, Queue_setRoles, NULL, NULL, NULL, napi_default, NULL},
     {"stats", NULL, Queue_stats, NULL, NULL, NULL, napi_default, NULL},
     {"close", NULL, Queue_close, NULL, NULL, NULL, napi_default, NULL},
+    {"testHookFault", NULL, Queue_testHookFault, NULL, NULL, NULL, napi_default, NULL},
     {"fd", NULL, NULL, Queue_fd, NULL, NULL, napi_default, NULL},
   };
   napi_value cls, fn, v;

@@ -45,6 +45,14 @@ export interface NfqStats {
   nlErrors: number; // error replies from the kernel (e.g. a verdict for an unknown id)
   requeuedAtSetup: number; // packets that arrived during open(), sent round again (NF_REPEAT)
   oversize: number; // packets larger than the whole DATA area, cut to it
+  // Packets dropped without a verdict of the host's (each also in the daemon's
+  // `undecided` counters, by cause): received but given no verdict before the
+  // next recv() or close(); their message unreadable; their verdict unsendable.
+  undecidedNoVerdict: number;
+  undecidedUnparsed: number;
+  undecidedSendFailed: number;
+  sendErrors: number; // verdict messages that could not be sent
+  sweeps: number; // DROP sweeps sent for packets owed a verdict (nfq.c, "verdicts")
   rcvbuf: number; // receive buffer the kernel granted (bytes, as SO_RCVBUF reports)
   rcvbufForced: boolean; // SO_RCVBUFFORCE worked (else capped by net.core.rmem_max)
 }
@@ -66,7 +74,11 @@ interface NativeQueue {
   setRoles(roles: Record<number, number>): void;
   stats(): NfqStats;
   close(): void;
+  testHookFault(kind: NfqFault, count: number, after: number, errno: number): void;
 }
+
+// The addon's test hook (see testHookFault below).
+export type NfqFault = "skip" | "send" | "recv" | "poll";
 
 interface Addon {
   Queue: new (options: object) => NativeQueue;
@@ -150,7 +162,9 @@ export class NfqQueue {
   }
 
   // Calls cb once per wakeup of the socket (level-triggered: again on the next
-  // loop turn if recv() left packets behind). null stops polling.
+  // loop turn if recv() left packets behind). null stops polling. A socket
+  // error other than ENOBUFS comes as cb(err) (op "poll"), and polling goes
+  // on; err.pollStopped is set when it could not (reading has ended).
   onReadable(cb: ((err?: Error) => void) | null): void {
     this.q.onReadable(cb);
   }
@@ -158,13 +172,17 @@ export class NfqQueue {
   // Receives up to maxPackets packets into the core's batch region (descriptors
   // and DATA); returns how many. 0: the socket is empty. A packet that does
   // not fit in the rest of DATA (dataCap bytes at most) waits in the handle
-  // for the next call.
+  // for the next call. The packets of the previous call that never got a
+  // verdict() are dropped first (counted undecidedNoVerdict).
   recv(core: Core, maxPackets: number = ABI.MAX_BATCH, dataCap: number = ABI.DATA_CAP): number {
     return this.q.recv(core.memory.buffer, core.descsPtr, core.dataPtr, Math.min(dataCap, ABI.DATA_CAP), Math.min(maxPackets, ABI.MAX_BATCH));
   }
 
-  // Sends the verdicts the core wrote for the first `count` descriptors;
-  // marks[i] != 0 also sets that packet's mark. Returns netlink messages sent.
+  // Sends the verdicts the core wrote for the first `count` packets of the
+  // last recv() (the rest of them get DROP); marks[i] != 0 also sets that
+  // packet's mark. Returns netlink messages sent. A message that cannot be
+  // sent is counted (sendErrors, undecidedSendFailed) and its packets are
+  // dropped, never accepted by a later batch verdict; it does not throw.
   verdict(core: Core, count: number, marks?: Uint32Array): number {
     return this.q.verdict(core.memory.buffer, core.descsPtr, core.verdictsPtr, count, marks);
   }
@@ -173,9 +191,18 @@ export class NfqQueue {
     return this.q.stats();
   }
 
-  // Stops polling and unbinds; what is still queued in the kernel is dropped
-  // (or, with iptables --queue-bypass, accepted) by the kernel.
+  // Stops polling and unbinds: a batch still awaiting its verdicts gets DROP
+  // (undecidedNoVerdict), and the kernel drops what is still queued.
   close(): void {
     this.q.close();
+  }
+
+  // TEST HOOK, for test/helpers/nfq-child.ts only: the next `count` events of
+  // `kind` fail, once `after` more have gone through ("skip": a packet
+  // message unreadable; "send": a verdict message fails with errno; "recv":
+  // a datagram lost, recv() fails with errno; "poll": a wakeup reports the
+  // socket error errno). Nothing in host/ calls it; no option reaches it.
+  testHookFault(kind: NfqFault, count: number, o: { after?: number; errno?: number } = {}): void {
+    this.q.testHookFault(kind, count, o.after ?? 0, o.errno ?? 5 /* EIO */);
   }
 }

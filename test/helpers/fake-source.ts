@@ -16,17 +16,28 @@ export class FakeSource implements PacketSource {
   verdicts: number[] = [];
   reasons: string[] = [];
   closed = false;
-  private cb: (() => void) | null = null;
+  // Faults: the next `failRecv` recv() calls throw `error`, the next
+  // `failVerdict` verdict() calls throw it (nothing recorded).
+  failRecv = 0;
+  failVerdict = 0;
+  error: Error = Object.assign(new Error("EIO: input/output error"), { code: "EIO" });
+  recvCalls = 0;
+  private cb: ((err?: Error) => void) | null = null;
   constructor(readonly name: string, private readonly extra: Record<string, number> = {}) {}
   recv(core: Core, max: number): number {
+    this.recvCalls++;
+    if (this.failRecv > 0) { this.failRecv--; throw this.error; }
     const b = new Batch(core);
     while (b.count < max && this.queue.length) { const p = this.queue.shift()!; b.add(p.bytes, p.meta); }
     return b.count;
   }
   verdict(core: Core, n: number): void {
+    if (this.failVerdict > 0) { this.failVerdict--; throw this.error; }
     for (let i = 0; i < n; i++) { this.verdicts.push(core.verdict(i)); this.reasons.push(reasonName(core.reason(i))); }
   }
-  onReadable(cb: () => void): void { this.cb = cb; }
+  onReadable(cb: (err?: Error) => void): void { this.cb = cb; }
+  // A wakeup that reports a socket error, as the addon does (cb(err)).
+  fireError(err: Error): void { this.cb?.(err); }
   // Sends packets through the engine now; returns their reason names.
   send(...pkts: Array<[Uint8Array, PacketMeta]>): string[] {
     const from = this.reasons.length;
