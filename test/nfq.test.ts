@@ -59,6 +59,7 @@ class Proc {
   readonly lines: string[] = [];
   stderr = "";
   exited = false;
+  code: number | null = null;
   private partial = "";
 
   constructor(args: string[]) {
@@ -69,7 +70,7 @@ class Proc {
       this.lines.push(...parts);
     });
     this.child.stderr!.setEncoding("utf8").on("data", (s: string) => (this.stderr += s));
-    this.child.on("exit", () => (this.exited = true));
+    this.child.on("exit", (code) => { this.code = code; this.exited = true; });
   }
 
   async waitFor(pred: (line: string) => boolean, ms: number, what: string): Promise<string> {
@@ -107,7 +108,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 interface ChildStats {
   packets: number; bytes: number; batches: number; wakeups: number; verdictMsgs: number; accepted: number; dropped: number;
   enobufs: number; recvErrors: number; truncated: number; nlErrors: number; rcvbuf: number;
-  unique: number; duplicates: number; maxBatch: number; classifyErrors: number;
+  unique: number; duplicates: number; maxBatch: number; classifyErrors: number; verdictErrors: number;
+  undecidedNoVerdict: number; undecidedUnparsed: number; undecidedSendFailed: number; sendErrors: number; sweeps: number;
+  daemon?: { undecided: Record<string, number>; engine: { readErrors: number }; queues: Array<Record<string, number>> };
   first?: { capLen: number; wireLen: number; tsNs: string; hwProto: number; inRole: number; outRole: number; hook: number; queue: number; version: number };
   core: { packets: number; accept: number; drop: number };
 }
@@ -446,6 +449,173 @@ test("a receive buffer too small for the burst: ENOBUFS is counted and reading g
     assert.is(s.accepted, s.packets);
     // Every one of the 405 was either read or counted by the kernel as undelivered.
     assert.equal(k && { sum: s.packets + k.userDropped, queueDropped: k.queueDropped }, { sum: 405, queueDropped: 0 });
+  } finally {
+    finish();
+  }
+});
+
+// ── every packet received gets exactly one verdict (issue 12) ──────────────
+// A batch verdict accepts every packet still queued up to its id. Each test
+// leaves some packets without a verdict of their own (a failed send, an
+// unreadable message, a refused batch, no verdict at all, a failed read),
+// then lets later packets be accepted: the first must not arrive with them.
+
+// Sends `count` datagrams while the consumer stalls, so they are read in
+// one batch; waits until it has read `read` of them.
+async function oneBatch(c: Proc, port: number, count: number, read = count): Promise<void> {
+  send(port, count);
+  await sleep(50);
+  unstall(c);
+  await c.waitFor(() => verdicted(c) >= read, 5000, `${read} packets read`);
+}
+
+const logged = (c: Proc, msg: string): Array<Record<string, unknown>> =>
+  c.lines.filter((l) => l.startsWith("{")).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r.msg === msg);
+
+test("a verdict that cannot be sent: its packets are dropped, not accepted by the batch verdict after them", async () => {
+  try {
+    // drop, drop, accept, accept in one batch; the DROP message for ids 1-2 fails
+    // (queue 20), or that and the first sweep (queue 21).
+    for (const [queue, port, fails] of [[20, 5020, 1], [21, 5021, 2]] as const) {
+      queueRule(port, queue);
+      const c = await consumer("--queue", String(queue), "--default", "accept", "--pattern", "d,d,a,a",
+        "--stall-ms", "10000", "--fault", `send:${fails}`);
+      const l = await listener(port);
+      await oneBatch(c, port, 4);
+      await sleep(200);
+      assert.is(received(l), 2, `queue ${queue}: only the two accepted datagrams arrive`);
+      const s = await stats(c);
+      assert.equal(
+        { sendErrors: s.sendErrors, undecidedSendFailed: s.undecidedSendFailed, sweeps: s.sweeps, accepted: s.accepted, dropped: s.dropped, verdictErrors: s.verdictErrors },
+        { sendErrors: fails, undecidedSendFailed: 2, sweeps: 1, accepted: 2, dropped: 0, verdictErrors: 0 }, `queue ${queue}`);
+    }
+  } finally {
+    finish();
+  }
+});
+
+test("a packet message the addon cannot read: dropped, not accepted by a later batch verdict", async () => {
+  try {
+    // Queue 22: the 2nd message of a batch of 4 is unreadable. Queue 23: a
+    // lone packet is, and three more come in a later batch.
+    queueRule(5022, 22);
+    const c = await consumer("--queue", "22", "--default", "accept", "--stall-ms", "10000", "--fault", "skip:1:1");
+    const l = await listener(5022);
+    await oneBatch(c, 5022, 4, 3);
+    await sleep(200);
+    assert.is(received(l), 3);
+    const s = await stats(c);
+    assert.equal([s.packets, s.accepted, s.undecidedUnparsed, s.sweeps, s.recvErrors], [3, 3, 1, 1, 1]);
+
+    queueRule(5023, 23);
+    const c2 = await consumer("--queue", "23", "--default", "accept", "--fault", "skip:1");
+    const l2 = await listener(5023);
+    send(5023, 1);
+    await c2.waitFor(() => c2.lines.some((x) => x.startsWith("P ")), 3000, "the unreadable packet's wakeup");
+    send(5023, 3);
+    await c2.waitFor(() => verdicted(c2) >= 3, 3000, "three packets read");
+    await sleep(200);
+    assert.is(received(l2), 3);
+    const s2 = await stats(c2);
+    assert.equal([s2.packets, s2.accepted, s2.undecidedUnparsed, s2.sweeps], [3, 3, 1, 1]);
+  } finally {
+    finish();
+  }
+});
+
+test("packets the host gives no verdict: dropped when it reads again, not accepted with the next batch", async () => {
+  try {
+    queueRule(5024, 24);
+    const c = await consumer("--queue", "24", "--default", "accept", "--stall-ms", "10000", "--no-verdict", "1");
+    const l = await listener(5024);
+    await oneBatch(c, 5024, 2);
+    send(5024, 3);
+    await c.waitFor(() => verdicted(c) >= 5, 3000, "five packets read");
+    await l.waitFor(() => received(l) >= 3, 3000, "the three later datagrams");
+    await sleep(200);
+    assert.is(received(l), 3);
+    const s = await stats(c);
+    assert.equal([s.packets, s.accepted, s.dropped, s.undecidedNoVerdict], [5, 3, 2, 2]);
+  } finally {
+    finish();
+  }
+});
+
+test("the daemon's loop: a batch the core refuses is dropped whole and counted; the next batch does not take it along", async () => {
+  try {
+    queueRule(5025, 25);
+    const c = await consumer("--daemon", "--queue", "25", "--default", "accept", "--stall-ms", "10000", "--refuse-batches", "1");
+    const l = await listener(5025);
+    await oneBatch(c, 5025, 2);
+    send(5025, 3);
+    await c.waitFor(() => verdicted(c) >= 5, 3000, "five packets read");
+    await l.waitFor(() => received(l) >= 3, 3000, "the three later datagrams");
+    await sleep(200);
+    assert.is(received(l), 3);
+    assert.is(logged(c, "core refused a batch; its packets are dropped").length, 1);
+    const s = await stats(c);
+    assert.equal([s.packets, s.accepted, s.dropped], [5, 3, 2]);
+    assert.is(s.daemon!.undecided.core_refused, 2);
+    assert.is(s.daemon!.queues[0]!.undecidedCoreRefused, 2);
+  } finally {
+    finish();
+  }
+});
+
+test("the daemon's loop: a failed read is logged and counted, what it may have lost is dropped, and reading goes on", async () => {
+  try {
+    queueRule(5026, 26);
+    // The first read loses its datagram (as a failed netlink read can).
+    const c = await consumer("--daemon", "--queue", "26", "--default", "accept", "--fault", "recv:1");
+    const l = await listener(5026);
+    send(5026, 1);
+    await c.waitFor(() => logged(c, "reading a queue failed; reading goes on").length > 0, 3000, "the error's log line");
+    send(5026, 3);
+    await l.waitFor(() => received(l) >= 3, 3000, "the datagrams after the error");
+    await sleep(200);
+    assert.is(received(l), 3);
+    assert.is(c.exited, false);
+    const s = await stats(c);
+    assert.equal([s.packets, s.accepted, s.recvErrors, s.sweeps], [3, 3, 1, 1]);
+    assert.is(s.daemon!.engine.readErrors, 1);
+    assert.is(s.daemon!.queues[0]!.readErrors, 1);
+  } finally {
+    finish();
+  }
+});
+
+test("the daemon's loop: reads that keep failing end the daemon with status 1 (systemd restarts it), nothing passes", async () => {
+  try {
+    queueRule(5027, 27);
+    const c = await consumer("--daemon", "--queue", "27", "--default", "accept", "--fault", "recv:1000");
+    const l = await listener(5027);
+    for (let i = 0; i < 20 && !c.exited; i++) { send(5027, 1); await sleep(20); }
+    await c.waitFor(() => c.exited, 3000, "the daemon to exit");
+    await sleep(100);
+    assert.is(c.code, 1);
+    assert.is(logged(c, "reading a queue failed; reading goes on").length, 9);
+    const last = logged(c, "reading a queue failed for good; exiting so that the service is restarted");
+    assert.is(last.length, 1);
+    assert.is(last[0]!.inARow, 10);
+    assert.is(received(l), 0);
+  } finally {
+    finish();
+  }
+});
+
+test("a socket error other than ENOBUFS: counted and logged, and polling goes on", async () => {
+  try {
+    queueRule(5028, 28);
+    const c = await consumer("--daemon", "--queue", "28", "--default", "accept", "--fault", "poll:1");
+    const l = await listener(5028);
+    send(5028, 2);
+    await l.waitFor(() => received(l) >= 2, 3000, "the datagrams of the failed wakeup");
+    send(5028, 2);
+    await l.waitFor(() => received(l) >= 4, 3000, "the datagrams after it");
+    assert.is(logged(c, "reading a queue failed; reading goes on").length, 1);
+    const s = await stats(c);
+    assert.equal([s.packets, s.accepted, s.recvErrors], [4, 4, 1]);
+    assert.is(s.daemon!.engine.readErrors, 1);
   } finally {
     finish();
   }

@@ -314,10 +314,15 @@ static int sweep_below(handle_t *H, uint32_t id) {
 }
 
 // A packet message that could not be read (its id is unknown or its DROP
-// could not be sent): owed just before position `at` of the batch.
+// could not be sent), or one a failed read may have lost: owed just before
+// position `at` of the batch.
 static void owe_at(handle_t *H, uint32_t at) {
-  H->st.undecided_unparsed++;
   if (at == 0) H->owed = 1; else H->gap[at] = 1;
+}
+
+static void lost_at(handle_t *H, uint32_t at) {
+  H->st.undecided_unparsed++;
+  owe_at(H, at);
 }
 
 // Sends the verdicts of the batch awaiting them and ends it. Packets
@@ -839,13 +844,13 @@ static size_t take_datagram(handle_t *H, batch_t *B, const uint8_t *d, size_t po
       // The rest of the datagram cannot be walked: whatever packets it held
       // are owed (kernel datagrams carry one message; this is corruption).
       H->st.recv_errors++;
-      owe_at(H, B->n);
+      lost_at(H, B->n);
       return len;
     }
     if (B->n >= B->max) return pos;
     int r = take_message(H, B, d + pos, ml, in_data);
     if (r == MSG_NO_ROOM) return pos;
-    if (r == MSG_LOST) owe_at(H, B->n);
+    if (r == MSG_LOST) lost_at(H, B->n);
     pos += NLMSG_ALIGN(ml);
   }
   return len;
@@ -915,7 +920,10 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
       if (e == EINTR) continue;
       if (e == EAGAIN || e == EWOULDBLOCK) break;
       if (e == ENOBUFS) { H->st.enobufs++; continue; } // the kernel dropped some; go on
+      // A failed read may have taken a message off the socket (netlink frees
+      // the datagram when the copy fails): whatever it held is owed.
       H->st.recv_errors++;
+      owe_at(H, B.n);
       if (B.n == 0) return throw_errno(env, e, "recv", H->queue, 0);
       H->pend_err = e; // this batch first; the next call reports it
       break;
@@ -935,7 +943,7 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
           H->st.undecided_unparsed++;
           H->st.dropped++;
         } else {
-          owe_at(H, B.n);
+          lost_at(H, B.n);
         }
       }
       continue;

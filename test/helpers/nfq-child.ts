@@ -8,10 +8,25 @@
 //   wakeup; "STATS {...}" on SIGTERM (then it exits 0).
 //   --try-open: only tries to bind, prints "OPEN {ok, code, message, ...}" and exits.
 //   --stall-ms N: reads nothing for N ms or until SIGUSR2.
+//   --fault KIND:COUNT[:AFTER[:ERRNO]]: the addon's test hook (testHookFault),
+//     set once the queue is bound (repeatable).
+//   --pattern a,d,...: the i-th packet received gets the i-th verdict of the
+//     list (cycling) instead of the core's, so that one batch mixes both.
+//   --no-verdict N: the first N batches get no verdict() call (as a loop
+//     that threw between recv and verdict would leave them).
+//   A verdict() that throws is counted (verdictErrors) and the loop goes on.
+//   --daemon: the daemon's own loop instead (host/daemon: Daemon, Engine,
+//     NfqSource) with no rule table; its JSON log lines go to stdout too, and
+//     STATS carries its stats() as "daemon". --refuse-batches N: the core
+//     refuses its first N batches (classify answers -1).
 import { parseArgs } from "node:util";
 import * as ABI from "../../host/core/abi.js";
 import { Core } from "../../host/core/core.js";
-import { NfqQueue, type NfqError, type NfqOptions } from "../../host/native/nfq.js";
+import { Daemon } from "../../host/daemon/daemon.js";
+import { type PacketSource } from "../../host/daemon/engine.js";
+import { JsonLogger } from "../../host/daemon/log.js";
+import { NfqSource } from "../../host/daemon/nfq-source.js";
+import { NfqQueue, type NfqError, type NfqFault, type NfqOptions } from "../../host/native/nfq.js";
 
 const { values: a } = parseArgs({
   options: {
@@ -28,6 +43,11 @@ const { values: a } = parseArgs({
     mark: { type: "string" },
     role: { type: "string", multiple: true, default: [] }, // IFINDEX=ROLE
     "try-open": { type: "boolean", default: false },
+    fault: { type: "string", multiple: true, default: [] },
+    pattern: { type: "string" },
+    "no-verdict": { type: "string", default: "0" },
+    daemon: { type: "boolean", default: false },
+    "refuse-batches": { type: "string", default: "0" },
   },
 });
 
@@ -53,9 +73,21 @@ if (a["try-open"]) {
   process.exit(0);
 }
 
-const core = new Core("release");
+const daemon = a.daemon ? new Daemon({ policy: "(none: the default verdict)", mode: "host" }, new JsonLogger()) : null;
+const core = daemon?.core ?? new Core("release");
 core.setDefaultVerdict(a.default === "accept" ? ABI.VERDICT_ACCEPT : ABI.VERDICT_DROP);
 const q = NfqQueue.open(options);
+for (const f of a.fault ?? []) {
+  const [kind, count, after, errno] = f.split(":");
+  q.testHookFault(kind as NfqFault, Number(count), { after: Number(after ?? 0), ...(errno ? { errno: Number(errno) } : {}) });
+}
+let refuse = Number(a["refuse-batches"]);
+if (refuse > 0) {
+  const classify = core.classify.bind(core);
+  core.classify = (n: number, now?: bigint): number => (refuse-- > 0 ? -1 : classify(n, now));
+}
+const pattern = a.pattern?.split(",").map((x) => (x === "a" ? ABI.VERDICT_ACCEPT : ABI.VERDICT_DROP));
+let noVerdict = Number(a["no-verdict"]), received = 0, verdictErrors = 0;
 const mark = a.mark === undefined ? 0 : Number(a.mark);
 const marks = mark ? new Uint32Array(ABI.MAX_BATCH) : undefined;
 const maxBatchArg = Number(a["max-batch"] ?? ABI.MAX_BATCH), dataCap = Number(a["data-cap"] ?? ABI.DATA_CAP);
@@ -93,21 +125,47 @@ function drain(err?: Error): void {
         };
       }
     }
-    q.verdict(core, n, marks);
+    if (pattern) {
+      for (let i = 0; i < n; i++) core.u8[core.verdictsPtr + i * ABI.VERDICT_SIZE + ABI.V_VERDICT] = pattern[(received + i) % pattern.length]!;
+    }
+    received += n;
     if (n > maxBatch) maxBatch = n;
+    if (noVerdict > 0) { noVerdict--; continue; }
+    try {
+      q.verdict(core, n, marks);
+    } catch {
+      verdictErrors++;
+    }
   }
+  report();
+}
+
+function report(): void {
   const s = q.stats();
   process.stdout.write(`P ${s.packets} ${s.accepted} ${s.dropped}\n`);
 }
 
+// --daemon: the queue as the daemon's source, reporting after each batch.
+class Reporting implements PacketSource {
+  readonly name: string;
+  constructor(private readonly src: NfqSource) { this.name = src.name; }
+  recv(c: Core, max: number): number { return this.src.recv(c, max); }
+  verdict(c: Core, count: number): void { this.src.verdict(c, count); report(); }
+  onReadable(cb: (err?: Error) => void): void { this.src.onReadable(cb); }
+  stats(): Record<string, number> { return this.src.stats(); }
+  close(): void { this.src.close(); }
+}
+
 process.on("SIGTERM", () => {
   const s = q.stats();
+  const d = daemon?.stats();
   q.close();
   const c = core.counters();
   console.log(`STATS ${JSON.stringify({
-    ...s, unique: seen.size, duplicates, maxBatch, recvCalls, classifyErrors, first,
+    ...s, unique: seen.size, duplicates, maxBatch, recvCalls, classifyErrors, verdictErrors, first,
     core: { packets: Number(c.packets), batches: Number(c.batches), accept: Number(c.accept.packets), drop: Number(c.drop.packets) },
-  })}`);
+    ...(d ? { daemon: d } : {}),
+  }, (_, v: unknown) => (typeof v === "bigint" ? Number(v) : v))}`);
   process.exit(0);
 });
 
@@ -121,10 +179,15 @@ if (stall > 0) {
     if (started) return;
     started = true;
     clearTimeout(timer);
-    q.onReadable(drain);
+    run();
   };
   const timer = setTimeout(start, stall);
   process.once("SIGUSR2", start);
 } else {
-  q.onReadable(drain);
+  run();
+}
+
+function run(): void {
+  if (daemon) daemon.addSource(new Reporting(new NfqSource(q)));
+  else q.onReadable(drain);
 }
