@@ -9,7 +9,7 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Daemon } from "../host/daemon/daemon.js";
 import { JsonLogger } from "../host/daemon/log.js";
-import { checkMetricsHost, escapeLabel, MetricsServer, parseListenAddress } from "../host/daemon/metrics.js";
+import { checkMetricsHost, escapeLabel, MetricsServer, parseListenAddress, renderMetrics } from "../host/daemon/metrics.js";
 import { ipv4, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
 import { Conn, FakeSource, IN_EXT } from "./helpers/fake-source.js";
 
@@ -64,6 +64,10 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
       'portcullis_queue_enobufs_total{queue="0"} 2',
       'portcullis_queue_kernel_full_total{queue="0"} 3',
       'portcullis_queue_kernel_undelivered_total{queue="0"} 4',
+      'portcullis_queue_read_errors_total{queue="0"} 0',
+      "# TYPE portcullis_undecided_dropped_total counter",
+      'portcullis_undecided_dropped_total{queue="0",cause="core_refused"} 0',
+      'portcullis_undecided_dropped_total{queue="0",cause="send_failed"} 0',
       "# TYPE portcullis_queue_kernel_waiting gauge",
       'portcullis_queue_kernel_waiting{queue="0"} 1',
       'portcullis_reloads_total{result="ok"} 1',
@@ -102,6 +106,40 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
     await d.stop();
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("packets dropped without a verdict of the core's: per cause in stats, per queue in the queue's figures, and in the metrics", () => {
+  const d = new Daemon({ policy: POLICY, mode: "host" }, new JsonLogger(() => {}));
+  d.engine.onFatal = () => assert.unreachable("one failed read is not fatal");
+  assert.ok(d.reload().ok);
+  // What the addon counts itself comes with the source's figures.
+  const q0 = new FakeSource("queue0", { undecidedNoVerdict: 1, undecidedUnparsed: 2, undecidedSendFailed: 3, sendErrors: 1 });
+  const q1 = new FakeSource("queue1", { undecidedSendFailed: 4 });
+  d.addSource(q0);
+  d.addSource(q1);
+  const classify = d.core.classify.bind(d.core);
+  let refuse = 1;
+  d.core.classify = (n: number, now?: bigint): number => (refuse-- > 0 ? -1 : classify(n, now));
+  assert.equal(q0.send(syn(443), syn(443)), ["none", "none"]);
+  q1.failRecv = 1;
+  q1.send(syn(443));
+  const s = d.stats() as { undecided: Record<string, number>; queues: Array<Record<string, number | string>> };
+  assert.equal(s.undecided, { core_refused: 2, core_error: 0, no_verdict: 1, unparsed: 2, send_failed: 7 });
+  assert.equal([s.queues[0]!.undecidedCoreRefused, s.queues[0]!.readErrors, s.queues[1]!.undecidedCoreRefused, s.queues[1]!.readErrors], [2, 0, 0, 1]);
+  const lines = renderMetrics(d).split("\n");
+  for (const w of [
+    'portcullis_undecided_dropped_total{queue="0",cause="core_refused"} 2',
+    'portcullis_undecided_dropped_total{queue="0",cause="core_error"} 0',
+    'portcullis_undecided_dropped_total{queue="0",cause="no_verdict"} 1',
+    'portcullis_undecided_dropped_total{queue="0",cause="unparsed"} 2',
+    'portcullis_undecided_dropped_total{queue="0",cause="send_failed"} 3',
+    'portcullis_undecided_dropped_total{queue="1",cause="send_failed"} 4',
+    'portcullis_undecided_dropped_total{queue="1",cause="core_refused"} 0',
+    'portcullis_queue_read_errors_total{queue="1"} 1',
+    'portcullis_queue_verdict_send_errors_total{queue="0"} 1',
+    'portcullis_queue_verdict_send_errors_total{queue="1"} 0',
+  ]) assert.ok(lines.includes(w), `missing line: ${w}`);
+  assert.is(lines.filter((l) => l.startsWith("portcullis_undecided_dropped_total{")).length, 10);
 });
 
 test("label values are escaped", () => {

@@ -22,13 +22,15 @@ export class FakeSource implements PacketSource {
   failVerdict = 0;
   error: Error = Object.assign(new Error("EIO: input/output error"), { code: "EIO" });
   recvCalls = 0;
+  // At most this many packets per recv() (as when the addon's DATA area is full).
+  perRecv = Infinity;
   private cb: ((err?: Error) => void) | null = null;
   constructor(readonly name: string, private readonly extra: Record<string, number> = {}) {}
   recv(core: Core, max: number): number {
     this.recvCalls++;
     if (this.failRecv > 0) { this.failRecv--; throw this.error; }
     const b = new Batch(core);
-    while (b.count < max && this.queue.length) { const p = this.queue.shift()!; b.add(p.bytes, p.meta); }
+    while (b.count < Math.min(max, this.perRecv) && this.queue.length) { const p = this.queue.shift()!; b.add(p.bytes, p.meta); }
     return b.count;
   }
   verdict(core: Core, n: number): void {

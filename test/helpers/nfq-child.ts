@@ -149,7 +149,11 @@ function report(): void {
 class Reporting implements PacketSource {
   readonly name: string;
   constructor(private readonly src: NfqSource) { this.name = src.name; }
-  recv(c: Core, max: number): number { return this.src.recv(c, max); }
+  recv(c: Core, max: number): number {
+    const n = this.src.recv(c, max);
+    if (n > 0) report();
+    return n;
+  }
   verdict(c: Core, count: number): void { this.src.verdict(c, count); report(); }
   onReadable(cb: (err?: Error) => void): void { this.src.onReadable(cb); }
   stats(): Record<string, number> { return this.src.stats(); }
