@@ -523,19 +523,43 @@ test("a packet message the addon cannot read: dropped, not accepted by a later b
   }
 });
 
+// Two packets in one batch that the consumer (args) leaves undecided, then
+// three more: exactly the three arrive. Returns the consumer and its stats.
+async function twoUndecidedThenThree(queue: number, ...args: string[]): Promise<{ c: Proc; s: ChildStats }> {
+  const port = 5000 + queue;
+  queueRule(port, queue);
+  const c = await consumer(...args, "--queue", String(queue), "--default", "accept", "--stall-ms", "10000");
+  const l = await listener(port);
+  await oneBatch(c, port, 2);
+  send(port, 3);
+  await c.waitFor(() => verdicted(c) >= 5, 3000, "five packets read");
+  await l.waitFor(() => received(l) >= 3, 3000, "the three later datagrams");
+  await sleep(200);
+  assert.is(received(l), 3);
+  const s = await stats(c);
+  assert.equal([s.packets, s.accepted, s.dropped], [5, 3, 2]);
+  return { c, s };
+}
+
 test("packets the host gives no verdict: dropped when it reads again, not accepted with the next batch", async () => {
   try {
-    queueRule(5024, 24);
-    const c = await consumer("--queue", "24", "--default", "accept", "--stall-ms", "10000", "--no-verdict", "1");
-    const l = await listener(5024);
-    await oneBatch(c, 5024, 2);
-    send(5024, 3);
-    await c.waitFor(() => verdicted(c) >= 5, 3000, "five packets read");
-    await l.waitFor(() => received(l) >= 3, 3000, "the three later datagrams");
-    await sleep(200);
-    assert.is(received(l), 3);
+    const { s } = await twoUndecidedThenThree(24, "--no-verdict", "1");
+    assert.is(s.undecidedNoVerdict, 2);
+  } finally {
+    finish();
+  }
+});
+
+test("close with a batch awaiting its verdicts: DROP, counted as no_verdict", async () => {
+  try {
+    queueRule(5029, 29);
+    const c = await consumer("--queue", "29", "--default", "accept", "--stall-ms", "10000", "--no-verdict", "1");
+    const l = await listener(5029);
+    await oneBatch(c, 5029, 2);
     const s = await stats(c);
-    assert.equal([s.packets, s.accepted, s.dropped, s.undecidedNoVerdict], [5, 3, 2, 2]);
+    await sleep(100);
+    assert.is(received(l), 0);
+    assert.equal([s.packets, s.accepted, s.dropped, s.undecidedNoVerdict], [2, 0, 2, 2]);
   } finally {
     finish();
   }
@@ -543,18 +567,8 @@ test("packets the host gives no verdict: dropped when it reads again, not accept
 
 test("the daemon's loop: a batch the core refuses is dropped whole and counted; the next batch does not take it along", async () => {
   try {
-    queueRule(5025, 25);
-    const c = await consumer("--daemon", "--queue", "25", "--default", "accept", "--stall-ms", "10000", "--refuse-batches", "1");
-    const l = await listener(5025);
-    await oneBatch(c, 5025, 2);
-    send(5025, 3);
-    await c.waitFor(() => verdicted(c) >= 5, 3000, "five packets read");
-    await l.waitFor(() => received(l) >= 3, 3000, "the three later datagrams");
-    await sleep(200);
-    assert.is(received(l), 3);
+    const { c, s } = await twoUndecidedThenThree(25, "--daemon", "--refuse-batches", "1");
     assert.is(logged(c, "core refused a batch; its packets are dropped").length, 1);
-    const s = await stats(c);
-    assert.equal([s.packets, s.accepted, s.dropped], [5, 3, 2]);
     assert.is(s.daemon!.undecided.core_refused, 2);
     assert.is(s.daemon!.queues[0]!.undecidedCoreRefused, 2);
   } finally {

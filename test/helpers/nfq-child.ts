@@ -161,9 +161,9 @@ class Reporting implements PacketSource {
 }
 
 process.on("SIGTERM", () => {
+  q.close(); // first: a batch still awaiting verdicts is dropped and counted by it
   const s = q.stats();
   const d = daemon?.stats();
-  q.close();
   const c = core.counters();
   console.log(`STATS ${JSON.stringify({
     ...s, unique: seen.size, duplicates, maxBatch, recvCalls, classifyErrors, verdictErrors, first,
