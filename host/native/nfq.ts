@@ -37,7 +37,7 @@ export interface NfqStats {
   batches: number; // recv() calls that returned at least one packet
   wakeups: number; // onReadable callbacks
   verdictMsgs: number; // netlink verdict messages sent
-  accepted: number;
+  accepted: number; // packets whose ACCEPT / DROP was sent (a failed send counts in neither)
   dropped: number;
   enobufs: number; // receive buffer overflows seen (the kernel dropped packets)
   recvErrors: number; // failed or malformed reads
