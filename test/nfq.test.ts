@@ -475,11 +475,12 @@ const logged = (c: Proc, msg: string): Array<Record<string, unknown>> =>
 test("a verdict that cannot be sent: its packets are dropped, not accepted by the batch verdict after them", async () => {
   try {
     // drop, drop, accept, accept in one batch; the DROP message for ids 1-2 fails
-    // (queue 20), or that and the first sweep (queue 21).
+    // (queue 20), or that and the first sweep (queue 21, a fail-open queue:
+    // undecided packets are dropped there too; README "When things go wrong").
     for (const [queue, port, fails] of [[20, 5020, 1], [21, 5021, 2]] as const) {
       queueRule(port, queue);
       const c = await consumer("--queue", String(queue), "--default", "accept", "--pattern", "d,d,a,a",
-        "--stall-ms", "10000", "--fault", `send:${fails}`);
+        "--stall-ms", "10000", "--fault", `send:${fails}`, ...(queue === 21 ? ["--fail-open"] : []));
       const l = await listener(port);
       await oneBatch(c, port, 4);
       await sleep(200);
