@@ -20,25 +20,41 @@ set -eu
 cd "$(dirname "$0")/.."
 root="$PWD"
 
+die() { echo "bundle: $*" >&2; exit 1; }
+shown() { printf '%q' "$1"; }
 arch="" ext_mac="" int_mac="" out="dist-board" build=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch) arch="${2:?--arch needs x64 or arm64}"; shift 2 ;;
-    --ext-mac) ext_mac="${2:?}"; shift 2 ;;
-    --int-mac) int_mac="${2:?}"; shift 2 ;;
-    --out) out="${2:?}"; shift 2 ;;
+    --arch|--ext-mac|--int-mac|--out) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
+  esac
+  case "$1" in
+    --arch) arch="$2"; shift 2 ;;
+    --ext-mac) ext_mac="$2"; shift 2 ;;
+    --int-mac) int_mac="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
-    *) echo "bundle: unknown argument: $1" >&2; exit 1 ;;
+    *) die "unknown argument: $(shown "$1")" ;;
   esac
 done
 case "$arch" in
   x64|arm64) ;;
-  *) echo "bundle: --arch x64|arm64 is required" >&2; exit 1 ;;
+  *) die "--arch x64|arm64 is required" ;;
 esac
+# Every argument checked before anything runs: the MACs go into the .link
+# files as data (host/firstboot/links.ts), never into a program.
+mac_ok() { [[ "$1" =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ ]] && (( (16#${1:0:2} & 1) == 0 )) && [ "$1" != 00:00:00:00:00:00 ]; }
+for m in ext_mac int_mac; do
+  v="${!m}"
+  [ -z "$v" ] || mac_ok "${v,,}" || die "--${m/_/-} $(shown "$v") is not a NIC's MAC address like dc:a6:32:12:34:56"
+done
+ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
 if [ -n "$ext_mac$int_mac" ] && { [ -z "$ext_mac" ] || [ -z "$int_mac" ]; }; then
-  echo "bundle: give both --ext-mac and --int-mac" >&2; exit 1
+  die "give both --ext-mac and --int-mac"
 fi
+[ -z "$ext_mac" ] || [ "$ext_mac" != "$int_mac" ] || die "--ext-mac and --int-mac are the same MAC $ext_mac"
+[ ! -e "$out" ] || [ -d "$out" ] || die "--out $(shown "$out"): not a directory"
 version="$(node -p 'require("./package.json").version')"
+[[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._-]*$ ]] && [[ "$version" != *..* ]] || die "package.json's version $(shown "$version") is not a version"
 name="portcullis-$version-$arch"
 
 if [ "$build" = 1 ]; then
@@ -125,7 +141,7 @@ chmod 0755 "$b"/app/board/bench/*.sh
 cp -r board/rootfs_overlay "$b/overlay"
 if [ -n "$ext_mac" ]; then
   for t in "$b"/overlay/etc/systemd/network/*.link.in; do
-    sed -e "s/%EXT_MAC%/$ext_mac/g" -e "s/%INT_MAC%/$int_mac/g" "$t" > "${t%.in}"
+    node dist/host/firstboot/links.js "$t" "$ext_mac" "$int_mac" > "${t%.in}"
     rm "$t"
   done
 fi
