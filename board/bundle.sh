@@ -40,18 +40,6 @@ case "$arch" in
   x64|arm64) ;;
   *) die "--arch x64|arm64 is required" ;;
 esac
-# Every argument checked before anything runs: the MACs go into the .link
-# files as data (host/firstboot/links.ts), never into a program.
-mac_ok() { [[ "$1" =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ ]] && (( (16#${1:0:2} & 1) == 0 )) && [ "$1" != 00:00:00:00:00:00 ]; }
-for m in ext_mac int_mac; do
-  v="${!m}"
-  [ -z "$v" ] || mac_ok "${v,,}" || die "--${m/_/-} $(shown "$v") is not a NIC's MAC address like dc:a6:32:12:34:56"
-done
-ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
-if [ -n "$ext_mac$int_mac" ] && { [ -z "$ext_mac" ] || [ -z "$int_mac" ]; }; then
-  die "give both --ext-mac and --int-mac"
-fi
-[ -z "$ext_mac" ] || [ "$ext_mac" != "$int_mac" ] || die "--ext-mac and --int-mac are the same MAC $ext_mac"
 [ ! -e "$out" ] || [ -d "$out" ] || die "--out $(shown "$out"): not a directory"
 version="$(node -p 'require("./package.json").version')"
 [[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._-]*$ ]] && [[ "$version" != *..* ]] || die "package.json's version $(shown "$version") is not a version"
@@ -62,6 +50,12 @@ if [ "$build" = 1 ]; then
 fi
 [ -f dist/host/cli.js ] || { echo "bundle: dist/host/cli.js missing (npm run build)" >&2; exit 1; }
 [ -f build/release.wasm ] || { echo "bundle: build/release.wasm missing (npm run build:core)" >&2; exit 1; }
+# The MACs, checked by host/firstboot/links.ts (built above), the one checker
+# and filler of the .link templates: they go in as data, never into a program.
+if [ -n "$ext_mac$int_mac" ]; then
+  why="$(node dist/host/firstboot/links.js --check "$ext_mac" "$int_mac" 2>&1)" || die "$why"
+fi
+ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
 
 stage="$(mktemp -d "${TMPDIR:-/var/tmp}/portcullis-bundle.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT

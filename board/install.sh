@@ -50,15 +50,15 @@ while [ $# -gt 0 ]; do
     *) die "unknown argument: $(shown "$1") (see --help)" ;;
   esac
 done
-# A NIC's MAC: six lower-case hex pairs (upper case is lowered), unicast.
-mac_ok() { [[ "$1" =~ ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$ ]] && (( (16#${1:0:2} & 1) == 0 )) && [ "$1" != 00:00:00:00:00:00 ]; }
-for m in ext_mac int_mac; do
-  v="${!m}"
-  [ -z "$v" ] || mac_ok "${v,,}" || die "--${m/_/-} $(shown "$v") is not a NIC's MAC address like dc:a6:32:12:34:56"
-done
+# The MACs: checked by the bundle's host/firstboot/links.ts, the one checker
+# and filler of the .link templates (they go in as data, never into a program).
+links="$here/app/dist/host/firstboot/links.js"
+if [ -n "$ext_mac$int_mac" ]; then
+  command -v node >/dev/null || die "node (>= 20) is needed: apt-get install nodejs (Debian 12 ships 18: use NodeSource or the Node.js binaries)"
+  [ -f "$links" ] || die "$links is missing: the bundle is damaged"
+  why="$(node "$links" --check "$ext_mac" "$int_mac" 2>&1)" || die "$why"
+fi
 ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
-{ [ -z "$ext_mac" ] && [ -z "$int_mac" ]; } || { [ -n "$ext_mac" ] && [ -n "$int_mac" ]; } || die "give both --ext-mac and --int-mac, or neither"
-[ "$ext_mac" = "" ] || [ "$ext_mac" != "$int_mac" ] || die "--ext-mac and --int-mac are the same MAC $ext_mac"
 [ -d "$root" ] || die "--root $(shown "$root"): not a directory"
 root="$(cd "$root" && pwd -P)"
 R="${root%/}"                       # "" for /
@@ -247,7 +247,7 @@ links_done=1
       fi
       tmp="$(mktemp)"
       # The MACs go in as data (host/firstboot/links.ts), never into a program.
-      node "$work/dist/host/firstboot/links.js" "$src" "$ext_mac" "$int_mac" > "$tmp"
+      node "$links" "$src" "$ext_mac" "$int_mac" > "$tmp"
       if ! cmp -s "$tmp" "$t" 2>/dev/null; then
         keep "${rel%.in}"; mkdir -p "$(dirname "$t")"; install -m 0644 "$tmp" "$t"; echo "+ /${rel%.in}"
       fi

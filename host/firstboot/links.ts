@@ -34,19 +34,34 @@ export function fillLinkTemplate(text: string, extMac: string, intMac: string): 
   return text.split("%EXT_MAC%").join(extMac.toLowerCase()).split("%INT_MAC%").join(intMac.toLowerCase());
 }
 
+// What is wrong with the MACs given to bundle.sh or install.sh as --ext-mac
+// and --int-mac ("" for one not given): both or neither, each a NIC's, not
+// the same one. Null if nothing.
+export function macArgsProblem(ext: string, int: string): string | null {
+  if (ext === "" && int === "") return null;
+  if (ext === "" || int === "") return "give both --ext-mac and --int-mac, or neither";
+  for (const [flag, m] of [["--ext-mac", ext], ["--int-mac", int]] as const) {
+    const p = macProblem(m);
+    if (p) return `${flag} ${p}`;
+  }
+  if (ext.toLowerCase() === int.toLowerCase()) return `--ext-mac and --int-mac are the same MAC ${ext.toLowerCase()}`;
+  return null;
+}
+
+// node links.js --check EXT INT: exit 2 with the problem on stderr.
+// node links.js TEMPLATE EXT INT: the filled template on stdout.
 function main(argv: string[]): number {
   if (argv.length !== 3) {
-    process.stderr.write("usage: node links.js TEMPLATE.link.in EXT_MAC INT_MAC\n");
+    process.stderr.write("usage: node links.js TEMPLATE.link.in|--check EXT_MAC INT_MAC\n");
     return 2;
   }
   const [template, ext, int] = argv as [string, string, string];
-  for (const [flag, m] of [["--ext-mac", ext], ["--int-mac", int]] as const) {
-    const p = macProblem(m);
-    if (p) {
-      process.stderr.write(`${flag} ${p}\n`);
-      return 2;
-    }
+  const p = macArgsProblem(ext, int);
+  if (p) {
+    process.stderr.write(`${p}\n`);
+    return 2;
   }
+  if (template === "--check") return 0;
   try {
     process.stdout.write(fillLinkTemplate(readOperatorFile(template, ".link template", 1 << 20).toString("utf8"), ext, int));
   } catch (e) {
