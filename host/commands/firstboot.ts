@@ -14,11 +14,16 @@
 // systemd-networkd .network file per side with static addresses, the policy
 // with the given groups replaced (it must pass `portcullis check` in the
 // board's mode), and the admin user with its SSH keys and passwordless sudo.
-// Everything is checked before anything is written: a bad file changes
-// nothing in ROOT, its errors (FILE:LINE:COL: what) go to stderr and to
-// BOOT/portcullis-firstboot.errors.txt, and the exit status is 1. After a
-// success the file is renamed portcullis-firstboot.yaml.done, so a second run
-// finds nothing to do.
+// The file is written by anyone with the SD card and applied as root: it is
+// read with readOperatorFile (a regular file, at most 1 MiB), the admin must
+// be a new account (or the one firstboot made before), a key one OpenSSH key
+// without options or control characters, and no link in ROOT is followed
+// (host/firstboot/rootfs.ts). Everything is checked before anything is
+// written: a bad file changes nothing in ROOT, its errors (FILE:LINE:COL:
+// what) go to stderr and to BOOT/portcullis-firstboot.errors.txt, and the
+// exit status is 1. An error while applying undoes every change made (and is
+// reported the same way). After a success the file is renamed
+// portcullis-firstboot.yaml.done, so a second run finds nothing to do.
 import { spawnSync } from "node:child_process";
 import { closeSync, constants, existsSync, lstatSync, realpathSync, renameSync, statSync, unlinkSync, writeSync, openSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
