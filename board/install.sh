@@ -121,12 +121,13 @@ restore() {  # $1 = a sealed record: every path put back as it was, unless chang
 # Points $opt/$1 at $2 atomically (a symlink renamed over the old one).
 setlink() { ln -sfn "$2" "$opt/.$1.tmp"; mv -Tf "$opt/.$1.tmp" "$opt/$1"; }
 
+# On a live system: reloads systemd and restarts the daemon if it runs (or,
+# with "always", in any case); fails if it does not stay up.
 restart_if_live() {
   [ "$live" = 1 ] && [ "$start" = 1 ] || return 0
   systemctl daemon-reload
-  if systemctl is-active -q portcullis.service; then
-    systemctl restart portcullis.service && sleep 2 && systemctl is-active -q portcullis.service
-  fi
+  [ "${1:-}" = always ] || systemctl is-active -q portcullis.service || return 0
+  systemctl restart portcullis.service && sleep 2 && systemctl is-active -q portcullis.service
 }
 
 if [ "$rollback" = 1 ]; then
@@ -321,7 +322,8 @@ if [ "$cur" != "$name" ]; then
     if [ -n "$cur" ]; then setlink current "$cur"; else rm -f "$opt/current"; fi
     if [ -n "$old_prev" ]; then setlink previous "$old_prev"; else rm -f "$opt/previous"; fi
     [ "$fresh" = 1 ] && rm -rf "$dest"
-    [ -z "$cur" ] || restart_if_live || say "the daemon did not start on $cur either; see journalctl -u portcullis"
+    # It ran before (or there would have been no restart to fail): start it again.
+    [ -z "$cur" ] || restart_if_live always || say "the daemon did not start on $cur either; see journalctl -u portcullis"
     exit 1
   fi
 elif [ "$changes" -gt 0 ]; then
