@@ -20,25 +20,29 @@ set -eu
 cd "$(dirname "$0")/.."
 root="$PWD"
 
+die() { echo "bundle: $*" >&2; exit 1; }
+shown() { printf '%q' "$1"; }
 arch="" ext_mac="" int_mac="" out="dist-board" build=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch) arch="${2:?--arch needs x64 or arm64}"; shift 2 ;;
-    --ext-mac) ext_mac="${2:?}"; shift 2 ;;
-    --int-mac) int_mac="${2:?}"; shift 2 ;;
-    --out) out="${2:?}"; shift 2 ;;
+    --arch|--ext-mac|--int-mac|--out) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
+  esac
+  case "$1" in
+    --arch) arch="$2"; shift 2 ;;
+    --ext-mac) ext_mac="$2"; shift 2 ;;
+    --int-mac) int_mac="$2"; shift 2 ;;
+    --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
-    *) echo "bundle: unknown argument: $1" >&2; exit 1 ;;
+    *) die "unknown argument: $(shown "$1")" ;;
   esac
 done
 case "$arch" in
   x64|arm64) ;;
-  *) echo "bundle: --arch x64|arm64 is required" >&2; exit 1 ;;
+  *) die "--arch x64|arm64 is required" ;;
 esac
-if [ -n "$ext_mac$int_mac" ] && { [ -z "$ext_mac" ] || [ -z "$int_mac" ]; }; then
-  echo "bundle: give both --ext-mac and --int-mac" >&2; exit 1
-fi
+[ ! -e "$out" ] || [ -d "$out" ] || die "--out $(shown "$out"): not a directory"
 version="$(node -p 'require("./package.json").version')"
+[[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._-]*$ ]] && [[ "$version" != *..* ]] || die "package.json's version $(shown "$version") is not a version"
 name="portcullis-$version-$arch"
 
 if [ "$build" = 1 ]; then
@@ -46,6 +50,12 @@ if [ "$build" = 1 ]; then
 fi
 [ -f dist/host/cli.js ] || { echo "bundle: dist/host/cli.js missing (npm run build)" >&2; exit 1; }
 [ -f build/release.wasm ] || { echo "bundle: build/release.wasm missing (npm run build:core)" >&2; exit 1; }
+# The MACs, checked by host/firstboot/links.ts (built above), the one checker
+# and filler of the .link templates: they go in as data, never into a program.
+if [ -n "$ext_mac$int_mac" ]; then
+  why="$(node dist/host/firstboot/links.js --check "$ext_mac" "$int_mac" 2>&1)" || die "$why"
+fi
+ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
 
 stage="$(mktemp -d "${TMPDIR:-/var/tmp}/portcullis-bundle.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
@@ -125,7 +135,7 @@ chmod 0755 "$b"/app/board/bench/*.sh
 cp -r board/rootfs_overlay "$b/overlay"
 if [ -n "$ext_mac" ]; then
   for t in "$b"/overlay/etc/systemd/network/*.link.in; do
-    sed -e "s/%EXT_MAC%/$ext_mac/g" -e "s/%INT_MAC%/$int_mac/g" "$t" > "${t%.in}"
+    node dist/host/firstboot/links.js "$t" "$ext_mac" "$int_mac" > "${t%.in}"
     rm "$t"
   done
 fi

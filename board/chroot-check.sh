@@ -19,6 +19,10 @@ set -eu
 tarball="$(readlink -f "${1:?usage: chroot-check.sh BUNDLE.tar.gz [ROOTFS]}")"
 base="${2:-/var/tmp/portcullis-debian12}"
 [ "$(id -u)" = 0 ] || { echo "chroot-check: needs root" >&2; exit 1; }
+[ -f "$tarball" ] || { echo "chroot-check: $1 is not a file" >&2; exit 1; }
+# ROOTFS is removed and made again when it is incomplete: never / or a relative path.
+case "$base" in /?*) ;; *) echo "chroot-check: ROOTFS must be an absolute path other than /" >&2; exit 1 ;; esac
+[ "$(readlink -m "$base")" != / ] || { echo "chroot-check: ROOTFS must not be /" >&2; exit 1; }
 
 if [ ! -x "$base/usr/bin/systemd-analyze" ]; then
   command -v debootstrap >/dev/null || { echo "chroot-check: apt-get install debootstrap" >&2; exit 1; }
@@ -39,6 +43,7 @@ cp "$(readlink -f "$(command -v node)")" "$C/usr/bin/node"
 mkdir -p "$C/root/bundle"
 tar -C "$C/root/bundle" -xzf "$tarball"
 b="$(cd "$C/root/bundle" && ls -d portcullis-*)"
+[ "$(printf '%s\n' "$b" | wc -l)" = 1 ] && [ -x "$C/root/bundle/$b/install.sh" ] || { echo "chroot-check: $1 does not hold one bundle" >&2; exit 1; }
 
 echo "== install (first run)"
 chroot "$C" "/root/bundle/$b/install.sh" --ext-mac dc:a6:32:00:00:01 --int-mac 00:e0:4c:00:00:02

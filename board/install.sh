@@ -4,8 +4,12 @@
 #   ./install.sh [--root DIR] --rollback
 #
 # - verifies MANIFEST.sha256;
+# - checks every argument first (a MAC is a MAC, DIR a directory, the
+#   bundle's VERSION and ARCH what they must be) and refuses anything else;
 # - copies app/ (and overlay/, the templates `portcullis firstboot` fills) to
-#   DIR/opt/portcullis/<version> (unchanged if already there);
+#   DIR/opt/portcullis/<version> (unchanged if already there; a different
+#   bundle of the same version goes to <version>+<its manifest's sha256>, so
+#   the live tree is never replaced under `current`);
 # - validates the policy that will be in force (the operator's edited
 #   /etc/portcullis/policy.yaml, else the shipped one) with the NEW version's
 #   `portcullis check` before anything else changes; a failure leaves the
@@ -16,50 +20,130 @@
 # - enables the units (portcullis-firstboot.service runs only when the boot
 #   partition has portcullis-firstboot.yaml) and creates the user `portcullis`;
 # - points DIR/opt/portcullis/current at the new version and `previous` at
-#   the old one (kept for --rollback);
+#   the old one (kept for --rollback), and records how every file it changed
+#   was before (DIR/opt/portcullis/.install/undo);
 # - on a live system (--root /) reloads systemd and restarts the daemon if it
-#   was running; if it then fails, switches back to the previous version.
+#   was running; if it then fails, puts back current, previous and every file
+#   it changed (units, overlay) as they were, and starts the old version.
+# --rollback swaps current and previous and puts the files back as they were
+# before the last install (a file changed since then is kept, and said).
 # Running it again changes nothing and says so.
 set -eu
 
 here="$(cd "$(dirname "$0")" && pwd)"
+say() { echo "install: $*"; }
+die() { echo "install: $*" >&2; exit 1; }
+# Shown with control characters escaped: a message stays one line.
+shown() { printf '%q' "$1"; }
 root=/ rollback=0 ext_mac="" int_mac="" start=1
 while [ $# -gt 0 ]; do
   case "$1" in
-    --root) root="${2:?--root needs a directory}"; shift 2 ;;
+    --root|--ext-mac|--int-mac) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
+  esac
+  case "$1" in
+    --root) root="$2"; shift 2 ;;
     --rollback) rollback=1; shift ;;
-    --ext-mac) ext_mac="${2:?}"; shift 2 ;;
-    --int-mac) int_mac="${2:?}"; shift 2 ;;
+    --ext-mac) ext_mac="$2"; shift 2 ;;
+    --int-mac) int_mac="$2"; shift 2 ;;
     --no-start) start=0; shift ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
-    *) echo "install: unknown argument: $1" >&2; exit 1 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
+    *) die "unknown argument: $(shown "$1") (see --help)" ;;
   esac
 done
-root="$(cd "$root" && pwd)"
+# The MACs: checked by the bundle's host/firstboot/links.ts, the one checker
+# and filler of the .link templates (they go in as data, never into a program).
+links="$here/app/dist/host/firstboot/links.js"
+if [ -n "$ext_mac$int_mac" ]; then
+  command -v node >/dev/null || die "node (>= 20) is needed: apt-get install nodejs (Debian 12 ships 18: use NodeSource or the Node.js binaries)"
+  [ -f "$links" ] || die "$links is missing: the bundle is damaged"
+  why="$(node "$links" --check "$ext_mac" "$int_mac" 2>&1)" || die "$why"
+fi
+ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
+[ -d "$root" ] || die "--root $(shown "$root"): not a directory"
+root="$(cd "$root" && pwd -P)"
 R="${root%/}"                       # "" for /
 opt="$R/opt/portcullis"
-state="$opt/.install"               # checksums of the config files we wrote
+state="$opt/.install"               # checksums of the config files we wrote; the undo record
 live=0
 [ -z "$R" ] && [ -d /run/systemd/system ] && live=1
 changes=0
-say() { echo "install: $*"; }
 changed() { changes=$((changes + 1)); say "$*"; }
+# The name of an installed tree: a version, or version+hash; never a path.
+name_ok() { [[ "$1" =~ ^[0-9A-Za-z][0-9A-Za-z.+_-]*$ ]] && [[ "$1" != *..* ]]; }
+link_name() {  # $1 = current|previous: where it points, "" if nowhere; a bad target stops
+  local t
+  t="$(readlink "$opt/$1" 2>/dev/null)" || { echo ""; return 0; }
+  name_ok "$t" || die "$opt/$1 points at $(shown "$t"), not at an installed version; fix it by hand"
+  echo "$t"
+}
+
+# The undo record: how the files install.sh changes were before it changed
+# them. $state/undo is the one for going back to `previous`; a run builds
+# $state/undo.new and keeps it only if it switched versions for good.
+undo="$state/undo" undo_new="$state/undo.new"
+sid() { if [ -L "$1" ]; then echo "l:$(readlink "$1")"; elif [ -f "$1" ]; then echo "f:$(sha256sum < "$1" | cut -d' ' -f1)"; else echo "-"; fi; }
+join=0                              # 1: this run's changes join the record of the last switch
+keep() {  # $1 = path under the root, about to change: saved once per record
+  local rel="$1"
+  if [ ! -d "$undo_new" ]; then
+    if [ "$join" = 1 ]; then cp -a "$undo" "$undo_new"; fi
+    mkdir -p "$undo_new/files"; touch "$undo_new/paths"
+  fi
+  grep -qxF -- "$rel" "$undo_new/paths" 2>/dev/null && return 0
+  printf '%s\n' "$rel" >> "$undo_new/paths"
+  if [ -e "$R/$rel" ] || [ -L "$R/$rel" ]; then
+    mkdir -p "$undo_new/files/$(dirname "$rel")"
+    cp -a "$R/$rel" "$undo_new/files/$rel"
+  fi
+}
+seal() {  # $1 = a record: what each of its paths holds now (what this run wrote)
+  local rel
+  [ -f "$1/paths" ] || return 0
+  : > "$1/wrote"
+  while read -r rel; do printf '%s\t%s\n' "$rel" "$(sid "$R/$rel")" >> "$1/wrote"; done < "$1/paths"
+}
+restore() {  # $1 = a sealed record: every path put back as it was, unless changed since
+  local rel wrote t
+  [ -f "$1/wrote" ] || return 0
+  while IFS=$'\t' read -r rel wrote; do
+    if [ "$(sid "$R/$rel")" != "$wrote" ]; then say "kept /$rel: it was changed after the install"; continue; fi
+    if [ -e "$1/files/$rel" ] || [ -L "$1/files/$rel" ]; then
+      t="$(dirname "$R/$rel")/.$(basename "$rel").restore"
+      mkdir -p "$(dirname "$R/$rel")"; rm -f "$t"
+      cp -a "$1/files/$rel" "$t" && mv -Tf "$t" "$R/$rel"
+    else
+      rm -f "$R/$rel"
+    fi
+    echo "+ restored /$rel"
+  done < "$1/wrote"
+}
 
 # Points $opt/$1 at $2 atomically (a symlink renamed over the old one).
 setlink() { ln -sfn "$2" "$opt/.$1.tmp"; mv -Tf "$opt/.$1.tmp" "$opt/$1"; }
 
+# On a live system: reloads systemd and restarts the daemon if it runs (or,
+# with "always", in any case); fails if it does not stay up.
 restart_if_live() {
   [ "$live" = 1 ] && [ "$start" = 1 ] || return 0
   systemctl daemon-reload
-  if systemctl is-active -q portcullis.service; then
-    systemctl restart portcullis.service && sleep 2 && systemctl is-active -q portcullis.service
-  fi
+  [ "${1:-}" = always ] || systemctl is-active -q portcullis.service || return 0
+  systemctl restart portcullis.service && sleep 2 && systemctl is-active -q portcullis.service
 }
 
 if [ "$rollback" = 1 ]; then
-  prev="$(readlink "$opt/previous" 2>/dev/null || true)"
-  cur="$(readlink "$opt/current" 2>/dev/null || true)"
+  prev="$(link_name previous)"
+  cur="$(link_name current)"
   [ -n "$prev" ] && [ -d "$opt/$prev" ] || { say "no previous version to roll back to"; exit 1; }
+  # The record for going forward again: the files as they are now.
+  rm -rf "$undo_new"; mkdir -p "$undo_new"
+  if [ -f "$undo/paths" ]; then
+    while read -r rel; do keep "$rel"; done < "$undo/paths"
+    restore "$undo" | sed 's/^+ /install: /'
+  else
+    say "no record of the files before $cur was installed: only the version is switched"
+  fi
+  seal "$undo_new"
+  rm -rf "$undo"; mv "$undo_new" "$undo"
   setlink current "$prev"
   setlink previous "$cur"
   say "rolled back: current is $prev (was $cur)"
@@ -69,19 +153,26 @@ fi
 
 version="$(cat "$here/VERSION")"
 arch="$(cat "$here/ARCH")"
+name_ok "$version" && [[ "$version" != *+* ]] || die "the bundle's VERSION $(shown "$version") is not a version"
+case "$arch" in x64|arm64) ;; *) die "the bundle's ARCH $(shown "$arch") is not x64 or arm64" ;; esac
 
 # 1. The manifest.
 (cd "$here" && sha256sum --quiet -c MANIFEST.sha256) || { say "MANIFEST.sha256 does not verify: the bundle is damaged"; exit 1; }
 
 # 2. The application, into opt/portcullis/<version>.
 command -v node >/dev/null || { say "node (>= 20) is needed: apt-get install nodejs (Debian 12 ships 18: use NodeSource or the Node.js binaries)"; exit 1; }
-dest="$opt/$version"
+name="$version"
+if [ -d "$opt/$name" ] && ! cmp -s "$here/MANIFEST.sha256" "$opt/$name/.MANIFEST.sha256"; then
+  name="$version+$(sha256sum < "$here/MANIFEST.sha256" | cut -c1-12)"
+  say "$opt/$version holds another bundle of version $version: this one goes to $opt/$name"
+fi
+dest="$opt/$name"
 mkdir -p "$opt" "$state"
 fresh=0
 if [ -d "$dest" ] && cmp -s "$here/MANIFEST.sha256" "$dest/.MANIFEST.sha256"; then
   :
 else
-  [ -d "$dest" ] && say "replacing $dest (same version, different contents)"
+  [ -e "$dest" ] && die "$dest is there with other contents than this bundle; remove it by hand"
   rm -rf "$dest.tmp"
   cp -a "$here/app" "$dest.tmp"
   # The overlay too: `portcullis firstboot` fills the .link.in templates from it.
@@ -127,15 +218,20 @@ mode="$(sed -n 's/^mode:[[:space:]]*\([a-z]*\).*/\1/p' "$R/etc/portcullis/board.
 [ -n "$mode" ] || mode="$(sed -n 's/^mode:[[:space:]]*\([a-z]*\).*/\1/p' "$here/overlay/etc/portcullis/board.yaml" | head -1)"
 if ! out="$(node "$work/dist/host/cli.js" check "$policy" --mode "${mode:-host}" 2>&1)"; then
   discard
-  say "the policy does not pass portcullis $version check; nothing changed (current stays $(readlink "$opt/current" 2>/dev/null || echo none)):"
+  say "the policy does not pass portcullis $version check; nothing changed (current stays $(link_name current | grep . || echo none)):"
   printf '%s\n' "$out" | sed 's/^/  /' >&2
   exit 1
 fi
 if [ "$fresh" = 1 ]; then
-  rm -rf "$dest"
-  mv "$dest.tmp" "$dest"
+  mv -T "$dest.tmp" "$dest"
+  work="$dest"
   changed "installed $dest"
 fi
+cur="$(link_name current)"
+old_prev="$(link_name previous)"
+rm -rf "$undo_new"
+# Not switching versions: the changes join the record of the last switch.
+[ "$cur" = "$name" ] && [ -f "$undo/paths" ] && join=1
 
 # 4. The overlay.
 log="$(mktemp)"
@@ -151,9 +247,10 @@ links_done=1
         continue
       fi
       tmp="$(mktemp)"
-      sed -e "s/%EXT_MAC%/$ext_mac/g" -e "s/%INT_MAC%/$int_mac/g" "$src" > "$tmp"
+      # The MACs go in as data (host/firstboot/links.ts), never into a program.
+      node "$links" "$src" "$ext_mac" "$int_mac" > "$tmp"
       if ! cmp -s "$tmp" "$t" 2>/dev/null; then
-        mkdir -p "$(dirname "$t")"; install -m 0644 "$tmp" "$t"; echo "+ /${rel%.in}"
+        keep "${rel%.in}"; mkdir -p "$(dirname "$t")"; install -m 0644 "$tmp" "$t"; echo "+ /${rel%.in}"
       fi
       rm -f "$tmp"
       continue ;;
@@ -161,20 +258,20 @@ links_done=1
       t="$R/$rel"; rec="$state/$(echo "$rel" | tr / _).sha256"
       if cfg_is_edited "$rel"; then
         if ! cmp -s "$src" "$t.new" 2>/dev/null && ! cmp -s "$src" "$t"; then
-          install -m 0644 "$src" "$t.new"; echo "+ /$rel.new (kept the operator's /$rel)"
+          keep "$rel.new"; install -m 0644 "$src" "$t.new"; echo "+ /$rel.new (kept the operator's /$rel)"
         fi
       else
         if ! cmp -s "$src" "$t" 2>/dev/null; then
-          mkdir -p "$(dirname "$t")"; install -m 0644 "$src" "$t"; echo "+ /$rel"
+          keep "$rel"; mkdir -p "$(dirname "$t")"; install -m 0644 "$src" "$t"; echo "+ /$rel"
         fi
         sum="$(sha256sum < "$src" | cut -d' ' -f1)"
-        [ "$(cat "$rec" 2>/dev/null)" = "$sum" ] || echo "$sum" > "$rec"
+        [ "$(cat "$rec" 2>/dev/null)" = "$sum" ] || { keep "${rec#"$R"/}"; echo "$sum" > "$rec"; }
       fi
       continue ;;
   esac
   t="$R/$rel"
   if ! cmp -s "$src" "$t" 2>/dev/null; then
-    mkdir -p "$(dirname "$t")"; install -m 0644 "$src" "$t"; echo "+ /$rel"
+    keep "$rel"; mkdir -p "$(dirname "$t")"; install -m 0644 "$src" "$t"; echo "+ /$rel"
   fi
 done > "$log"
 if [ -s "$log" ]; then
@@ -188,12 +285,12 @@ wants="$R/etc/systemd/system/multi-user.target.wants"
 mkdir -p "$wants"
 for u in portcullis-rules.service portcullis.service portcullis-firstboot.service; do
   if [ "$(readlink "$wants/$u" 2>/dev/null)" != "/etc/systemd/system/$u" ]; then
-    ln -sfn "/etc/systemd/system/$u" "$wants/$u"; changed "enabled $u"
+    keep "etc/systemd/system/multi-user.target.wants/$u"; ln -sfn "/etc/systemd/system/$u" "$wants/$u"; changed "enabled $u"
   fi
 done
 mkdir -p "$R/usr/local/bin"
 if [ "$(readlink "$R/usr/local/bin/portcullis" 2>/dev/null)" != /opt/portcullis/current/bin/portcullis.js ]; then
-  ln -sfn /opt/portcullis/current/bin/portcullis.js "$R/usr/local/bin/portcullis"; changed "linked /usr/local/bin/portcullis"
+  keep usr/local/bin/portcullis; ln -sfn /opt/portcullis/current/bin/portcullis.js "$R/usr/local/bin/portcullis"; changed "linked /usr/local/bin/portcullis"
 fi
 
 # 5. The user.
@@ -210,18 +307,30 @@ if ! grep -q '^portcullis:' "$R/etc/passwd" 2>/dev/null; then
 fi
 
 # 6. Switch.
-cur="$(readlink "$opt/current" 2>/dev/null || true)"
-if [ "$cur" != "$version" ]; then
+[ "$cur" = "$name" ] || { mkdir -p "$undo_new/files"; touch "$undo_new/paths"; }
+seal "$undo_new"
+if [ "$cur" != "$name" ]; then
   [ -n "$cur" ] && setlink previous "$cur"
-  setlink current "$version"
-  changed "current is $version${cur:+ (previous: $cur, kept for --rollback)}"
+  setlink current "$name"
+  changed "current is $name${cur:+ (previous: $cur, kept for --rollback)}"
   if ! restart_if_live; then
-    say "the daemon did not start on $version; switching back to ${cur:-nothing}"
-    [ -n "$cur" ] && setlink current "$cur" && restart_if_live || true
+    # Back exactly as it was: the files this run changed, both links, and
+    # the tree it unpacked.
+    say "the daemon did not start on $name; switching back to ${cur:-nothing} with its files"
+    restore "$undo_new" | sed 's/^+ /install: /'
+    rm -rf "$undo_new"
+    if [ -n "$cur" ]; then setlink current "$cur"; else rm -f "$opt/current"; fi
+    if [ -n "$old_prev" ]; then setlink previous "$old_prev"; else rm -f "$opt/previous"; fi
+    [ "$fresh" = 1 ] && rm -rf "$dest"
+    # It ran before (or there would have been no restart to fail): start it again.
+    [ -z "$cur" ] || restart_if_live always || say "the daemon did not start on $cur either; see journalctl -u portcullis"
     exit 1
   fi
 elif [ "$changes" -gt 0 ]; then
   restart_if_live || { say "the daemon did not restart; see journalctl -u portcullis"; exit 1; }
+fi
+if [ -d "$undo_new" ]; then
+  rm -rf "$undo"; mv "$undo_new" "$undo"
 fi
 
 if [ "$changes" = 0 ]; then

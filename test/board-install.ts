@@ -7,6 +7,7 @@
 // rollback, the installed tree running, systemd-analyze verify on the units,
 // and the arm64 addon being an aarch64 ELF shared object.
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { createHash } from "node:crypto";
 import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -184,6 +185,84 @@ test("an unedited policy is upgraded with the new default", () => {
   assert.not.ok(existsSync(join(root, "etc/portcullis/policy.yaml.new")));
 });
 
+// The configuration an install leaves in a root, for comparing byte for
+// byte: every file's mode and content, every link's target under etc/,
+// usr/local/ and opt/, except the installed trees and the undo record
+// themselves (current/previous apart).
+function configState(root: string): string {
+  const lines: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      const rel = p.slice(root.length);
+      if (/^\/opt\/portcullis\/(?!\.install$)[^/]+$/.test(rel) || /^\/opt\/portcullis\/\.install\/undo/.test(rel)) continue;
+      const s = lstatSync(p);
+      const sum = s.isFile() ? createHash("sha256").update(readFileSync(p)).digest("hex") : "";
+      lines.push(`${rel} ${s.mode.toString(8)} ${sum}${s.isSymbolicLink() ? " -> " + readlinkSync(p) : ""}`);
+      if (s.isDirectory()) walk(p);
+    }
+  };
+  for (const top of ["etc", "usr/local", "opt"]) if (existsSync(join(root, top))) walk(join(root, top));
+  return lines.join("\n");
+}
+const MACS = ["--ext-mac", "dc:a6:32:00:00:01", "--int-mac", "00:e0:4c:00:00:02"];
+// A newer bundle that changes a unit, the default policy and the sysctl file,
+// and adds a file to the overlay.
+const changedOverlay = (version: string, extra: (d: string) => void = () => {}) => variant(version, (d) => {
+  for (const f of ["etc/systemd/system/portcullis.service", "etc/portcullis/policy.yaml", "etc/sysctl.d/90-portcullis.conf"]) {
+    writeFileSync(join(d, "overlay", f), `${readFileSync(join(d, "overlay", f), "utf8")}# changed in ${version}\n`);
+  }
+  writeFileSync(join(d, "overlay/etc/sysctl.d/91-portcullis-extra.conf"), `# new in ${version}\n`);
+  extra(d);
+});
+
+test("reinstalling the same version with other contents leaves the live tree alone, beside it, and rollback returns to it", () => {
+  const root = newRoot();
+  ok(install(bundle("x64"), root), "install");
+  const live = join(root, "opt/portcullis", VERSION);
+  const liveBefore = snapshot(live);
+  const same = variant(VERSION, (d) => writeFileSync(join(d, "app/dist/host/another-build.js"), "// another build\n"));
+  const out = ok(install(same, root), "reinstall");
+  const name = current(root);
+  assert.match(name, new RegExp(`^${VERSION.replace(/\./g, "\\.")}\\+[0-9a-f]{12}$`));
+  assert.ok(out.includes(`install: ${join(root, "opt/portcullis", VERSION)} holds another bundle of version ${VERSION}: this one goes to ${join(root, "opt/portcullis", name)}\n`), out);
+  assert.is(readlinkSync(join(root, "opt/portcullis/previous")), VERSION);
+  assert.is(snapshot(live), liveBefore);
+  assert.ok(existsSync(join(root, "opt/portcullis", name, "dist/host/another-build.js")));
+  assert.match(ok(install(same, root), "again"), /nothing to do/);
+  assert.match(ok(install(same, root, "--rollback"), "rollback"), new RegExp(`rolled back: current is ${VERSION.replace(/\./g, "\\.")} \\(was ${name.replace(/[.+]/g, "\\$&")}\\)`));
+  assert.is(current(root), VERSION);
+  assert.is(snapshot(live), liveBefore);
+});
+
+test("--rollback puts back the previous version's units and overlay byte for byte, links where they were; a second one goes forward again", () => {
+  const root = newRoot();
+  ok(install(bundle("x64"), root, ...MACS), "install");
+  const v1 = configState(root);
+  const next = changedOverlay("0.1.95");
+  ok(install(next, root, ...MACS), "upgrade");
+  const v2 = configState(root);
+  assert.is.not(v2, v1);
+  assert.match(readFileSync(join(root, "etc/systemd/system/portcullis.service"), "utf8"), /# changed in 0\.1\.95\n$/);
+  const back = ok(install(next, root, "--rollback"), "rollback");
+  assert.match(back, /^install: restored \/etc\/systemd\/system\/portcullis\.service$/m);
+  assert.match(back, /^install: restored \/etc\/sysctl\.d\/91-portcullis-extra\.conf$/m);
+  assert.is(configState(root), v1);
+  assert.is(current(root), VERSION);
+  assert.is(readlinkSync(join(root, "opt/portcullis/previous")), "0.1.95");
+  ok(install(next, root, "--rollback"), "forward");
+  assert.is(configState(root), v2);
+  assert.is(current(root), "0.1.95");
+  assert.is(readlinkSync(join(root, "opt/portcullis/previous")), VERSION);
+  // A file the operator changed after the install is kept, and said.
+  const policy = join(root, "etc/portcullis/policy.yaml");
+  writeFileSync(policy, `${readFileSync(policy, "utf8")}# the operator's\n`);
+  const kept = ok(install(next, root, "--rollback"), "rollback with an edit");
+  assert.match(kept, /^install: kept \/etc\/portcullis\/policy\.yaml: it was changed after the install$/m);
+  assert.match(readFileSync(policy, "utf8"), /# the operator's\n$/);
+  assert.is(readFileSync(join(root, "etc/systemd/system/portcullis.service"), "utf8"), readFileSync(join(bundle("x64"), "overlay/etc/systemd/system/portcullis.service"), "utf8"));
+});
+
 test("a bundle whose policy fails check leaves the previous version current and the root unchanged", () => {
   const root = newRoot();
   ok(install(bundle("x64"), root), "install");
@@ -256,6 +335,92 @@ test("a Debian 12 root (debootstrap): install, no-op re-install, verify, the dae
   assert.match(out, /^CapEff:\s+0000000000001000$/m);
   assert.match(out, /^daemon exit status 0$/m);
   assert.match(out, /chroot-check: ok$/m);
+});
+
+// Stands in for systemctl in a chroot where no systemd runs: `restart
+// portcullis.service` starts what the installed unit's ExecStart says (the
+// installed version's daemon, for real) and succeeds if it is still up 3 s
+// later; `is-active` says whether it is.
+const FAKE_SYSTEMCTL = `#!/bin/sh
+pidf=/run/portcullis-test.pid
+echo "systemctl $*" >> /run/systemctl-test.log
+alive() { [ -f $pidf ] && kill -0 "$(cat $pidf)" 2>/dev/null; }
+case "$1" in
+  daemon-reload) exit 0 ;;
+  is-active) alive ;;
+  restart|stop)
+    if alive; then kill "$(cat $pidf)"; while kill -0 "$(cat $pidf)" 2>/dev/null; do sleep 0.1; done; fi
+    rm -f $pidf
+    [ "$1" = stop ] && exit 0
+    cmd="$(sed -n 's/^ExecStart=//p' /etc/systemd/system/portcullis.service)"
+    mkdir -p /run/portcullis /var/lib/portcullis
+    $cmd >> /run/portcullis-test.log 2>&1 &
+    echo $! > $pidf
+    sleep 3
+    alive ;;
+  *) echo "fake systemctl: $*" >&2; exit 1 ;;
+esac
+`;
+
+test("a failed start (a Debian 12 chroot, the daemon really started): back to the previous version with its units, overlay and links, byte for byte", () => {
+  const base = "/var/tmp/portcullis-debian12"; // debootstrapped by chroot-check.sh (the test before)
+  assert.ok(existsSync(join(base, "usr/bin/systemd-analyze")), `${base} is missing: run board/chroot-check.sh once`);
+  const C = mkdtempSync("/var/tmp/portcullis-failed-start-");
+  const ns = `pcfs${process.pid}`;
+  try {
+    ok(sh("cp", ["-a", `${base}/.`, `${C}/`]), "copy the root");
+    ok(sh("cp", [readlinkSync("/proc/self/exe"), join(C, "usr/bin/node")]), "node");
+    mkdirSync(join(C, "run/systemd/system"), { recursive: true }); // what install.sh takes for a live system
+    writeFileSync(join(C, "usr/local/sbin/systemctl"), FAKE_SYSTEMCTL, { mode: 0o755 });
+    const b1 = bundle("x64");
+    const b2 = changedOverlay("0.1.94");
+    // Passes check, and its daemon exits at once: a version that does not start.
+    const b3 = changedOverlay("0.1.93", (d) => {
+      const cli = join(d, "app/dist/host/cli.js");
+      writeFileSync(cli, `if (process.argv[2] === "run") { console.error("0.1.93 does not start"); process.exit(1); }\n${readFileSync(cli, "utf8")}`);
+    });
+    for (const [b, to] of [[b1, "b1"], [b2, "b2"], [b3, "b3"]] as const) ok(sh("cp", ["-a", b, join(C, "root", to)]), "copy a bundle");
+    ok(sh("ip", ["netns", "add", ns]), "netns");
+    ok(sh("ip", ["-n", ns, "link", "add", "ext0", "type", "veth", "peer", "name", "int0"]), "veth");
+    for (const d of ["lo", "ext0", "int0"]) ok(sh("ip", ["-n", ns, "link", "set", d, "up"]), "up");
+    // Each command in the namespace with /proc and /sys of its own (ip netns
+    // exec gives it a mount namespace: the mounts go with it).
+    const inC = (...args: string[]) => spawnSync("ip", ["netns", "exec", ns, "env", "-i", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      "sh", "-ec", 'mount -t proc proc "$0/proc"; mount -t sysfs sysfs "$0/sys"; exec chroot "$0" "$@"', C, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+    ok(inC("/root/b1/install.sh", ...MACS), "install 0.1.0");
+    ok(inC("systemctl", "restart", "portcullis.service"), `start 0.1.0: ${readFileSync(join(C, "run/portcullis-test.log"), "utf8")}`);
+    ok(inC("/root/b2/install.sh", ...MACS), "upgrade to 0.1.94 (restarted)");
+    assert.is(current(C), "0.1.94");
+    assert.is(readlinkSync(join(C, "opt/portcullis/previous")), VERSION);
+    const before = configState(C);
+    const undo = join(C, "opt/portcullis/.install/undo");
+    const undoBefore = existsSync(undo) ? snapshot(undo) : "(none)";
+    const r = inC("/root/b3/install.sh", ...MACS);
+    assert.is(r.status, 1, `${r.stdout}\n${r.stderr}`);
+    assert.is(current(C), "0.1.94");
+    assert.is(readlinkSync(join(C, "opt/portcullis/previous")), VERSION);
+    assert.is(configState(C), before);
+    assert.match(readFileSync(join(C, "etc/systemd/system/portcullis.service"), "utf8"), /# changed in 0\.1\.94\n$/);
+    assert.match(readFileSync(join(C, "etc/sysctl.d/91-portcullis-extra.conf"), "utf8"), /^# new in 0\.1\.94\n$/);
+    assert.not.ok(existsSync(join(C, "opt/portcullis/0.1.93")));
+    assert.is(existsSync(undo) ? snapshot(undo) : "(none)", undoBefore);
+    assert.is.not(undoBefore, "(none)");
+    assert.match(r.stdout, /^install: the daemon did not start on 0\.1\.93; switching back to 0\.1\.94 with its files$/m);
+    assert.match(r.stdout, /^install: restored \/etc\/systemd\/system\/portcullis\.service$/m);
+    assert.match(r.stdout, /^install: restored \/etc\/sysctl\.d\/91-portcullis-extra\.conf$/m);
+    // 0.1.94 runs again, and a rollback from there still reaches 0.1.0 with its files.
+    assert.is(inC("systemctl", "is-active", "-q", "portcullis.service").status, 0, "0.1.94 is running again");
+    assert.match(readFileSync(join(C, "run/portcullis-test.log"), "utf8"), /0\.1\.93 does not start/);
+    ok(inC("/root/b2/install.sh", "--rollback"), "rollback to 0.1.0");
+    assert.is(current(C), VERSION);
+    assert.is(readFileSync(join(C, "etc/systemd/system/portcullis.service"), "utf8"), readFileSync(join(b1, "overlay/etc/systemd/system/portcullis.service"), "utf8"));
+    assert.not.ok(existsSync(join(C, "etc/sysctl.d/91-portcullis-extra.conf")));
+    assert.is(inC("systemctl", "is-active", "-q", "portcullis.service").status, 0, "0.1.0 is running");
+  } finally {
+    spawnSync("ip", ["netns", "exec", ns, "chroot", C, "/usr/local/sbin/systemctl", "stop", "portcullis.service"]);
+    spawnSync("ip", ["netns", "del", ns]);
+    if (!readFileSync("/proc/mounts", "utf8").includes(` ${C}/`)) rmSync(C, { recursive: true, force: true });
+  }
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));

@@ -6,7 +6,11 @@
 // (bad YAML, MAC, address, key, unknown key or group) are refused with
 // FILE:LINE:COL and change nothing in the root.
 import { spawnSync } from "node:child_process";
-import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import {
+  appendFileSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync,
+  truncateSync, writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
@@ -37,21 +41,38 @@ function setup(firstboot: string | null): { root: string; boot: string; file: st
   if (firstboot !== null) writeFileSync(file, firstboot);
   return { root, boot, file };
 }
-const run = (boot: string, root: string) =>
-  spawnSync("node", [CLI, "firstboot", "--boot", boot, "--root", root], { encoding: "utf8" });
+const run = (boot: string, root: string, o: { cwd?: string; extra?: string[] } = {}) =>
+  spawnSync("node", [CLI, "firstboot", "--boot", boot, "--root", root, ...(o.extra ?? [])], { encoding: "utf8", cwd: o.cwd, timeout: 20000 });
 
-function snapshot(root: string): string {
+// Every path under root: mode, owner, size, content hash, mtime (of
+// directories too unless dirTimes is false), link target.
+function snapshot(root: string, dirTimes = true): string {
   const lines: string[] = [];
   const walk = (d: string) => {
     for (const name of readdirSync(d).sort()) {
       const p = join(d, name);
       const s = lstatSync(p);
-      lines.push(`${p.slice(root.length)} ${s.mode.toString(8)} ${s.uid} ${s.size} ${s.mtimeMs}${s.isSymbolicLink() ? ` -> ${readlinkSync(p)}` : ""}`);
+      const sum = s.isFile() ? createHash("sha256").update(readFileSync(p)).digest("hex").slice(0, 16) : "";
+      lines.push(`${p.slice(root.length)} ${s.mode.toString(8)} ${s.uid}:${s.gid} ${s.size} ${sum} ${s.isDirectory() && !dirTimes ? "" : s.mtimeMs}${s.isSymbolicLink() ? ` -> ${readlinkSync(p)}` : ""}`);
       if (s.isDirectory()) walk(p);
     }
   };
   walk(root);
   return lines.join("\n");
+}
+// Refused before anything is written: exit 1, the errors file is stderr,
+// the root unchanged byte for byte, the file left where it is.
+function refused(t: { root: string; boot: string; file: string }, expected: RegExp, o: { cwd?: string; extra?: string[] } = {}): void {
+  const before = snapshot(t.root);
+  const text = readFileSync(t.file, "utf8");
+  const r = run(t.boot, t.root, o);
+  assert.is(r.status, 1, `${r.stdout}${r.stderr}`);
+  assert.is(r.stdout, "");
+  assert.ok(expected.test(r.stderr), r.stderr);
+  assert.not.match(r.stderr, /^\s+at /m, "no stack trace");
+  assert.is(readFileSync(join(t.boot, "portcullis-firstboot.errors.txt"), "utf8"), r.stderr);
+  assert.is(snapshot(t.root), before);
+  assert.is(readFileSync(t.file, "utf8"), text);
 }
 const read = (root: string, p: string) => readFileSync(join(root, p), "utf8");
 
@@ -165,6 +186,8 @@ const BROKEN: Array<[string, (s: string) => string, RegExp]> = [
     /firstboot\.yaml:50:7: admin\.ssh_keys: the key's data does not hold a ssh-ed25519 key \(damaged or cut short\?\)$/m],
   ["a system user as admin", (s) => s.replace("user: admin", "user: root"),
     /firstboot\.yaml:48:9: admin\.user "root" must be a new login name/m],
+  ["a multicast MAC", (s) => s.replace("dc:a6:32:00:00:01", "01:00:5e:00:00:01"),
+    /firstboot\.yaml:23:8: external\.mac "01:00:5e:00:00:01" is a multicast address, not a NIC's$/m],
 ];
 for (const [what, mutate, expected] of BROKEN) {
   test(`${what}: refused with FILE:LINE:COL, nothing in the root changed`, () => {
@@ -234,6 +257,159 @@ test("the unit: systemd-analyze verify accepts it; it runs the command once per 
     "WantedBy=multi-user.target"]) {
     assert.ok(lines.includes(l), l);
   }
+});
+
+// Issue 12, first boot: the file comes from a partition anyone with the card can write.
+const OUTSIDE = join(TMP, "outside");
+mkdirSync(OUTSIDE, { recursive: true });
+const outsideEmpty = (d: string) => { mkdirSync(d, { recursive: true }); return () => assert.equal(readdirSync(d), [], `nothing written in ${d}`); };
+
+test("admin.user naming an existing account is refused: a system user whose home is a link (bin -> usr/bin) keeps its owner", () => {
+  const t = setup(EXAMPLE.replace("user: admin", "user: proxy"));
+  appendFileSync(join(t.root, "etc/passwd"), "proxy:x:13:13:proxy:/bin:/usr/sbin/nologin\n");
+  appendFileSync(join(t.root, "etc/group"), "proxy:x:13:\n");
+  mkdirSync(join(t.root, "usr/bin"), { recursive: true });
+  symlinkSync("usr/bin", join(t.root, "bin"));
+  refused(t, /firstboot\.yaml:48:9: admin\.user "proxy" must be a new login name: .*\(not a system user\)$/m);
+  assert.is(statSync(join(t.root, "usr/bin")).uid, 0);
+});
+
+test("admin.user naming an existing ordinary account is refused: a home of / or a link out of the root is never touched", () => {
+  for (const [line, user] of [["alice:x:1000:1000::/:/bin/bash", "alice"], ["bob:x:1001:1001::/home/bob:/bin/bash", "bob"]] as const) {
+    const t = setup(EXAMPLE.replace("user: admin", `user: ${user}`));
+    appendFileSync(join(t.root, "etc/passwd"), `${line}\n`);
+    appendFileSync(join(t.root, "etc/group"), `${user}:x:${line.split(":")[3]}:\n`);
+    const out = join(OUTSIDE, user);
+    const empty = outsideEmpty(out);
+    mkdirSync(join(t.root, "home"));
+    symlinkSync(out, join(t.root, "home/bob")); // absolute: outside the root
+    const home = line.split(":")[5];
+    refused(t, new RegExp(`firstboot\\.yaml:48:9: admin\\.user "${user}" is an existing account \\(uid ${line.split(":")[2]}, home ${home}\\) that portcullis firstboot did not make: name a new user$`, "m"));
+    assert.is(statSync(t.root).uid, 0);
+    empty();
+  }
+});
+
+test("a new admin.user whose home already exists (a link out of the root) or whose name is a group's: refused", () => {
+  const t = setup(EXAMPLE);
+  const out = join(OUTSIDE, "carol");
+  const empty = outsideEmpty(out);
+  mkdirSync(join(t.root, "home"));
+  symlinkSync(out, join(t.root, "home/admin"));
+  refused(t, /firstboot\.yaml:48:9: admin\.user "admin" is new but \/home\/admin exists already; firstboot makes a new user's home itself$/m);
+  empty();
+  const g = setup(EXAMPLE.replace("user: admin", "user: wheel"));
+  appendFileSync(join(g.root, "etc/group"), "wheel:x:10:\n");
+  refused(g, /firstboot\.yaml:48:9: admin\.user "wheel": a group of that name exists already; name a new user$/m);
+});
+
+test("a key with a line break (an extra authorized_keys line with options) is refused; options before a key too", () => {
+  const evil = `${KEY}\ncommand="touch /tmp/pwned",no-pty ${KEY}`;
+  const t = setup(EXAMPLE.replace(`- "${KEY}"`, `- ${JSON.stringify(evil)}`));
+  refused(t, /firstboot\.yaml:50:7: admin\.ssh_keys: the key holds a line break at character 114: give one key per list item, on one line, fields separated by spaces$/m);
+  assert.is(KEY.length, 113);
+  assert.not.ok(existsSync(join(t.root, "home/admin")));
+  const o = setup(EXAMPLE.replace(`- "${KEY}"`, `- ${JSON.stringify(`from="0.0.0.0/0",command="/bin/sh" ${KEY}`)}`));
+  refused(o, /firstboot\.yaml:50:7: admin\.ssh_keys: options before the key \("from="0\.0\.0\.0\/0",command="\/bin\/sh""\) are not accepted: give the key alone, TYPE BASE64 \[COMMENT\]$/m);
+  const x = setup(EXAMPLE.replace(`- "${KEY}"`, `- "${KEY.replace("Jwb9+", "Jwb9+AAAA")}"`));
+  refused(x, /firstboot\.yaml:50:7: admin\.ssh_keys: the key's data does not hold a ssh-ed25519 key \(damaged or cut short\?\)$/m);
+});
+
+test("an error while applying (an immutable /etc/hosts): every change undone, the errors file written, the file left in place", () => {
+  const t = setup(EXAMPLE.replace("hostname: portcullis", "hostname: edge-2"));
+  const hosts = join(t.root, "etc/hosts");
+  const before = snapshot(t.root, false);
+  assert.is(spawnSync("chattr", ["+i", hosts]).status, 0, "chattr +i");
+  try {
+    const r = run(t.boot, t.root);
+    assert.is(r.status, 1, r.stdout + r.stderr);
+    assert.is(r.stdout, "");
+    assert.is(r.stderr, `${t.file}: could not apply it: EPERM: operation not permitted, link '${hosts}' -> '${join(t.root, "etc/.hosts.firstboot-old")}'\n` +
+      `portcullis firstboot: 1 error applying ${t.file}; every change made was undone, nothing changed (fix the cause and run again, or reboot)\n`);
+    assert.is(readFileSync(join(t.boot, "portcullis-firstboot.errors.txt"), "utf8"), r.stderr);
+    assert.is(snapshot(t.root, false), before);
+    assert.ok(existsSync(t.file));
+  } finally {
+    spawnSync("chattr", ["-i", hosts]);
+  }
+  const ok = run(t.boot, t.root);
+  assert.is(ok.status, 0, ok.stderr);
+  assert.is(read(t.root, "etc/hostname"), "edge-2\n");
+});
+
+test("a relative --root is resolved first (useradd --prefix gets an absolute path)", () => {
+  const t = setup(EXAMPLE);
+  const r = run(t.boot, "root", { cwd: join(t.root, "..") });
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^portcullis firstboot: created user admin$/m);
+  assert.match(read(t.root, "etc/passwd"), /^admin:x:\d+:\d+:Portcullis admin:\/home\/admin:\/bin\/bash$/m);
+  assert.is(read(t.root, "home/admin/.ssh/authorized_keys"), `${KEY}\n`);
+});
+
+test("the boot file as a FIFO, a link, a directory or over 1 MiB: one line, no hang, nothing changed", () => {
+  const fifo = setup(null);
+  assert.is(spawnSync("mkfifo", [fifo.file]).status, 0);
+  const before = snapshot(fifo.root);
+  const r = run(fifo.boot, fifo.root);
+  assert.is(r.status, 1, `${r.signal} ${r.stdout}${r.stderr}`);
+  assert.is(r.stderr, `${fifo.file}: the first-boot file must be a regular file, not a FIFO\nportcullis firstboot: 1 error applying ${fifo.file}; nothing changed (fix the file and run again, or reboot)\n`);
+  assert.is(snapshot(fifo.root), before);
+  const link = setup(null);
+  writeFileSync(join(OUTSIDE, "linked.yaml"), EXAMPLE);
+  symlinkSync(join(OUTSIDE, "linked.yaml"), link.file);
+  const rl = run(link.boot, link.root);
+  assert.is(rl.status, 1);
+  assert.match(rl.stderr, /^.*firstboot\.yaml: a symbolic link; the first-boot file must be a regular file$/m);
+  const big = setup(EXAMPLE);
+  truncateSync(big.file, 2 << 20);
+  refused(big, /firstboot\.yaml: the first-boot file is 2097152 bytes, over the 1048576-byte limit$/m);
+  const dir = setup(null);
+  mkdirSync(dir.file);
+  const rd = run(dir.boot, dir.root);
+  assert.is(rd.status, 1);
+  assert.match(rd.stderr, /firstboot\.yaml: the first-boot file must be a regular file, not a directory$/m);
+});
+
+test("links in the root are not followed: an /etc/systemd/network pointing outside is refused, nothing written there", () => {
+  const t = setup(EXAMPLE);
+  const out = join(OUTSIDE, "network");
+  const empty = outsideEmpty(out);
+  mkdirSync(join(t.root, "etc/systemd"), { recursive: true });
+  symlinkSync(out, join(t.root, "etc/systemd/network"));
+  refused(t, /^\/etc\/systemd\/network is a symbolic link, not a directory; firstboot does not follow links in the root\nportcullis firstboot: 1 error applying/m);
+  empty();
+});
+
+test("a later run for the admin it made: a ~/.ssh turned into a link is refused, the linked directory keeps its owner", () => {
+  const t = setup(EXAMPLE);
+  assert.is(run(t.boot, t.root).status, 0);
+  rmSync(join(t.root, "home/admin/.ssh"), { recursive: true });
+  symlinkSync("../../etc", join(t.root, "home/admin/.ssh"));
+  writeFileSync(t.file, EXAMPLE);
+  refused(t, /^\/home\/admin\/\.ssh is not a directory \(a link\?\); firstboot does not follow links in the root$/m);
+  assert.is(statSync(join(t.root, "etc")).uid, 0);
+  assert.not.ok(existsSync(join(t.root, "etc/authorized_keys")));
+});
+
+test("the errors file is never written through a link", () => {
+  const t = setup(EXAMPLE.replace("dc:a6:32:00:00:01", "dc:a6:32:00:00"));
+  const victim = join(OUTSIDE, "victim");
+  writeFileSync(victim, "precious\n");
+  symlinkSync(victim, join(t.boot, "portcullis-firstboot.errors.txt"));
+  const r = run(t.boot, t.root);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /external\.mac "dc:a6:32:00:00" is not a MAC address/);
+  assert.is(readFileSync(victim, "utf8"), "precious\n");
+});
+
+test("--set-hostname with a root other than / is refused (it would rename the machine running it)", () => {
+  const t = setup(EXAMPLE.replace("hostname: portcullis", "hostname: renamed-by-test"));
+  const before = snapshot(t.root);
+  // In a UTS namespace of its own: if it did rename, only that namespace.
+  const r = spawnSync("unshare", ["--uts", "sh", "-c", `node ${CLI} firstboot --boot ${t.boot} --root ${t.root} --set-hostname; echo "hostname=$(hostname)"`], { encoding: "utf8" });
+  assert.match(r.stderr, new RegExp(`^--set-hostname renames the running system: use it with --root / only \\(the root here is ${t.root}\\)$`, "m"));
+  assert.not.match(r.stdout, /hostname=renamed-by-test/);
+  assert.is(snapshot(t.root), before);
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));

@@ -14,19 +14,26 @@
 // systemd-networkd .network file per side with static addresses, the policy
 // with the given groups replaced (it must pass `portcullis check` in the
 // board's mode), and the admin user with its SSH keys and passwordless sudo.
-// Everything is checked before anything is written: a bad file changes
-// nothing in ROOT, its errors (FILE:LINE:COL: what) go to stderr and to
-// BOOT/portcullis-firstboot.errors.txt, and the exit status is 1. After a
-// success the file is renamed portcullis-firstboot.yaml.done, so a second run
-// finds nothing to do.
+// The file is written by anyone with the SD card and applied as root: it is
+// read with readOperatorFile (a regular file, at most 1 MiB), the admin must
+// be a new account (or the one firstboot made before), a key one OpenSSH key
+// without options or control characters, and no link in ROOT is followed
+// (host/firstboot/rootfs.ts). Everything is checked before anything is
+// written: a bad file changes nothing in ROOT, its errors (FILE:LINE:COL:
+// what) go to stderr and to BOOT/portcullis-firstboot.errors.txt, and the
+// exit status is 1. An error while applying undoes every change made (and is
+// reported the same way). After a success the file is renamed
+// portcullis-firstboot.yaml.done, so a second run finds nothing to do.
 import { spawnSync } from "node:child_process";
-import { chownSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { writeAtomic } from "../daemon/state.js";
-import { dirname, join } from "node:path";
+import { closeSync, constants, existsSync, lstatSync, realpathSync, renameSync, statSync, unlinkSync, writeSync, openSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { isMap, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
-import { BoardError, readBoardFile } from "../kernel/board.js";
+import { fillLinkTemplate, macProblem, printable } from "../firstboot/links.js";
+import { fileSlotInRoot, lstatInRoot, readInRoot, RootChange, RootPathError } from "../firstboot/rootfs.js";
+import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
+import { BoardError, parseBoardText } from "../kernel/board.js";
 import { isPrefix, parseIPv4, parseIPv6, parsePrefix } from "../policy/addr.js";
 import { compilePolicyText, type Mode } from "../policy/compile.js";
 import { formatPos, PolicyError, type Pos } from "../policy/errors.js";
@@ -41,7 +48,7 @@ export interface FirstbootConfig {
   external: NicConfig;
   internal: NicConfig;
   groups: Array<{ name: string; entries: string[]; pos: Pos }>;
-  admin: { user: string; keys: string[]; sshFrom: string[]; sshFromPos: Pos | null } | null;
+  admin: { user: string; userPos: Pos; keys: string[]; sshFrom: string[]; sshFromPos: Pos | null } | null;
 }
 
 export class FirstbootError extends Error {
@@ -55,16 +62,30 @@ const TOP_KEYS = ["version", "hostname", "external", "internal", "groups", "admi
 const NIC_KEYS = ["mac", "address", "gateway"];
 const ADMIN_KEYS = ["user", "ssh_keys", "ssh_from"];
 const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
 const USER_RE = /^[a-z_][a-z0-9_-]{0,30}$/;
-const RESERVED_USERS = new Set(["root", "portcullis", "daemon", "bin", "sys", "nobody", "sshd", "_apt", "systemd-network", "systemd-timesync", "messagebus"]);
-const KEY_TYPES = ["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521",
-  "sk-ssh-ed25519@openssh.com", "sk-ecdsa-sha2-nistp256@openssh.com"];
+// Never an admin: the users and groups of Debian's base-passwd, the system
+// users of the packages an appliance has, and the service's own. (Any other
+// existing account is refused too, by planFirstboot, from the root's files.)
+const RESERVED_USERS = new Set([
+  "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data", "backup", "list", "irc",
+  "gnats", "nobody", "nogroup", "adm", "tty", "disk", "kmem", "dialout", "fax", "voice", "cdrom", "floppy", "tape", "sudo", "audio",
+  "dip", "operator", "src", "shadow", "utmp", "video", "sasl", "plugdev", "staff", "users", "input", "kvm", "render", "crontab",
+  "netdev", "systemd-journal", "systemd-network", "systemd-resolve", "systemd-timesync", "systemd-coredump", "messagebus", "sshd",
+  "_apt", "_ssh", "polkitd", "tss", "avahi", "dnsmasq", "statd", "ntp", "portcullis",
+]);
+// Each key type and how many SSH strings its blob holds (RFC 4253 6.6,
+// RFC 5656, RFC 8709, OpenSSH PROTOCOL.u2f).
+const KEY_FIELDS: Record<string, number> = {
+  "ssh-ed25519": 2, "ssh-rsa": 3, "ecdsa-sha2-nistp256": 3, "ecdsa-sha2-nistp384": 3, "ecdsa-sha2-nistp521": 3,
+  "sk-ssh-ed25519@openssh.com": 3, "sk-ecdsa-sha2-nistp256@openssh.com": 4,
+};
+const KEY_TYPES = Object.keys(KEY_FIELDS);
+const MAX_KEY = 16384;
 
 // An interface address: ADDRESS/LEN (host bits allowed, unlike a policy prefix).
 function ifaceAddress(text: string): { family: 4 | 6 } | string {
   const m = /^([^/]+)\/(\d{1,3})$/.exec(text);
-  if (!m) return `"${text}" must be ADDRESS/LENGTH, e.g. 203.0.113.1/24`;
+  if (!m) return `"${printable(text)}" must be ADDRESS/LENGTH, e.g. 203.0.113.1/24`;
   const family = parseIPv4(m[1]!) !== null ? 4 : parseIPv6(m[1]!) !== null ? 6 : 0;
   if (family === 0) return `"${m[1]}" is not an IPv4 or IPv6 address`;
   const len = Number(m[2]);
@@ -72,19 +93,52 @@ function ifaceAddress(text: string): { family: 4 | 6 } | string {
   return { family };
 }
 
-// An OpenSSH public key line: TYPE BASE64 [COMMENT], the blob naming TYPE.
-function sshKeyProblem(line: string): string | null {
-  const parts = line.trim().split(/\s+/);
-  if (parts.length < 2 || !KEY_TYPES.includes(parts[0]!)) {
-    return `not an SSH public key: it must start with one of ${KEY_TYPES.join(", ")} (the one line of a .pub file)`;
+// The SSH strings (uint32 length, bytes) of a key blob, or null if it is not
+// made of them exactly.
+function sshStrings(blob: Buffer): Buffer[] | null {
+  const out: Buffer[] = [];
+  for (let off = 0; off < blob.length;) {
+    if (off + 4 > blob.length) return null;
+    const n = blob.readUInt32BE(off);
+    if (off + 4 + n > blob.length) return null;
+    out.push(blob.subarray(off + 4, off + 4 + n));
+    off += 4 + n;
   }
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(parts[1]!)) return "the key's second field is not base64";
-  const blob = Buffer.from(parts[1]!, "base64");
-  const n = blob.length >= 4 ? blob.readUInt32BE(0) : -1;
-  if (n < 0 || 4 + n > blob.length || blob.subarray(4, 4 + n).toString("latin1") !== parts[0]) {
-    return `the key's data does not hold a ${parts[0]} key (damaged or cut short?)`;
+  return out;
+}
+
+// One OpenSSH public key, the line of a .pub file: TYPE BASE64 [COMMENT],
+// the blob holding a key of TYPE. Options (from=, command=, ...) are not
+// accepted, nor any control character: an authorized_keys line is exactly
+// one key. Returns the line as it is written, or the problem.
+export function sshKeyLine(text: string): { line: string } | { problem: string } {
+  // eslint-disable-next-line no-control-regex
+  const cc = /[\u0000-\u001f\u007f-\u009f]/.exec(text);
+  if (cc) {
+    const name = cc[0] === "\n" || cc[0] === "\r" ? "a line break" : cc[0] === "\t" ? "a tab" : `the control character ${printable(cc[0])}`;
+    return { problem: `the key holds ${name} at character ${cc.index + 1}: give one key per list item, on one line, fields separated by spaces` };
   }
-  return null;
+  if (text.length > MAX_KEY) return { problem: `the key is ${text.length} characters long, over the ${MAX_KEY} an SSH public key can be` };
+  const parts = text.trim().split(/ +/);
+  const type = parts[0]!;
+  if (!KEY_TYPES.includes(type)) {
+    if (parts.length >= 3 && KEY_TYPES.includes(parts[1]!) || /^[a-z-]+(=|,|$)/.test(type) && parts.some((p) => KEY_TYPES.includes(p))) {
+      return { problem: `options before the key ("${printable(type.slice(0, 40))}") are not accepted: give the key alone, TYPE BASE64 [COMMENT]` };
+    }
+    return { problem: `not an SSH public key: it must start with one of ${KEY_TYPES.join(", ")} (the one line of a .pub file)` };
+  }
+  const b64 = parts[1];
+  if (b64 === undefined || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return { problem: "the key's second field is not base64" };
+  const blob = Buffer.from(b64, "base64");
+  const fields = blob.toString("base64") === b64 ? sshStrings(blob) : null;
+  const curve = type.startsWith("ecdsa-sha2-") ? type.slice("ecdsa-sha2-".length) : type.startsWith("sk-ecdsa-sha2-") ? "nistp256" : null;
+  if (fields === null || fields.length !== KEY_FIELDS[type] || fields[0]!.toString("latin1") !== type ||
+    (type.endsWith("ed25519") || type.startsWith("sk-ssh-ed25519")) && fields[1]!.length !== 32 ||
+    curve !== null && fields[1]!.toString("latin1") !== curve) {
+    return { problem: `the key's data does not hold a ${type} key (damaged or cut short?)` };
+  }
+  const comment = parts.slice(2).join(" ");
+  return { line: comment ? `${type} ${b64} ${comment}` : `${type} ${b64}` };
 }
 
 export function parseFirstbootText(text: string, file: string): FirstbootConfig {
@@ -124,7 +178,7 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
       const kpos = at(k, at(n, fallback));
       const key = k && isScalar(k) && typeof k.value === "string" ? k.value : null;
       if (key === null) err(kpos, `keys of ${what} must be plain words`);
-      else if (allowed && !allowed.includes(key)) err(kpos, `unknown key "${key}" in ${what}${suggest(key, allowed)}; allowed: ${allowed.join(", ")}`);
+      else if (allowed && !allowed.includes(key)) err(kpos, `unknown key "${printable(key)}" in ${what}${suggest(key, allowed)}; allowed: ${allowed.join(", ")}`);
       else out.set(key, { key: kpos, value: (item.value as Node | null) ?? null });
     }
     return out;
@@ -164,7 +218,7 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
   const host = need("hostname", "the appliance's name");
   if (host) {
     const h = str(host, "hostname");
-    if (h !== null && !HOSTNAME_RE.test(h)) err(at(host.value, host.key), `hostname "${h}" must be one name of 1-63 letters, digits and - (no dots, no - at either end)`);
+    if (h !== null && !HOSTNAME_RE.test(h)) err(at(host.value, host.key), `hostname "${printable(h)}" must be one name of 1-63 letters, digits and - (no dots, no - at either end)`);
     else if (h !== null) cfg.hostname = h;
   }
   for (const side of ["external", "internal"] as const) {
@@ -176,7 +230,8 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
       if (s.value && isMap(s.value)) err(at(s.value, s.key), `${side} has no "mac:" (the MAC address of the ${side} NIC, as ip -br link shows it)`);
     } else {
       const v = str(mac, `${side}.mac`);
-      if (v !== null && !MAC_RE.test(v.toLowerCase())) err(at(mac.value, mac.key), `${side}.mac "${v}" is not a MAC address like dc:a6:32:12:34:56`);
+      const p = v === null ? null : macProblem(v);
+      if (p !== null) err(at(mac.value, mac.key), `${side}.mac ${p}`);
       else if (v !== null) cfg[side].mac = v.toLowerCase();
     }
     const families = new Set<number>();
@@ -192,7 +247,7 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
     if (gw) {
       for (const g of list(gw, `${side}.gateway`)) {
         const family = parseIPv4(g.text) !== null ? 4 : parseIPv6(g.text) !== null ? 6 : 0;
-        if (family === 0) err(g.pos, `${side}.gateway "${g.text}" is not an IPv4 or IPv6 address`);
+        if (family === 0) err(g.pos, `${side}.gateway "${printable(g.text)}" is not an IPv4 or IPv6 address`);
         else if (!families.has(family)) err(g.pos, `${side}.gateway ${g.text} is IPv${family} but ${side} has no IPv${family} address`);
         else cfg[side].gateway.push(g.text);
       }
@@ -223,16 +278,16 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
     if (u) {
       user = str(u, "admin.user");
       if (user !== null && (!USER_RE.test(user) || RESERVED_USERS.has(user))) {
-        err(at(u.value, u.key), `admin.user "${user}" must be a new login name: lower-case letter or _, then letters, digits, _ or - (not a system user)`);
+        err(at(u.value, u.key), `admin.user "${printable(user)}" must be a new login name: lower-case letter or _, then letters, digits, _ or - (not a system user)`);
         user = null;
       }
     }
     const keys: string[] = [];
     if (k) {
       for (const x of list(k, "admin.ssh_keys")) {
-        const p = sshKeyProblem(x.text);
-        if (p) err(x.pos, `admin.ssh_keys: ${p}`);
-        else keys.push(x.text.trim());
+        const r = sshKeyLine(x.text);
+        if ("problem" in r) err(x.pos, `admin.ssh_keys: ${r.problem}`);
+        else keys.push(r.line);
       }
     }
     const from = m.get("ssh_from");
@@ -244,15 +299,27 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
         else err(x.pos, `admin.ssh_from: ${p.what}`);
       }
     }
-    if (user !== null && keys.length > 0) cfg.admin = { user, keys, sshFrom, sshFromPos: from ? from.key : null };
+    if (user !== null && keys.length > 0) cfg.admin = { user, userPos: at(u!.value, u!.key), keys, sshFrom, sshFromPos: from ? from.key : null };
   }
   return done();
 }
 
 interface Write { path: string; content: string; mode: number }
-export interface Plan { writes: Write[]; removes: string[]; admin: { user: string; keys: string[] } | null; hostname: string }
+export interface Plan {
+  writes: Write[];
+  removes: string[];
+  // exists: the account is one firstboot made earlier (its record says so).
+  admin: { user: string; keys: string[]; exists: boolean } | null;
+  hostname: string;
+}
 
 export const ADMIN_SSH_RULE = "admin-ssh";
+// The accounts firstboot made ("USER UID" a line): the only existing accounts
+// it will give keys to again. Any other existing account is refused.
+export const ADMINS_RECORD = "etc/portcullis/firstboot-admins";
+const ACCOUNT_FILES = ["passwd", "group", "shadow", "gshadow", "subuid", "subgid"].flatMap((f) => [`etc/${f}`, `etc/${f}-`]);
+const FIRST_UID = 1000;
+const MAX_FIRSTBOOT_FILE = 1 << 20;
 
 // The default templates: the installed bundle's overlay (install.sh keeps it
 // beside the app), else the repository's.
@@ -261,26 +328,72 @@ function defaultTemplates(): string {
   return existsSync(join(app, "overlay")) ? join(app, "overlay") : join(app, "board", "rootfs_overlay");
 }
 
+interface Account { name: string; uid: number; gid: number; home: string }
+function accounts(text: string | null): Map<string, Account> {
+  const out = new Map<string, Account>();
+  for (const l of (text ?? "").split("\n")) {
+    const f = l.split(":");
+    if (f.length >= 7) out.set(f[0]!, { name: f[0]!, uid: Number(f[2]), gid: Number(f[3]), home: f[5]! });
+  }
+  return out;
+}
+const recorded = (text: string | null): Map<string, number> =>
+  new Map((text ?? "").split("\n").filter((l) => /^[a-z_][a-z0-9_-]* \d+$/.test(l)).map((l) => [l.split(" ")[0]!, Number(l.split(" ")[1])]));
+
+// Checks of the admin account against the root: a new name (no account, no
+// group, no /home/USER yet), or the account firstboot made earlier with its
+// home where it put it; never a link on the way.
+function checkAdmin(cfg: NonNullable<FirstbootConfig["admin"]>, root: string, problems: string[]): boolean {
+  const u = cfg.user;
+  const at = formatPos(cfg.userPos);
+  const acct = accounts(readInRoot(root, "etc/passwd")).get(u);
+  const home = `home/${u}`;
+  if (acct) {
+    const mine = recorded(readInRoot(root, ADMINS_RECORD)).get(u);
+    if (mine !== acct.uid || acct.uid < FIRST_UID || acct.home !== `/${home}`) {
+      problems.push(`${at}: admin.user "${u}" is an existing account (uid ${acct.uid}, home ${acct.home}) that portcullis firstboot did not make: name a new user`);
+      return true;
+    }
+    const h = lstatInRoot(root, home);
+    if (h === null || !h.isDirectory()) problems.push(`${at}: the home of admin.user "${u}", /${home}, is ${h === null ? "missing" : "not a directory"}`);
+    const ssh = lstatInRoot(root, `${home}/.ssh`);
+    if (ssh !== null && !ssh.isDirectory()) problems.push(`/${home}/.ssh is not a directory (a link?); firstboot does not follow links in the root`);
+    else fileSlotInRoot(root, `${home}/.ssh/authorized_keys`);
+    return true;
+  }
+  if ((readInRoot(root, "etc/group") ?? "").split("\n").some((l) => l.split(":")[0] === u)) {
+    problems.push(`${at}: admin.user "${u}": a group of that name exists already; name a new user`);
+  }
+  const h = lstatInRoot(root, home);
+  if (h !== null) problems.push(`${at}: admin.user "${u}" is new but /${home} exists already; firstboot makes a new user's home itself`);
+  return false;
+}
+
 // Everything to write, computed and checked without touching ROOT.
 export function planFirstboot(cfg: FirstbootConfig, root: string, templates: string, file: string): Plan {
   const problems: string[] = [];
-  const R = (p: string) => join(root, p);
   const note = `# Written by portcullis firstboot from ${FIRSTBOOT_FILE}.\n`;
   const writes: Write[] = [];
   const removes: string[] = [];
-  if (!existsSync(R("etc/passwd"))) problems.push(`${R("etc/passwd")}: missing; is ${root} a root filesystem?`);
+  if (readInRoot(root, "etc/passwd") === null) problems.push(`${join(root, "etc/passwd")}: missing; is ${root} a root filesystem?`);
 
   writes.push({ path: "etc/hostname", content: `${cfg.hostname}\n`, mode: 0o644 });
-  let hosts = existsSync(R("etc/hosts")) ? readFileSync(R("etc/hosts"), "utf8") : "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n";
+  let hosts = readInRoot(root, "etc/hosts") ?? "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n";
   const line = `127.0.1.1\t${cfg.hostname}`;
-  hosts = /^127\.0\.1\.1\s.*$/m.test(hosts) ? hosts.replace(/^127\.0\.1\.1\s.*$/m, line) : `${hosts.replace(/\n?$/, "\n")}${line}\n`;
+  hosts = /^127\.0\.1\.1\s.*$/m.test(hosts) ? hosts.replace(/^127\.0\.1\.1\s.*$/m, () => line) : `${hosts.replace(/\n?$/, "\n")}${line}\n`;
   writes.push({ path: "etc/hosts", content: hosts, mode: 0o644 });
 
   for (const t of ["10-external.link", "11-internal.link"]) {
     const src = join(templates, "etc/systemd/network", `${t}.in`);
-    if (!existsSync(src)) { problems.push(`${src}: the .link template is missing (--templates DIR)`); continue; }
-    const text = readFileSync(src, "utf8").replaceAll("%EXT_MAC%", cfg.external.mac).replaceAll("%INT_MAC%", cfg.internal.mac);
-    writes.push({ path: `etc/systemd/network/${t}`, content: text, mode: 0o644 });
+    let text: string;
+    try {
+      text = readOperatorFile(src, ".link template (--templates DIR)", MAX_FIRSTBOOT_FILE).toString("utf8");
+    } catch (e) {
+      if (!(e instanceof OperatorFileError)) throw e;
+      problems.push(e.message);
+      continue;
+    }
+    writes.push({ path: `etc/systemd/network/${t}`, content: fillLinkTemplate(text, cfg.external.mac, cfg.internal.mac), mode: 0o644 });
   }
   for (const side of ["external", "internal"] as const) {
     const nic = cfg[side];
@@ -296,25 +409,30 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
 
   // The policy with the given groups replaced (and the admins' SSH rule),
   // checked in the board's mode.
-  const policyPath = R("etc/portcullis/policy.yaml");
+  const policyRel = "etc/portcullis/policy.yaml";
+  const policyPath = join(root, policyRel);
+  const policyText = readInRoot(root, policyRel);
   const sshFrom = cfg.admin?.sshFrom ?? [];
-  if ((cfg.groups.length > 0 || sshFrom.length > 0) && !existsSync(policyPath)) problems.push(`${policyPath}: missing; install Portcullis first`);
-  else if (existsSync(policyPath) && (cfg.groups.length > 0 || cfg.admin)) {
+  if ((cfg.groups.length > 0 || sshFrom.length > 0) && policyText === null) problems.push(`${policyPath}: missing; install Portcullis first`);
+  else if (policyText !== null && (cfg.groups.length > 0 || cfg.admin)) {
     let changed = cfg.groups.length > 0;
     let mode: Mode = "host";
+    const boardRel = "etc/portcullis/board.yaml";
     try {
-      mode = readBoardFile(R("etc/portcullis/board.yaml")).mode;
+      const board = readInRoot(root, boardRel);
+      if (board === null) problems.push(`${join(root, boardRel)}: missing; install Portcullis first`);
+      else mode = parseBoardText(board, join(root, boardRel)).mode;
     } catch (e) {
       if (!(e instanceof BoardError)) throw e;
       problems.push(...e.all.map((x) => x.message));
     }
-    const doc = parseDocument(readFileSync(policyPath, "utf8"));
+    const doc = parseDocument(policyText);
     if (doc.errors.length) problems.push(`${policyPath}: the installed policy is not valid YAML; fix it first (portcullis check ${policyPath})`);
     const have = doc.get("groups");
     const names = isMap(have) ? have.items.map((i) => String((i.key as { value?: unknown } | null)?.value)) : [];
     for (const g of cfg.groups) {
       if (!names.includes(g.name)) {
-        problems.push(`${formatPos(g.pos)}: the policy has no group "${g.name}"${suggest(g.name, names)}; its groups: ${names.join(", ") || "none"}`);
+        problems.push(`${formatPos(g.pos)}: the policy has no group "${printable(g.name)}"${suggest(g.name, names)}; its groups: ${names.join(", ") || "none"}`);
         continue;
       }
       const seq = doc.createNode(g.entries);
@@ -344,7 +462,7 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
       if (changed && doc.errors.length === 0) {
         const text = doc.toString();
         compilePolicyText(text, policyPath, { mode });
-        writes.push({ path: "etc/portcullis/policy.yaml", content: text, mode: 0o644 });
+        writes.push({ path: policyRel, content: text, mode: 0o644 });
       }
     } catch (e) {
       if (!(e instanceof PolicyError)) throw e;
@@ -352,44 +470,73 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
     }
   }
 
+  let exists = false;
   if (cfg.admin) {
     const u = cfg.admin.user;
+    exists = checkAdmin(cfg.admin, root, problems);
     writes.push({ path: `etc/sudoers.d/90-portcullis-${u}`, content: `${note}${u} ALL=(ALL:ALL) NOPASSWD: ALL\n`, mode: 0o440 });
   }
+  // Each file to write or remove: a regular file or nothing, no link on the way.
+  for (const rel of [...writes.map((w) => w.path), ...removes]) {
+    try { fileSlotInRoot(root, rel); } catch (e) { if (!(e instanceof RootPathError)) throw e; if (!problems.includes(e.message)) problems.push(e.message); }
+  }
   if (problems.length) throw new FirstbootError(problems);
-  return { writes, removes, admin: cfg.admin, hostname: cfg.hostname };
+  return { writes, removes, admin: cfg.admin ? { user: cfg.admin.user, keys: cfg.admin.keys, exists } : null, hostname: cfg.hostname };
 }
 
-// Writes (atomically, synced: the board may lose power at first boot) only
-// what differs; returns whether it wrote.
-function writeIfChanged(path: string, content: string, mode: number): boolean {
-  if (existsSync(path) && readFileSync(path, "utf8") === content) return false;
-  mkdirSync(dirname(path), { recursive: true });
-  writeAtomic(path, content, mode);
-  return true;
+// An error while applying: what failed, and what of the undo failed too.
+export class FirstbootApplyError extends Error {
+  constructor(readonly problem: string, readonly notUndone: string[]) {
+    super(problem);
+    this.name = "FirstbootApplyError";
+  }
 }
 
-// Applies a checked plan; returns what it did, one line each.
+function useradd(root: string, user: string): void {
+  const args = ["--create-home", "--home-dir", `/home/${user}`, "--shell", "/bin/bash", "--comment", "Portcullis admin", user];
+  const r = spawnSync("useradd", root === "/" ? args : ["--prefix", root, ...args], { encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`useradd ${user} failed: ${(r.stderr || r.error?.message || `exit status ${r.status}`).trim().split("\n").join("; ")}`);
+}
+
+// Applies a checked plan, writing only what differs; returns what it did, one
+// line each. Any error undoes every change made so far (FirstbootApplyError).
 export function applyPlan(plan: Plan, root: string, setHostname = false): string[] {
   const did: string[] = [];
-  const R = (p: string) => join(root, p);
-  if (plan.admin) {
-    const u = plan.admin.user;
-    const passwd = () => readFileSync(R("etc/passwd"), "utf8").split("\n").find((l) => l.startsWith(`${u}:`));
-    if (!passwd()) {
-      const args = ["--create-home", "--shell", "/bin/bash", "--comment", "Portcullis admin", u];
-      const r = spawnSync("useradd", root === "/" ? args : ["--prefix", root, ...args], { encoding: "utf8" });
-      if (r.status !== 0) throw new Error(`useradd ${u} failed: ${(r.stderr || r.error?.message || "").trim()}`);
-      did.push(`created user ${u}`);
+  const change = new RootChange(root);
+  const changed = (rel: string, content: string): boolean => readInRoot(root, rel) !== content;
+  try {
+    if (plan.admin) {
+      const u = plan.admin.user;
+      const home = `home/${u}`;
+      if (!plan.admin.exists) {
+        change.accounts(ACCOUNT_FILES, home, () => useradd(root, u));
+        did.push(`created user ${u}`);
+      }
+      const acct = accounts(readInRoot(root, "etc/passwd")).get(u);
+      if (!acct || acct.home !== `/${home}` || !(acct.uid >= FIRST_UID)) throw new Error(`useradd did not make ${u} with home /${home} and a uid of ${FIRST_UID} or more`);
+      const h = lstatInRoot(root, home);
+      if (h === null || !h.isDirectory()) throw new RootPathError(`/${home} is not a directory after useradd`);
+      if (!plan.admin.exists) {
+        const rec = readInRoot(root, ADMINS_RECORD) ?? "# Accounts made by portcullis firstboot (USER UID); it refuses any other existing account.\n";
+        change.write(ADMINS_RECORD, `${rec}${u} ${acct.uid}\n`, 0o644);
+      }
+      change.mkdirs(`${home}/.ssh`, 0o700);
+      const keys = `${plan.admin.keys.join("\n")}\n`;
+      const ak = `${home}/.ssh/authorized_keys`;
+      if (changed(ak, keys)) {
+        change.write(ak, keys, 0o600);
+        did.push(`wrote /${ak} (${plan.admin.keys.length} key${plan.admin.keys.length === 1 ? "" : "s"})`);
+      }
+      for (const p of [`${home}/.ssh`, ak]) change.chown(p, acct.uid, acct.gid);
     }
-    const [, , uid, gid, , home] = passwd()!.split(":");
-    const ssh = join(R(home!), ".ssh");
-    mkdirSync(ssh, { recursive: true, mode: 0o700 });
-    if (writeIfChanged(join(ssh, "authorized_keys"), `${plan.admin.keys.join("\n")}\n`, 0o600)) did.push(`wrote ${home}/.ssh/authorized_keys (${plan.admin.keys.length} key${plan.admin.keys.length === 1 ? "" : "s"})`);
-    for (const p of [R(home!), ssh, join(ssh, "authorized_keys")]) chownSync(p, Number(uid), Number(gid));
+    for (const w of plan.writes) {
+      if (changed(w.path, w.content)) { change.write(w.path, w.content, w.mode); did.push(`wrote /${w.path}`); }
+    }
+    for (const p of plan.removes) if (change.remove(p)) did.push(`removed /${p}`);
+  } catch (e) {
+    throw new FirstbootApplyError((e as Error).message, change.rollback());
   }
-  for (const w of plan.writes) if (writeIfChanged(R(w.path), w.content, w.mode)) did.push(`wrote /${w.path}`);
-  for (const p of plan.removes) if (existsSync(R(p))) { rmSync(R(p)); did.push(`removed /${p}`); }
+  change.commit();
   if (setHostname) {
     // The running system took its name from /etc/hostname before this ran.
     try { writeFileSync("/proc/sys/kernel/hostname", plan.hostname); } catch { did.push("could not set the running hostname (it applies at the next boot)"); }
@@ -397,26 +544,83 @@ export function applyPlan(plan: Plan, root: string, setHostname = false): string
   return did;
 }
 
+// The errors file on the boot partition: a regular file or nothing (never
+// written through a link), best effort (a read-only partition: the journal
+// has the errors).
+function writeBootFile(path: string, text: string): void {
+  try {
+    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW | constants.O_NONBLOCK, 0o644);
+    try {
+      if (!statSync(path).isFile()) return;
+      const buf = Buffer.from(text);
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    } finally {
+      closeSync(fd);
+    }
+  } catch { /* read-only, or not a file: the journal has them */ }
+}
+function removeBootFile(path: string): void {
+  try { if (lstatSync(path).isFile() || lstatSync(path).isSymbolicLink()) unlinkSync(path); } catch { /* absent */ }
+}
+
 export interface FirstbootResult { status: "done" | "nothing"; lines: string[] }
 
-// The whole command: read, check, apply, mark done; or report and change nothing.
-export function runFirstboot(boot: string, root: string, templates = defaultTemplates(), setHostname = false): FirstbootResult {
-  const file = join(boot, FIRSTBOOT_FILE);
-  if (!existsSync(file)) return { status: "nothing", lines: [`no ${file}: nothing to do`] };
-  const errorsFile = join(boot, ERRORS_FILE);
+// The whole command: read, check, apply, mark done; or report, undo what was
+// done, and leave the root as it was.
+export function runFirstboot(boot: string, rootArg: string, templates = defaultTemplates(), setHostname = false): FirstbootResult {
+  const file = join(resolve(boot), FIRSTBOOT_FILE);
+  let present = true;
+  try { lstatSync(file); } catch { present = false; }
+  if (!present) return { status: "nothing", lines: [`no ${file}: nothing to do`] };
+  const errorsFile = join(resolve(boot), ERRORS_FILE);
+  const fail = (lines: string[], tail: string): never => {
+    const n = lines.filter((l) => !l.startsWith("  ")).length;
+    lines.push(`portcullis firstboot: ${n} error${n === 1 ? "" : "s"} ${tail}`);
+    writeBootFile(errorsFile, `${lines.join("\n")}\n`);
+    throw new FirstbootError(lines);
+  };
   let plan: Plan;
+  let root: string;
   try {
-    plan = planFirstboot(parseFirstbootText(readFileSync(file, "utf8"), file), root, templates, file);
+    // The root as an absolute path without links (useradd --prefix needs it).
+    try {
+      root = realpathSync(resolve(rootArg));
+    } catch (e) {
+      throw new FirstbootError([`--root ${rootArg}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}`]);
+    }
+    if (!statSync(root).isDirectory()) throw new FirstbootError([`--root ${rootArg}: not a directory`]);
+    if (setHostname && root !== "/") throw new FirstbootError([`--set-hostname renames the running system: use it with --root / only (the root here is ${root})`]);
+    if (lstatSync(file).isSymbolicLink()) throw new FirstbootError([`${file}: a symbolic link; the first-boot file must be a regular file`]);
+    let text: string;
+    try {
+      text = readOperatorFile(file, "first-boot file", MAX_FIRSTBOOT_FILE).toString("utf8");
+    } catch (e) {
+      if (e instanceof OperatorFileError) throw new FirstbootError([e.message]);
+      throw e;
+    }
+    plan = planFirstboot(parseFirstbootText(text, file), root, templates, file);
   } catch (e) {
+    if (e instanceof RootPathError) return fail([e.message], `applying ${file}; nothing changed (fix the root or the file and run again, or reboot)`);
     if (!(e instanceof FirstbootError)) throw e;
-    const n = e.all.filter((l) => !l.startsWith("  ")).length;
-    e.all.push(`portcullis firstboot: ${n} error${n === 1 ? "" : "s"} applying ${file}; nothing changed (fix the file and run again, or reboot)`);
-    try { writeFileSync(errorsFile, `${e.all.join("\n")}\n`); } catch { /* a read-only boot partition: the journal has them */ }
-    throw e;
+    return fail(e.all, `applying ${file}; nothing changed (fix the file and run again, or reboot)`);
   }
-  const lines = applyPlan(plan, root, setHostname);
-  renameSync(file, `${file}.done`);
-  rmSync(errorsFile, { force: true });
+  let lines: string[];
+  try {
+    lines = applyPlan(plan, root, setHostname);
+  } catch (e) {
+    if (!(e instanceof FirstbootApplyError)) throw e;
+    if (e.notUndone.length === 0) return fail([`${file}: could not apply it: ${e.problem}`], `applying ${file}; every change made was undone, nothing changed (fix the cause and run again, or reboot)`);
+    return fail([`${file}: could not apply it: ${e.problem}`, ...e.notUndone.map((l) => `  ${l}`)],
+      `applying ${file}; the changes above could not be undone, the rest was`);
+  }
+  try {
+    renameSync(file, `${file}.done`);
+  } catch (e) {
+    return fail([`${file}: applied, but it could not be renamed ${FIRSTBOOT_FILE}.done (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); it is applied again at the next boot`],
+      `marking ${file} done`);
+  }
+  removeBootFile(errorsFile);
   lines.push(`applied ${file} to ${root}; renamed it ${FIRSTBOOT_FILE}.done`);
   return { status: "done", lines };
 }
@@ -427,7 +631,7 @@ export function firstbootCommand(): Command {
     .option("--boot <dir>", "the boot partition", "/boot/firmware")
     .option("--root <dir>", "the root filesystem to configure", "/")
     .option("--templates <dir>", "the overlay with the .link.in templates (default: the installed bundle's)")
-    .option("--set-hostname", "also rename the running system (the unit does; not in a chroot)")
+    .option("--set-hostname", "also rename the running system (the unit does; only with --root /)")
     .action((o: { boot: string; root: string; templates?: string; setHostname?: boolean }) => {
       try {
         const r = runFirstboot(o.boot, o.root, o.templates ?? defaultTemplates(), o.setHostname === true);
