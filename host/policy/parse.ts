@@ -105,14 +105,39 @@ export function parsePolicyText(text: string, file: string, diag: Diagnostics): 
     const p = lc.linePos(offset);
     return p.line === 0 ? { file, line: 1, col: offset + 1 } : { file, line: p.line, col: p.col };
   };
+  // Content of the file is quoted in messages only once it is a policy:
+  // reload PATH may name any file the daemon can read (/etc/shadow), and its
+  // errors go to replies, logs and stats.
+  const policyLike = isPolicyDocument(doc);
   for (const e of doc.errors) {
     const code = e.code === "DUPLICATE_KEY" ? "duplicate_key" : "yaml_syntax";
-    const what = e.code === "DUPLICATE_KEY" ? "this key appears twice in the same mapping" : `YAML: ${e.message}`;
-    diag.error(code, at(e.pos[0]), what);
+    const what = e.code === "DUPLICATE_KEY" ? "this key appears twice in the same mapping"
+      : policyLike ? `YAML: ${e.message}` : `not a policy: it does not parse as YAML (${e.code})`;
+    diag.error(code, policyLike ? at(e.pos[0]) : { file, line: 0, col: 0 }, what);
+    if (!policyLike) break;
   }
   if (doc.errors.length > 0) return null;
+  if (!policyLike) {
+    const top = doc.contents;
+    const empty = top === null || (isScalar(top) && top.value === null);
+    if (!empty) {
+      diag.error("not_a_policy", { file, line: 0, col: 0 }, `not a policy: ${isMap(top)
+        ? `its top-level keys are not a policy's (${TOP_KEYS.join(", ")})`
+        : "it is not a YAML mapping of version, default, rules..."}`);
+      return null;
+    }
+  }
   for (const w of doc.warnings) diag.warn("yaml_warning", at(w.pos[0]), `YAML: ${w.message}`);
   return new Parser(doc, file, at, diag).policy();
+}
+
+// A YAML mapping whose top-level keys are all a policy's, or one that says
+// `version:`. Anything else is not quoted in errors.
+function isPolicyDocument(doc: Document): boolean {
+  const top = doc.contents;
+  if (!isMap(top) || top.items.length === 0) return false;
+  const keys = top.items.map((i) => (isScalar(i.key) && typeof i.key.value === "string" ? i.key.value : null));
+  return keys.includes("version") || keys.every((k) => k !== null && TOP_KEYS.includes(k));
 }
 
 type AnyNode = Node | null | undefined;
