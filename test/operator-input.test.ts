@@ -92,6 +92,7 @@ test("check, compile, explain, replay --policy/--table on a FIFO or /dev/zero: o
     [["replay", join(ROOT, "test", "fixtures", "reference.pcap"), "--table", "/dev/zero"], /\/dev\/zero: the rule table must be a regular file, not a character device$/],
     [["replay", fifo, "--policy", DEFAULT_POLICY], /policy-fifo: the capture must be a regular file, not a FIFO$/],
     [["demo", "--pcap", "/dev/zero"], /\/dev\/zero: the capture must be a regular file, not a character device$/],
+    [["rules", "--config", fifo], /policy-fifo: the board configuration must be a regular file, not a FIFO$/m],
   ];
   for (const [args, re] of runs) {
     const r = cli(...args);
