@@ -13,7 +13,7 @@ import { reasonName } from "../core/reasons.js";
 import { describePacket, ipEnds } from "../packets/describe.js";
 import { Output } from "../io/output.js";
 import { linkTypeName, type PcapRecord } from "../pcap/read.js";
-import { captureRecords, indexWidth, openCapture } from "./replay.js";
+import { captureRecords, indexWidth, json2, openCapture } from "./replay.js";
 
 const PACKAGE_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const DEFAULT_PCAP = "test/fixtures/reference.pcap";
@@ -55,8 +55,6 @@ export interface DemoPacket {
   verdict: "drop" | "accept";
   reason: string;
 }
-
-const json2 = (x: unknown, indent: string): string => JSON.stringify(x, null, 2).replace(/\n/g, `\n${indent}`);
 
 // Streams the capture (bounded memory, whatever its size): each packet is
 // printed as its batch is decided; the counters come at the end. In JSON the

@@ -238,7 +238,8 @@ export function replaySummaryText(run: ReplayRun): string[] {
   return out;
 }
 
-const json2 = (x: unknown, indent: string): string => JSON.stringify(x, null, 2).replace(/\n/g, `\n${indent}`);
+// JSON.stringify(x, null, 2) for a value nested at `indent` in a document written piece by piece.
+export const json2 = (x: unknown, indent: string): string => JSON.stringify(x, null, 2).replace(/\n/g, `\n${indent}`);
 
 function rolesJson(roles: RoleConfig): unknown {
   const side = (x: Side): unknown => {
