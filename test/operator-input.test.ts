@@ -14,7 +14,9 @@ import * as ABI from "../host/core/abi.js";
 import { Core, TableError } from "../host/core/core.js";
 import { explainFlow } from "../host/commands/explain.js";
 import { MAX_OPERATOR_FILE, OperatorFileError, readOperatorFile } from "../host/io/operator-file.js";
-import { buildPolicyTable, type CompiledPolicy, compilePolicyFile, type PolicySummary } from "../host/policy/compile.js";
+import { Daemon } from "../host/daemon/daemon.js";
+import { JsonLogger } from "../host/daemon/log.js";
+import { buildPolicyTable, type CompiledPolicy, compilePolicyFile, MAX_POLICY_TEXT, type PolicySummary } from "../host/policy/compile.js";
 import { PolicyError } from "../host/policy/errors.js";
 import { buildTable } from "../host/rules/build.js";
 import { TableView } from "../host/rules/inspect.js";
@@ -136,7 +138,7 @@ const SECRETS = [
   "daemon:*:19000:0:99999:7:::",
   "api_token=sk-live-51HcorrectHorseBatteryStaple",
 ];
-const SECRET_WORDS = ["Qz9sEcReT", "w1x2y3z4", "daemon", "sk-live", "HorseBattery", "api_token", "hunter2", "s3cr3t"];
+const SECRET_WORDS = ["Qz9sEcReT", "w1x2y3z4", "19000:0:99999", "sk-live", "HorseBattery", "api_token", "hunter2", "s3cr3t"];
 
 test("a file that is not a policy is named, never quoted: check, compile, replay, and as a set file", () => {
   const files: Record<string, string> = {
@@ -172,6 +174,46 @@ test("a file that is not a policy is named, never quoted: check, compile, replay
   const typo = join(TMP, "typo.yaml");
   writeFileSync(typo, "version: 1\ndefualt: deny\nrules: []\n");
   assert.ok(errorOf(() => compilePolicyFile(typo)).all.some((x) => /^.*typo\.yaml:2:1: unknown key "defualt" in the policy \(did you mean "default"\?\)/.test(x.message)));
+});
+
+test("the daemon's reload of a file that is not a policy: the reply, the log and stats name it, and quote none of it", async () => {
+  const secret = join(TMP, "reload-target");
+  writeFileSync(secret, `${SECRETS.join("\n")}\n`);
+  const logs: string[] = [];
+  const d = new Daemon({ policy: DEFAULT_POLICY, mode: "host" }, new JsonLogger((l) => logs.push(l)));
+  try {
+    assert.ok(d.reload().ok);
+    const rec = d.reload(secret);
+    assert.is(rec.ok, false);
+    assert.match(rec.error!, /reload-target: not a policy: /);
+    const said = [JSON.stringify(rec), ...logs, JSON.stringify(d.stats(), (_, v: unknown) => (typeof v === "bigint" ? String(v) : v))].join("\n");
+    for (const w of SECRET_WORDS) assert.not.ok(said.includes(w), `leaked ${w}`);
+    assert.is(d.policy, DEFAULT_POLICY, "the live policy stays");
+  } finally {
+    await d.stop();
+  }
+});
+
+test("aliases that expand without bound, and a YAML policy over its size limit: refused, in bounded time", () => {
+  let yaml = "version: 1\ndefault: deny\ngroups:\n  a: &a\n";
+  for (let i = 0; i < 5_000; i++) yaml += `    - 10.0.${i >> 8}.${i & 255}\n`;
+  yaml += "rules:\n";
+  for (let i = 0; i < 2_000; i++) yaml += "  - { action: allow, interface: external, direction: in, src: *a }\n";
+  const path = join(TMP, "alias.yaml");
+  writeFileSync(path, yaml);
+  const t0 = Date.now();
+  const e = errorOf(() => compilePolicyFile(path));
+  assert.ok(e.all.some((x) => x.code === "alias_expansion" && /aliases expand to more than 100000 entries in all/.test(x.message)), e.message);
+  assert.ok(Date.now() - t0 < 15_000, `${Date.now() - t0} ms`);
+  // A few references are fine.
+  writeFileSync(path, yaml.split("rules:\n")[0] + "rules:\n  - { action: allow, interface: external, direction: in, src: *a }\n");
+  assert.is(compilePolicyFile(path).spec.rules.length, 1);
+  // Over 4 MiB of YAML: refused before it is parsed.
+  const big = join(TMP, "big.yaml");
+  writeFileSync(big, `version: 1\ndefault: deny\nrules: []\n${"# padding\n".repeat((MAX_POLICY_TEXT / 10) + 1)}`);
+  const b = errorOf(() => compilePolicyFile(big));
+  assert.is(b.code, "policy_too_large");
+  assert.match(b.message, new RegExp(`^.*big\\.yaml: the policy is \\d+ bytes, over the ${MAX_POLICY_TEXT}-byte limit of a YAML policy`));
 });
 
 const dportRule = (i: number): RuleSpec => ({

@@ -23,6 +23,7 @@ import { Diagnostics, type PolicyWarning, type Pos } from "./errors.js";
 import { type Action, type AddrRef, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst, suggest } from "./parse.js";
 
 export type Mode = "host" | "gateway";
+export const MAX_POLICY_TEXT = 4 << 20;
 export const MODES: readonly Mode[] = ["host", "gateway"];
 
 export interface CompileOptions {
@@ -152,6 +153,13 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
   const diag = new Diagnostics();
   const mode = opts.mode ?? "host";
   const cmdline: Pos = { file, line: 0, col: 0 };
+  // The YAML parser holds about 100 times the text in memory: a policy is
+  // held to a few MiB (large address lists belong in set files).
+  const size = Buffer.byteLength(text);
+  if (size > MAX_POLICY_TEXT) {
+    diag.error("policy_too_large", cmdline, `the policy is ${size} bytes, over the ${MAX_POLICY_TEXT}-byte limit of a YAML policy (put large address lists in set files)`);
+    diag.check();
+  }
   if (!MODES.includes(mode)) diag.error("bad_mode", cmdline, `mode must be host or gateway, not "${String(mode)}"`);
   const ast = parsePolicyText(text, file, diag);
   if (ast === null) { diag.check(); throw new Error("unreachable"); }

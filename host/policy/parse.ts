@@ -4,7 +4,7 @@
 // refer to groups, sets and switches; address families; set files) is
 // compile.ts's. The format is described in host/policy/README.md.
 import { dirname, isAbsolute, join } from "node:path";
-import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document } from "yaml";
+import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document, visit } from "yaml";
 import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
 import { type Diagnostics, type Pos } from "./errors.js";
 
@@ -67,6 +67,7 @@ export const PROTO_NAMES: Readonly<Record<number, string>> = { 6: "tcp", 17: "ud
 // pf's letters, in bit order of the TCP flags byte.
 export const TCP_FLAG_LETTERS = "FSRPAUEW";
 
+export const MAX_ALIAS_ENTRIES = 100_000;
 const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules"];
 const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "dst", "sport", "dport",
   "tcp_flags", "log", "comment", "when"];
@@ -150,9 +151,39 @@ class Parser {
     private readonly diag: Diagnostics,
   ) {}
 
+  // Every alias's target, found in one pass in document order (yaml's own
+  // Alias.resolve searches the whole document each time: quadratic).
+  private targets: Map<Alias, Node> | null = null;
+
+  private anchors(): Map<Alias, Node> {
+    if (this.targets) return this.targets;
+    const byName = new Map<string, Node>();
+    const out = new Map<Alias, Node>();
+    visit(this.doc, {
+      Node: (_k, node) => {
+        if (isAlias(node)) { const t = byName.get(node.source); if (t) out.set(node, t); } else if (node.anchor) byName.set(node.anchor, node);
+      },
+    });
+    return (this.targets = out);
+  }
+
+  // What aliases may still expand to, in entries: `src: *big` in every rule
+  // would otherwise cost rules x entries (a 4 MB policy stalled for minutes).
+  private aliasBudget = MAX_ALIAS_ENTRIES;
+
   private node(n: unknown): Node | null {
     if (n === null || n === undefined) return null;
-    if (isAlias(n)) return (n.resolve(this.doc) as Node | undefined) ?? null;
+    if (isAlias(n)) {
+      if (this.aliasBudget < 0) return null;
+      const r = this.anchors().get(n) ?? null;
+      this.aliasBudget -= r && (isSeq(r) || isMap(r)) ? Math.max(1, r.items.length) : 1;
+      if (this.aliasBudget < 0) {
+        this.diag.error("alias_expansion", this.pos(n, { file: this.file, line: 1, col: 1 }),
+          `aliases expand to more than ${MAX_ALIAS_ENTRIES} entries in all; put the addresses in a group and name it`);
+        return null;
+      }
+      return r;
+    }
     return n as Node;
   }
 
