@@ -2,7 +2,8 @@
 // exports a factory returning its commander Command; add it to COMMANDS.
 // Commander rejects unknown options, unknown subcommands and excess arguments
 // with a message and exit status 1; an error thrown by a command is printed as
-// "portcullis: error: ..." with exit status 1.
+// "portcullis: error: ..." with exit status 1. A closed stdout (`| head`)
+// ends the command quietly (host/io/output.ts).
 import { readFileSync } from "node:fs";
 import { Command } from "commander";
 import { checkCommand } from "./commands/check.js";
@@ -15,6 +16,7 @@ import { firstbootCommand } from "./commands/firstboot.js";
 import { replayCommand } from "./commands/replay.js";
 import { runCommand } from "./commands/run.js";
 import { rulesCommand } from "./commands/rules.js";
+import { guardStdout } from "./io/output.js";
 
 const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, replayCommand, runCommand, rulesCommand, firstbootCommand];
 
@@ -40,6 +42,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  guardStdout();
   try {
     await buildProgram().parseAsync(argv);
   } catch (e) {

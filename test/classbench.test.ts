@@ -5,9 +5,11 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { gzipSync } from "node:zlib";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { runClassBench } from "../host/commands/classbench.js";
+import { MAX_OPERATOR_FILE } from "../host/io/operator-file.js";
 import { ClassBenchError, parseFilter, parseTrace } from "../host/rules/classbench.js";
 
 const DIR = join(process.cwd(), "..", "shared", "classbench", "hypersplit");
@@ -81,7 +83,19 @@ test("the command: indices per line, --check summary, errors", () => {
     assert.match(check.stdout, /first mismatch at trace line 3/);
     const missing = run(join(tmp, "nope"), trace);
     assert.is(missing.status, 1);
-    assert.match(missing.stderr, /cannot read filters/);
+    assert.match(missing.stderr, /nope: no such filter set file/);
+    // A trace that is a FIFO is refused without waiting for a writer; a gzip
+    // that expands past the file limit is refused, not decompressed whole.
+    const fifo = join(tmp, "fifo");
+    assert.is(spawnSync("mkfifo", [fifo]).status, 0);
+    const f = spawnSync(process.execPath, ["bin/portcullis.js", "classbench", rules, fifo], { encoding: "utf8", timeout: 20_000 });
+    assert.is(f.status, 1);
+    assert.match(f.stderr, /^portcullis: error: .*fifo: the trace must be a regular file, not a FIFO\n$/);
+    const bomb = join(tmp, "bomb.gz");
+    writeFileSync(bomb, gzipSync(Buffer.alloc(MAX_OPERATOR_FILE + 1, 0x31)));
+    const b = run(rules, bomb);
+    assert.is(b.status, 1);
+    assert.match(b.stderr, new RegExp(`^portcullis: error: cannot decompress trace .*bomb\\.gz: it decompresses to more than ${MAX_OPERATOR_FILE} bytes\n$`));
     const flag = run(rules, trace, "--bogus");
     assert.is(flag.status, 1);
     assert.match(flag.stderr, /unknown option/);

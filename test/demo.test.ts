@@ -94,7 +94,8 @@ test("demo --pcap (text): the explanation, one line per packet, then the counter
   const r = run("demo", "--pcap", REFERENCE);
   assert.is(r.status, 0, r.stderr);
   const lines = r.stdout.trimEnd().split("\n");
-  assert.is(lines[0], `portcullis demo: ${records.length} packets from ${REFERENCE} (pcap, Ethernet), release core`);
+  assert.is(lines[0], `portcullis demo: ${REFERENCE} (pcap), release core`);
+  assert.ok(lines.includes("Link layers: Ethernet"));
   assert.match(lines[1]!, /^No rule table is loaded yet, so every well-formed packet gets the default verdict \(drop\) with reason no_table/);
   const packetLines = lines.filter((l) => /^\s*\d+ {2}\d+\.\d{6} {2}(in |out|fwd) {2}.+ {2}=> (drop|accept) [a-z0-9_]+$/.test(l));
   assert.is(packetLines.length, records.length);
@@ -137,7 +138,7 @@ test("demo --pcap reads a pcapng file too", () => {
     const bad = run("demo", "--pcap", junk);
     assert.is(bad.status, 1);
     assert.is(bad.stdout, "");
-    assert.match(bad.stderr, /^portcullis: error: magic 0x74686973 is neither pcap nor pcapng \(at byte offset 0\)\n$/);
+    assert.match(bad.stderr, /^portcullis: error: .*junk\.pcap: not a usable capture: magic 0x74686973 is neither pcap nor pcapng \(at byte offset 0\)\n$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -147,7 +148,7 @@ test("demo --pcap /nonexistent: non-zero exit and a clear message", () => {
   const r = run("demo", "--pcap", "/nonexistent");
   assert.is(r.status, 1);
   assert.is(r.stdout, "");
-  assert.is(r.stderr, "portcullis: error: cannot read the capture /nonexistent: no such file\n");
+  assert.is(r.stderr, "portcullis: error: /nonexistent: no such capture file\n");
 });
 
 test("bad command lines: unknown flag, missing value, unknown or missing subcommand", () => {

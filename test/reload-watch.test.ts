@@ -2,6 +2,7 @@
 // fake packet source: a policy written in pieces, a slow writer, a table
 // written in two parts, an editor's rename-replace, a broken save then a
 // fixed one, saves that change nothing.
+import { spawnSync } from "node:child_process";
 import { closeSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -165,6 +166,21 @@ test("the watch follows the daemon to the file of a control reload", withWatch("
   await waitFor("the reload", () => d.reloads.length === 3);
   assert.ok(d.reloads[2]!.ok);
   assert.is(d.reloads[2]!.path, other);
+}));
+
+test("a FIFO saved over the policy is refused without a read (no stall), the live table stays; a real file after it loads", withWatch("policy.yaml", async ({ d, w, src, file, logs }) => {
+  assert.is(port80(src), ABI.VERDICT_ACCEPT);
+  rmSync(file);
+  const mk = spawnSync("mkfifo", [file]);
+  assert.is(mk.status, 0, String(mk.stderr));
+  await waitFor("the refusal in the log", () => logs.some((l) => l.includes("must be a regular file, not a FIFO")));
+  assert.is(w.stats.reloads, 0);
+  assert.is(port80(src), ABI.VERDICT_ACCEPT, "the live table stays");
+  rmSync(file);
+  writeFileSync(file, OFF80);
+  await waitFor("the reload", () => w.stats.reloads === 1);
+  assert.ok(d.reloads[d.reloads.length - 1]!.ok);
+  assert.is(port80(src), ABI.VERDICT_DROP);
 }));
 
 test.run();

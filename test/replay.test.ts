@@ -4,7 +4,7 @@
 // program's output); roles, batch time and timeouts on captures made here;
 // and the command as a user runs it, including bad input.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -225,8 +225,11 @@ function ownPolicyOutcome(cat: Category, family: 4 | 6): Outcome {
   }
 }
 
-function replayIn(opts: ReplayOptions, capture = REFERENCE): ReplayRun {
-  return runReplay(capture, opts);
+// The in-process replay, with the packets it streams collected.
+function replayIn(opts: ReplayOptions, capture = REFERENCE): ReplayRun & { result: { packets: ReplayPacket[]; summary: ReplayRun["summary"] } } {
+  const packets: ReplayPacket[] = [];
+  const run = runReplay(capture, opts, { packet: (p) => packets.push(p) });
+  return { ...run, result: { packets, summary: run.summary } };
 }
 
 function checkEach(packets: readonly ReplayPacket[], expect: (i: number) => Outcome): void {
@@ -466,7 +469,8 @@ test("CLI --json: one document; per packet what the in-process replay says; coun
   assert.not.match(r.stdout, PLACEHOLDER);
   const doc = JSON.parse(r.stdout) as ReplayDoc;
   const n = records.length;
-  assert.equal(Object.keys(doc), ["capture", "source", "roles", "packets", "summary"]);
+  // Written as it goes: capture and summary are known at the end.
+  assert.equal(Object.keys(doc), ["source", "roles", "packets", "capture", "summary"]);
   assert.equal(doc.capture, { path: REFERENCE, format: "pcap", records: n, linkTypes: "Ethernet" });
   assert.equal(doc.source, {
     policy: DEFAULT_POLICY, mode: "host", rules: 5, defaultAction: "deny", switches: { external_http_80: true, internal_http_8080: true },
@@ -504,9 +508,12 @@ test("CLI text: a line per packet with hook, roles, verdict, reason and the rule
   assert.is(r.status, 0, r.stderr);
   assert.not.match(r.stdout, PLACEHOLDER);
   const lines = r.stdout.split("\n");
-  const line = (i: number): string => lines.find((l) => l.startsWith(`${String(i + 1).padStart(2)}  `))!;
+  // Numbers are as wide as the most records the file could hold (16 bytes each at least).
+  const width = String(Math.floor(readFileSync(REFERENCE).length / 16)).length;
+  assert.is(lines[0], `portcullis replay: ${REFERENCE} (pcap)`);
+  const line = (i: number): string => lines.find((l) => l.startsWith(`${String(i + 1).padStart(width)}  `))!;
   const syn80 = labelled.findIndex((x) => x.cat === "tcp80-syn");
-  assert.match(line(syn80), /^ ?\d+ {2}\d+\.\d{6} {2}in ext +203\.0\.113\.10:\d+ > 203\.0\.113\.1:80 TCP \[S\] {2}=> accept rule_allow {2}\[rule 0: default\.yaml:\d+ ext-http-80: /);
+  assert.match(line(syn80), /^ *\d+ {2}\d+\.\d{6} {2}in ext +203\.0\.113\.10:\d+ > 203\.0\.113\.1:80 TCP \[S\] {2}=> accept rule_allow {2}\[rule 0: default\.yaml:\d+ ext-http-80: /);
   assert.match(line(syn80 + 1), /out ext .*TCP \[S\.\] {2}=> accept state_match {2}\[flow of rule 0: default\.yaml:\d+ ext-http-80: /);
   const rst = labelled.findIndex((x) => x.cat === "tcp22-rst");
   assert.match(line(rst), /TCP \[R\.\] {2}=> drop no_flow$/);
@@ -514,6 +521,7 @@ test("CLI text: a line per packet with hook, roles, verdict, reason and the rule
   assert.match(r.stdout, /^ {2}state_match +40 {2}belongs to a tracked flow$/m);
   assert.match(r.stdout, /^ {2}\[2\] 0 {2}default\.yaml:\d+ int-http-8080: .*\(never hit\)$/m);
   assert.match(r.stdout, /^Flows: 4 created, \d+ live at the end, \d+ expired$/m);
+  assert.match(r.stdout, /^Link layers: Ethernet$/m);
 
   const sum = run("replay", REFERENCE, "--policy", DEFAULT_POLICY, "--summary");
   assert.is(sum.status, 0, sum.stderr);
@@ -553,14 +561,21 @@ function oneLineError(r: { status: number | null; stdout: string; stderr: string
 test("CLI bad input: no table, both, missing or corrupt capture, bad table: one line, exit 1", () => {
   oneLineError(run("replay", REFERENCE), /^portcullis: error: .*--policy FILE.*--table FILE/);
   oneLineError(run("replay", REFERENCE, "--policy", DEFAULT_POLICY, "--table", "x.bin"), /either --policy or --table/);
-  oneLineError(run("replay", join(work, "nope.pcap"), "--policy", DEFAULT_POLICY), /cannot read the capture .*nope\.pcap: no such file/);
+  oneLineError(run("replay", join(work, "nope.pcap"), "--policy", DEFAULT_POLICY), /nope\.pcap: no such capture file/);
   const garbage = writeCapture("garbage.pcap", Uint8Array.from({ length: 64 }, (_, i) => (i * 37) & 255));
   oneLineError(run("replay", garbage, "--policy", DEFAULT_POLICY), /garbage\.pcap: not a usable capture: magic 0x[0-9a-f]{8} is neither pcap nor pcapng/);
   const whole = readFileSync(REFERENCE);
   const cut = writeCapture("cut.pcap", whole.subarray(0, whole.length - 30));
-  oneLineError(run("replay", cut, "--policy", DEFAULT_POLICY), /cut\.pcap: not a usable capture: .*at byte offset \d+/);
+  // A capture is streamed: the packets before the fault are printed, then the
+  // one-line error and status 1 (with --summary, nothing on stdout).
+  const cutRun = run("replay", cut, "--policy", DEFAULT_POLICY);
+  assert.is(cutRun.status, 1);
+  assert.is(cutRun.stdout.split("\n").filter((l) => / => (accept|drop) /.test(l)).length, records.length - 1);
+  assert.not.match(cutRun.stdout, /^Summary:/m);
+  assert.match(cutRun.stderr, /^portcullis: error: .*cut\.pcap: not a usable capture: .*at byte offset \d+\)\n$/);
+  oneLineError(run("replay", cut, "--policy", DEFAULT_POLICY, "--summary"), /cut\.pcap: not a usable capture: .*at byte offset \d+/);
   oneLineError(run("replay", REFERENCE, "--table", DEFAULT_POLICY), /default\.yaml: rule table refused/);
-  oneLineError(run("replay", REFERENCE, "--table", join(work, "none.bin")), /cannot read the rule table .*none\.bin: no such file/);
+  oneLineError(run("replay", REFERENCE, "--table", join(work, "none.bin")), /none\.bin: no such rule table file/);
   const badIp = run("replay", REFERENCE, "--policy", DEFAULT_POLICY, "--external-ip", "203.0.113.0/24");
   assert.is(badIp.status, 1);
   assert.match(badIp.stderr, /is a prefix; give one address/);
@@ -576,6 +591,69 @@ test("CLI broken policy: exit 1 with the first error as file:line:col", () => {
   oneLineError(run("replay", REFERENCE, "--policy", path), new RegExp(`^portcullis: error: ${path.replace(/[.\\/]/g, "\\$&")}:${line + 1}:${col}: .*99999`));
   oneLineError(run("replay", REFERENCE, "--policy", join(work, "absent.yaml")), /absent\.yaml: no such policy file/);
   oneLineError(run("replay", REFERENCE, "--policy", DEFAULT_POLICY, "--set", "no_such_switch=on"), /no switch named "no_such_switch"/);
+});
+
+// A classic pcap of `n` empty raw-IP records (16 bytes each): the shape that
+// once cost 2.7 GB for 80 MB, read whole and kept per packet.
+function emptyRecords(name: string, n: number): string {
+  const b = Buffer.alloc(24 + 16 * n);
+  b.writeUInt32LE(0xa1b2c3d4, 0); b.writeUInt16LE(2, 4); b.writeUInt16LE(4, 6); b.writeUInt32LE(65535, 16); b.writeUInt32LE(RAW, 20);
+  for (let i = 0; i < n; i++) { b.writeUInt32LE(1_700_000_000, 24 + 16 * i); b.writeUInt32LE(i % 1_000_000, 28 + 16 * i); }
+  return writeCapture(name, b);
+}
+
+// The CLI in a child whose JS heap is capped, stdout to a file; returns the
+// status, stderr, stdout's size and tail, and the child's peak resident KiB.
+function bounded(heapMb: number, ...args: string[]): { status: number | null; stderr: string; size: number; tail: string; maxRssKb: number } {
+  const outPath = join(work, "bounded.out");
+  const fd = openSync(outPath, "w");
+  const rss = "data:text/javascript,import { writeSync } from 'node:fs'; process.on('exit', () => writeSync(3, String(process.resourceUsage().maxRSS)));";
+  try {
+    const r = spawnSync(process.execPath, [`--max-old-space-size=${heapMb}`, "--import", rss, BIN, ...args], {
+      cwd: work, encoding: "utf8", stdio: ["ignore", fd, "pipe", "pipe"], maxBuffer: 1 << 20,
+    });
+    const out = readFileSync(outPath, "utf8");
+    return { status: r.status, stderr: r.stderr, size: out.length, tail: out.slice(-4000), maxRssKb: Number(r.output[3] ?? 0) };
+  } finally {
+    closeSync(fd);
+    rmSync(outPath, { force: true });
+  }
+}
+
+test("CLI: a capture of 250,000 empty records replays and demos in bounded memory (JS heap capped at 24 MB)", () => {
+  const n = 250_000;
+  const path = emptyRecords("empty.pcap", n);
+  for (const args of [["replay", path, "--policy", DEFAULT_POLICY], ["replay", path, "--policy", DEFAULT_POLICY, "--json"], ["demo", "--pcap", path]]) {
+    const r = bounded(24, ...args);
+    assert.is(r.status, 0, `${args.join(" ")}: ${r.stderr.slice(0, 400)}`);
+    assert.is(r.stderr, "");
+    if (args.includes("--json")) {
+      assert.match(r.tail, new RegExp(`"records": ${n},\\n    "linkTypes": "raw IP"|"linkTypes": "raw IP",\\n    "records": ${n}`));
+      assert.match(r.tail, new RegExp(`"l3_unsupported": \\{\\n        "packets": ${n},`));
+    } else if (args[0] === "replay") {
+      assert.match(r.tail, new RegExp(`^Summary: ${n} packets in \\d+ batches: accept 0 \\(0 bytes\\), drop ${n} \\(0 bytes\\)$`, "m"));
+    } else {
+      assert.match(r.tail, new RegExp(`^  l3_unsupported  ${n} packets, 0 bytes$`, "m"));
+    }
+    assert.ok(r.size > n * 30, `a line (or object) per packet: ${r.size} bytes`);
+    // The core's memory is most of this; the capture itself is 4 MB.
+    assert.ok(r.maxRssKb > 0 && r.maxRssKb < 160 * 1024, `peak resident ${r.maxRssKb} KiB`);
+  }
+});
+
+test("CLI: output into a closed pipe (| head) ends quietly with status 0", () => {
+  const path = emptyRecords("pipe.pcap", 100_000);
+  for (const cmd of [
+    `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} replay ${JSON.stringify(path)} --policy ${JSON.stringify(DEFAULT_POLICY)} | head -c 10`,
+    `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} replay ${JSON.stringify(REFERENCE)} --policy ${JSON.stringify(DEFAULT_POLICY)} --json | head -1`,
+    `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} check ${JSON.stringify(DEFAULT_POLICY)} | head -1`,
+    `${JSON.stringify(process.execPath)} ${JSON.stringify(BIN)} --help | head -1`,
+  ]) {
+    const r = spawnSync("bash", ["-c", `set -o pipefail; ${cmd}`], { cwd: work, encoding: "utf8" });
+    assert.is(r.stderr, "", cmd);
+    assert.is(r.status, 0, cmd);
+    assert.ok(r.stdout.length > 0 && r.stdout.length <= 200, cmd);
+  }
 });
 
 test.after(() => {

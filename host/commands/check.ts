@@ -3,7 +3,10 @@
 // switches, the default), or every error as FILE:LINE:COL: what. Exit status
 // 0 when the policy is good, 1 when it is not.
 import { Command, InvalidArgumentError, Option } from "commander";
-import { type CompiledPolicy, compilePolicyFile, type Mode, MODES, type PolicySummary } from "../policy/compile.js";
+import {
+  buildPolicyTable, type CompiledPolicy, compilePolicyFile, compilePolicyText, type Mode, MODES, type PolicySummary, readPolicyFile,
+} from "../policy/compile.js";
+import { type BuiltTable } from "../rules/build.js";
 import { PolicyError } from "../policy/errors.js";
 
 export interface PolicyCliOptions { mode: Mode; set: Record<string, boolean> }
@@ -31,19 +34,40 @@ export function addPolicyOptions(cmd: Command): Command {
       .argParser(parseSwitchOverride).default({}, "the policy's own values"));
 }
 
-// Compiles, or prints every error and sets exit status 1 (returns null).
-export function compileOrReport(policy: string, opts: PolicyCliOptions, what: string): CompiledPolicy | null {
+function report(e: PolicyError, policy: string, what: string): null {
+  for (const err of e.all) process.stderr.write(`${err.message}\n`);
+  const n = e.all.filter((x) => x.code !== "too_many_errors").length;
+  process.stderr.write(`portcullis: ${n} error${n === 1 ? "" : "s"} in ${policy}; ${what}\n`);
+  process.exitCode = 1;
+  return null;
+}
+
+// Reads a policy or table file once (readPolicyFile), or reports why it
+// cannot be read and sets exit status 1 (returns null).
+export function readPolicyOrReport(policy: string, what = "nothing done"): Buffer | null {
   try {
-    const c = compilePolicyFile(policy, { mode: opts.mode, switches: opts.set });
-    for (const w of c.summary.warnings) process.stderr.write(`${w.message}\n`);
-    return c;
+    return readPolicyFile(policy);
   } catch (e) {
     if (!(e instanceof PolicyError)) throw e;
-    for (const err of e.all) process.stderr.write(`${err.message}\n`);
-    const n = e.all.filter((x) => x.code !== "too_many_errors").length;
-    process.stderr.write(`portcullis: ${n} error${n === 1 ? "" : "s"} in ${policy}; ${what}\n`);
-    process.exitCode = 1;
-    return null;
+    return report(e, policy, what);
+  }
+}
+
+export interface CheckedPolicy { compiled: CompiledPolicy; table: BuiltTable }
+
+// Compiles and builds the table (held to the core's limits), or prints every
+// error and sets exit status 1 (returns null). `bytes`: the policy file as
+// already read, so it is not read a second time.
+export function compileOrReport(policy: string, opts: PolicyCliOptions, what: string, bytes?: Uint8Array): CheckedPolicy | null {
+  try {
+    const o = { mode: opts.mode, switches: opts.set };
+    const c = bytes ? compilePolicyText(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("utf8"), policy, o)
+      : compilePolicyFile(policy, o);
+    for (const w of c.summary.warnings) process.stderr.write(`${w.message}\n`);
+    return { compiled: c, table: buildPolicyTable(c) };
+  } catch (e) {
+    if (!(e instanceof PolicyError)) throw e;
+    return report(e, policy, what);
   }
 }
 
@@ -95,6 +119,6 @@ export function checkCommand(): Command {
     .argument("<policy>", "policy file (YAML; see host/policy/README.md)"))
     .action((policy: string, opts: PolicyCliOptions) => {
       const c = compileOrReport(policy, opts, "not valid");
-      if (c) process.stdout.write(`${formatSummary(c.summary)}\n`);
+      if (c) process.stdout.write(`${formatSummary(c.compiled.summary)}\n`);
     });
 }

@@ -5,7 +5,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { Command } from "commander";
-import { buildTable } from "../rules/build.js";
 import { addPolicyOptions, compileOrReport, type PolicyCliOptions } from "./check.js";
 
 export function writeFileAtomic(path: string, bytes: Uint8Array): void {
@@ -39,9 +38,9 @@ export function compileCommand(): Command {
     .action((policy: string, opts: PolicyCliOptions & { output: string }) => {
       const c = compileOrReport(policy, opts, `${opts.output} not written`);
       if (!c) return;
-      const built = buildTable(c.spec);
+      const built = c.table;
       writeFileAtomic(opts.output, built.bytes);
-      const s = c.summary;
+      const s = c.compiled.summary;
       const off = s.rules.filter((r) => r.table === null).length;
       process.stdout.write(
         `wrote ${opts.output}: ${built.bytes.length} bytes, ${s.tableRules} rule${s.tableRules === 1 ? "" : "s"}` +

@@ -1,7 +1,7 @@
 // `portcullis demo`: every packet of a capture through the release core, one
-// line each, then the core's own counters. Without a rule table the core can
+// line each (streamed: bounded memory), then the core's own counters. Without a rule table the core can
 // only say "well-formed" (the default verdict, reason no_table) or why not.
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
@@ -11,7 +11,9 @@ import { Batch } from "../core/batch.js";
 import { Core, type PacketMeta } from "../core/core.js";
 import { reasonName } from "../core/reasons.js";
 import { describePacket, ipEnds } from "../packets/describe.js";
-import { captureFormat, linkTypeName, type PcapRecord, readCapture } from "../pcap/read.js";
+import { Output } from "../io/output.js";
+import { linkTypeName, type PcapRecord } from "../pcap/read.js";
+import { captureRecords, indexWidth, json2, openCapture } from "./replay.js";
 
 const PACKAGE_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const DEFAULT_PCAP = "test/fixtures/reference.pcap";
@@ -54,97 +56,97 @@ export interface DemoPacket {
   reason: string;
 }
 
-function readCaptureOrExplain(path: string): { records: PcapRecord[]; format: string } {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    throw new Error(`cannot read the capture ${path}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-  }
-  return { records: readCapture(bytes), format: captureFormat(bytes) };
-}
-
+// Streams the capture (bounded memory, whatever its size): each packet is
+// printed as its batch is decided; the counters come at the end. In JSON the
+// document is written as it goes, so capture and counters come last.
 export function runDemo(opts: { pcap?: string; json?: boolean }): void {
   const path = opts.pcap ?? join(PACKAGE_ROOT, DEFAULT_PCAP);
-  const { records, format } = readCaptureOrExplain(path);
-  const core = new Core("release");
-  core.setDefaultVerdict(ABI.VERDICT_DROP);
-  core.resetCounters();
-
-  const t0 = records[0]?.ts ?? 0n;
-  const packets: DemoPacket[] = [];
-  const batch = new Batch(core);
-  let pending: PcapRecord[] = [];
-  const flush = (): void => {
-    const n = batch.run();
-    if (n !== pending.length) throw new Error(`the core refused a batch of ${pending.length} packets (status ${-n})`);
-    pending.forEach((r, i) => {
-      packets.push({
-        index: packets.length + 1,
-        tsNs: r.ts.toString(),
-        time: Number(r.ts - t0) / 1e9,
-        hook: HOOK_NAMES[roleOf(r.ip).hook]!,
-        summary: describePacket(r.ip, r.ethertype),
-        verdict: core.verdict(i) === ABI.VERDICT_ACCEPT ? "accept" : "drop",
-        reason: reasonName(core.reason(i)),
-      });
-    });
-    batch.clear();
-    pending = [];
-  };
-  for (const r of records) {
-    // The IP packet's length on the wire: the frame's, less the link header.
-    const meta: PacketMeta = {
-      ...roleOf(r.ip), hwProto: r.ethertype, tsNs: r.ts, wireLen: r.wirelen - (r.caplen - r.ip.length),
-    };
-    if (!batch.add(r.ip, meta)) {
-      flush();
-      if (!batch.add(r.ip, meta)) throw new Error(`packet ${packets.length + 1} (${r.ip.length} bytes) does not fit in a batch`);
+  const capture = openCapture(path);
+  const out = new Output();
+  try {
+    const core = new Core("release");
+    core.setDefaultVerdict(ABI.VERDICT_DROP);
+    core.resetCounters();
+    const width = indexWidth(capture.size);
+    if (opts.json) {
+      out.write(`{\n  "core": "release",\n  "note": ${JSON.stringify(EXPLANATION)},\n  "roles": ${JSON.stringify(ROLE_RULE)},\n  "packets": [`);
+    } else {
+      for (const l of [`portcullis demo: ${path} (${capture.format}), release core`, EXPLANATION, ROLE_RULE, ""]) out.line(l);
     }
-    pending.push(r);
-  }
-  if (pending.length) flush();
-
-  const c = core.counters();
-  const reasons = Object.fromEntries(c.reasons.filter((r) => r.packets > 0n)
-    .map((r) => [r.name, { packets: Number(r.packets), bytes: Number(r.bytes) }]));
-  const verdicts = {
-    drop: { packets: Number(c.drop.packets), bytes: Number(c.drop.bytes) },
-    accept: { packets: Number(c.accept.packets), bytes: Number(c.accept.bytes) },
-  };
-  const links = [...new Set(records.map((r) => linkTypeName(r.linkType)))].join(", ") || "no packets";
-
-  if (opts.json) {
-    const doc = {
-      capture: { path, format, linkTypes: links, records: records.length },
-      core: "release",
-      note: EXPLANATION,
-      roles: ROLE_RULE,
-      packets,
-      counters: { reasons, verdicts, batches: Number(c.batches), packets: Number(c.packets), badBatches: Number(c.badBatches) },
+    let t0: bigint | null = null;
+    let index = 0;
+    const links = new Set<number>();
+    const batch = new Batch(core);
+    let pending: PcapRecord[] = [];
+    const flush = (): void => {
+      if (pending.length === 0) return;
+      const n = batch.run();
+      if (n !== pending.length) throw new Error(`the core refused a batch of ${pending.length} packets (status ${-n})`);
+      pending.forEach((r, i) => {
+        const p: DemoPacket = {
+          index: ++index,
+          tsNs: r.ts.toString(),
+          time: Number(r.ts - t0!) / 1e9,
+          hook: HOOK_NAMES[roleOf(r.ip).hook]!,
+          summary: describePacket(r.ip, r.ethertype),
+          verdict: core.verdict(i) === ABI.VERDICT_ACCEPT ? "accept" : "drop",
+          reason: reasonName(core.reason(i)),
+        };
+        if (opts.json) out.write(`${index === 1 ? "" : ","}\n    ${json2(p, "    ")}`);
+        else out.line(`${String(p.index).padStart(width)}  ${p.time.toFixed(6)}  ${p.hook.padEnd(3)}  ${p.summary}  => ${p.verdict} ${p.reason}`);
+      });
+      batch.clear();
+      pending = [];
     };
-    process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
-    return;
+    try {
+      for (const r of captureRecords(capture)) {
+        t0 ??= r.ts;
+        links.add(r.linkType);
+        // The IP packet's length on the wire: the frame's, less the link header.
+        const meta: PacketMeta = {
+          ...roleOf(r.ip), hwProto: r.ethertype, tsNs: r.ts, wireLen: r.wirelen - (r.caplen - r.ip.length),
+        };
+        if (!batch.add(r.ip, meta)) {
+          flush();
+          if (!batch.add(r.ip, meta)) throw new Error(`packet ${index + 1} (${r.ip.length} bytes) does not fit in a batch`);
+        }
+        pending.push(r);
+      }
+    } catch (e) {
+      try { flush(); } catch { /* the first error is the one to tell */ }
+      out.flush();
+      throw e;
+    }
+    flush();
+
+    const c = core.counters();
+    const reasons = Object.fromEntries(c.reasons.filter((r) => r.packets > 0n)
+      .map((r) => [r.name, { packets: Number(r.packets), bytes: Number(r.bytes) }]));
+    const verdicts = {
+      drop: { packets: Number(c.drop.packets), bytes: Number(c.drop.bytes) },
+      accept: { packets: Number(c.accept.packets), bytes: Number(c.accept.bytes) },
+    };
+    const linkTypes = [...links].map(linkTypeName).join(", ") || "no packets";
+    if (opts.json) {
+      out.write(index === 0 ? "],\n" : "\n  ],\n");
+      const counters = { reasons, verdicts, batches: Number(c.batches), packets: Number(c.packets), badBatches: Number(c.badBatches) };
+      out.write(`  "capture": ${json2({ path, format: capture.format, linkTypes, records: index }, "  ")},\n  "counters": ${json2(counters, "  ")}\n}\n`);
+      out.flush();
+      return;
+    }
+    out.line("");
+    out.line(`Link layers: ${linkTypes}`);
+    out.line("By reason:");
+    const rw = Math.max(8, ...Object.keys(reasons).map((k) => k.length));
+    for (const [name, n] of Object.entries(reasons)) out.line(`  ${name.padEnd(rw)}  ${n.packets} packets, ${n.bytes} bytes`);
+    if (Object.keys(reasons).length === 0) out.line("  (no packets)");
+    out.line("By verdict:");
+    for (const [name, n] of Object.entries(verdicts)) out.line(`  ${name.padEnd(rw)}  ${n.packets} packets, ${n.bytes} bytes`);
+    out.line(`${c.packets} packets in ${c.batches} batch${c.batches === 1n ? "" : "es"}`);
+    out.flush();
+  } finally {
+    capture.close();
   }
-  const out: string[] = [
-    `portcullis demo: ${records.length} packets from ${path} (${format}, ${links}), release core`,
-    EXPLANATION,
-    ROLE_RULE,
-    "",
-  ];
-  const w = String(records.length).length;
-  for (const p of packets) {
-    out.push(`${String(p.index).padStart(w)}  ${p.time.toFixed(6)}  ${p.hook.padEnd(3)}  ${p.summary}  => ${p.verdict} ${p.reason}`);
-  }
-  out.push("", "By reason:");
-  const rw = Math.max(8, ...Object.keys(reasons).map((k) => k.length));
-  for (const [name, n] of Object.entries(reasons)) out.push(`  ${name.padEnd(rw)}  ${n.packets} packets, ${n.bytes} bytes`);
-  if (Object.keys(reasons).length === 0) out.push("  (no packets)");
-  out.push("By verdict:");
-  for (const [name, n] of Object.entries(verdicts)) out.push(`  ${name.padEnd(rw)}  ${n.packets} packets, ${n.bytes} bytes`);
-  out.push(`${c.packets} packets in ${c.batches} batch${c.batches === 1n ? "" : "es"}`);
-  process.stdout.write(`${out.join("\n")}\n`);
 }
 
 export function demoCommand(): Command {

@@ -4,19 +4,17 @@
 // packet is built and classified by the release core; the per-rule account
 // (which fields let each earlier rule pass or not) is read from the table's
 // bitmaps, and the two must agree.
-import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import * as ABI from "../core/abi.js";
 import { Batch } from "../core/batch.js";
-import { Core } from "../core/core.js";
+import { Core, TableError } from "../core/core.js";
 import { reasonName, reasonText } from "../core/reasons.js";
 import { addrBytes } from "../packets/addr.js";
 import { echo, icmp, ipv4, ipv6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, tcp, udp } from "../packets/build.js";
 import { contextsFor, type Mode } from "../policy/compile.js";
-import { buildTable } from "../rules/build.js";
 import * as F from "../rules/format.js";
-import { FIELDS, type FieldName, type FlowKey, TableView } from "../rules/inspect.js";
-import { addPolicyOptions, compileOrReport, type PolicyCliOptions } from "./check.js";
+import { type FieldName, type FlowKey, loadTableView } from "../rules/inspect.js";
+import { addPolicyOptions, compileOrReport, type PolicyCliOptions, readPolicyOrReport } from "./check.js";
 
 const PROTOS: Record<string, number> = { tcp: PROTO_TCP, udp: PROTO_UDP, icmp: PROTO_ICMP, icmpv6: PROTO_ICMPV6 };
 const FLAG_LETTERS = "FSRPAUEW";
@@ -87,9 +85,10 @@ export interface Explanation {
 }
 
 export function explainFlow(table: Uint8Array, flow: Flow, mode: Mode): Explanation {
-  const core = new Core("release", undefined, { maxRules: Math.max(1, new TableView(table).nrules), tableCap: Math.max(1 << 20, table.length) });
-  core.loadTable(table);
-  const view = new TableView(table);
+  // The core the daemon runs (its default table slot and rule limit) checks
+  // the table before the view reads it: the same refusals as replay --table.
+  const core = new Core("release");
+  const view = loadTableView(core, table);
   const pkt = firstPacket(flow, mode);
   const batch = new Batch(core);
   batch.add(pkt.bytes, { hook: pkt.ctx & 7, inRole: (pkt.ctx >> 3) & 3, outRole: (pkt.ctx >> 5) & 3 });
@@ -160,21 +159,28 @@ export function explainCommand(): Command {
     .option("--json", "print JSON");
   return addPolicyOptions(cmd).action((path: string, o: ExplainOpts) => {
     let table: Uint8Array;
-    const raw = readFileSync(path);
+    const raw = readPolicyOrReport(path, "nothing to explain");
+    if (raw === null) return;
     if (raw.length >= 4 && raw.readUInt32LE(0) === F.TABLE_MAGIC) {
       table = raw;
     } else {
-      const c = compileOrReport(path, o, "nothing to explain");
+      const c = compileOrReport(path, o, "nothing to explain", raw);
       if (!c) return;
-      table = buildTable(c.spec).bytes;
+      table = c.table.bytes;
     }
     if ((o.proto === PROTO_TCP || o.proto === PROTO_UDP) && o.dport === undefined) {
       throw new Error("--dport is required for tcp and udp");
     }
-    const e = explainFlow(table, {
-      iface: o.iface, dir: o.dir, proto: o.proto, src: o.src, dst: o.dst,
-      sport: o.sport, dport: o.dport ?? 0, flags: o.flags ?? 0x02,
-    }, o.mode);
+    let e: Explanation;
+    try {
+      e = explainFlow(table, {
+        iface: o.iface, dir: o.dir, proto: o.proto, src: o.src, dst: o.dst,
+        sport: o.sport, dport: o.dport ?? 0, flags: o.flags ?? 0x02,
+      }, o.mode);
+    } catch (err) {
+      if (err instanceof TableError) throw new Error(`${path}: ${err.message}`);
+      throw err;
+    }
     process.stdout.write(o.json ? `${JSON.stringify(e, null, 2)}\n` : `${formatExplanation(e)}\n`);
   });
 }

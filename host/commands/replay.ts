@@ -6,17 +6,17 @@
 // and the output is one line per packet and a summary (or one JSON document).
 // Bad input (a missing or corrupt capture, a broken policy or table) is one
 // line on stderr and exit status 1.
-import { readFileSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Core, TableError } from "../core/core.js";
-import { compilePolicyFile, type Mode, MODES } from "../policy/compile.js";
+import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
+import { Output } from "../io/output.js";
+import { buildPolicyTable, compilePolicyText, type Mode, MODES, readPolicyFile } from "../policy/compile.js";
 import { Diagnostics, PolicyError } from "../policy/errors.js";
 import { parsePolicyText } from "../policy/parse.js";
 import { formatPrefix, type Prefix } from "../policy/addr.js";
-import { captureFormat, linkTypeName, PcapError, type PcapRecord, readCapture } from "../pcap/read.js";
-import { buildTable } from "../rules/build.js";
-import { TableView } from "../rules/inspect.js";
-import { type ReplayPacket, type ReplayResult, replay } from "../replay/engine.js";
+import { CaptureFile, type CaptureFormat, linkTypeName, PcapError, type PcapRecord } from "../pcap/read.js";
+import { loadTableView } from "../rules/inspect.js";
+import { type ReplayPacket, type ReplaySummary, replay } from "../replay/engine.js";
 import {
   describeRoles, parseAddressOption, parseMacOption, parseNetOption, placementText, type RoleConfig, RolePlacer,
   ROLE_RULE_HELP, type Side, SIDES,
@@ -38,39 +38,44 @@ export interface ReplayOptions {
   summary?: boolean;
 }
 
-function fileError(what: string, path: string, e: unknown): Error {
-  const err = e as NodeJS.ErrnoException;
-  const why = err.code === "ENOENT" ? "no such file" : err.code === "EISDIR" ? "is a directory" : err.message;
-  return new Error(`cannot read the ${what} ${path}: ${why}`);
+// Opens a capture: a regular file, read as it is replayed (bounded memory).
+export function openCapture(path: string): CaptureFile {
+  try {
+    return new CaptureFile(path);
+  } catch (e) {
+    throw captureError(path, e);
+  }
 }
 
-export function loadCapture(path: string): { records: PcapRecord[]; format: string } {
-  let bytes: Uint8Array;
+function captureError(path: string, e: unknown): unknown {
+  if (e instanceof PcapError) return new Error(`${path}: not a usable capture: ${e.message}`);
+  return e; // an OperatorFileError says "PATH: ..." itself
+}
+
+// Every record of an opened capture; a fault part way is the one-line error.
+export function* captureRecords(c: CaptureFile): Generator<PcapRecord> {
   try {
-    bytes = readFileSync(path);
+    yield* c.records();
   } catch (e) {
-    throw fileError("capture", path, e);
-  }
-  try {
-    return { format: captureFormat(bytes), records: readCapture(bytes) };
-  } catch (e) {
-    if (e instanceof PcapError) throw new Error(`${path}: not a usable capture: ${e.message}`);
-    throw e;
+    throw captureError(c.path, e);
   }
 }
 
 interface LoadedTable { bytes: Uint8Array; from: string; switches: Record<string, boolean> | null; groups: Map<string, Prefix[]> | null }
 
-// Compiles the policy in-process; the first error (FILE:LINE:COL: what) becomes the one-line message.
+// Compiles the policy in-process from one read of the file; the first error
+// (FILE:LINE:COL: what) becomes the one-line message.
 function fromPolicy(path: string, opts: Resolved): LoadedTable {
   try {
-    const c = compilePolicyFile(path, { mode: opts.mode, switches: opts.set });
+    const text = readPolicyFile(path).toString("utf8");
+    const c = compilePolicyText(text, path, { mode: opts.mode, switches: opts.set });
     for (const w of c.summary.warnings) process.stderr.write(`${w.message}\n`);
-    const ast = parsePolicyText(readFileSync(path, "utf8"), path, new Diagnostics());
+    const bytes = buildPolicyTable(c).bytes;
+    const ast = parsePolicyText(text, path, new Diagnostics()); // the same bytes: for the groups
     const groups = new Map<string, Prefix[]>();
     for (const [name, g] of ast?.groups ?? []) groups.set(name, g.entries.map((x) => x.prefix));
     return {
-      bytes: buildTable(c.spec).bytes,
+      bytes,
       from: `policy ${path}`,
       switches: Object.fromEntries(c.summary.switches.map((s) => [s.name, s.value])),
       groups,
@@ -84,11 +89,7 @@ function fromPolicy(path: string, opts: Resolved): LoadedTable {
 }
 
 function fromTable(path: string): LoadedTable {
-  try {
-    return { bytes: readFileSync(path), from: `table ${path}`, switches: null, groups: null };
-  } catch (e) {
-    throw fileError("rule table", path, e);
-  }
+  return { bytes: readOperatorFile(path, "rule table"), from: `table ${path}`, switches: null, groups: null };
 }
 
 function roleConfig(opts: Resolved, groups: Map<string, Prefix[]> | null): RoleConfig {
@@ -111,11 +112,22 @@ function roleConfig(opts: Resolved, groups: Map<string, Prefix[]> | null): RoleC
   return { mode: opts.mode, sides, ipsFrom };
 }
 
-export interface ReplayRun {
-  capture: { path: string; format: string; linkTypes: string; records: number };
+// What is known before the first packet: enough for a header.
+export interface ReplayStart {
+  capture: { path: string; format: CaptureFormat; size: number };
   source: { kind: "policy" | "table"; path: string; mode: Mode; defaultAction: string; rules: number; switches: Record<string, boolean> | null };
   roles: RoleConfig;
-  result: ReplayResult;
+}
+
+export interface ReplayRun extends Omit<ReplayStart, "capture"> {
+  capture: { path: string; format: CaptureFormat; linkTypes: string; records: number };
+  summary: ReplaySummary;
+}
+
+// Where a replay's output goes as it is made (nothing per packet is kept).
+export interface ReplaySink {
+  start?(s: ReplayStart): void;
+  packet?(p: ReplayPacket): void;
 }
 
 type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary">> & Pick<ReplayOptions, "policy" | "table">;
@@ -128,7 +140,7 @@ function resolve(o: ReplayOptions): Resolved {
   };
 }
 
-export function runReplay(capturePath: string, options: ReplayOptions): ReplayRun {
+export function runReplay(capturePath: string, options: ReplayOptions, sink: ReplaySink = {}): ReplayRun {
   const opts = resolve(options);
   if (opts.policy === undefined && opts.table === undefined) {
     throw new Error("replay needs a rule table: give --policy FILE (a YAML policy) or --table FILE (from portcullis compile)");
@@ -138,29 +150,39 @@ export function runReplay(capturePath: string, options: ReplayOptions): ReplayRu
     throw new Error("--set applies to --policy only (a compiled table has its switches built in)");
   }
   const loaded = opts.policy !== undefined ? fromPolicy(opts.policy, opts) : fromTable(opts.table!);
-  const { records, format } = loadCapture(capturePath);
   const core = new Core("release");
+  let table;
   try {
-    core.loadTable(loaded.bytes);
+    table = loadTableView(core, loaded.bytes);
   } catch (e) {
     if (e instanceof TableError) throw new Error(`${opts.table ?? opts.policy}: ${e.message}`);
     throw e;
   }
-  const table = new TableView(loaded.bytes);
-  const roles = roleConfig(opts, loaded.groups);
-  const result = replay(core, table, records, new RolePlacer(roles));
-  return {
-    capture: {
-      path: capturePath, format, records: records.length,
-      linkTypes: [...new Set(records.map((r) => linkTypeName(r.linkType)))].join(", ") || "no packets",
-    },
-    source: {
-      kind: opts.policy !== undefined ? "policy" : "table", path: (opts.policy ?? opts.table)!, mode: opts.mode,
-      defaultAction: table.defaultAction, rules: table.nrules, switches: loaded.switches,
-    },
-    roles,
-    result,
-  };
+  const capture = openCapture(capturePath);
+  try {
+    const roles = roleConfig(opts, loaded.groups);
+    const start: ReplayStart = {
+      capture: { path: capturePath, format: capture.format, size: capture.size },
+      source: {
+        kind: opts.policy !== undefined ? "policy" : "table", path: (opts.policy ?? opts.table)!, mode: opts.mode,
+        defaultAction: table.defaultAction, rules: table.nrules, switches: loaded.switches,
+      },
+      roles,
+    };
+    sink.start?.(start);
+    const result = replay(core, table, captureRecords(capture), new RolePlacer(roles), sink.packet);
+    return {
+      capture: {
+        path: capturePath, format: capture.format, records: result.summary.packets,
+        linkTypes: result.linkTypes.map(linkTypeName).join(", ") || "no packets",
+      },
+      source: start.source,
+      roles,
+      summary: result.summary,
+    };
+  } finally {
+    capture.close();
+  }
 }
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
@@ -175,24 +197,30 @@ function packetLine(p: ReplayPacket, w: number): string {
   return s;
 }
 
-export function formatReplayText(run: ReplayRun, summaryOnly: boolean): string {
-  const { capture, source, result } = run;
-  const s = result.summary;
-  const out: string[] = [
-    `portcullis replay: ${plural(capture.records, "packet")} from ${capture.path} (${capture.format}, ${capture.linkTypes})`,
+// The width of packet numbers: enough for as many records as the file
+// could hold (16 bytes at least each), so columns line up without a count.
+export function indexWidth(size: number): number {
+  return String(Math.max(1, Math.floor(size / 16))).length;
+}
+
+export function replayHeader(st: ReplayStart): string[] {
+  const { capture, source } = st;
+  return [
+    `portcullis replay: ${capture.path} (${capture.format})`,
     `${source.kind} ${source.path}: mode ${source.mode}, ${plural(source.rules, "rule")}, default ${source.defaultAction}` +
       (source.switches && Object.keys(source.switches).length
         ? `; switches ${Object.entries(source.switches).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(", ")}` : ""),
-    ...describeRoles(run.roles).map((l) => `roles: ${l}`),
+    ...describeRoles(st.roles).map((l) => `roles: ${l}`),
     "",
   ];
-  if (!summaryOnly) {
-    const w = String(result.packets.length).length;
-    for (const p of result.packets) out.push(packetLine(p, w));
-    if (result.packets.length) out.push("");
-  }
+}
+
+export function replaySummaryText(run: ReplayRun): string[] {
+  const s = run.summary;
+  const out: string[] = [];
   out.push(`Summary: ${plural(s.packets, "packet")} in ${plural(s.batches, "batch", "batches")}: ` +
     `accept ${s.verdicts.accept.packets} (${s.verdicts.accept.bytes} bytes), drop ${s.verdicts.drop.packets} (${s.verdicts.drop.bytes} bytes)`);
+  out.push(`Link layers: ${run.capture.linkTypes}`);
   out.push(`Hooks: ${s.hooks.in} in, ${s.hooks.out} out, ${s.hooks.fwd} forward` + (s.sideUnknown
     ? `; ${plural(s.sideUnknown, "packet")} on a side that could not be told (role none: see --external-net/--external-mac)` : ""));
   out.push("By reason:");
@@ -207,27 +235,66 @@ export function formatReplayText(run: ReplayRun, summaryOnly: boolean): string {
   if (s.rules.length === 0) out.push("  (the table has no rules)");
   out.push(`Flows: ${s.flows.created} created, ${s.flows.live} live at the end, ${s.flows.expired} expired` +
     `${s.flows.evicted ? `, ${s.flows.evicted} evicted` : ""}${s.flows.refused ? `, ${s.flows.refused} refused (table full)` : ""}`);
-  return out.join("\n");
+  return out;
 }
 
-export function replayJson(run: ReplayRun, summaryOnly: boolean): unknown {
+// JSON.stringify(x, null, 2) for a value nested at `indent` in a document written piece by piece.
+export const json2 = (x: unknown, indent: string): string => JSON.stringify(x, null, 2).replace(/\n/g, `\n${indent}`);
+
+function rolesJson(roles: RoleConfig): unknown {
   const side = (x: Side): unknown => {
-    const c = run.roles.sides[x];
+    const c = roles.sides[x];
     return { ips: c.ips.map(formatPrefix), macs: c.macs, nets: c.nets.map(formatPrefix) };
   };
-  const src = run.source;
-  return {
-    capture: run.capture,
-    source: {
-      [src.kind]: src.path, mode: src.mode, rules: src.rules, defaultAction: src.defaultAction, switches: src.switches,
-    },
-    roles: {
-      proxyAddresses: run.roles.ipsFrom,
-      ...Object.fromEntries(SIDES.map((x) => [x, side(x)])),
-    },
-    ...(summaryOnly ? {} : { packets: run.result.packets }),
-    summary: run.result.summary,
+  return { proxyAddresses: roles.ipsFrom, ...Object.fromEntries(SIDES.map((x) => [x, side(x)])) };
+}
+
+function sourceJson(src: ReplayStart["source"]): unknown {
+  return { [src.kind]: src.path, mode: src.mode, rules: src.rules, defaultAction: src.defaultAction, switches: src.switches };
+}
+
+// The command: text (a line per packet as its batch is decided, then the
+// summary) or one JSON document written as it goes: source, roles, packets,
+// then capture and summary, which are known only at the end.
+export function replayToStdout(capturePath: string, opts: ReplayOptions): void {
+  const out = new Output();
+  const summaryOnly = opts.summary === true;
+  let width = 1;
+  let first = true;
+  // With --summary nothing is printed until the end, so a capture found
+  // corrupt part way leaves stdout empty.
+  let head: ReplayStart | null = null;
+  const writeHead = (st: ReplayStart): void => {
+    if (opts.json) {
+      out.write(`{\n  "source": ${json2(sourceJson(st.source), "  ")},\n  "roles": ${json2(rolesJson(st.roles), "  ")},\n`);
+      if (!summaryOnly) out.write(`  "packets": [`);
+    } else {
+      width = indexWidth(st.capture.size);
+      for (const l of replayHeader(st)) out.line(l);
+    }
   };
+  const sink: ReplaySink = {
+    start: (st) => { head = st; if (!summaryOnly) writeHead(st); },
+    packet: summaryOnly ? undefined : opts.json
+      ? (p) => { out.write(`${first ? "" : ","}\n    ${json2(p, "    ")}`); first = false; }
+      : (p) => { out.line(packetLine(p, width)); first = false; },
+  };
+  let run: ReplayRun;
+  try {
+    run = runReplay(capturePath, opts, sink);
+  } catch (e) {
+    out.flush(); // the packets decided before the fault
+    throw e;
+  }
+  if (summaryOnly) writeHead(head!);
+  if (opts.json) {
+    if (!summaryOnly) out.write(first ? "],\n" : "\n  ],\n");
+    out.write(`  "capture": ${json2(run.capture, "  ")},\n  "summary": ${json2(run.summary, "  ")}\n}\n`);
+  } else {
+    if (!first) out.line("");
+    for (const l of replaySummaryText(run)) out.line(l);
+  }
+  out.flush();
 }
 
 function collect<T>(parse: (s: string) => T) {
@@ -260,9 +327,5 @@ export function replayCommand(): Command {
     .option("--json", "print one JSON document (packets and summary) instead of text")
     .option("--summary", "print only the summary (no per-packet lines / no packets array)")
     .addHelpText("after", `\n${ROLE_RULE_HELP}\n`)
-    .action((capture: string, opts: ReplayOptions) => {
-      const run = runReplay(capture, opts);
-      const text = opts.json ? JSON.stringify(replayJson(run, opts.summary === true), null, 2) : formatReplayText(run, opts.summary === true);
-      process.stdout.write(`${text}\n`);
-    });
+    .action((capture: string, opts: ReplayOptions) => replayToStdout(capture, opts));
 }

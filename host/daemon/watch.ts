@@ -19,9 +19,10 @@
 // The bytes that were checked are the bytes compiled: the file is not read a
 // third time. The watch follows the daemon's policy path: after `portcullis
 // reload OTHER` it watches OTHER.
-import { type FSWatcher, readFileSync, watch } from "node:fs";
+import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
+import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import * as F from "../rules/format.js";
 import { type ReloadOptions, type ReloadRecord } from "./daemon.js";
 import { type Logger } from "./log.js";
@@ -56,7 +57,8 @@ export function incomplete(content: Uint8Array): string | null {
   if (!text.endsWith("\n")) return "does not end with a newline";
   const doc = parseDocument(text);
   const err = doc.errors[0];
-  if (err) return `does not parse as YAML${err.linePos ? ` at ${err.linePos[0].line}:${err.linePos[0].col}` : ""}: ${err.message.split("\n")[0]!.replace(/ at line \d+, column \d+:?$/, "")}`;
+  // The error's code, not its message: a message can quote the file.
+  if (err) return `does not parse as YAML${err.linePos ? ` at ${err.linePos[0].line}:${err.linePos[0].col}` : ""} (${err.code})`;
   return null;
 }
 
@@ -136,7 +138,7 @@ export class PolicyWatcher {
   private check(): void {
     this.timer = null;
     if (this.stopped) return;
-    const now = read(this.path);
+    const now = read(this.path, this.log);
     this.stats.reads++;
     if (now === null) {
       // Gone for the moment (renamed away before the new one lands): the
@@ -173,6 +175,15 @@ export class PolicyWatcher {
   }
 }
 
-function read(path: string): Buffer | null {
-  try { return readFileSync(path); } catch { return null; }
+// The file's bytes, or null while it is missing; a FIFO, a device or an
+// oversize file is refused without being read (it would stall the daemon's
+// event loop or fill its memory), as is an unreadable one.
+function read(path: string, log?: Logger): Buffer | null {
+  try {
+    return readOperatorFile(path, "policy");
+  } catch (e) {
+    if (!(e instanceof OperatorFileError)) throw e;
+    if (e.kind !== "missing") log?.log("error", "the policy file cannot be loaded; the live table stays", { path, error: e.message });
+    return null;
+  }
 }

@@ -11,7 +11,7 @@
 // fail_open and bypass default to false (fail closed) on both sides; queues
 // defaults to { first: 0, count: 1 }. Unknown keys and wrong values are errors
 // as FILE:LINE:COL: what, all of them in one BoardError.
-import { readFileSync } from "node:fs";
+import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { isMap, isScalar, LineCounter, type Node, parseDocument } from "yaml";
 import { formatPos, type Pos } from "../policy/errors.js";
 import { type Mode, MODES } from "../policy/compile.js";
@@ -82,9 +82,10 @@ function devOk(dev: string): boolean {
 export function readBoardFile(path: string): BoardConfig {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readOperatorFile(path, "board configuration").toString("utf8");
   } catch (e) {
-    throw new BoardError("board_unreadable", { file: path, line: 0, col: 0 }, `cannot read the board configuration: ${(e as Error).message}`);
+    if (!(e instanceof OperatorFileError)) throw e;
+    throw new BoardError("board_unreadable", { file: path, line: 0, col: 0 }, e.detail);
   }
   return parseBoardText(text, path);
 }

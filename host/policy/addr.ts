@@ -7,7 +7,7 @@
 // sorted, disjoint, inclusive ranges (AddrRanges of host/rules/model.ts), the
 // form the table builder takes, in O(n log n).
 import { type AddrRanges, MAX_V4, MAX_V6, type Range128, type Range32 } from "../rules/model.js";
-import { type Diagnostics } from "./errors.js";
+import { type Diagnostics, type Pos } from "./errors.js";
 
 export type Prefix =
   | { family: 4; lo: number; hi: number; len: number }
@@ -338,13 +338,26 @@ export function parseSetText(text: string, file: string, diag: Diagnostics, maxE
   let v4keys = new Float64Array(1024);
   let n4 = 0;
   const v6: Array<LpmEntry<bigint>> = [];
-  let includes = 0, exceptions = 0, errors = 0;
+  let includes = 0, exceptions = 0, errors = 0, firstBad = 0, foreign = 0;
+  // Bad lines are quoted only if the file is a set file (its bad lines look
+  // like addresses, or are fewer than its good ones): a policy may name any
+  // file the daemon can read, and errors go to replies, logs and stats.
+  const held: Array<[string, Pos, string]> = [];
+  const lines = text.split("\n");
   const fail = (code: string, line: number, col: number, what: string): void => {
     errors++;
-    if (errors <= maxErrors) diag.error(code, { file, line, col }, what);
-    else if (errors === maxErrors + 1) diag.error("too_many_errors", { file, line, col }, "more bad lines in this set file; stopping here");
+    firstBad ||= line;
+    const t = lines[line - 1]!.replace(/#.*/, "");
+    if (!(/^[0-9A-Fa-f:./%!\s]*$/.test(t) && /[.:]/.test(t))) foreign++;
+    if (errors <= maxErrors) held.push([code, { file, line, col }, what]);
+    else if (errors === maxErrors + 1) held.push(["too_many_errors", { file, line, col }, "more bad lines in this set file; stopping here"]);
   };
-  const lines = text.split("\n");
+  const report = (): void => {
+    if (errors === 0) return;
+    if (foreign === 0 || errors <= includes + exceptions) { for (const [c, p, w] of held) diag.error(c, p, w); return; }
+    diag.error("not_a_set", { file, line: 0, col: 0 },
+      `not a set file: ${errors} of its lines are not addresses or prefixes and ${includes + exceptions} are (the first bad one is line ${firstBad})`);
+  };
   for (let i = 0; i < lines.length; i++) {
     let l = lines[i]!;
     const hash = l.indexOf("#");
@@ -400,6 +413,7 @@ export function parseSetText(text: string, file: string, diag: Diagnostics, maxE
   for (const [line, first] of conflicts(v6)) {
     fail("set_conflict", line, 1, `this prefix is both included and excepted (see line ${first})`);
   }
+  report();
   return { v4: flattenKeys32(keys), v6: flattenLpm128(v6), includes, exceptions };
 }
 

@@ -12,9 +12,10 @@
 //   gateway  forward    FORWARD  in_role = R,  out_role any
 //
 // with R the interface's role (external 1, internal 2; `any` is 0, 1 and 2).
-import { readFileSync } from "node:fs";
-import { basename } from "node:path";
+import { basename, resolve as resolvePath } from "node:path";
 import * as ABI from "../core/abi.js";
+import { MAX_OPERATOR_FILE, OperatorFileError, readOperatorFile } from "../io/operator-file.js";
+import { buildTable, type BuiltTable, MAX_BUILD_BYTES, TableTooLargeError } from "../rules/build.js";
 import { ctxValue } from "../rules/format.js";
 import { type AddrRanges, type Range32, type RuleSpec, type TableSpec } from "../rules/model.js";
 import { countAddresses, FULL_V4, FULL_V6, parseSetText, prefixesToRanges, unionAddr, unionRanges32 } from "./addr.js";
@@ -22,6 +23,7 @@ import { Diagnostics, type PolicyWarning, type Pos } from "./errors.js";
 import { type Action, type AddrRef, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst, suggest } from "./parse.js";
 
 export type Mode = "host" | "gateway";
+export const MAX_POLICY_TEXT = 4 << 20;
 export const MODES: readonly Mode[] = ["host", "gateway"];
 
 export interface CompileOptions {
@@ -121,19 +123,28 @@ export function ruleInfo(file: string, r: RuleAst): string {
   return s;
 }
 
-export function compilePolicyFile(path: string, opts: CompileOptions = {}): CompiledPolicy {
-  let text: string;
+// Reads a policy (or a table) file once, for every later step to see the same
+// bytes; a file that is missing, not a regular file or too large is a
+// PolicyError at FILE (line 0).
+export function readPolicyFile(path: string): Buffer {
   try {
-    text = readFileSync(path, "utf8");
+    return readOperatorFile(path, "policy");
   } catch (e) {
+    if (!(e instanceof OperatorFileError)) throw e;
     const d = new Diagnostics();
-    const err = e as NodeJS.ErrnoException;
-    d.error(err.code === "ENOENT" ? "policy_missing" : "policy_unreadable", { file: path, line: 0, col: 0 },
-      err.code === "ENOENT" ? "no such policy file" : `cannot read the policy: ${err.message}`);
+    d.error(FILE_CODES.policy[e.kind], { file: path, line: 0, col: 0 }, e.detail);
     d.check();
     throw e; // unreachable: check() threw
   }
-  return compilePolicyText(text, path, opts);
+}
+
+const FILE_CODES = {
+  policy: { missing: "policy_missing", unreadable: "policy_unreadable", not_regular: "policy_not_regular", too_large: "policy_too_large" },
+  set: { missing: "set_file_missing", unreadable: "set_unreadable", not_regular: "set_not_regular", too_large: "set_too_large" },
+} as const;
+
+export function compilePolicyFile(path: string, opts: CompileOptions = {}): CompiledPolicy {
+  return compilePolicyText(readPolicyFile(path).toString("utf8"), path, opts);
 }
 
 // `file` names the policy in messages and anchors relative set paths.
@@ -142,6 +153,13 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
   const diag = new Diagnostics();
   const mode = opts.mode ?? "host";
   const cmdline: Pos = { file, line: 0, col: 0 };
+  // The YAML parser holds about 100 times the text in memory: a policy is
+  // held to a few MiB (large address lists belong in set files).
+  const size = Buffer.byteLength(text);
+  if (size > MAX_POLICY_TEXT) {
+    diag.error("policy_too_large", cmdline, `the policy is ${size} bytes, over the ${MAX_POLICY_TEXT}-byte limit of a YAML policy (put large address lists in set files)`);
+    diag.check();
+  }
   if (!MODES.includes(mode)) diag.error("bad_mode", cmdline, `mode must be host or gateway, not "${String(mode)}"`);
   const ast = parsePolicyText(text, file, diag);
   if (ast === null) { diag.check(); throw new Error("unreachable"); }
@@ -163,16 +181,28 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
 
   const setRanges = new Map<string, AddrRanges>();
   const setSummaries: SetSummary[] = [];
+  const setTexts = new Map<string, string>();
+  let setBytes = 0;
   for (const [name, s] of ast.sets) {
     const ts = performance.now();
-    let body: string;
-    try {
-      body = readFileSync(s.path, "utf8");
-    } catch (e) {
-      const err = e as NodeJS.ErrnoException;
-      diag.error(err.code === "ENOENT" ? "set_file_missing" : "set_unreadable", s.file.pos,
-        err.code === "ENOENT" ? `set "${name}": no such file ${s.path}` : `set "${name}": cannot read ${s.path}: ${err.message}`);
-      continue;
+    // Each set file is read once however many sets name it, and together
+    // they are held to the same limit as one file.
+    const key = resolvePath(s.path);
+    let body = setTexts.get(key);
+    if (body === undefined) {
+      try {
+        const bytes = readOperatorFile(s.path, "set", MAX_OPERATOR_FILE - setBytes);
+        setBytes += bytes.length;
+        body = bytes.toString("utf8");
+        setTexts.set(key, body);
+      } catch (e) {
+        if (!(e instanceof OperatorFileError)) throw e;
+        const what = e.kind === "missing" ? `no such file ${s.path}`
+          : e.kind === "too_large" && setBytes > 0 ? `${s.path} would take the policy's set files over ${MAX_OPERATOR_FILE} bytes in all`
+          : `${s.path}: ${e.detail}`;
+        diag.error(FILE_CODES.set[e.kind], s.file.pos, `set "${name}": ${what}`);
+        continue;
+      }
     }
     const c = parseSetText(body, s.path, diag);
     setRanges.set(name, { v4: c.v4, v6: c.v6 });
@@ -309,6 +339,33 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
     ms: performance.now() - t0,
   };
   return { spec: { rules, defaultAction: ast.defaultAction!.value }, summary };
+}
+
+// The table of a compiled policy, refused (a PolicyError at FILE, line 0)
+// when it holds more than the core takes: DEFAULT_MAX_RULES rules and
+// DEFAULT_TABLE_CAP bytes, the limits the daemon runs its core with. So
+// `check` and `compile` say what the daemon would refuse at reload.
+export function buildPolicyTable(c: CompiledPolicy): BuiltTable {
+  const file = c.summary.file;
+  const rules = c.spec.rules.length;
+  const limits = `the core takes at most ${ABI.DEFAULT_MAX_RULES} rules and ${ABI.DEFAULT_TABLE_CAP} bytes`;
+  const refuse = (code: string, what: string): never => {
+    const d = new Diagnostics();
+    d.error(code, { file, line: 0, col: 0 }, what);
+    d.check();
+    throw new Error("unreachable");
+  };
+  if (rules > ABI.DEFAULT_MAX_RULES) refuse("too_many_rules", `the policy puts ${rules} rules in the table; ${limits}`);
+  try {
+    const built = buildTable(c.spec, { maxBytes: MAX_BUILD_BYTES });
+    if (built.bytes.length > ABI.DEFAULT_TABLE_CAP) {
+      refuse("table_too_large", `the compiled table is ${built.bytes.length} bytes with ${rules} rules; ${limits}`);
+    }
+    return built;
+  } catch (e) {
+    if (!(e instanceof TableTooLargeError)) throw e;
+    return refuse("table_too_large", `the compiled table is more than ${e.limit} bytes with ${rules} rules; ${limits}`);
+  }
 }
 
 export type { PolicyAst };

@@ -4,7 +4,7 @@
 // refer to groups, sets and switches; address families; set files) is
 // compile.ts's. The format is described in host/policy/README.md.
 import { dirname, isAbsolute, join } from "node:path";
-import { isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document } from "yaml";
+import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document, visit } from "yaml";
 import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
 import { type Diagnostics, type Pos } from "./errors.js";
 
@@ -67,6 +67,7 @@ export const PROTO_NAMES: Readonly<Record<number, string>> = { 6: "tcp", 17: "ud
 // pf's letters, in bit order of the TCP flags byte.
 export const TCP_FLAG_LETTERS = "FSRPAUEW";
 
+export const MAX_ALIAS_ENTRIES = 100_000;
 const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules"];
 const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "dst", "sport", "dport",
   "tcp_flags", "log", "comment", "when"];
@@ -105,14 +106,39 @@ export function parsePolicyText(text: string, file: string, diag: Diagnostics): 
     const p = lc.linePos(offset);
     return p.line === 0 ? { file, line: 1, col: offset + 1 } : { file, line: p.line, col: p.col };
   };
+  // Content of the file is quoted in messages only once it is a policy:
+  // reload PATH may name any file the daemon can read (/etc/shadow), and its
+  // errors go to replies, logs and stats.
+  const policyLike = isPolicyDocument(doc);
   for (const e of doc.errors) {
     const code = e.code === "DUPLICATE_KEY" ? "duplicate_key" : "yaml_syntax";
-    const what = e.code === "DUPLICATE_KEY" ? "this key appears twice in the same mapping" : `YAML: ${e.message}`;
-    diag.error(code, at(e.pos[0]), what);
+    const what = e.code === "DUPLICATE_KEY" ? "this key appears twice in the same mapping"
+      : policyLike ? `YAML: ${e.message}` : `not a policy: it does not parse as YAML (${e.code})`;
+    diag.error(code, policyLike ? at(e.pos[0]) : { file, line: 0, col: 0 }, what);
+    if (!policyLike) break;
   }
   if (doc.errors.length > 0) return null;
+  if (!policyLike) {
+    const top = doc.contents;
+    const empty = top === null || (isScalar(top) && top.value === null);
+    if (!empty) {
+      diag.error("not_a_policy", { file, line: 0, col: 0 }, `not a policy: ${isMap(top)
+        ? `its top-level keys are not a policy's (${TOP_KEYS.join(", ")})`
+        : "it is not a YAML mapping of version, default, rules..."}`);
+      return null;
+    }
+  }
   for (const w of doc.warnings) diag.warn("yaml_warning", at(w.pos[0]), `YAML: ${w.message}`);
   return new Parser(doc, file, at, diag).policy();
+}
+
+// A YAML mapping whose top-level keys are all a policy's, or one that says
+// `version:`. Anything else is not quoted in errors.
+function isPolicyDocument(doc: Document): boolean {
+  const top = doc.contents;
+  if (!isMap(top) || top.items.length === 0) return false;
+  const keys = top.items.map((i) => (isScalar(i.key) && typeof i.key.value === "string" ? i.key.value : null));
+  return keys.includes("version") || keys.every((k) => k !== null && TOP_KEYS.includes(k));
 }
 
 type AnyNode = Node | null | undefined;
@@ -125,9 +151,39 @@ class Parser {
     private readonly diag: Diagnostics,
   ) {}
 
+  // Every alias's target, found in one pass in document order (yaml's own
+  // Alias.resolve searches the whole document each time: quadratic).
+  private targets: Map<Alias, Node> | null = null;
+
+  private anchors(): Map<Alias, Node> {
+    if (this.targets) return this.targets;
+    const byName = new Map<string, Node>();
+    const out = new Map<Alias, Node>();
+    visit(this.doc, {
+      Node: (_k, node) => {
+        if (isAlias(node)) { const t = byName.get(node.source); if (t) out.set(node, t); } else if (node.anchor) byName.set(node.anchor, node);
+      },
+    });
+    return (this.targets = out);
+  }
+
+  // What aliases may still expand to, in entries: `src: *big` in every rule
+  // would otherwise cost rules x entries (a 4 MB policy stalled for minutes).
+  private aliasBudget = MAX_ALIAS_ENTRIES;
+
   private node(n: unknown): Node | null {
     if (n === null || n === undefined) return null;
-    if (isAlias(n)) return (n.resolve(this.doc) as Node | undefined) ?? null;
+    if (isAlias(n)) {
+      if (this.aliasBudget < 0) return null;
+      const r = this.anchors().get(n) ?? null;
+      this.aliasBudget -= r && (isSeq(r) || isMap(r)) ? Math.max(1, r.items.length) : 1;
+      if (this.aliasBudget < 0) {
+        this.diag.error("alias_expansion", this.pos(n, { file: this.file, line: 1, col: 1 }),
+          `aliases expand to more than ${MAX_ALIAS_ENTRIES} entries in all; put the addresses in a group and name it`);
+        return null;
+      }
+      return r;
+    }
     return n as Node;
   }
 

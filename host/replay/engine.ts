@@ -52,21 +52,30 @@ const VIA: Record<string, RuleVia> = {
   rule_allow: "rule", rule_deny: "rule", state_match: "flow", state_related: "flow", frag_follows: "fragment",
 };
 
-export interface ReplayResult { packets: ReplayPacket[]; summary: ReplaySummary }
+// What a replay leaves: the summary (counters only: a replay of any length
+// holds no per-packet state) and the link types it met.
+export interface ReplayResult { summary: ReplaySummary; linkTypes: number[] }
 
 // The IP packet's length on the wire: the frame's, less its link header.
 export function wireLength(r: PcapRecord): number {
   return Math.max(r.ip.length, r.wirelen - (r.caplen - r.ip.length));
 }
 
-export function replay(core: Core, table: TableView, records: readonly PcapRecord[], placer: RolePlacer): ReplayResult {
+// Replays `records` (consumed as they come: a capture file streams) and hands
+// each packet's outcome to `onPacket` as its batch is decided; nothing per
+// packet is kept.
+export function replay(core: Core, table: TableView, records: Iterable<PcapRecord>, placer: RolePlacer,
+  onPacket: (p: ReplayPacket) => void = () => {}): ReplayResult {
   core.resetCounters();
-  const t0 = records[0]?.ts ?? 0n;
-  const packets: ReplayPacket[] = [];
+  let t0: bigint | null = null;
+  let index = 0;
   const batch = new Batch(core);
   let pending: Array<{ r: PcapRecord; p: Placement }> = [];
   let batchTs = 0n;
   let batches = 0;
+  const hooks = { in: 0, out: 0, fwd: 0 };
+  let sideUnknown = 0;
+  const linkTypes = new Set<number>();
 
   const flush = (): void => {
     if (pending.length === 0) return;
@@ -77,11 +86,14 @@ export function replay(core: Core, table: TableView, records: readonly PcapRecor
       const reason = reasonName(core.reason(i));
       const rule = core.rule(i);
       const known = rule !== ABI.RULE_NONE;
-      packets.push({
-        index: packets.length + 1,
+      const hook = hookName(p.hook);
+      if (hook === "in" || hook === "out" || hook === "fwd") hooks[hook]++;
+      if ((hook === "out" ? p.outRole : p.inRole) === ABI.ROLE_NONE) sideUnknown++;
+      onPacket({
+        index: ++index,
         tsNs: r.ts.toString(),
-        time: Number(r.ts - t0) / 1e9,
-        hook: hookName(p.hook),
+        time: Number(r.ts - t0!) / 1e9,
+        hook,
         inRole: roleName(p.inRole),
         outRole: roleName(p.outRole),
         roleBy: p.by,
@@ -97,40 +109,43 @@ export function replay(core: Core, table: TableView, records: readonly PcapRecor
     pending = [];
   };
 
-  for (const r of records) {
-    const p = placer.place(r);
-    const meta: PacketMeta = {
-      hook: p.hook, inRole: p.inRole, outRole: p.outRole, hwProto: r.ethertype, tsNs: r.ts, wireLen: wireLength(r),
-      packetId: packets.length + pending.length,
-    };
-    const gap = r.ts > batchTs ? r.ts - batchTs : batchTs - r.ts;
-    if (pending.length > 0 && (pending.length >= MAX_REPLAY_BATCH || gap > BATCH_WINDOW_NS)) flush();
-    if (pending.length === 0) batchTs = r.ts;
-    if (!batch.add(r.ip, meta)) {
-      flush();
-      batchTs = r.ts;
-      if (!batch.add(r.ip, meta)) throw new Error(`packet ${packets.length + 1} (${r.ip.length} bytes) does not fit in a batch`);
+  try {
+    for (const r of records) {
+      t0 ??= r.ts;
+      linkTypes.add(r.linkType);
+      const p = placer.place(r);
+      const meta: PacketMeta = {
+        hook: p.hook, inRole: p.inRole, outRole: p.outRole, hwProto: r.ethertype, tsNs: r.ts, wireLen: wireLength(r),
+        packetId: (index + pending.length) >>> 0,
+      };
+      const gap = r.ts > batchTs ? r.ts - batchTs : batchTs - r.ts;
+      if (pending.length > 0 && (pending.length >= MAX_REPLAY_BATCH || gap > BATCH_WINDOW_NS)) flush();
+      if (pending.length === 0) batchTs = r.ts;
+      if (!batch.add(r.ip, meta)) {
+        flush();
+        batchTs = r.ts;
+        if (!batch.add(r.ip, meta)) throw new Error(`packet ${index + 1} (${r.ip.length} bytes) does not fit in a batch`);
+      }
+      pending.push({ r, p });
     }
-    pending.push({ r, p });
+  } catch (e) {
+    // The records read before a fault in the capture are still decided.
+    try { flush(); } catch { /* the first error is the one to tell */ }
+    throw e;
   }
   flush();
-  return { packets, summary: summarize(core, table, packets, batches) };
+  return { summary: summarize(core, table, index, batches, hooks, sideUnknown), linkTypes: [...linkTypes] };
 }
 
-function summarize(core: Core, table: TableView, packets: readonly ReplayPacket[], batches: number): ReplaySummary {
+function summarize(core: Core, table: TableView, packets: number, batches: number,
+  hooks: ReplaySummary["hooks"], sideUnknown: number): ReplaySummary {
   const c = core.counters();
   const count = (x: { packets: bigint; bytes: bigint }): Count => ({ packets: Number(x.packets), bytes: Number(x.bytes) });
   const reasons: ReplaySummary["reasons"] = {};
   for (const r of c.reasons) if (r.packets > 0n) reasons[r.name] = { ...count(r), description: reasonText(r.code) };
   const hits = core.ruleCounters(table.nrules);
-  const hooks = { in: 0, out: 0, fwd: 0 };
-  let sideUnknown = 0;
-  for (const p of packets) {
-    if (p.hook === "in" || p.hook === "out" || p.hook === "fwd") hooks[p.hook]++;
-    if ((p.hook === "out" ? p.outRole : p.inRole) === "none") sideUnknown++;
-  }
   return {
-    packets: packets.length,
+    packets,
     batches,
     hooks,
     sideUnknown,

@@ -9,7 +9,7 @@ import { type AddrRanges, MAX_V4, MAX_V6, type Range128, type Range32, type Rule
 class BitmapPool {
   readonly maps: Uint32Array[] = [];
   private readonly index = new Map<number, number[]>();
-  constructor(readonly words32: number) {}
+  constructor(readonly words32: number, private readonly maxBytes: number, private readonly stride: number) {}
 
   add(bits: Uint32Array): number {
     let h = 0x811c9dc5;
@@ -24,6 +24,9 @@ class BitmapPool {
       }
     }
     const id = this.maps.length;
+    // The bitmaps are most of a table: stop before holding more of them
+    // than the table may have bytes, so a huge policy costs bounded memory.
+    if ((id + 1) * this.stride > this.maxBytes) throw new TableTooLargeError((id + 1) * this.stride, this.maxBytes);
     this.maps.push(Uint32Array.from(bits));
     if (bucket) bucket.push(id); else this.index.set(h, [id]);
     return id;
@@ -96,13 +99,26 @@ export interface BuildStats {
 
 export interface BuiltTable { bytes: Uint8Array; stats: BuildStats }
 
-export function buildTable(spec: TableSpec): BuiltTable {
+// Tables larger than this are not built: twice the core's default slot, and
+// the largest table file readOperatorFile reads (MAX_OPERATOR_FILE).
+export const MAX_BUILD_BYTES = 64 << 20;
+
+export class TableTooLargeError extends Error {
+  // `atLeast`: the table's size so far, when the build stopped.
+  constructor(readonly atLeast: number, readonly limit: number) {
+    super(`the table would be more than ${limit} bytes (the build stopped at ${atLeast})`);
+    this.name = "TableTooLargeError";
+  }
+}
+
+export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): BuiltTable {
   const t0 = performance.now();
+  const maxBytes = o.maxBytes ?? MAX_BUILD_BYTES;
   const rules = spec.rules;
   const n = rules.length;
   const words = Math.max(1, Math.ceil(n / 64));
   const aggs = Math.ceil(words / 64);
-  const pool = new BitmapPool(words * 2);
+  const pool = new BitmapPool(words * 2, maxBytes, (aggs + words) * 8);
 
   const ctx = direct(pool, rules, F.CTX_SIZE, (r, v) => r.ctx === null || r.ctx.includes(v));
   const proto = direct(pool, rules, 256, (r, v) => r.protos === null || r.protos.includes(v));
@@ -132,6 +148,7 @@ export function buildTable(spec: TableSpec): BuiltTable {
     { iv: src6 as Interval<number | bigint>, wide: true }, { iv: dst6 as Interval<number | bigint>, wide: true },
   ].map((f) => ({ ...f, boundsOff: place(f.iv.bounds.length * (f.wide ? 16 : 4)), idsOff: place(f.iv.ids.length * 4) }));
   const total = off;
+  if (total > maxBytes) throw new TableTooLargeError(total, maxBytes);
 
   const bytes = new Uint8Array(total);
   const v = new DataView(bytes.buffer);

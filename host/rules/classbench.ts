@@ -2,7 +2,7 @@
 //   @srcIP/len dstIP/len spLo : spHi dpLo : dpHi proto/mask [flags/mask]
 // separated by spaces or tabs; the position of a line is its priority.
 // Traces: "src dst sport dport proto [...] matchId", decimal; plain or gzip.
-import { readFileSync } from "node:fs";
+import { MAX_OPERATOR_FILE, OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { gunzipSync } from "node:zlib";
 import { type RuleSpec, type TableSpec } from "./model.js";
 
@@ -87,9 +87,10 @@ export function parseFilter(line: string, index: number, file = "rules"): RuleSp
 export function readFilters(path: string): TableSpec {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = readOperatorFile(path, "filter set").toString("utf8");
   } catch (e) {
-    throw new ClassBenchError("ENOENT", `cannot read filters ${path}: ${(e as Error).message}`);
+    if (!(e instanceof OperatorFileError)) throw e;
+    throw new ClassBenchError("ENOENT", e.message);
   }
   const lines = text.split(/\r?\n/).filter((l) => l.trim() !== "");
   return { rules: lines.map((l, i) => parseFilter(l, i, path)), defaultAction: "deny" };
@@ -118,16 +119,21 @@ export function parseTrace(text: string, file = "trace"): TraceLine[] {
 export function readTrace(path: string): TraceLine[] {
   let raw: Buffer;
   try {
-    raw = readFileSync(path);
+    raw = readOperatorFile(path, "trace");
   } catch (e) {
-    throw new ClassBenchError("ENOENT", `cannot read trace ${path}: ${(e as Error).message}`);
+    if (!(e instanceof OperatorFileError)) throw e;
+    throw new ClassBenchError("ENOENT", e.message);
   }
   const gz = raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b;
   let text: string;
   try {
-    text = (gz ? gunzipSync(raw) : raw).toString("utf8");
+    // Decompressed, a trace is held to the same limit as a file: a small
+    // gzip can expand to gigabytes.
+    text = (gz ? gunzipSync(raw, { maxOutputLength: MAX_OPERATOR_FILE }) : raw).toString("utf8");
   } catch (e) {
-    throw new ClassBenchError("EBADTRACE", `cannot decompress trace ${path}: ${(e as Error).message}`);
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === "ERR_BUFFER_TOO_LARGE" ? `it decompresses to more than ${MAX_OPERATOR_FILE} bytes` : err.message;
+    throw new ClassBenchError("EBADTRACE", `cannot decompress trace ${path}: ${why}`);
   }
   return parseTrace(text, path);
 }

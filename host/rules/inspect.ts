@@ -1,8 +1,19 @@
 // Reads a compiled rule table on the host, for tools (explain, logs, stats):
 // rule records and their info text, and for a given flow key the bitmap each
 // field selects, so a tool can say which fields let each rule match or not.
-// It reads the same bytes the core runs on; the core validates them first.
+// It reads the same bytes the core runs on; the core validates them first
+// (loadTableView), and the view checks every offset it follows before
+// reading, so a corrupt table is a one-line TableError, never a RangeError.
+import { type Core, TableError } from "../core/core.js";
 import * as F from "./format.js";
+
+// The core's complete check of a table (bounds, checksum, version, counts,
+// bitmap ids...), by staging and committing it in `core`, then the host's
+// view of it. A refused table is a TableError ("rule table refused: ...").
+export function loadTableView(core: Core, bytes: Uint8Array): TableView {
+  core.loadTable(bytes);
+  return new TableView(bytes);
+}
 
 export const FIELDS = ["interface", "proto", "tcp_flags", "sport", "dport", "src", "dst"] as const;
 export type FieldName = (typeof FIELDS)[number];
@@ -29,19 +40,45 @@ export class TableView {
   readonly rules: TableRule[];
 
   constructor(readonly bytes: Uint8Array) {
-    if (bytes.length < F.HDR_SIZE || new DataView(bytes.buffer, bytes.byteOffset).getUint32(0, true) !== F.TABLE_MAGIC) {
-      throw new Error("not a Portcullis rule table (bad magic)");
+    const refuse = (what: string, at: number): never => {
+      throw new TableError("bad_layout", `rule table refused: ${what} (at byte ${at})`, at);
+    };
+    if (bytes.length < F.HDR_SIZE || new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(0, true) !== F.TABLE_MAGIC) {
+      throw new TableError("bad_magic", `rule table refused: bad magic (${bytes.length < F.HDR_SIZE ? `${bytes.length} bytes, shorter than the header` : "not a Portcullis rule table"})`, 0);
     }
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const len = bytes.length;
+    // Every section the view reads lies inside the bytes.
+    const span = (field: number, size: number, what: string): number => {
+      const off = this.u32(field);
+      if (!Number.isSafeInteger(off + size) || off + size > len) refuse(`${what} runs past the end of the table`, field);
+      return off;
+    };
     this.nrules = this.u32(F.T_NRULES);
     this.words = this.u32(F.T_WORDS);
     this.aggs = this.u32(F.T_AGGS);
+    if (this.nrules > len / F.RULE_SIZE) refuse(`${this.nrules} rules cannot fit in ${len} bytes`, F.T_NRULES);
+    if (this.words !== Math.max(1, Math.ceil(this.nrules / 64)) || this.aggs !== Math.ceil(this.words / 64)) refuse("bad counts", F.T_WORDS);
     this.defaultAction = bytes[F.T_DEFAULT] === F.ACTION_ALLOW ? "allow" : "deny";
-    const rulesOff = this.u32(F.T_RULES_OFF), infoOff = this.u32(F.T_INFO_OFF);
+    const rulesOff = span(F.T_RULES_OFF, this.nrules * F.RULE_SIZE, "the rules section");
+    const infoLen = this.u32(F.T_INFO_LEN);
+    const infoOff = span(F.T_INFO_OFF, infoLen, "the rule text section");
+    span(F.T_BITMAPS_OFF, this.u32(F.T_NBITMAPS) * (this.aggs + this.words) * 8, "the bitmaps");
+    for (const [f, n] of [[F.T_CTX_OFF, F.CTX_SIZE], [F.T_PROTO_OFF, 256], [F.T_TCPFLAGS_OFF, 256], [F.T_SPORT_OFF, F.PORT_SIZE], [F.T_DPORT_OFF, F.PORT_SIZE]] as const) {
+      span(f, n * 4, "a field's lookup table");
+    }
+    for (let k = 0; k < 4; k++) {
+      const h = F.T_IFIELDS + k * F.IFIELD_SIZE;
+      const n = this.u32(h + F.IF_COUNT);
+      if (n === 0) refuse("an address field has no intervals", h);
+      span(h + F.IF_BOUNDS_OFF, n * (k >= 2 ? 16 : 4), "an address field's bounds");
+      span(h + F.IF_IDS_OFF, n * 4, "an address field's bitmap ids");
+    }
     const dec = new TextDecoder();
     this.rules = Array.from({ length: this.nrules }, (_, i) => {
       const at = rulesOff + i * F.RULE_SIZE;
       const io = this.u32(at + F.R_INFO_OFF), il = this.u32(at + F.R_INFO_LEN);
+      if (io + il > infoLen) refuse(`rule ${i}'s text runs past the rule text section`, at + F.R_INFO_OFF);
       return {
         index: i,
         action: bytes[at + F.R_ACTION] === F.ACTION_ALLOW ? "allow" : "deny",
@@ -86,6 +123,9 @@ export class TableView {
   }
 
   hasRule(bitmap: number, rule: number): boolean {
+    if (bitmap >= this.u32(F.T_NBITMAPS) || rule >= this.nrules) {
+      throw new TableError("bad_bitmap_id", `rule table refused: bitmap ${bitmap} or rule ${rule} out of range`, 0);
+    }
     const at = this.u32(F.T_BITMAPS_OFF) + bitmap * (this.aggs + this.words) * 8 + this.aggs * 8 + (rule >>> 5) * 4;
     return ((this.u32(at) >>> (rule & 31)) & 1) === 1;
   }
