@@ -22,6 +22,8 @@ import {
   ROLE_RULE_HELP, type Side, SIDES,
 } from "../replay/roles.js";
 import { parseSwitchOverride } from "./check.js";
+import { type EngineName } from "../core/load.js";
+import { engineOption } from "./engine.js";
 
 export interface ReplayOptions {
   policy?: string;
@@ -36,6 +38,7 @@ export interface ReplayOptions {
   internalNet?: Prefix[];
   json?: boolean;
   summary?: boolean;
+  engine?: EngineName; //            default V8
 }
 
 function fileError(what: string, path: string, e: unknown): Error {
@@ -118,7 +121,7 @@ export interface ReplayRun {
   result: ReplayResult;
 }
 
-type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary">> & Pick<ReplayOptions, "policy" | "table">;
+type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary" | "engine">> & Pick<ReplayOptions, "policy" | "table">;
 
 function resolve(o: ReplayOptions): Resolved {
   return {
@@ -139,7 +142,7 @@ export function runReplay(capturePath: string, options: ReplayOptions): ReplayRu
   }
   const loaded = opts.policy !== undefined ? fromPolicy(opts.policy, opts) : fromTable(opts.table!);
   const { records, format } = loadCapture(capturePath);
-  const core = new Core("release");
+  const core = new Core("release", undefined, options.engine ? { engine: options.engine } : {});
   try {
     core.loadTable(loaded.bytes);
   } catch (e) {
@@ -259,6 +262,7 @@ export function replayCommand(): Command {
     .option("--internal-net <prefix>", "a network on the internal side (repeatable)", collect(parseNetOption))
     .option("--json", "print one JSON document (packets and summary) instead of text")
     .option("--summary", "print only the summary (no per-packet lines / no packets array)")
+    .addOption(engineOption())
     .addHelpText("after", `\n${ROLE_RULE_HELP}\n`)
     .action((capture: string, opts: ReplayOptions) => {
       const run = runReplay(capture, opts);

@@ -208,6 +208,7 @@ export class Daemon {
       flows: { ...c.flows, capacity: this.core.flowCapacity },
       queues: this.sources.map((s) => ({ name: s.name, ...s.stats() })),
       engine: { ...this.engine.stats },
+      coreEngine: this.core.engine,
       batches: c.batches,
       packets: c.packets,
       reloads: this.reloads,

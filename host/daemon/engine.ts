@@ -21,10 +21,12 @@ export interface PacketSource {
   close(): void;
 }
 
-export interface EngineStats { batches: number; packets: number; wakeups: number; logged: number; suppressed: number }
+// traps: batches whose classify trapped (a core bug: the engine's error);
+// their packets (trapDropped) got DROP, never ACCEPT.
+export interface EngineStats { batches: number; packets: number; wakeups: number; logged: number; suppressed: number; traps: number; trapDropped: number }
 
 export class Engine {
-  readonly stats: EngineStats = { batches: 0, packets: 0, wakeups: 0, logged: 0, suppressed: 0 };
+  readonly stats: EngineStats = { batches: 0, packets: 0, wakeups: 0, logged: 0, suppressed: 0, traps: 0, trapDropped: 0 };
   private readonly limiter = new RateLimiter();
   private table: TableView | null = null;
   private stopping = false;
@@ -44,7 +46,18 @@ export class Engine {
       const n = src.recv(this.core, this.maxBatch);
       if (n <= 0) break;
       const now = this.clock();
-      const r = this.core.classify(n, now);
+      let r: number;
+      try {
+        r = this.core.classify(n, now);
+      } catch (e) {
+        // The core trapped (V8's RuntimeError, wasmtime's ERR_WASM_TRAP):
+        // the batch's verdict records are not its answer. Fail closed: every
+        // packet of the batch is dropped, counted, and the loop carries on.
+        this.dropBatch(src, n, e);
+        total += n;
+        if (n < this.maxBatch) break;
+        continue;
+      }
       if (r !== n) {
         // Cannot happen with a count the source produced; verdict nothing
         // rather than something wrong, and say so.
@@ -60,6 +73,25 @@ export class Engine {
       if (n < this.maxBatch) break;
     }
     return total;
+  }
+
+  private dropBatch(src: PacketSource, n: number, e: unknown): void {
+    for (let i = 0; i < n; i++) {
+      const v = this.core.verdictsPtr + i * ABI.VERDICT_SIZE;
+      this.core.u8[v + ABI.V_VERDICT] = ABI.VERDICT_DROP;
+      this.core.view.setUint32(v + ABI.V_RULE, ABI.RULE_NONE, true);
+    }
+    src.verdict(this.core, n);
+    this.stats.traps++;
+    this.stats.trapDropped += n;
+    const take = this.limiter.take(-1, Date.now());
+    if (take.ok) {
+      const err = e as Error & { trap?: string };
+      this.log.log("error", "the core trapped; the batch's packets are dropped", {
+        source: src.name, engine: this.core.engine, count: n, error: err?.message ?? String(e),
+        ...(err?.trap ? { trap: err.trap } : {}), traps: this.stats.traps, ...(take.suppressed ? { suppressed: take.suppressed } : {}),
+      });
+    }
   }
 
   attach(src: PacketSource): void {

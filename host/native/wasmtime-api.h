@@ -139,6 +139,8 @@ wasm_config_t *wasm_config_new(void);
 wasm_engine_t *wasm_engine_new_with_config(wasm_config_t *);
 void wasm_byte_vec_delete(wasm_byte_vec_t *);
 void wasm_importtype_vec_delete(wasm_importtype_vec_t *);
+const wasm_name_t *wasm_importtype_module(const wasm_importtype_t *);
+const wasm_name_t *wasm_importtype_name(const wasm_importtype_t *);
 void wasm_trap_delete(wasm_trap_t *);
 void wasm_trap_message(const wasm_trap_t *, wasm_message_t *out);
 wasm_valkind_t wasm_valtype_kind(const wasm_valtype_t *);

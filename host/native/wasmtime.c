@@ -146,15 +146,22 @@ static napi_value js_compile(napi_env env, napi_callback_info info) {
 
   wasm_importtype_vec_t imports = {0, NULL};
   wasmtime_module_imports(mod, &imports);
-  size_t nimports = imports.size;
-  wasm_importtype_vec_delete(&imports);
-  if (nimports != 0) {
+  if (imports.size != 0) {
+    // "module.name, ..." as host/core/load.ts names them for V8.
+    char names[512] = "";
+    size_t at = 0;
+    for (size_t i = 0; i < imports.size && at < sizeof names - 1; i++) {
+      const wasm_name_t *m = wasm_importtype_module(imports.data[i]), *n = wasm_importtype_name(imports.data[i]);
+      int w = snprintf(names + at, sizeof names - at, "%s%.*s.%.*s", i ? ", " : "", (int)m->size, m->data, (int)n->size, n->data);
+      if (w < 0) break;
+      at += (size_t)w;
+    }
+    wasm_importtype_vec_delete(&imports);
     wasmtime_module_delete(mod);
-    char n[32];
-    snprintf(n, sizeof n, "%zu", nimports);
-    throw_error(env, "EIMPORTS", "the module imports %s item(s): the wasmtime engine supplies no imports%s", n, "");
+    throw_error(env, "EIMPORTS", "the module must import nothing (the wasmtime engine supplies no imports), it imports %s%s", names, "");
     return NULL;
   }
+  wasm_importtype_vec_delete(&imports);
   napi_value ext;
   if (napi_create_external(env, mod, module_finalize, NULL, &ext) != napi_ok) {
     wasmtime_module_delete(mod);
