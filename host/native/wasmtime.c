@@ -69,8 +69,19 @@ static void throw_error(napi_env env, const char *code, const char *fmt, const c
 static void throw_wasmtime(napi_env env, const char *what, wasmtime_error_t *err) {
   wasm_name_t m = {0, NULL};
   wasmtime_error_message(err, &m);
+  // On one line: "failed to parse ...\n\nCaused by:\n    unknown ..." -> "failed to parse ... Caused by: unknown ...".
   char text[768];
-  snprintf(text, sizeof text, "%.*s", (int)m.size, m.data ? m.data : "");
+  size_t o = 0;
+  for (size_t i = 0; m.data && i < m.size && m.data[i] && o < sizeof text - 1; i++) {
+    char c = m.data[i];
+    if (c == '\n' || c == '\r' || c == ' ' || c == '\t') {
+      if (o > 0 && text[o - 1] != ' ') text[o++] = ' ';
+    } else {
+      text[o++] = c;
+    }
+  }
+  while (o > 0 && text[o - 1] == ' ') o--;
+  text[o] = 0;
   wasm_byte_vec_delete(&m);
   wasmtime_error_delete(err);
   throw_error(env, "ERR_WASMTIME", "%s: %s", what, text);
@@ -279,14 +290,14 @@ static bool check_memory(napi_env env, instance_t *in, const wasmtime_memory_t *
   bool is64 = wasmtime_memorytype_is64(ty), shared = wasmtime_memorytype_isshared(ty);
   wasm_memorytype_delete(ty);
   if (is64 || shared) {
-    throw_error(env, "EMEMORY", "memory %s is %s: the wasmtime engine takes a 32-bit unshared memory", name, is64 ? "64-bit" : "shared");
+    throw_error(env, "EMEMORY", "the memory \"%s\" is %s: the wasmtime engine takes a 32-bit unshared memory", name, is64 ? "64-bit" : "shared");
     return false;
   }
   if (!has_max || max != min) {
     char why[96];
     if (has_max) snprintf(why, sizeof why, "%llu pages initially, %llu at most", (unsigned long long)min, (unsigned long long)max);
     else snprintf(why, sizeof why, "%llu pages initially and no maximum", (unsigned long long)min);
-    throw_error(env, "EMEMORY", "memory %s is not fixed-size (%s): the host's views need initial == maximum", name, why);
+    throw_error(env, "EMEMORY", "the memory \"%s\" is not fixed-size (%s): the host's views need initial == maximum", name, why);
     return false;
   }
   *data = wasmtime_memory_data(in->ctx, m);
