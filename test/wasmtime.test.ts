@@ -24,6 +24,7 @@ import { compilePolicyFile } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
 import * as F from "../host/rules/format.js";
 import { runReplay, replayJson } from "../host/commands/replay.js";
+import { formatStats } from "../host/commands/ctl.js";
 import { FakeSource, IN_EXT } from "./helpers/fake-source.js";
 
 const ROOT = process.cwd();
@@ -179,6 +180,7 @@ for (const engine of ENGINES) {
       const metrics = renderMetrics(d);
       assert.match(metrics, `portcullis_core_traps_total{engine="${engine}"} 1\n`);
       assert.match(metrics, `portcullis_core_trap_dropped_packets_total{engine="${engine}"} 3\n`);
+      assert.match(formatStats(d.stats() as unknown as Parameters<typeof formatStats>[0]), `\nengine ${engine}: 1 batches trapped (3 packets dropped for it)\n`);
       restore();
       assert.equal(src.send([syn(443), IN_EXT]), ["rule_allow"]);
       assert.is(src.verdicts.at(-1), ABI.VERDICT_ACCEPT);

@@ -61,18 +61,12 @@ typedef struct wasmtime_module wasmtime_module_t;
 typedef uint8_t wasmtime_strategy_t;
 typedef uint8_t wasmtime_trap_code_t;
 typedef uint8_t wasmtime_extern_kind_t;
-typedef uint8_t wasmtime_valkind_t;
 
 // enum wasmtime_strategy_enum
 #define PCW_STRATEGY_CRANELIFT 1
 // WASMTIME_EXTERN_*
 #define PCW_EXTERN_FUNC 0
 #define PCW_EXTERN_MEMORY 3
-// WASMTIME_I32 ...
-#define PCW_VAL_I32 0
-#define PCW_VAL_I64 1
-#define PCW_VAL_F32 2
-#define PCW_VAL_F64 3
 
 typedef struct wasmtime_instance {
   uint64_t store_id;
@@ -106,22 +100,19 @@ typedef struct wasmtime_extern {
   wasmtime_extern_union_t of;
 } wasmtime_extern_t;
 
-// Numbers only here; `__ref` stands for the GC reference members
-// (wasmtime_anyref_t and friends: u64, u32, u32, a pointer), the largest.
-typedef union wasmtime_valunion {
+// wasmtime/val.h: the untyped value of wasmtime_func_call_unchecked (the
+// GC members are u32 indices, funcref a pointer; the v128 makes it 16 bytes).
+typedef union wasmtime_val_raw {
   int32_t i32;
   int64_t i64;
   float f32;
   double f64;
-  wasmtime_func_t funcref;
   uint8_t v128[16];
-  struct { uint64_t store_id; uint32_t __private1; uint32_t __private2; void *__private3; } __ref;
-} wasmtime_valunion_t;
-
-typedef struct wasmtime_val {
-  wasmtime_valkind_t kind;
-  wasmtime_valunion_t of;
-} wasmtime_val_t;
+  uint32_t anyref;
+  uint32_t externref;
+  uint32_t exnref;
+  void *funcref;
+} wasmtime_val_raw_t;
 
 #endif // PCW_REFERENCE_TYPES
 #endif // PCW_TYPES_DONE
@@ -186,9 +177,9 @@ size_t wasmtime_memory_data_size(const wasmtime_context_t *store, const wasmtime
 
 // wasmtime/func.h
 wasm_functype_t *wasmtime_func_type(const wasmtime_context_t *store, const wasmtime_func_t *func);
-wasmtime_error_t *wasmtime_func_call(wasmtime_context_t *store, const wasmtime_func_t *func,
-                                     const wasmtime_val_t *args, size_t nargs,
-                                     wasmtime_val_t *results, size_t nresults, wasm_trap_t **trap);
+wasmtime_error_t *wasmtime_func_call_unchecked(wasmtime_context_t *store, const wasmtime_func_t *func,
+                                               wasmtime_val_raw_t *args_and_results, size_t args_and_results_len,
+                                               wasm_trap_t **trap);
 
 #ifdef __cplusplus
 }

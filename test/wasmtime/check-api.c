@@ -26,10 +26,8 @@
 #define wasmtime_extern_union_t pcw_ref_wasmtime_extern_union_t
 #define wasmtime_extern pcw_ref_wasmtime_extern
 #define wasmtime_extern_t pcw_ref_wasmtime_extern_t
-#define wasmtime_valunion pcw_ref_wasmtime_valunion
-#define wasmtime_valunion_t pcw_ref_wasmtime_valunion_t
-#define wasmtime_val pcw_ref_wasmtime_val
-#define wasmtime_val_t pcw_ref_wasmtime_val_t
+#define wasmtime_val_raw pcw_ref_wasmtime_val_raw
+#define wasmtime_val_raw_t pcw_ref_wasmtime_val_raw_t
 #include "../../host/native/wasmtime-api.h"
 #undef PCW_TYPES_ONLY
 #undef wasm_byte_vec_t
@@ -47,10 +45,8 @@
 #undef wasmtime_extern_union_t
 #undef wasmtime_extern
 #undef wasmtime_extern_t
-#undef wasmtime_valunion
-#undef wasmtime_valunion_t
-#undef wasmtime_val
-#undef wasmtime_val_t
+#undef wasmtime_val_raw
+#undef wasmtime_val_raw_t
 
 #define SAME_TYPE(t) \
   _Static_assert(sizeof(pcw_ref_##t) == sizeof(t), #t ": size differs"); \
@@ -68,11 +64,10 @@ SAME_TYPE(wasmtime_memory_t); SAME_FIELD(wasmtime_memory_t, store_id); SAME_FIEL
 SAME_FIELD(wasmtime_memory_t, __private2);
 SAME_TYPE(wasmtime_extern_union_t); SAME_FIELD(wasmtime_extern_union_t, func); SAME_FIELD(wasmtime_extern_union_t, memory);
 SAME_TYPE(wasmtime_extern_t); SAME_FIELD(wasmtime_extern_t, kind); SAME_FIELD(wasmtime_extern_t, of);
-SAME_TYPE(wasmtime_valunion_t); SAME_FIELD(wasmtime_valunion_t, i32); SAME_FIELD(wasmtime_valunion_t, i64);
-SAME_FIELD(wasmtime_valunion_t, f32); SAME_FIELD(wasmtime_valunion_t, f64); SAME_FIELD(wasmtime_valunion_t, funcref);
-SAME_FIELD(wasmtime_valunion_t, v128);
-SAME_TYPE(wasmtime_val_t); SAME_FIELD(wasmtime_val_t, kind); SAME_FIELD(wasmtime_val_t, of);
-_Static_assert(sizeof(pcw_ref_wasmtime_valunion_t) == sizeof(wasmtime_anyref_t), "valunion: the GC reference is its largest member");
+SAME_TYPE(wasmtime_val_raw_t); SAME_FIELD(wasmtime_val_raw_t, i32); SAME_FIELD(wasmtime_val_raw_t, i64);
+SAME_FIELD(wasmtime_val_raw_t, f32); SAME_FIELD(wasmtime_val_raw_t, f64); SAME_FIELD(wasmtime_val_raw_t, v128);
+SAME_FIELD(wasmtime_val_raw_t, anyref); SAME_FIELD(wasmtime_val_raw_t, externref); SAME_FIELD(wasmtime_val_raw_t, exnref);
+SAME_FIELD(wasmtime_val_raw_t, funcref);
 
 // The header's typedefs of scalars and handles (byte_t, wasm_engine_t,
 // wasmtime_module_t, ...) were included above unrenamed: C11 accepts a
@@ -82,7 +77,6 @@ _Static_assert(sizeof(pcw_ref_wasmtime_valunion_t) == sizeof(wasmtime_anyref_t),
 _Static_assert(PCW_WASM_I32 == WASM_I32 && PCW_WASM_I64 == WASM_I64 && PCW_WASM_F32 == WASM_F32 && PCW_WASM_F64 == WASM_F64, "wasm_valkind");
 _Static_assert(PCW_STRATEGY_CRANELIFT == WASMTIME_STRATEGY_CRANELIFT, "strategy");
 _Static_assert(PCW_EXTERN_FUNC == WASMTIME_EXTERN_FUNC && PCW_EXTERN_MEMORY == WASMTIME_EXTERN_MEMORY, "extern kinds");
-_Static_assert(PCW_VAL_I32 == WASMTIME_I32 && PCW_VAL_I64 == WASMTIME_I64 && PCW_VAL_F32 == WASMTIME_F32 && PCW_VAL_F64 == WASMTIME_F64, "val kinds");
 _Static_assert(WASMTIME_TRAP_CODE_MEMORY_OUT_OF_BOUNDS == 1 && WASMTIME_TRAP_CODE_UNREACHABLE_CODE_REACHED == 9 &&
   WASMTIME_TRAP_CODE_CAST_FAILURE == 16, "trap codes: host/native/wasmtime.c names them by number");
 
