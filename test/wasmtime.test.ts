@@ -223,6 +223,28 @@ test("replay of the reference capture is identical under V8 and wasmtime", () =>
   assert.is(runs[1], runs[0]);
 });
 
+test("the CLI under each engine: classbench --check, demo --pcap --json and replay --json print the same", () => {
+  const DIR = join(ROOT, "..", "shared", "classbench", "hypersplit");
+  const capture = join(ROOT, "test", "fixtures", "reference.pcap");
+  const cli = (...args: string[]): string => {
+    const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+    assert.is(r.status, 0, `${args.join(" ")}: ${r.stderr}`);
+    return r.stdout.replace(/built in \d+ ms/, "built in N ms");
+  };
+  const runs = [
+    ["classbench", join(DIR, "acl1_1K.rules"), join(DIR, "acl1_1K.trace"), "--check"],
+    ["classbench", join(DIR, "fw1_1K.rules"), join(DIR, "fw1_1K.trace")],
+    ["demo", "--pcap", capture, "--json"],
+    ["replay", capture, "--policy", POLICY, "--json"],
+  ];
+  for (const args of runs) {
+    const [v8, wt] = ENGINES.map((e) => cli(...args, "--engine", e));
+    assert.ok(v8!.length > 60, args.join(" "));
+    if (args.includes("--check")) assert.match(v8!, /checked \d+, mismatched 0\n/);
+    assert.is(wt, v8, args.join(" "));
+  }
+});
+
 test("board config: engine: v8 | wasmtime, and a wrong value is refused with its position", () => {
   const base = "version: 1\nmode: host\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\n";
   assert.is(parseBoardText(base, "b.yaml").engine, undefined);
