@@ -234,7 +234,8 @@ function applianceSuite(mode: Mode, engine: EngineName): void {
       ]));
       assert.equal(got, FAMILIES.flatMap((f) => [`pool 8080 ${FRONT_END[f]}`, `pool 4443 ${FRONT_END[f]}`, `owa 443 ${OWA[f]}`, `decoy 3389 ${FRONT_END[f]}`]));
       const after = await stats(D().sock);
-      assert.is(after.packets - before.packets, 0, "packets of proxy <-> lan reached the daemon");
+      const moved = after.reasons.map((r) => `${r.reason} +${r.packets - (before.reasons.find((b) => b.reason === r.reason)?.packets ?? 0)}`).filter((x) => !x.endsWith(" +0"));
+      assert.is(after.packets - before.packets, 0, `packets of proxy <-> lan reached the daemon (${moved.join(", ")})`);
     });
   }
 
