@@ -1,9 +1,11 @@
-// ClassBench sets: the release wasm core's classification rate, table build
-// time and table size, next to a plain TypeScript linear scan of the same
-// rules, in the same run, alternating the two.
+// ClassBench sets: the release wasm core's classification rate (in V8 and,
+// where installed, in wasmtime), table build time and table size, next to a
+// plain TypeScript linear scan of the same rules, in the same run,
+// alternating them.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Core } from "../host/core/core.js";
+import { type EngineName } from "../host/core/load.js";
 import { buildTable } from "../host/rules/build.js";
 import { readFilters, readTrace } from "../host/rules/classbench.js";
 import { HEADER_SIZE } from "../host/rules/format.js";
@@ -16,7 +18,8 @@ export interface ClassBenchFigures {
   headers: number;
   buildMs: Figure;
   tableBytes: number;
-  coreMpps: Figure;
+  coreMpps: Figure; //     V8
+  wasmtimeMpps: Figure | null; // null: wasmtime not installed
   linearMpps: Figure;
   agree: boolean;
 }
@@ -32,38 +35,50 @@ export function benchSet(dir: string, name: string, reps: number): ClassBenchFig
     bytes = buildTable(spec).bytes;
     builds.push(nowMs() - t0);
   }
-  const core = new Core("release");
-  core.loadTable(bytes);
-  // The headers go into the core's data area once; each core run is one call.
   const n = trace.length;
-  const v = core.view;
-  trace.forEach((h, i) => {
-    const at = core.dataPtr + i * HEADER_SIZE;
-    v.setUint32(at, h.src, true); v.setUint32(at + 4, h.dst, true);
-    v.setUint16(at + 8, h.sport, true); v.setUint16(at + 10, h.dport, true); v.setUint8(at + 12, h.proto);
-  });
+  // The headers go into each core's data area once; each core run is one call.
+  const load = (engine: EngineName): Core => {
+    const core = new Core("release", undefined, { engine });
+    core.loadTable(bytes);
+    const v = core.view;
+    trace.forEach((h, i) => {
+      const at = core.dataPtr + i * HEADER_SIZE;
+      v.setUint32(at, h.src, true); v.setUint32(at + 4, h.dst, true);
+      v.setUint16(at + 8, h.sport, true); v.setUint16(at + 10, h.dport, true); v.setUint8(at + 12, h.proto);
+    });
+    return core;
+  };
+  const core = load("v8");
+  let wt: Core | null = null;
+  try { wt = load("wasmtime"); } catch { wt = null; } // not installed: the report says n/a
   const linear = new LinearScan(spec.rules);
   const linOut = new Int32Array(n);
-  const coreRuns: number[] = [], linRuns: number[] = [];
-  // Warm both up once, then alternate.
+  const coreRuns: number[] = [], wtRuns: number[] = [], linRuns: number[] = [];
+  const timeCore = (c: Core, runs: number[]): void => {
+    const t0 = nowMs();
+    const got = c.x.classify_headers(n, 0);
+    runs.push(n / ((nowMs() - t0) * 1000));
+    if (got !== n) throw new Error(`classify_headers (${c.engine}) returned ${got}`);
+  };
+  // Warm each up once, then alternate.
   core.x.classify_headers(n, 0);
+  wt?.x.classify_headers(n, 0);
   linear.classify(trace, linOut);
   for (let r = 0; r < reps; r++) {
-    let t0 = nowMs();
-    const got = core.x.classify_headers(n, 0);
-    coreRuns.push(n / ((nowMs() - t0) * 1000));
-    if (got !== n) throw new Error(`classify_headers returned ${got}`);
-    t0 = nowMs();
+    timeCore(core, coreRuns);
+    if (wt) timeCore(wt, wtRuns);
+    const t0 = nowMs();
     linear.classify(trace, linOut);
     linRuns.push(n / ((nowMs() - t0) * 1000));
   }
-  const coreOut = new Int32Array(core.memory.buffer, core.dataPtr + n * HEADER_SIZE, n);
+  const outOf = (c: Core): Int32Array => new Int32Array(c.memory.buffer, c.dataPtr + n * HEADER_SIZE, n);
+  const coreOut = outOf(core), wtOut = wt ? outOf(wt) : null;
   let agree = true;
   for (let i = 0; i < n; i++) {
-    if (coreOut[i] !== linOut[i] || coreOut[i]! + 1 !== trace[i]!.expected) { agree = false; break; }
+    if (coreOut[i] !== linOut[i] || coreOut[i]! + 1 !== trace[i]!.expected || (wtOut && wtOut[i] !== coreOut[i])) { agree = false; break; }
   }
   return {
     set: name, rules: spec.rules.length, headers: n, buildMs: figure(builds), tableBytes: bytes.length,
-    coreMpps: figure(coreRuns), linearMpps: figure(linRuns), agree,
+    coreMpps: figure(coreRuns), wasmtimeMpps: wt ? figure(wtRuns) : null, linearMpps: figure(linRuns), agree,
   };
 }

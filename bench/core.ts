@@ -1,6 +1,8 @@
-// Core throughput on one workload at one batch size, three contenders on the
+// Core throughput on one workload at one batch size, four contenders on the
 // very same batches, alternating, in one process run:
 //  - V8: the release wasm core in this Node process (class Core);
+//  - wasmtime: the same module compiled by Cranelift in this process (class
+//    Core with engine "wasmtime", host/native/wasmtime.c), driven the same way;
 //  - reference: the plain TypeScript implementation (bench/reference/);
 //  - wasm2c: the same release.wasm translated to C and compiled with gcc -O2
 //    (host/native/wasm2c.ts, test/wasm2c/driver.c), timed by the driver.
@@ -27,6 +29,9 @@ export interface CoreCell {
   packets: number; //    measured packets per pass
   repeat: number; //     classify calls per batch
   v8: Figure; //         Mpps
+  wasmtime: Figure | null; // null: the wasmtime engine is not installed (CoreBench.wasmtime says why)
+  wasmtimeOverV8: Figure | null; //    per-run ratios, as below
+  wasmtimeOverWasm2c: Figure | null;
   reference: Figure;
   wasm2c: Figure | null; //   null: wasm2c was not available (CoreBench.wasm2c says why)
   v8OverWasm2c: Figure | null; // per-run ratios (V8 and wasm2c of the same run), median (min-max)
@@ -40,6 +45,7 @@ export interface CoreBenchOptions {
   reps: number;
   repeat: number;
   binary: string | null; //  the wasm2c driver; null: leave wasm2c out
+  wasmtime: Core | null; //  a wasmtime Core initialised like the V8 one (same CONFIG); null: leave it out
   tmpDir: string;
 }
 
@@ -84,6 +90,7 @@ function prepare(w: Workload, size: number): Prepared {
 
 interface Run { ns: number; verdicts: Uint8Array[] | null }
 
+// V8 or wasmtime: the same calls through class Core's exports.
 function runV8(core: Core, table: Uint8Array, p: Prepared, repeat: number, keep: boolean): Run {
   const x = core.x;
   if (x.init() !== 0) throw new Error("core init failed");
@@ -98,7 +105,7 @@ function runV8(core: Core, table: Uint8Array, p: Prepared, repeat: number, keep:
     const t0 = process.hrtime.bigint();
     for (let r = 0; r < repeat; r++) ret = x.classify();
     const t1 = process.hrtime.bigint();
-    if (ret !== p.counts[i]) throw new Error(`V8 core classified ${ret} of ${p.counts[i]}`);
+    if (ret !== p.counts[i]) throw new Error(`${core.engine} core classified ${ret} of ${p.counts[i]}`);
     if (i >= p.measuredFrom) ns += t1 - t0;
     if (keep) verdicts.push(core.u8.slice(core.verdictsPtr, core.verdictsPtr + ret * ABI.VERDICT_SIZE));
   });
@@ -200,13 +207,16 @@ export function benchCell(core: Core, w: Workload, size: number, opts: CoreBench
   // verdicts (and the first wasm2c run's) are compared.
   const v8Check = runV8(core, w.table, p, opts.repeat, true).verdicts!;
   const refCheck = runReference(w.table, p, opts.repeat, true).verdicts!;
-  const samples = { v8: [] as number[], reference: [] as number[], wasm2c: [] as number[] };
+  const samples = { v8: [] as number[], reference: [] as number[], wasm2c: [] as number[], wasmtime: [] as number[] };
+  const wt = opts.wasmtime;
+  const wtCheck = wt ? runV8(wt, w.table, p, opts.repeat, true).verdicts! : null;
   let nativeCheck: Uint8Array[] | null = null;
   const binary = opts.binary;
   const contenders: Array<() => void> = [
     () => { samples.v8.push(mpps(work, runV8(core, w.table, p, opts.repeat, false).ns)); },
     () => { samples.reference.push(mpps(work, runReference(w.table, p, opts.repeat, false).ns)); },
   ];
+  if (wt) contenders.push(() => { samples.wasmtime.push(mpps(work, runV8(wt, w.table, p, opts.repeat, false).ns)); });
   if (binary !== null) {
     contenders.push(() => {
       const r = runNative(vectorsPath, tablePath, p, opts.repeat, binary);
@@ -221,10 +231,15 @@ export function benchCell(core: Core, w: Workload, size: number, opts: CoreBench
     }
   }
   const disagreement = firstDifference(p, v8Check, refCheck, "V8", "reference") ??
-    (binary !== null ? firstDifference(p, v8Check, nativeCheck!, "V8", "wasm2c") : null);
+    (binary !== null ? firstDifference(p, v8Check, nativeCheck!, "V8", "wasm2c") : null) ??
+    (wtCheck ? firstDifference(p, v8Check, wtCheck, "V8", "wasmtime") : null);
   const v8 = figure(samples.v8), reference = figure(samples.reference), wasm2c = binary !== null ? figure(samples.wasm2c) : null;
+  const perRun = (a: number[], b: number[]): Figure => figure(a.map((x, i) => x / b[i]!));
   return {
     workload: w.name, batch: size, packets: p.packets, repeat: opts.repeat, v8, reference, wasm2c,
+    wasmtime: wt ? figure(samples.wasmtime) : null,
+    wasmtimeOverV8: wt ? perRun(samples.wasmtime, samples.v8) : null,
+    wasmtimeOverWasm2c: wt && binary !== null ? perRun(samples.wasmtime, samples.wasm2c) : null,
     v8OverWasm2c: binary !== null ? figure(samples.v8.map((x, i) => x / samples.wasm2c[i]!)) : null,
     v8OverReference: figure(samples.v8.map((x, i) => x / samples.reference[i]!)),
     agree: disagreement === null, disagreement, reasons: reasonShares(p, v8Check),
@@ -236,6 +251,7 @@ export interface CoreBench {
   packetsPerWorkload: number;
   moduleBytes: number;
   wasm2c: string; //  "gcc -O2" when it ran, else "not available: why"
+  wasmtime: string; // "Cranelift" when it ran, else "not available: why"
   workloads: Array<{ name: string; rules: number; packets: number; what: string }>;
   cells: CoreCell[];
 }
@@ -243,7 +259,7 @@ export interface CoreBench {
 export const BATCH_SIZES = [1, 32, 256];
 
 // Every workload at every batch size; `log` hears of each cell as it is done.
-export function benchCore(core: Core, workloads: Workload[], opts: CoreBenchOptions & { moduleBytes: number; wasm2cWhy?: string }, log: (c: CoreCell) => void = () => {}): CoreBench {
+export function benchCore(core: Core, workloads: Workload[], opts: CoreBenchOptions & { moduleBytes: number; wasm2cWhy?: string; wasmtimeWhy?: string }, log: (c: CoreCell) => void = () => {}): CoreBench {
   const cells: CoreCell[] = [];
   for (const w of workloads) {
     for (const size of BATCH_SIZES) {
@@ -255,6 +271,7 @@ export function benchCore(core: Core, workloads: Workload[], opts: CoreBenchOpti
   return {
     repeat: opts.repeat, packetsPerWorkload: Math.max(...workloads.map((w) => w.packets.length)), moduleBytes: opts.moduleBytes,
     wasm2c: opts.binary !== null ? "gcc -O2" : `not available: ${opts.wasm2cWhy ?? "no driver binary"}`,
+    wasmtime: opts.wasmtime ? "Cranelift" : `not available: ${opts.wasmtimeWhy ?? "no engine"}`,
     workloads: workloads.map((w) => ({ name: w.name, rules: w.rules, packets: w.packets.length, what: w.what })), cells,
   };
 }

@@ -9,16 +9,17 @@ import { fileURLToPath } from "node:url";
 import * as ABI from "../host/core/abi.js";
 import { Batch } from "../host/core/batch.js";
 import { Daemon } from "../host/daemon/daemon.js";
+import { type EngineName } from "../host/core/load.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { ipv4, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
 
-export interface MemoryFigures { rssIdleMiB: number; rssFullMiB: number; flowsLive: number; capacity: number }
+export interface MemoryFigures { engine: EngineName; rssIdleMiB: number; rssFullMiB: number; flowsLive: number; capacity: number }
 
 const MiB = (n: number): number => Math.round((n / 1048576) * 10) / 10;
 
-function child(policy: string): MemoryFigures {
+function child(policy: string, engine: EngineName): MemoryFigures {
   const gc = (globalThis as { gc?: () => void }).gc ?? ((): void => {});
-  const d = new Daemon({ policy, mode: "host" }, new JsonLogger(() => {}));
+  const d = new Daemon({ policy, mode: "host", core: { engine } }, new JsonLogger(() => {}));
   if (!d.reload().ok) throw new Error("the default policy did not load");
   gc();
   const rssIdle = process.memoryUsage().rss;
@@ -37,13 +38,15 @@ function child(policy: string): MemoryFigures {
   }
   b.run(1_000_000n);
   gc();
-  return { rssIdleMiB: MiB(rssIdle), rssFullMiB: MiB(process.memoryUsage().rss), flowsLive: Number(d.core.counters().flows.live), capacity: cap };
+  return { engine, rssIdleMiB: MiB(rssIdle), rssFullMiB: MiB(process.memoryUsage().rss), flowsLive: Number(d.core.counters().flows.live), capacity: cap };
 }
 
-export function measureDaemonMemory(policy: string): MemoryFigures {
-  const r = spawnSync(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "child", policy], { encoding: "utf8", timeout: 120_000 });
+// One child per engine: RSS is the process's (wasmtime's 4 GiB reservation
+// is address space, not resident).
+export function measureDaemonMemory(policy: string, engine: EngineName = "v8"): MemoryFigures {
+  const r = spawnSync(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "child", policy, engine], { encoding: "utf8", timeout: 120_000 });
   if (r.status !== 0) throw new Error(`memory child failed: ${r.stderr}`);
   return JSON.parse(r.stdout) as MemoryFigures;
 }
 
-if (process.argv[2] === "child") process.stdout.write(`${JSON.stringify(child(process.argv[3]!))}\n`);
+if (process.argv[2] === "child") process.stdout.write(`${JSON.stringify(child(process.argv[3]!, (process.argv[4] ?? "v8") as EngineName))}\n`);

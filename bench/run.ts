@@ -20,7 +20,7 @@ import { cpus, hostname, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Core } from "../host/core/core.js";
-import { coreWasmPath } from "../host/core/load.js";
+import { coreWasmPath, ENGINES } from "../host/core/load.js";
 import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../host/native/wasm2c.js";
 import { benchSet, type ClassBenchFigures } from "./classbench.js";
 import { benchEstablished } from "./conntrack.js";
@@ -141,13 +141,14 @@ async function runBenchmarks(args: Args): Promise<void> {
     console.log("ClassBench first match, release wasm core (classify_headers) vs plain TypeScript linear scan");
     console.log("Mpps: median (min-max). Build: host table compile, ms. Table: compiled bytes.");
     console.log("");
-    const head = ["set", "rules", "headers", "core Mpps", "linear Mpps", "core/linear", "build ms", "table KiB", "agree"];
+    const head = ["set", "rules", "headers", "core Mpps", "wasmtime Mpps", "wt/V8", "linear Mpps", "core/linear", "build ms", "table KiB", "agree"];
     const rows: string[][] = [];
     for (const name of HEADER_SETS) {
       const f = benchSet(DIR, name, reps);
       headerFigs.push(f);
       rows.push([
-        f.set, String(f.rules), String(f.headers), fmt(f.coreMpps), fmt(f.linearMpps, 3),
+        f.set, String(f.rules), String(f.headers), fmt(f.coreMpps), f.wasmtimeMpps ? fmt(f.wasmtimeMpps) : "n/a",
+        f.wasmtimeMpps ? `${(f.wasmtimeMpps.median / f.coreMpps.median).toFixed(2)}` : "n/a", fmt(f.linearMpps, 3),
         `${(f.coreMpps.median / f.linearMpps.median).toFixed(1)}x`, fmt(f.buildMs, 0),
         (f.tableBytes / 1024).toFixed(0), f.agree ? "yes" : "NO",
       ]);
@@ -162,7 +163,7 @@ async function runBenchmarks(args: Args): Promise<void> {
       notes: ["Mpps: median (min-max). Build: host table compile, ms. Table: compiled bytes."], table: { head, rows }, lines: [],
       chart: barChart({
         title: "ClassBench headers: Mpps (symmetric log scale)", x: "set", series: "classifier", y: "mpps", yTitle: "Mpps", log: true, sortX: HEADER_SETS,
-        values: headerFigs.flatMap((f) => ([["core (wasm)", f.coreMpps], ["linear scan (TypeScript)", f.linearMpps]] as const)
+        values: headerFigs.flatMap((f) => ([["core (wasm, V8)", f.coreMpps], ...(f.wasmtimeMpps ? [["core (wasm, wasmtime)", f.wasmtimeMpps] as const] : []), ["linear scan (TypeScript)", f.linearMpps]] as const)
           .map(([who, m]) => ({ set: f.set, classifier: who, mpps: m.median, mppsMin: m.min, mppsMax: m.max }))),
       }),
       data: headerFigs,
@@ -210,16 +211,18 @@ async function runBenchmarks(args: Args): Promise<void> {
 
   // ---- daemon memory with a full 65,536-flow state table -----------------
   if (has("memory")) {
-    const m = measureDaemonMemory(POLICY);
-    const ok = m.rssFullMiB < 100;
+    const ms = ENGINES.map((e) => measureDaemonMemory(POLICY, e));
     const section: Section = {
       id: "memory",
-      title: "Daemon resident memory (the daemon's objects without the NFQUEUE addon, default policy)",
+      title: "Daemon resident memory (the daemon's objects without the NFQUEUE addon, default policy), per engine",
       notes: [],
-      table: { head: ["state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"], rows: [[String(m.capacity), String(m.flowsLive), String(m.rssIdleMiB), String(m.rssFullMiB), ok ? "met" : "MISSED"]] },
+      table: {
+        head: ["engine", "state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"],
+        rows: ms.map((m) => [m.engine, String(m.capacity), String(m.flowsLive), String(m.rssIdleMiB), String(m.rssFullMiB), m.rssFullMiB < 100 ? "met" : "MISSED"]),
+      },
       lines: [],
       chart: null,
-      data: m,
+      data: ms,
     };
     console.log("");
     printSection(section);
@@ -239,9 +242,17 @@ async function runBenchmarks(args: Args): Promise<void> {
     const tmp = mkdtempSync(join(tmpdir(), "portcullis-bench-"));
     try {
       const core = new Core("release", undefined, { hashSeed: 0x5eedn });
+      let wasmtime: Core | null = null, wasmtimeWhy = "";
+      try {
+        wasmtime = new Core("release", undefined, { hashSeed: 0x5eedn, engine: "wasmtime" });
+      } catch (e) {
+        wasmtimeWhy = (e as Error).message;
+        skipped.push(`wasmtime in the core part: ${wasmtimeWhy}`);
+        console.log(`LEFT OUT: wasmtime in the core part: ${wasmtimeWhy}`);
+      }
       const bench = benchCore(core, workloads, {
-        reps, repeat: 16, binary: why ? null : buildWasm2cCore().binary, tmpDir: tmp, moduleBytes: statSync(coreWasmPath("release")).size,
-        ...(why ? { wasm2cWhy: why } : {}),
+        reps, repeat: 16, binary: why ? null : buildWasm2cCore().binary, wasmtime, tmpDir: tmp, moduleBytes: statSync(coreWasmPath("release")).size,
+        ...(why ? { wasm2cWhy: why } : {}), ...(wasmtimeWhy ? { wasmtimeWhy } : {}),
       });
       const section = coreSection(bench);
       printSection(section);

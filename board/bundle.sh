@@ -7,9 +7,11 @@
 # overlay/ (board/rootfs_overlay), install.sh and MANIFEST.sha256.
 #
 # Usage: npm run board:bundle -- --arch x64|arm64 [--ext-mac MAC --int-mac MAC]
-#                                [--out DIR] [--no-build]
+#                                [--out DIR] [--no-build] [--wasmtime-lib FILE]
 #   --ext-mac/--int-mac  fill the .link templates now (else install.sh does)
 #   --no-build           ship dist/ and build/ as they are (no npm run build)
+#   --wasmtime-lib FILE  the wasmtime C API library of the target (arm64: needed for
+#                        --engine wasmtime; x64: default .wasmtime/, from ensure.sh)
 #
 # arm64: the addon is cross-compiled with Debian's crossbuild-essential-arm64
 # against libnetfilter-queue-dev:arm64 and the Node headers of this machine
@@ -22,10 +24,10 @@ root="$PWD"
 
 die() { echo "bundle: $*" >&2; exit 1; }
 shown() { printf '%q' "$1"; }
-arch="" ext_mac="" int_mac="" out="dist-board" build=1
+arch="" ext_mac="" int_mac="" out="dist-board" build=1 wasmtime_lib=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch|--ext-mac|--int-mac|--out) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
+    --arch|--ext-mac|--int-mac|--out|--wasmtime-lib) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
   esac
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --int-mac) int_mac="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
+    --wasmtime-lib) wasmtime_lib="$2"; shift 2 ;;
     *) die "unknown argument: $(shown "$1")" ;;
   esac
 done
@@ -113,6 +116,40 @@ case "$arch" in
     fi
     ;;
 esac
+
+# The wasmtime engine (--engine wasmtime, engine: in the board config): the
+# wasmtime C API library at app/.wasmtime/wasmtime/linux-<arch>/ (where the
+# addon's rpath looks), its LICENSE beside it, and build/Release/wasmtime.node.
+# x64: the library ensure.sh installed; arm64: only the one given with
+# --wasmtime-lib FILE (board/README.md says where it comes from), else the
+# board runs V8 only.
+wt_license="$root/.wasmtime/wasmtime-49.0.0.dist-info/licenses/LICENSE"
+[ -f "$wt_license" ] || wt_license="$root/../shared/wasmtime-c-api/LICENSE"
+case "$arch" in x64) wt_dir=linux-x86_64 ;; arm64) wt_dir=linux-aarch64 ;; esac
+[ -n "$wasmtime_lib" ] || [ "$arch" != x64 ] || wasmtime_lib=".wasmtime/wasmtime/$wt_dir/_libwasmtime.so"
+if [ -n "$wasmtime_lib" ] && [ ! -f "$wasmtime_lib" ]; then
+  echo "bundle: --wasmtime-lib $wasmtime_lib: no such file" >&2; exit 1
+fi
+wt_addon="$b/app/build/Release/wasmtime.node"
+if [ -z "$wasmtime_lib" ]; then
+  echo "bundle: no wasmtime library for $arch (give --wasmtime-lib FILE, see board/README.md): the board runs the core in V8 only" >&2
+else
+  mkdir -p "$b/app/.wasmtime/wasmtime/$wt_dir"
+  cp "$wasmtime_lib" "$b/app/.wasmtime/wasmtime/$wt_dir/_libwasmtime.so"
+  [ -f "$wt_license" ] && cp "$wt_license" "$b/app/.wasmtime/wasmtime/$wt_dir/LICENSE"
+  cp host/native/wasmtime.c host/native/wasmtime-api.h "$b/app/host/native/"
+  if [ "$arch" = x64 ]; then
+    cp build/Release/wasmtime.node "$wt_addon"
+  elif command -v aarch64-linux-gnu-gcc >/dev/null && [ -f "$nodeinc/node_api.h" ]; then
+    aarch64-linux-gnu-gcc -shared -fPIC -O2 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter -DNAPI_VERSION=8 -D_GNU_SOURCE -I"$nodeinc" \
+      host/native/wasmtime.c -o "$wt_addon" -L"$b/app/.wasmtime/wasmtime/$wt_dir" -l:_libwasmtime.so \
+      -Wl,-rpath,"\$ORIGIN/../../.wasmtime/wasmtime/$wt_dir" \
+      || { echo "bundle: cannot link the arm64 wasmtime addon against $wasmtime_lib (an aarch64 _libwasmtime.so?)" >&2; exit 1; }
+  else
+    echo "bundle: WARNING: the arm64 wasmtime addon is not built (aarch64-linux-gnu-gcc or the Node headers missing): the board runs V8 only" >&2
+    rm -rf "$b/app/.wasmtime"
+  fi
+fi
 
 # The benchmarks and the on-device checks (board/bench/, board/README.md):
 # what dist/bench/run.js (and bench/e2e, when built) imports, without vega

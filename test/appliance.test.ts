@@ -23,6 +23,9 @@
 //   pressure    a queue of 32 and a daemon stopped by SIGSTOP: fail closed
 //               drops (and the kernel counts) the excess, fail open passes it
 //
+// The whole suite runs once per engine of the core (`run --engine v8` and
+// `--engine wasmtime`), each mode under each.
+//
 // Every process is tracked and ended by its pid; namespaces carry this
 // process's prefix and are deleted in the suite's after hook, and leftovers
 // of an interrupted run (prefix of a dead pid) are cleared first.
@@ -32,6 +35,8 @@ import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { readBoardFile } from "../host/kernel/board.js";
+import { ENGINES, type EngineName } from "../host/core/load.js";
+import { request } from "../host/daemon/control.js";
 import { apply, remove } from "../host/kernel/rules.js";
 import { type Mode } from "../host/policy/compile.js";
 import { DECOY_PORTS, DIRECTOR, FRONT_END, INET, LISTENER, OWA } from "../host/topology/plan.js";
@@ -56,8 +61,8 @@ const fromListener = (f: "v4" | "v6"): string[] => ["--interface", LISTENER[f]];
 const QUEUE_MAXLEN = 32;
 const BURST = 5000;
 
-function applianceSuite(mode: Mode): void {
-  const s = suite(`appliance end to end, ${mode} mode`);
+function applianceSuite(mode: Mode, engine: EngineName): void {
+  const s = suite(`appliance end to end, ${mode} mode, engine ${engine}`);
   let t: Topology | null = null;
   let setupError: unknown = null;
   let daemon: Daemon | null = null;
@@ -84,7 +89,9 @@ function applianceSuite(mode: Mode): void {
   const restart = async (board: string, policy = DEFAULT_POLICY, extra: string[] = []): Promise<Daemon> => {
     if (daemon !== null) await endProcess(daemon.child);
     daemon = null;
-    daemon = await startDaemon(T(), { policy, board, extra });
+    daemon = await startDaemon(T(), { policy, board, extra: ["--engine", engine, ...extra] });
+    const st = await request(daemon.sock, { cmd: "stats" });
+    if ((st.stats as { coreEngine?: string }).coreEngine !== engine) throw new Error(`the daemon runs ${JSON.stringify((st.stats as { coreEngine?: string }).coreEngine)}, not ${engine}`);
     return daemon;
   };
 
@@ -227,7 +234,8 @@ function applianceSuite(mode: Mode): void {
       ]));
       assert.equal(got, FAMILIES.flatMap((f) => [`pool 8080 ${FRONT_END[f]}`, `pool 4443 ${FRONT_END[f]}`, `owa 443 ${OWA[f]}`, `decoy 3389 ${FRONT_END[f]}`]));
       const after = await stats(D().sock);
-      assert.is(after.packets - before.packets, 0, "packets of proxy <-> lan reached the daemon");
+      const moved = after.reasons.map((r) => `${r.reason} +${r.packets - (before.reasons.find((b) => b.reason === r.reason)?.packets ?? 0)}`).filter((x) => !x.endsWith(" +0"));
+      assert.is(after.packets - before.packets, 0, `packets of proxy <-> lan reached the daemon (${moved.join(", ")})`);
     });
   }
 
@@ -425,5 +433,7 @@ function applianceSuite(mode: Mode): void {
   s.run();
 }
 
-applianceSuite("host");
-applianceSuite("gateway");
+for (const engine of ENGINES) {
+  applianceSuite("host", engine);
+  applianceSuite("gateway", engine);
+}

@@ -180,13 +180,14 @@ test("--only memory --json-only: just the JSON, schema and version, the parts th
   const files = readdirSync(out);
   assert.is(files.length, 1);
   assert.match(files[0]!, /^.+-\d{4}-\d{2}-\d{2}\.json$/);
-  const doc = JSON.parse(readFileSync(join(out, files[0]!), "utf8")) as Record<string, unknown> & { sections: Array<{ id: string; table: { head: string[] } }> };
+  const doc = JSON.parse(readFileSync(join(out, files[0]!), "utf8")) as Record<string, unknown> & { sections: Array<{ id: string; table: { head: string[]; rows: string[][] } }> };
   assert.is(doc.schema, SCHEMA);
   assert.is(doc.version, SCHEMA_VERSION);
   assert.equal(doc.parts, ["memory"]);
   assert.equal(doc.skipped, []);
   assert.equal(doc.sections.map((s) => s.id), ["memory"]);
-  assert.equal(doc.sections[0]!.table.head, ["state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"]);
+  assert.equal(doc.sections[0]!.table.head, ["engine", "state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"]);
+  assert.equal(doc.sections[0]!.table.rows.map((r) => r[0]), ["v8", "wasmtime"]);
   assert.match(r.stdout, /parts: memory\n/);
 });
 

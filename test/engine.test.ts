@@ -117,7 +117,7 @@ test("the core throws on a batch (a trap): every packet gets DROP, counted as co
   src.send([syn(1, 443), IN_EXT], [syn(2, 22), IN_EXT], [syn(3, 443), IN_EXT]);
   assert.equal(src.verdicts, [D, D, D]);
   assert.is(engine.sourceStats(src).undecidedCoreError, 3);
-  assert.equal(msgs(lines), ["core failed on a batch; its packets are dropped"]);
+  assert.equal(msgs(lines), ["the core trapped; the batch's packets are dropped"]);
 });
 
 test("logging that throws, or a canary that throws: the core's verdicts are sent all the same", () => {

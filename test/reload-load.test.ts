@@ -12,6 +12,7 @@ import * as assert from "uvu/assert";
 import { request } from "../host/daemon/control.js";
 import { apply } from "../host/kernel/rules.js";
 import { type Topology, up } from "../host/topology/topology.js";
+import { ENGINES } from "../host/core/load.js";
 import { clearStaleTestTopologies, TEST_PREFIX } from "./helpers/topology.js";
 
 const POLICY = readFileSync("host/policy/default.yaml", "utf8");
@@ -60,7 +61,7 @@ async function settled(t: Topology, sock: string): Promise<{ kernel: number; sta
   throw new Error("the counters never settled");
 }
 
-test("100 reloads under 50 streams and new connections: nothing reset, stalled, dropped or mixed", async () => {
+for (const engine of ENGINES) test(`100 reloads under 50 streams and new connections, engine ${engine}: nothing reset, stalled, dropped or mixed`, async () => {
   await clearStaleTestTopologies();
   const t = await up({ mode: "host", prefix: TEST_PREFIX, proxy: false, services: false });
   try {
@@ -71,12 +72,13 @@ test("100 reloads under 50 streams and new connections: nothing reset, stalled, 
     writeFileSync(board, "version: 1\nmode: host\nexternal: {dev: ext0}\ninternal: {dev: int0}\n");
     apply(t.board, { backend: "iptables", netns: t.ns("appliance") });
     const sock = join(t.dir, "control.sock");
-    t.spawn("appliance", [process.execPath, "dist/host/cli.js", "run", "--policy", a, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state")], { name: "daemon" });
+    t.spawn("appliance", [process.execPath, "dist/host/cli.js", "run", "--policy", a, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state"), "--engine", engine], { name: "daemon" });
     for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
     assert.ok(existsSync(sock), "the daemon came up");
     t.spawn("appliance", [process.execPath, LOAD, "server", "203.0.113.1", "9000"], { name: "echo" });
     await new Promise((r) => setTimeout(r, 500));
     const { kernel: queuedBefore, stats: before } = await settled(t, sock);
+    assert.is((before as Stats & { coreEngine?: string }).coreEngine, engine);
 
     // The load: 8 s of traffic from inet.
     const client = spawn("ip", ["netns", "exec", t.ns("inet"), process.execPath, LOAD, "client", "203.0.113.1", "9000", "50", "8"], { stdio: ["ignore", "pipe", "pipe"] });

@@ -1,8 +1,9 @@
-// The release core under two engines: V8 (class Core) and wasm2c + gcc
-// (host/native/wasm2c.ts, test/wasm2c/driver.c). The same batches, crafted,
-// truncated, mutated and random packets and broken descriptors, must give
-// byte-identical return values, batch headers, PKT scratch, verdict records
-// and counters. That the module translates at all shows it has no SIMD
+// The release core under three engines: V8 (class Core), wasmtime (class
+// Core with engine "wasmtime": host/native/wasmtime.c, Cranelift) and wasm2c
+// + gcc (host/native/wasm2c.ts, test/wasm2c/driver.c). The same batches,
+// crafted, truncated, mutated and random packets and broken descriptors,
+// must give byte-identical return values, batch headers, PKT scratch,
+// verdict records and counters. That the module translates at all shows it has no SIMD
 // (wasm2c 1.0.32 aborts on SIMD; the helper checks with wasm-validate first).
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -548,6 +549,18 @@ test(`wasm2c: ${built.packets} packets in ${built.batches.length} batches give b
   assert.is(v8.batches[over]!.ret, -ABI.STATUS_BAD_COUNT);
 });
 
+test(`wasmtime: the same ${built.packets} packets in ${built.batches.length} batches give byte-identical results under V8 and wasmtime`, () => {
+  const v8 = v8Result ?? runInCore(new Core("release"), built.batches);
+  const core = new Core("release", undefined, { engine: "wasmtime" });
+  assert.is(core.engine, "wasmtime");
+  const wt = runInCore(core, built.batches);
+  const diff = firstDifference(v8, wt, built.batches, built.notes);
+  if (diff !== null) assert.unreachable(`V8 and wasmtime disagree: ${diff}`);
+  // Not vacuous: the batches reached refusals, both verdicts and full batches.
+  assert.ok(counter(wt, ABI.C_BAD_BATCHES) >= 2n && counter(wt, ABI.C_VERDICTS + ABI.VERDICT_ACCEPT * 16) > 0n);
+  assert.ok(wt.batches.some((b) => b.ret === ABI.MAX_BATCH));
+});
+
 test("wasm2c: the debug build (assertions on) agrees with the release build", () => {
   const dbg = runInCore(new Core("debug"), built.batches);
   const rel = v8Result ?? runInCore(new Core("release"), built.batches);
@@ -632,7 +645,7 @@ test("wasm2c: a trap in the module is caught and reported with its batch", () =>
   }
 });
 
-test("wasm2c: with the default policy committed (--table) and stateful traffic, V8 and wasm2c agree", () => {
+test("wasm2c: with the default policy committed (--table) and stateful traffic, V8, wasm2c and wasmtime agree", () => {
   const table = buildTable(compilePolicyFile(join(process.cwd(), "host", "policy", "default.yaml")).spec).bytes;
   const core = new Core("release", undefined, { hashSeed: 0x7ab1en });
   core.loadTable(table);
@@ -652,6 +665,13 @@ test("wasm2c: with the default policy committed (--table) and stateful traffic, 
     const c = runWasm2cCore(batches, { initConfig, table: join(dir, "default.table") });
     const diff = firstDifference(v8, c, batches, notes);
     if (diff !== null) assert.unreachable(`V8 and wasm2c disagree: ${diff}`);
+    // wasmtime, from the same CONFIG (hash seed included) and table.
+    const wtCore = new Core("release", undefined, { hashSeed: 0x7ab1en, engine: "wasmtime" });
+    wtCore.loadTable(table);
+    assert.is(hex(wtCore.u8.slice(wtCore.configPtr, wtCore.configPtr + ABI.CONFIG_SIZE)), hex(initConfig));
+    const wt = runInCore(wtCore, batches);
+    const wdiff = firstDifference(v8, wt, batches, notes);
+    if (wdiff !== null) assert.unreachable(`V8 and wasmtime disagree: ${wdiff}`);
     for (const name of ["rule_allow", "state_match", "state_related", "frag_follows"]) {
       assert.ok(counter(v8, ABI.C_REASONS + REASONS.findIndex(([n]) => n === name) * 16) > 0n, `the traffic reached ${name}`);
     }

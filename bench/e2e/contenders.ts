@@ -9,7 +9,7 @@
 //   (c) C accept-all  pcb-nfq-accept bound to its own queues (GSO off, on)
 //   (d) Portcullis    `portcullis run --board` (the real daemon), each
 //                     variant on its own queues: GSO off/on, 1 or 2 queues
-//                     per side; its kernel queue rules are the ones
+//                     per side, the core in V8 or in wasmtime (--engine); its kernel queue rules are the ones
 //                     `portcullis rules --apply` loads (host/kernel/rules.ts,
 //                     iptables-legacy: this kernel has no nft queue)
 //
@@ -22,6 +22,7 @@ import { stringify } from "yaml";
 import { request } from "../../host/daemon/control.js";
 import { type KernelQueue, parseKernelQueues } from "../../host/daemon/kernel-queue.js";
 import { type BoardConfig } from "../../host/kernel/board.js";
+import { type EngineName } from "../../host/core/load.js";
 import { run, runOk } from "../../host/kernel/detect.js";
 import { iptablesRestore } from "../../host/kernel/rules.js";
 import { type TableSpec } from "../../host/rules/model.js";
@@ -148,12 +149,12 @@ export class Contenders {
   }
 
   // (d): the daemon with `policy` (YAML or compiled table) on the board's queues.
-  async portcullis(id: string, label: string, b: BoardConfig, policy: string, gso: boolean): Promise<Contender> {
+  async portcullis(id: string, label: string, b: BoardConfig, policy: string, gso: boolean, engine: EngineName = "v8"): Promise<Contender> {
     const dir = join(this.net.dir, id);
     mkdirSync(dir, { recursive: true });
     const sock = join(dir, "control.sock");
     const argv = [process.execPath, CLI, "run", "--policy", policy, "--board", writeBoard(dir, "board", b), "--control", sock,
-      "--state-dir", join(dir, "state"), "--no-watch", "--max-flows", "262144", ...(gso ? ["--gso"] : [])];
+      "--state-dir", join(dir, "state"), "--no-watch", "--max-flows", "262144", "--engine", engine, ...(gso ? ["--gso"] : [])];
     const proc = this.net.start("appliance", argv, id);
     for (let t = 0; ; t += 50) {
       if (!proc.running) throw new Error(`the daemon ${id} exited: ${proc.out.trim().slice(-600)} ${proc.err.trim().slice(-600)}`);
@@ -167,6 +168,16 @@ export class Contenders {
     }
     this.daemons.set(id, { proc, sock });
     return this.queued(id, "d", label, b);
+  }
+
+  // The daemon's resident memory now (VmRSS, MiB).
+  daemonRssMiB(id: string): number {
+    const d = this.daemons.get(id);
+    const pid = d?.proc.child.pid;
+    if (pid === undefined) throw new Error(`no daemon ${id}`);
+    const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    if (!m) throw new Error(`no VmRSS for ${id} (pid ${pid})`);
+    return Math.round((Number(m[1]) / 1024) * 10) / 10;
   }
 
   async daemonStats(id: string): Promise<Record<string, unknown>> {

@@ -42,12 +42,13 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
     const fw1File = o.classbench ? join(o.classbench, "fw1_10K.rules") : FW1_10K;
     const fw1 = existsSync(fw1File) ? fw1Tables(net.dir, fw1File) : null;
     log(`e2e: starting the consumers (fw1_10K: ${fw1 ? `${fw1.kept} of ${fw1.total} rules kept` : `no ${fw1File}, left out`})`);
-    const [c, cGso, d, dGso, d2, dFw1] = await Promise.all([
+    const [c, cGso, d, dGso, d2, dWt, dFw1] = await Promise.all([
       C.acceptAll("c", "(c) C accept-all, GSO off", board(10, 1), false),
       C.acceptAll("c-gso", "(c) C accept-all, GSO on", board(12, 1), true),
       C.portcullis("d", "(d) Portcullis, GSO off", board(0, 1), policy, false),
       C.portcullis("d-gso", "(d) Portcullis, GSO on", board(2, 1), policy, true),
       C.portcullis("d-2q", "(d) Portcullis, 2 queues per side, GSO off", board(4, 2), policy, false),
+      C.portcullis("d-wt", "(d) Portcullis, wasmtime engine, GSO off", board(14, 1), policy, false, "wasmtime"),
       fw1 ? C.portcullis("d-fw1", "(d) Portcullis, fw1_10K table", board(20, 1), fw1.tableFile, false) : null,
     ]);
     const a = C.forward();
@@ -55,13 +56,13 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
     await startServers(net, tools);
 
     // The daemons' first packets compile and warm their code: not measured.
-    for (const k of [d!, dGso!, d2!, ...(dFw1 ? [dFw1] : [])]) {
+    for (const k of [d!, dGso!, d2!, dWt!, ...(dFw1 ? [dFw1] : [])]) {
       C.switchTo(k);
       await udpRun(net, tools, 0.3);
     }
     C.off();
 
-    const main = [a, bIpt!, bNft!, c!, cGso!, d!, dGso!, d2!];
+    const main = [a, bIpt!, bNft!, c!, cGso!, d!, dWt!, dGso!, d2!];
     const res: Results = { contenders: main.map((k) => ({ id: k.id, kind: k.kind, label: k.label })), runs: {}, fw1: {}, fw1Contenders: [], queues: {} };
     for (const k of main) res.runs[k.id] = [];
     const t0 = Date.now();
@@ -104,7 +105,7 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
     for (const [id, p] of C.consumers) res.queues[id] = { consumer: await p.stop() };
     for (const id of C.daemons.keys()) {
       const st = await C.daemonStats(id);
-      res.queues[id] = { daemon: { packets: st.packets, verdicts: st.verdicts, flows: st.flows, queues: st.queues } };
+      res.queues[id] = { daemon: { packets: st.packets, verdicts: st.verdicts, flows: st.flows, queues: st.queues, engine: st.coreEngine, rssMiB: C.daemonRssMiB(id) } };
     }
     res.queues.kernel = Object.fromEntries(drops);
     const info: Fw1Info = fw1 ? { total: fw1.total, kept: fw1.kept, excluded: fw1.excluded } : { missing: fw1File };

@@ -116,6 +116,27 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
   for (const gso of [false, true]) {
     targets.push(targetLine("E2E UDP 64 B", udp, gso, 1, "kpps", delivered), targetLine("E2E TCP new connections", conn, gso, 0, "conn/s"), targetLine("E2E bulk TCP", bulk, gso, 2, "Gbit/s"));
   }
+  // The daemon with wasmtime against the same daemon with V8 (both GSO off, one queue per side).
+  const dv = "d", dw = "d-wt";
+  const engineLoads: Array<[string, Row[], number, string, boolean]> = [
+    ["UDP 64 B", udp, 1, "kpps", true], ["TCP new connections", conn, 0, "conn/s", true], ["bulk TCP", bulk, 2, "Gbit/s", true],
+    ["round trip p50", p50, 1, "µs", false], ["round trip p99", p99, 1, "µs", false],
+  ];
+  const cmp = engineLoads.flatMap(([name, rows, digits, unit, higher]) => {
+    const v = get(rows, dv), w = get(rows, dw);
+    if (!v || !w) return [];
+    const ok = higher ? w.median >= v.median : w.median <= v.median;
+    return [{ name, ok, text: `${name} ${fmt(w, digits)} vs ${fmt(v, digits)} ${unit} (${(w.median / v.median).toFixed(2)}x)` }];
+  });
+  if (cmp.length) {
+    const missed = cmp.filter((x) => !x.ok);
+    targets.push(`E2E daemon with wasmtime at least as fast as with V8 on every load: ${missed.length ? "MISSED" : "MET"} (wasmtime vs V8: ${cmp.map((x) => x.text).join("; ")}` +
+      (missed.length ? `; slower on ${missed.map((x) => x.name).join(", ")}` : "") + ")");
+  } else targets.push("E2E daemon with wasmtime at least as fast as with V8: NOT MEASURED");
+  const rss = (id: string): number | undefined => (res.queues[id] as { daemon?: { rssMiB?: number } } | undefined)?.daemon?.rssMiB;
+  if (rss(dv) !== undefined && rss(dw) !== undefined) {
+    targets.push(`E2E daemon resident memory after the runs (262,144-flow table): V8 ${rss(dv)} MiB, wasmtime ${rss(dw)} MiB`);
+  }
   const dF = get(fwRows, "d-fw1");
   if ("missing" in fw1) targets.push(`E2E fw1_10K UDP: NOT MEASURED (no ClassBench data at ${fw1.missing})`);
   for (const k of ["b-fw1-ipt", "b-fw1-nft"]) {

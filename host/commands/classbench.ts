@@ -7,6 +7,8 @@ import { Core } from "../core/core.js";
 import { buildTable } from "../rules/build.js";
 import { readFilters, readTrace } from "../rules/classbench.js";
 import { classifyHeaders } from "../rules/headers.js";
+import { type EngineName } from "../core/load.js";
+import { engineOption } from "./engine.js";
 
 export interface ClassBenchRun {
   results: Int32Array; // 1-based rule index, 0 for none
@@ -18,10 +20,10 @@ export interface ClassBenchRun {
   buildMs: number;
 }
 
-export function runClassBench(rulesPath: string, tracePath: string): ClassBenchRun {
+export function runClassBench(rulesPath: string, tracePath: string, engine?: EngineName): ClassBenchRun {
   const spec = readFilters(rulesPath);
   const { bytes, stats } = buildTable(spec);
-  const core = new Core("release", undefined, { maxRules: Math.max(spec.rules.length, 1), tableCap: Math.max(bytes.length, 1 << 20) });
+  const core = new Core("release", undefined, { maxRules: Math.max(spec.rules.length, 1), tableCap: Math.max(bytes.length, 1 << 20), ...(engine ? { engine } : {}) });
   core.loadTable(bytes);
   const trace = readTrace(tracePath);
   const idx = classifyHeaders(core, trace);
@@ -48,8 +50,9 @@ export function classbenchCommand(): Command {
     .argument("<rules>", "filter set (the 9-token form or the tab-separated form with flags)")
     .argument("<trace>", "header trace, plain or gzip")
     .option("--check", "compare with the trace's last column and print a summary instead of every index")
-    .action((rules: string, trace: string, opts: { check?: boolean }) => {
-      const run = runClassBench(rules, trace);
+    .addOption(engineOption())
+    .action((rules: string, trace: string, opts: { check?: boolean; engine?: EngineName }) => {
+      const run = runClassBench(rules, trace, opts.engine);
       if (!opts.check) {
         process.stdout.write(`${Array.from(run.results).join("\n")}\n`);
         return;

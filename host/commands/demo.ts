@@ -10,6 +10,8 @@ import * as ABI from "../core/abi.js";
 import { Batch } from "../core/batch.js";
 import { Core, type PacketMeta } from "../core/core.js";
 import { reasonName } from "../core/reasons.js";
+import { type EngineName } from "../core/load.js";
+import { engineOption } from "./engine.js";
 import { describePacket, ipEnds } from "../packets/describe.js";
 import { Output } from "../io/output.js";
 import { linkTypeName, type PcapRecord } from "../pcap/read.js";
@@ -59,12 +61,12 @@ export interface DemoPacket {
 // Streams the capture (bounded memory, whatever its size): each packet is
 // printed as its batch is decided; the counters come at the end. In JSON the
 // document is written as it goes, so capture and counters come last.
-export function runDemo(opts: { pcap?: string; json?: boolean }): void {
+export function runDemo(opts: { pcap?: string; json?: boolean; engine?: EngineName }): void {
   const path = opts.pcap ?? join(PACKAGE_ROOT, DEFAULT_PCAP);
   const capture = openCapture(path);
   const out = new Output();
   try {
-    const core = new Core("release");
+    const core = new Core("release", undefined, opts.engine ? { engine: opts.engine } : {});
     core.setDefaultVerdict(ABI.VERDICT_DROP);
     core.resetCounters();
     const width = indexWidth(capture.size);
@@ -161,11 +163,12 @@ export function demoCommand(): Command {
     .option("--prefix <prefix>", "prefix of the namespace names (default none: inet, appliance, lan)")
     .option("--control <path>", "the demo daemon's control socket (default /run/portcullis/control.sock)")
     .option("--report <file>", "also write each probe's outcome as JSON to this file")
-    .action(async (opts: { pcap?: string; json?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway"; prefix?: string; control?: string; report?: string }) => {
+    .addOption(engineOption("the core (the demo daemon's, or --pcap's)"))
+    .action(async (opts: { pcap?: string; json?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway"; prefix?: string; control?: string; report?: string; engine?: EngineName }) => {
       if (opts.pcap !== undefined || opts.json) return runDemo(opts);
       if (opts.prefix !== undefined && !/^[A-Za-z0-9_.-]{1,20}$/.test(opts.prefix)) throw new Error(`--prefix ${opts.prefix}: 1 to 20 of A-Z a-z 0-9 _ . -`);
       if (opts.down) return demoDown(undefined, opts.prefix);
-      const r = await applianceDemo({ keep: opts.keep ?? false, mode: opts.mode, prefix: opts.prefix, control: opts.control });
+      const r = await applianceDemo({ keep: opts.keep ?? false, mode: opts.mode, prefix: opts.prefix, control: opts.control, ...(opts.engine ? { engine: opts.engine } : {}) });
       if (opts.report) writeFileSync(opts.report, `${JSON.stringify(r, null, 2)}\n`);
       if (r.failed > 0) process.exitCode = 1;
     });

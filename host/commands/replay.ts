@@ -22,6 +22,8 @@ import {
   ROLE_RULE_HELP, type Side, SIDES,
 } from "../replay/roles.js";
 import { parseSwitchOverride } from "./check.js";
+import { type EngineName } from "../core/load.js";
+import { engineOption } from "./engine.js";
 
 export interface ReplayOptions {
   policy?: string;
@@ -36,6 +38,7 @@ export interface ReplayOptions {
   internalNet?: Prefix[];
   json?: boolean;
   summary?: boolean;
+  engine?: EngineName; //            default V8
 }
 
 // Opens a capture: a regular file, read as it is replayed (bounded memory).
@@ -130,7 +133,7 @@ export interface ReplaySink {
   packet?(p: ReplayPacket): void;
 }
 
-type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary">> & Pick<ReplayOptions, "policy" | "table">;
+type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary" | "engine">> & Pick<ReplayOptions, "policy" | "table">;
 
 function resolve(o: ReplayOptions): Resolved {
   return {
@@ -150,7 +153,7 @@ export function runReplay(capturePath: string, options: ReplayOptions, sink: Rep
     throw new Error("--set applies to --policy only (a compiled table has its switches built in)");
   }
   const loaded = opts.policy !== undefined ? fromPolicy(opts.policy, opts) : fromTable(opts.table!);
-  const core = new Core("release");
+  const core = new Core("release", undefined, options.engine ? { engine: options.engine } : {});
   let table;
   try {
     table = loadTableView(core, loaded.bytes);
@@ -326,6 +329,7 @@ export function replayCommand(): Command {
     .option("--internal-net <prefix>", "a network on the internal side (repeatable)", collect(parseNetOption))
     .option("--json", "print one JSON document (packets and summary) instead of text")
     .option("--summary", "print only the summary (no per-packet lines / no packets array)")
+    .addOption(engineOption())
     .addHelpText("after", `\n${ROLE_RULE_HELP}\n`)
     .action((capture: string, opts: ReplayOptions) => replayToStdout(capture, opts));
 }

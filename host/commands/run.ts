@@ -20,6 +20,8 @@ import { MODES, type Mode } from "../policy/compile.js";
 import { parseSwitchOverride } from "./check.js";
 import { readBoardFile } from "../kernel/board.js";
 import { queueFlags } from "../kernel/rules.js";
+import { type EngineName } from "../core/load.js";
+import { engineOption } from "./engine.js";
 
 function int(name: string, lo: number, hi: number) {
   return (v: string): number => {
@@ -55,6 +57,7 @@ export interface RunOptions {
   stateDir: string;
   recheck?: boolean;
   metrics?: { host: string; port: number };
+  engine?: EngineName; //   default: the board's engine:, else V8
 }
 
 // The queues to bind and their flags, from the command line.
@@ -69,7 +72,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // per side with that side's fail-open setting.
     const b = readBoardFile(o.board);
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
-    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev }, specs, log);
+    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine }, specs, log);
   }
   return start(o, queueSpecs(o), log);
 }
@@ -80,7 +83,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   if (o.metrics) checkMetricsHost(o.metrics.host, o.internal);
   const daemon = new Daemon({
     policy: o.policy, mode: o.mode, switches: o.set, control: o.control,
-    core: o.maxFlows ? { maxFlows: o.maxFlows } : {}, stateDir: o.stateDir,
+    core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.engine ? { engine: o.engine } : {}) }, stateDir: o.stateDir,
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
   const { fallback } = startDaemon(daemon, log);
@@ -97,7 +100,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   const watcher = o.watch ? new PolicyWatcher(daemon, log, { recheck: o.recheck ?? false }) : null;
   watcher?.start();
   log.log("info", "started", {
-    pid: process.pid, policy: o.policy, mode: o.mode, queues, roles, control: o.control, flows: daemon.core.flowCapacity,
+    pid: process.pid, policy: o.policy, mode: o.mode, engine: daemon.core.engine, queues, roles, control: o.control, flows: daemon.core.flowCapacity,
     watch: o.watch, stateDir: o.stateDir, recheck: o.recheck ?? false, metrics: o.metrics ?? null, lastGoodTable: fallback,
   });
   // Under systemd (Type=notify): ready once the queues are bound, and a
@@ -131,6 +134,7 @@ export function runCommand(): Command {
     .option("--internal <dev>", "the internal NIC")
     .option("--control <path>", "control socket", DEFAULT_CONTROL)
     .addOption(new Option("--set <switch=on|off>", "turn a switch of the policy on or off (repeatable)").argParser(parseSwitchOverride).default({}))
+    .addOption(engineOption("the core (overrides the board config's engine:)"))
     .option("--max-flows <n>", "state table capacity", int("--max-flows", 16, 2097152))
     .option("--copy-range <bytes>", "bytes of each packet copied from the kernel", int("--copy-range", 64, 65535), 65535)
     .option("--queue-maxlen <n>", "kernel queue length", int("--queue-maxlen", 1, 1 << 20), 4096)

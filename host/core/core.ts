@@ -1,7 +1,7 @@
 // The host's handle on one core instance: typed-array views over its memory
 // (fixed size, so they never detach), the batch region, and counters.
 import * as ABI from "./abi.js";
-import { type Build, type CoreConfig, CoreError, type CoreExports, instantiateCore, readCoreString, stateNames } from "./load.js";
+import { type Build, type CoreConfig, CoreError, type CoreExports, type CoreMemory, DEFAULT_ENGINE, type EngineName, instantiateCore, readCoreString, stateNames } from "./load.js";
 import { formatAddr } from "../packets/addr.js";
 import { RULE_COUNTER_SIZE } from "../rules/format.js";
 
@@ -57,7 +57,8 @@ export interface Counters {
 
 export class Core {
   readonly x: CoreExports;
-  readonly memory: WebAssembly.Memory;
+  readonly engine: EngineName;
+  readonly memory: CoreMemory;
   readonly u8: Uint8Array;
   readonly view: DataView;
   readonly batchPtr: number;
@@ -70,6 +71,7 @@ export class Core {
 
   constructor(readonly build: Build = "release", bytes?: Uint8Array<ArrayBuffer>, config: CoreConfig = {}) {
     this.x = instantiateCore(build, bytes, config);
+    this.engine = config.engine ?? DEFAULT_ENGINE;
     this.memory = this.x.memory;
     this.u8 = new Uint8Array(this.memory.buffer);
     this.view = new DataView(this.memory.buffer);

@@ -7,8 +7,23 @@ import { fileURLToPath } from "node:url";
 import * as loader from "@assemblyscript/loader";
 import * as ABI from "./abi.js";
 import { REASONS } from "./reasons.js";
+import { instantiateWasmtime } from "../native/wasmtime.js";
 
 export type Build = "release" | "debug";
+
+// The engine that runs the core: V8 (this process's WebAssembly) or wasmtime
+// (Cranelift, through host/native/wasmtime.c). Same module, same bytes in and
+// out (test/wasm2c.test.ts compares them); see the README, "Engines".
+export const ENGINES = ["v8", "wasmtime"] as const;
+export type EngineName = (typeof ENGINES)[number];
+export const DEFAULT_ENGINE: EngineName = "v8";
+
+// What the host reads of the module's memory (a WebAssembly.Memory under V8,
+// a FixedMemory under wasmtime).
+export interface CoreMemory {
+  readonly buffer: ArrayBuffer;
+  grow(delta: number): number;
+}
 
 export class CoreError extends Error {
   constructor(readonly code: string, message: string) {
@@ -18,7 +33,7 @@ export class CoreError extends Error {
 }
 
 export interface CoreExports {
-  memory: WebAssembly.Memory;
+  memory: CoreMemory;
   abi_version(): number;
   abi_const(id: number): number;
   init(): number;
@@ -57,6 +72,7 @@ export interface CoreExports {
 
 // Sizes the core lays out at init (0 or absent: the core's default).
 export interface CoreConfig {
+  engine?: EngineName; // the engine (default DEFAULT_ENGINE); not written to the core
   tableCap?: number; // bytes per rule-table slot
   maxRules?: number; // rules a table may have (per-rule counter records)
   maxFlows?: number; // state table capacity (rounded up to a power of two)
@@ -85,14 +101,24 @@ export function readCoreBytes(build: Build): Uint8Array<ArrayBuffer> {
 
 // An AssemblyScript string in the core's static data: UTF-16LE, byte length
 // in the u32 before it.
-export function readCoreString(memory: WebAssembly.Memory, ptr: number): string {
+export function readCoreString(memory: CoreMemory, ptr: number): string {
   const view = new DataView(memory.buffer);
   if (ptr < 4 || ptr > memory.buffer.byteLength) return "";
   const len = view.getUint32(ptr - 4, true);
   return Buffer.from(memory.buffer, ptr, len).toString("utf16le");
 }
 
-function instantiate(build: Build, bytes: Uint8Array<ArrayBuffer>): CoreExports {
+function instantiate(build: Build, bytes: Uint8Array<ArrayBuffer>, engine: EngineName): CoreExports {
+  if (engine === "wasmtime") {
+    if (build === "debug") throw new CoreError("EINVAL", "the debug core runs under V8 only (it imports env.abort); use the release build with wasmtime");
+    try {
+      return instantiateWasmtime(bytes) as unknown as CoreExports;
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      throw new CoreError(err.code ?? "EWASMTIME", err.message);
+    }
+  }
+  if (engine !== "v8") throw new CoreError("EINVAL", `unknown engine ${JSON.stringify(engine)} (one of ${ENGINES.join(", ")})`);
   const module = new WebAssembly.Module(bytes);
   if (build === "debug") {
     return loader.instantiateSync<Record<string, unknown>>(module, {}).exports as unknown as CoreExports;
@@ -130,7 +156,7 @@ export function checkAbi(x: CoreExports): void {
 }
 
 export function instantiateCore(build: Build = "release", bytes?: Uint8Array<ArrayBuffer>, config: CoreConfig = {}): CoreExports {
-  const x = instantiate(build, bytes ?? readCoreBytes(build));
+  const x = instantiate(build, bytes ?? readCoreBytes(build), config.engine ?? DEFAULT_ENGINE);
   checkAbi(x);
   const cfg = new DataView(x.memory.buffer, x.config_ptr(), ABI.CONFIG_SIZE);
   cfg.setUint32(ABI.CFG_TABLE_CAP, config.tableCap ?? 0, true);

@@ -214,6 +214,7 @@ export class Daemon {
       undecided,
       queues,
       engine: { ...this.engine.stats },
+      coreEngine: this.core.engine,
       batches: c.batches,
       packets: c.packets,
       reloads: this.reloads,

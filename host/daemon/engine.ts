@@ -53,6 +53,10 @@ export const READ_ERROR_LIMIT = 10;
 export interface EngineStats {
   batches: number; packets: number; wakeups: number; logged: number; suppressed: number;
   readErrors: number; verdictErrors: number; logErrors: number; shadowErrors: number;
+  // traps: batches whose classify threw (V8's RuntimeError, wasmtime's
+  // ERR_WASM_TRAP: a core bug); their packets (trapDropped, also counted as
+  // undecided core_error) got DROP, never ACCEPT.
+  traps: number; trapDropped: number;
 }
 
 // What the engine counts per source (merged into the queue's stats).
@@ -66,6 +70,7 @@ const errText = (e: unknown): string => (e instanceof Error ? e.message : String
 export class Engine {
   readonly stats: EngineStats = {
     batches: 0, packets: 0, wakeups: 0, logged: 0, suppressed: 0, readErrors: 0, verdictErrors: 0, logErrors: 0, shadowErrors: 0,
+    traps: 0, trapDropped: 0,
   };
   private readonly limiter = new RateLimiter();
   private readonly perSource = new Map<PacketSource, SourceState>();
@@ -135,7 +140,12 @@ export class Engine {
       }
     } catch (e) {
       cause = "core_error";
-      this.say(LOG_CORE, "error", "core failed on a batch; its packets are dropped", { source: src.name, count: n, error: errText(e) });
+      this.stats.traps++;
+      this.stats.trapDropped += n;
+      const trap = (e as { trap?: unknown } | null)?.trap;
+      this.say(LOG_CORE, "error", "the core trapped; the batch's packets are dropped", {
+        source: src.name, engine: this.core.engine, count: n, error: errText(e), ...(trap ? { trap } : {}), traps: this.stats.traps,
+      });
     }
     if (cause) {
       this.dropAll(n);

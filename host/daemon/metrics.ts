@@ -35,6 +35,8 @@ interface StatsShape {
   queues: Array<Record<string, number | string>>;
   batches: bigint | number;
   packets: bigint | number;
+  engine?: { traps: number; trapDropped: number };
+  coreEngine?: string;
   reloads: ReloadRecord[];
   reloadTotals?: { ok: number; error: number; rechecks: number; recheckEnded: number };
   shadow?: { packets: number; differ: number; liveAcceptCandidateDrop: number; liveDropCandidateAccept: number } | null;
@@ -96,6 +98,11 @@ export function renderMetrics(src: MetricsSource): string {
   t.family("portcullis_fragments", "gauge", "Fragmented datagrams being tracked.").sample("portcullis_fragments", { state: "live" }, f.fragsLive);
   t.family("portcullis_fragments_expired_total", "counter", "Fragmented datagrams that timed out.").sample("portcullis_fragments_expired_total", {}, f.fragsExpired);
   t.family("portcullis_batches_total", "counter", "Batches classified by the core.").sample("portcullis_batches_total", {}, s.batches);
+  const eng = { engine: s.coreEngine ?? "v8" };
+  t.family("portcullis_core_traps_total", "counter", "Batches whose classify trapped in the core's engine (a core bug; the batch was dropped).")
+    .sample("portcullis_core_traps_total", eng, s.engine?.traps);
+  t.family("portcullis_core_trap_dropped_packets_total", "counter", "Packets dropped because their batch trapped.")
+    .sample("portcullis_core_trap_dropped_packets_total", eng, s.engine?.trapDropped);
 
   const qs = s.queues.map((q) => ({ label: queueLabel(String(q.name)), q }));
   for (const [key, name, help] of [

@@ -11,6 +11,7 @@ import { stringify } from "yaml";
 import { DEFAULT_CONTROL, request } from "../daemon/control.js";
 import { apply } from "../kernel/rules.js";
 import { type Mode } from "../policy/compile.js";
+import { type EngineName } from "../core/load.js";
 import { clearLeftovers, type Topology, up } from "../topology/topology.js";
 import { type NsRole } from "../topology/plan.js";
 
@@ -79,7 +80,7 @@ async function waitForControl(sock: string, t: Topology): Promise<void> {
 // prefix: namespace names (and the topology's state directory), "" by
 // default; control: the daemon's control socket, DEFAULT_CONTROL by default
 // (a board's self-test gives both, so as not to meet the live daemon's).
-export interface DemoOptions { keep?: boolean; mode?: Mode; write?: (s: string) => void; prefix?: string; control?: string }
+export interface DemoOptions { keep?: boolean; mode?: Mode; write?: (s: string) => void; prefix?: string; control?: string; engine?: EngineName }
 
 export interface ProbeResult { from: NsRole; dest: string; what: string; allowed: boolean; answered: boolean; ok: boolean; counters: string }
 export interface DemoResult { mode: Mode; backend: string; passed: number; failed: number; probes: ProbeResult[] }
@@ -103,7 +104,8 @@ export async function applianceDemo(o: DemoOptions = {}): Promise<DemoResult> {
       `ext0 -> queue 0, int0 -> queue 1, fail closed\n`);
     // The default control socket unless told otherwise, so `portcullis stats` and `reload` find it.
     const sock = o.control ?? DEFAULT_CONTROL;
-    t.spawn("appliance", [process.execPath, CLI, "run", "--policy", DEMO_POLICY, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state")], { name: "daemon" });
+    t.spawn("appliance", [process.execPath, CLI, "run", "--policy", DEMO_POLICY, "--board", board, "--control", sock, "--state-dir", join(t.dir, "state"),
+      ...(o.engine ? ["--engine", o.engine] : [])], { name: "daemon" });
     await waitForControl(sock, t);
     w(`daemon running in ${t.ns("appliance")} with ${DEMO_POLICY}\n\n`);
     let before = await stats(sock);

@@ -7,6 +7,7 @@
 //   external: { dev: ext0, fail_open: false, bypass: false }
 //   internal: { dev: int0, fail_open: false, bypass: false }
 //   queues: { first: 0, count: 1 }
+//   engine: v8              # v8 | wasmtime: what runs the core (default v8)
 //
 // fail_open and bypass default to false (fail closed) on both sides; queues
 // defaults to { first: 0, count: 1 }. Unknown keys and wrong values are errors
@@ -16,6 +17,7 @@ import { isMap, isScalar, LineCounter, type Node, parseDocument } from "yaml";
 import { formatPos, type Pos } from "../policy/errors.js";
 import { type Mode, MODES } from "../policy/compile.js";
 import { suggest } from "../policy/parse.js";
+import { ENGINES, type EngineName } from "../core/load.js";
 
 export type Side = "external" | "internal";
 export const SIDES: readonly Side[] = ["external", "internal"];
@@ -31,6 +33,7 @@ export interface BoardConfig {
   external: SideConfig;
   internal: SideConfig;
   queues?: { first: number; count: number }; // default { first: 0, count: 1 }
+  engine?: EngineName; // the core's engine for `run --board` (default v8)
 }
 
 export class BoardError extends Error {
@@ -53,7 +56,7 @@ export class BoardError extends Error {
 const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAX_QUEUE = 65535;
 
-const TOP_KEYS = ["version", "mode", "external", "internal", "queues"];
+const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine"];
 const SIDE_KEYS = ["dev", "fail_open", "bypass"];
 const QUEUE_KEYS = ["first", "count"];
 
@@ -66,6 +69,7 @@ export function boardProblem(c: BoardConfig): string | null {
     if (!s || typeof s.dev !== "string" || !devOk(s.dev)) return `${side}.dev must be a network device name (1-15 letters, digits, _ . -), not ${JSON.stringify(s?.dev)}`;
   }
   if (c.external.dev === c.internal.dev) return `external and internal are the same device "${c.external.dev}"`;
+  if (c.engine !== undefined && !ENGINES.includes(c.engine)) return `engine must be ${ENGINES.join(" or ")}, not "${String(c.engine)}"`;
   const q = c.queues ?? { first: 0, count: 1 };
   if (!Number.isInteger(q.first) || q.first < 0 || q.first > MAX_QUEUE) return `queues.first must be 0-${MAX_QUEUE}, not ${q.first}`;
   if (!Number.isInteger(q.count) || q.count < 1) return `queues.count must be 1 or more, not ${q.count}`;
@@ -190,6 +194,12 @@ export function parseBoardText(text: string, file: string): BoardConfig {
   if (config.external.dev !== "" && config.external.dev === config.internal.dev) {
     const d = top.get("internal");
     err("same_dev", d ? d.key : topPos, `external and internal are the same device "${config.external.dev}"`);
+  }
+  const eng = top.get("engine");
+  if (eng) {
+    const v = eng.value && isScalar(eng.value) ? eng.value.value : null;
+    if (typeof v === "string" && (ENGINES as readonly string[]).includes(v)) config.engine = v as EngineName;
+    else err("bad_engine", at(eng.value, eng.key), `engine must be ${ENGINES.join(" or ")}, not ${JSON.stringify(v)}${typeof v === "string" ? suggest(v, ENGINES) : ""}`);
   }
   const q = top.get("queues");
   if (q) {

@@ -39,18 +39,55 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund >&2
 fi
 
+# The wasmtime engine (--engine wasmtime): the wasmtime C API library from
+# the pip wheel wasmtime==49.0.0, installed into .wasmtime/ of the project
+# (gitignored; not the system Python: --target skips PEP 668's check). Only
+# the library is used; the addon build/Release/wasmtime.node links it.
+WASMTIME_VERSION=49.0.0
+case "$(uname -m)" in aarch64|arm64) wt_arch=linux-aarch64 ;; *) wt_arch=linux-x86_64 ;; esac
+wt_lib=".wasmtime/wasmtime/$wt_arch/_libwasmtime.so"
+if [ ! -f "$wt_lib" ] || ! grep -qx "Version: $WASMTIME_VERSION" .wasmtime/wasmtime-*.dist-info/METADATA 2>/dev/null; then
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+      echo "ensure: installing Debian package python3-pip (for wasmtime)" >&2
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >&2
+    fi
+  fi
+  echo "ensure: pip install --target .wasmtime wasmtime==$WASMTIME_VERSION" >&2
+  rm -rf .wasmtime.tmp
+  if python3 -m pip install -q --disable-pip-version-check --no-deps --target .wasmtime.tmp "wasmtime==$WASMTIME_VERSION" >&2 \
+    && [ -f ".wasmtime.tmp/wasmtime/$wt_arch/_libwasmtime.so" ]; then
+    rm -rf .wasmtime && mv .wasmtime.tmp .wasmtime
+  else
+    rm -rf .wasmtime.tmp
+    echo "ensure: could not install wasmtime $WASMTIME_VERSION for $wt_arch with pip: --engine wasmtime will not be available" >&2
+  fi
+fi
+
 # The NFQUEUE addon is a separate build step (binding.gyp exists, but
 # package.json says "gypfile": false so that `npm ci` never runs node-gyp and
 # never needs libnetfilter-queue-dev): built here, after the Debian packages
 # above, when build/Release/nfq.node is missing or older than its sources.
 # node-gyp (npm's own) builds offline against the installed Node headers.
 addon=build/Release/nfq.node
-if [ ! -f "$addon" ] || [ host/native/nfq.c -nt "$addon" ] || [ binding.gyp -nt "$addon" ]; then
+wt_addon=build/Release/wasmtime.node
+# stale OUT SRC...: OUT is missing or older than binding.gyp or a SRC.
+stale() {
+  local out="$1"; shift
+  [ -f "$out" ] || return 0
+  for src in binding.gyp "$@"; do [ "$src" -nt "$out" ] && return 0; done
+  return 1
+}
+if stale "$addon" host/native/nfq.c || { [ -f "$wt_lib" ] && stale "$wt_addon" host/native/wasmtime.c host/native/wasmtime-api.h "$wt_lib"; }; then
   if [ -z "${npm_config_nodedir:-}" ]; then
     nodeprefix="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
     [ -f "$nodeprefix/include/node/common.gypi" ] && export npm_config_nodedir="$nodeprefix"
   fi
+  # make relinks on changed sources, not on a newly installed library.
+  if [ -f "$wt_lib" ] && [ "$wt_lib" -nt "$wt_addon" ]; then rm -f "$wt_addon" build/Release/obj.target/wasmtime.node; fi
   echo "ensure: npm run build:addon" >&2
   npm run -s build:addon >&2
+  # Up to date now, even where make had nothing to relink (binding.gyp changed).
+  touch "$addon"; [ ! -f "$wt_addon" ] || touch "$wt_addon"
 fi
 echo "ensure: ready for $what" >&2
