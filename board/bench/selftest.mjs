@@ -229,6 +229,7 @@ const deltas = (from, to, key, name) => {
 };
 const list = (xs) => xs.map((x) => `${x.name} +${x.n}`).join(", ");
 const sum = (xs) => xs.reduce((a, x) => a + x.n, 0);
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 await check("counters-moving", async () => {
   if (!first) throw new Error("needs daemon");
   const t0 = Date.now();
@@ -242,12 +243,12 @@ await check("counters-moving", async () => {
     if (traffic.length) {
       // A reload starts the rule counters again: counted from there.
       const rules = deltas(start.rules, now.rules, "info", (r) => /^\S+:\d+ (\S+):/.exec(r.info)?.[1] ?? `#${r.rule}`);
-      return `${sum(traffic)} packets of traffic in ${((Date.now() - t0) / 1000).toFixed(1)} s, decided by a rule or a tracked flow (${list(traffic)}` +
-        `${rules.length ? `; rules ${list(rules)}` : ""}); ${other.length ? `${sum(other)} others not counted (${list(other)})` : "no others"}`;
+      return `${count(sum(traffic), "packet", "packets")} of traffic in ${((Date.now() - t0) / 1000).toFixed(1)} s, decided by a rule or a tracked flow (${list(traffic)}` +
+        `${rules.length ? `; rules ${list(rules)}` : ""}); ${other.length ? `${count(sum(other), "other", "others")} not counted (${list(other)})` : "no others"}`;
     }
     if (Date.now() - t0 >= o.wait * 1000) {
       throw new Error(`no traffic in ${o.wait} s: no packet was decided by a rule of the policy or a tracked flow (` +
-        `${other.length ? `${sum(other)} others were decided without one: ${list(other)}; background such as neighbour discovery and multicast looks like that` : "nor any other packet"}). ` +
+        `${other.length ? `${count(sum(other), "other was", "others were")} decided without one: ${list(other)}; background such as neighbour discovery and multicast looks like that` : "nor any other packet"}). ` +
         `Is traffic reaching ${devs}? (--wait SECONDS)`);
     }
   }

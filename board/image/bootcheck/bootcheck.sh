@@ -3,12 +3,13 @@
 # every line it prints starts with "bootcheck: "; board/image/qemu-boot.sh and
 # test/board-image.ts read them. Then it powers the machine off.
 say() { echo "bootcheck: $*"; }
+show() { systemctl show -p "$2" "$1" | sort | tr '\n' ' ' | sed 's/ *$//'; } # UNIT PROPS: "A=x B=y", sorted
 here=/usr/local/lib/portcullis-bootcheck
 app=/opt/portcullis/current
 
 # The units as systemd ran them: state, result, restarts.
 for u in portcullis-growroot portcullis-firstboot portcullis-rules portcullis portcullis-ssh-keygen; do
-  say "unit $u: $(systemctl show -p ActiveState,SubState,Result,NRestarts --value "$u.service" | tr '\n' ' ' | sed 's/ *$//')"
+  say "unit $u: $(show "$u.service" ActiveState,NRestarts,Result,SubState)"
 done
 # Their exposure as the running systemd sees them.
 for u in portcullis portcullis-rules portcullis-firstboot portcullis-growroot portcullis-ssh-keygen; do
@@ -51,7 +52,7 @@ sandbox() { # NAME EXTRA-SETTING
   } > "/run/systemd/system/$1.service"
   systemctl daemon-reload
   systemctl start "$1.service" 2>/dev/null
-  say "$3: result $(systemctl show -p Result,ExecMainCode,ExecMainStatus --value "$1.service" | tr '\n' ' ' | sed 's/ *$//')"
+  say "$3: result $(show "$1.service" ExecMainCode,ExecMainStatus,Result)"
   say "$3 output: $(journalctl -b -u "$1.service" -o cat | grep '^sandbox: ' | tail -1 | sed 's/^sandbox: //')"
 }
 sandbox portcullis-sandbox "" sandbox

@@ -28,12 +28,13 @@ out.push(await new Promise((resolve) => {
   });
   srv.on("error", (e) => resolve(`127.0.0.1 listen: ${e.code}`));
 }));
-// Any other address: refused by the IP allow list before a packet leaves.
+// Any other address, here a Front End on int0's network (a route exists):
+// refused by the IP allow list (EPERM) before a packet leaves.
 out.push(await new Promise((resolve) => {
-  const c = connect(9, "192.0.2.1");
-  const t = setTimeout(() => { c.destroy(); resolve("connect 192.0.2.1:9: no error in 5 s"); }, 5000);
-  c.on("connect", () => { clearTimeout(t); c.destroy(); resolve("connect 192.0.2.1:9: connected"); });
-  c.on("error", (e) => { clearTimeout(t); resolve(`connect 192.0.2.1:9: ${e.code}`); });
+  const c = connect(4443, "198.51.100.10");
+  const t = setTimeout(() => { c.destroy(); resolve("connect 198.51.100.10:4443: no error in 5 s"); }, 5000);
+  c.on("connect", () => { clearTimeout(t); c.destroy(); resolve("connect 198.51.100.10:4443: connected"); });
+  c.on("error", (e) => { clearTimeout(t); resolve(`connect 198.51.100.10:4443: ${e.code}`); });
 }));
 // The file system: read-only outside its state and runtime directories.
 for (const p of ["/etc/portcullis/sandbox-probe", "/var/lib/portcullis-probe"]) {
