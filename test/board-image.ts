@@ -186,6 +186,7 @@ test("the image boots under qemu-system-aarch64 (virt): the first boot applied, 
   assert.is(line("unit portcullis:"), "unit portcullis: ActiveState=active NRestarts=0 Result=success SubState=running");
   assert.is(line("unit portcullis-ssh-keygen:"), "unit portcullis-ssh-keygen: ActiveState=inactive NRestarts=0 Result=success SubState=dead");
   assert.is(line("ssh host keys:"), "ssh host keys: 3");
+  assert.is(line("cgroup:"), "cgroup: v2");
   for (const u of unitFiles(ROOT)) {
     const m = new RegExp(`^exposure ${u.name.replace(/\./g, "\\.")} (\\d+\\.\\d)$`).exec(line(`exposure ${u.name} `));
     assert.ok(m, line(`exposure ${u.name} `));

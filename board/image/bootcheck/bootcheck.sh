@@ -16,6 +16,9 @@ for u in portcullis portcullis-rules portcullis-firstboot portcullis-growroot po
   say "exposure $u.service $(systemd-analyze security --no-pager "$u.service" 2>&1 | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
 done
 say "ssh host keys: $(ls /etc/ssh/ssh_host_*_key 2>/dev/null | wc -l)"
+# IPAddressDeny= is a BPF program on the unit's cgroup: cgroup v2 only
+# (systemd runs without it on a v1 hierarchy, as in some containers).
+[ -f /sys/fs/cgroup/cgroup.controllers ] && say "cgroup: v2" || say "cgroup: v1"
 
 # The rules the rules unit loaded, and the daemon's queues (the self-test,
 # which reads nftables or iptables-legacy and /proc/net/netfilter).
