@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What `npm run test:board` needs beyond `npm test` (host/setup/ensure.sh):
 # the arm64 cross toolchain and libraries, qemu-user, debootstrap,
-# systemd-analyze; for `npm run board:image` mtools, dosfstools, fdisk,
+# systemd-analyze, systemd-nspawn; for `npm run board:image` mtools, dosfstools, fdisk,
 # e2fsprogs, bmap-tools, xz-utils; for its test qemu-system-arm. Installs
 # only what is missing (apt-get, as root).
 set -eu
@@ -10,6 +10,8 @@ command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(crossbuild-essential-ar
 command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v systemd-analyze >/dev/null || missing+=(systemd)
+# board/nspawn-check.sh (test/board-bench.ts): the units under a real systemd.
+command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 command -v file >/dev/null || missing+=(file)
 command -v setpriv >/dev/null || missing+=(util-linux)
 # board:image: FAT and ext4 file systems made as files, the MBR, the bmap.

@@ -14,6 +14,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { KEPT, readSecurity, unitFiles } from "./helpers/units.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
@@ -149,6 +150,17 @@ test("the installed arm64 Portcullis runs in the image's root under qemu: check,
   assert.is(v.status, 0, v.stderr);
 });
 
+test("the image's own systemd scores each unit's sandbox (offline): portcullis.service at most 2.0, the others at most 5.0", () => {
+  for (const u of unitFiles(ROOT)) {
+    const r = sh("chroot", [dumped, "systemd-analyze", "security", "--offline=yes", "--no-pager", `/etc/systemd/system/${u.name}`]);
+    assert.is(r.status, 0, r.stderr);
+    const s = readSecurity(r.stdout);
+    console.log(`  ${u.name}: exposure ${s.exposure.toFixed(1)} (the image's systemd)`);
+    assert.ok(s.exposure <= KEPT[u.name]!.max, `${u.name}: ${s.exposure}`);
+    assert.equal(s.exposed, [...KEPT[u.name]!.kept].sort(), u.name);
+  }
+});
+
 test("the image boots under qemu-system-aarch64 (virt): the first boot applied, the root grown, the daemon ready (board/image/qemu-boot.sh)", () => {
   const t = Date.now();
   const r = sh("bash", ["board/image/qemu-boot.sh", image, "1500"]);
@@ -165,6 +177,42 @@ test("the image boots under qemu-system-aarch64 (virt): the first boot applied, 
   assert.match(out, /virtio_net virtio1 int0: renamed from eth1/);
   assert.match(out, /systemd\[1\]: Started portcullis\.service/);
   assert.match(out, /^qemu-boot: ok/m);
+  // The boot check (board/image/bootcheck/), under the image's systemd with the hardened units.
+  const check = [...out.matchAll(/^(?:.*?: )?bootcheck: (.*)$/gm)].map((m) => m[1]!);
+  const line = (prefix: string): string => check.find((l) => l.startsWith(prefix)) ?? `(no "${prefix}" line)`;
+  assert.is(line("unit portcullis-growroot:"), "unit portcullis-growroot: ActiveState=inactive NRestarts=0 Result=success SubState=dead");
+  assert.is(line("unit portcullis-firstboot:"), "unit portcullis-firstboot: ActiveState=active NRestarts=0 Result=success SubState=exited");
+  assert.is(line("unit portcullis-rules:"), "unit portcullis-rules: ActiveState=active NRestarts=0 Result=success SubState=exited");
+  assert.is(line("unit portcullis:"), "unit portcullis: ActiveState=active NRestarts=0 Result=success SubState=running");
+  assert.is(line("unit portcullis-ssh-keygen:"), "unit portcullis-ssh-keygen: ActiveState=inactive NRestarts=0 Result=success SubState=dead");
+  assert.is(line("ssh host keys:"), "ssh host keys: 3");
+  assert.is(line("cgroup:"), "cgroup: v2");
+  for (const u of unitFiles(ROOT)) {
+    const m = new RegExp(`^exposure ${u.name.replace(/\./g, "\\.")} (\\d+\\.\\d)$`).exec(line(`exposure ${u.name} `));
+    assert.ok(m, line(`exposure ${u.name} `));
+    console.log(`  ${u.name}: exposure ${m![1]} (the booted systemd)`);
+    assert.ok(Number(m![1]) <= KEPT[u.name]!.max, `${u.name}: ${m![1]}`);
+  }
+  // The queue rules (nftables: this kernel has nft_queue) and the queues, as the self-test reads them.
+  assert.is(line("selftest: ok   kernel-rules:"), "selftest: ok   kernel-rules: nftables table inet portcullis: 8 queue rules as /etc/portcullis/board.yaml generates");
+  assert.match(line("selftest: ok   queues-bound:"), /^selftest: ok {3}queues-bound: queues 0, 1: reported by the daemon and bound in the kernel \(queue 0 peer \d+, queue 1 peer \d+\)$/);
+  assert.match(line("selftest: ok   daemon:"), /; portcullis\.service active$/);
+  assert.match(line("selftest: ok   installed:"), /files match \.MANIFEST\.sha256$/);
+  // Packets decided by the policy's rules, in the daemon's sandbox.
+  assert.match(line("selftest: ok   counters-moving:"), /^selftest: ok {3}counters-moving: \d+ packets? of traffic in \d+\.\d s, decided by a rule or a tracked flow \(rule_allow \+\d+.*; rules int-https-4443 \+\d+\)/);
+  assert.not.ok(check.some((l) => l.startsWith("selftest: FAIL")), check.join("\n"));
+  // A reload through ExecReload: committed, the same daemon, no restart.
+  const reload = /^reload: control ok; the daemon pid (\d+) -> (\d+), active, restarts 0$/.exec(line("reload:"));
+  assert.ok(reload && reload[1] === reload[2], line("reload:"));
+  // A copy of the daemon's sandbox: threads and WebAssembly run, loopback works, other addresses and writes are refused.
+  assert.match(line("sandbox: result"), /^sandbox: result ExecMainCode=[01] ExecMainStatus=0 Result=success$/);
+  assert.is(line("sandbox output:"), "sandbox output: worker thread ran WebAssembly: 42; 127.0.0.1 listen and connect: ok; connect 198.51.100.10:4443: EPERM; " +
+    "write /etc/portcullis/sandbox-probe: EROFS; write /var/lib/portcullis-probe: EROFS");
+  // With MemoryDenyWriteExecute= (not set, for this): node cannot run the WebAssembly core.
+  console.log(`  ${line("mdwe: result")}; ${line("mdwe output:")}`);
+  assert.match(line("mdwe: result"), /^mdwe: result ExecMainCode=[23] ExecMainStatus=\d+ Result=(signal|core-dump)$/);
+  assert.is(line("sigsys:"), "sigsys: 0");
+  assert.is(line("done"), "done");
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));

@@ -252,7 +252,8 @@ test("the unit: systemd-analyze verify accepts it; it runs the command once per 
   assert.is(v.stderr.trim(), "");
   const lines = readFileSync(unit, "utf8").split("\n");
   for (const l of ["ConditionPathExists=/boot/firmware/portcullis-firstboot.yaml", "Type=oneshot",
-    "ExecStart=/usr/bin/node /opt/portcullis/current/dist/host/cli.js firstboot --boot /boot/firmware --root / --set-hostname",
+    "ExecStart=/usr/bin/node /opt/portcullis/current/dist/host/cli.js firstboot --boot /boot/firmware --root /",
+    "ExecStartPost=+-/usr/bin/hostname --file /etc/hostname",
     "Before=portcullis-rules.service portcullis.service systemd-networkd.service network-pre.target ssh.service sysinit.target shutdown.target",
     "WantedBy=multi-user.target"]) {
     assert.ok(lines.includes(l), l);

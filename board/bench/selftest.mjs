@@ -11,7 +11,8 @@
 //   daemon           the daemon answers on its control socket
 //   queues-bound     every queue of the board config is bound: reported by
 //                    the daemon and listed by the kernel with a peer
-//   counters-moving  the daemon decided packets while we watched
+//   counters-moving  the daemon decided traffic while we watched: packets a
+//                    rule or a tracked flow decided, not background noise
 //   policy-enforced  the reference topology in throwaway namespaces, with its
 //                    own daemon from this tree and the shipped default policy:
 //                    every probe allowed or filtered as the policy says
@@ -208,19 +209,48 @@ await check("queues-bound", () => {
   return `queues ${want.join(", ")}: reported by the daemon and bound in the kernel (${want.map((q) => `queue ${q} peer ${bound.get(q).portid}`).join(", ")})`;
 });
 
+// Traffic, as opposed to the background every link carries: a packet a rule
+// of the policy decided, or one the state table passed as part of a flow
+// (the reasons that carry a rule or flow; host/replay/engine.ts's VIA reads
+// them the same way). Background never gets one of these under a policy
+// that does not match it: neighbour discovery passes as icmp6_ndp before the
+// rules, and router discovery, MLD and the like are stateless in the core
+// (they never open a flow), so MLD, IGMP, mDNS, SSDP or DHCP broadcasts that
+// no rule names end as default_deny (default_allow) without a flow.
+const TRAFFIC = ["rule_allow", "rule_deny", "state_match", "state_related", "frag_follows"];
+// Packets per name from one stats reply to the next (a counter that went
+// back, as rule counters do at a reload, counts from zero).
+const deltas = (from, to, key, name) => {
+  const before = new Map(from.map((x) => [x[key], x.packets]));
+  return to.map((x) => {
+    const b = before.get(x[key]) ?? 0;
+    return { name: name(x), n: x.packets >= b ? x.packets - b : x.packets };
+  }).filter((x) => x.n > 0);
+};
+const list = (xs) => xs.map((x) => `${x.name} +${x.n}`).join(", ");
+const sum = (xs) => xs.reduce((a, x) => a + x.n, 0);
+const count = (n, one, many) => `${n} ${n === 1 ? one : many}`;
 await check("counters-moving", async () => {
   if (!first) throw new Error("needs daemon");
-  const total = (s) => s.verdicts.accept.packets + s.verdicts.drop.packets;
   const t0 = Date.now();
   const start = await stats();
+  const devs = config ? queueFlags(config).map((q) => q.dev).filter((d, i, a) => a.indexOf(d) === i).join("/") : "the NICs";
   for (;;) {
     await sleep(500);
     const now = await stats();
-    if (total(now) > total(start)) {
-      return `${total(now) - total(start)} packets decided in ${((Date.now() - t0) / 1000).toFixed(1)} s ` +
-        `(accept +${now.verdicts.accept.packets - start.verdicts.accept.packets}, drop +${now.verdicts.drop.packets - start.verdicts.drop.packets})`;
+    const byReason = deltas(start.reasons, now.reasons, "reason", (r) => r.reason);
+    const traffic = byReason.filter((r) => TRAFFIC.includes(r.name)), other = byReason.filter((r) => !TRAFFIC.includes(r.name));
+    if (traffic.length) {
+      // A reload starts the rule counters again: counted from there.
+      const rules = deltas(start.rules, now.rules, "info", (r) => /^\S+:\d+ (\S+):/.exec(r.info)?.[1] ?? `#${r.rule}`);
+      return `${count(sum(traffic), "packet", "packets")} of traffic in ${((Date.now() - t0) / 1000).toFixed(1)} s, decided by a rule or a tracked flow (${list(traffic)}` +
+        `${rules.length ? `; rules ${list(rules)}` : ""}); ${other.length ? `${count(sum(other), "other", "others")} not counted (${list(other)})` : "no others"}`;
     }
-    if (Date.now() - t0 >= o.wait * 1000) throw new Error(`no packet decided in ${o.wait} s: is traffic reaching ${config ? queueFlags(config).map((q) => q.dev).filter((d, i, a) => a.indexOf(d) === i).join("/") : "the NICs"}? (--wait SECONDS)`);
+    if (Date.now() - t0 >= o.wait * 1000) {
+      throw new Error(`no traffic in ${o.wait} s: no packet was decided by a rule of the policy or a tracked flow (` +
+        `${other.length ? `${count(sum(other), "other was", "others were")} decided without one: ${list(other)}; background such as neighbour discovery and multicast looks like that` : "nor any other packet"}). ` +
+        `Is traffic reaching ${devs}? (--wait SECONDS)`);
+    }
   }
 });
 
