@@ -9,10 +9,12 @@ import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
 import { type PacketMeta } from "../host/core/core.js";
 import { echo, icmp, ipv4, ipv6, PROTO_ICMP, PROTO_ICMPV6 } from "../host/packets/build.js";
+import { describePacket } from "../host/packets/describe.js";
 import { icmpTypeName, isIcmpError } from "../host/packets/icmp-names.js";
 import { compilePolicyText, type Mode } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
 import { TableView } from "../host/rules/inspect.js";
+import { icmpEntries, kernelRules } from "../bench/e2e/kernel-filter.js";
 import { ping, udpPkt } from "./helpers/conn.js";
 import { TwinHarness } from "./helpers/twin.js";
 
@@ -220,6 +222,48 @@ test("the table: a type list costs intervals of the icmp field; a type alone is 
   const key = { ctx: 0, family: 4 as const, src: 0n, dst: 0n, proto: 1, sport: 0, dport: 0, tcpFlags: 0 };
   const b = view.bitmaps({ ...key, icmp: (3 << 8) | 4 }).icmp_type;
   assert.equal(r.flatMap((_, i) => (view.hasRule(b, i) ? [i] : [])), [RULE.dns, RULE.pmtu4, RULE.pmtu6]);
+});
+
+test("describe (replay, demo) prints ICMP and ICMPv6 types and codes by their nftables names", () => {
+  const d = (fam: 4 | 6, t: number, c = 0): string => describePacket(message(fam, CLIENT[fam], LISTENER[fam], t, c));
+  assert.is(d(4, 8), "203.0.113.10 > 203.0.113.1 ICMP echo-request id 16904 seq 1");
+  assert.is(d(4, 9), "203.0.113.10 > 203.0.113.1 ICMP router-advertisement");
+  assert.is(d(4, 3, 13), "203.0.113.10 > 203.0.113.1 ICMP 3/13 destination-unreachable/admin-prohibited about UDP 203.0.113.1:33333 > 203.0.113.10:53");
+  assert.is(d(4, 11, 7), "203.0.113.10 > 203.0.113.1 ICMP 11/7 time-exceeded about UDP 203.0.113.1:33333 > 203.0.113.10:53");
+  assert.is(d(4, 200), "203.0.113.10 > 203.0.113.1 ICMP 200/0");
+  assert.is(d(6, 134), "2001:db8:1::10 > 2001:db8:1::1 ICMPv6 nd-router-advert");
+  assert.is(d(6, 130), "2001:db8:1::10 > 2001:db8:1::1 ICMPv6 mld-listener-query");
+  assert.is(d(6, 1, 4), "2001:db8:1::10 > 2001:db8:1::1 ICMPv6 1/4 destination-unreachable/port-unreachable about UDP [2001:db8:1::1]:33333 > [2001:db8:1::10]:53");
+  assert.is(d(6, 2), "2001:db8:1::10 > 2001:db8:1::1 ICMPv6 2/0 packet-too-big (mtu 1280) about UDP [2001:db8:1::1]:33333 > [2001:db8:1::10]:53");
+});
+
+test("the kernel contender says the same types as --icmp-type / --icmpv6-type and icmp type / icmpv6 type", () => {
+  const pol = `version: 1
+default: deny
+rules:
+  - { name: p, action: allow, interface: external, direction: in, proto: icmp, dst: 203.0.113.1, icmp_type: [echo-request, "3/4", 11] }
+  - { name: q, action: deny, interface: external, direction: in, proto: icmpv6, icmp_type: [packet-too-big, 3, nd-router-advert] }
+`;
+  const k = kernelRules(compilePolicyText(pol, "k.yaml", { mode: "gateway" }).spec, { stateful: true, devs: { external: "ext0", internal: "int0" } });
+  assert.equal(k.v4.slice(2), [
+    "-i ext0 -d 203.0.113.1/32 -p 1 -m icmp --icmp-type 3/4 -j ACCEPT",
+    "-i ext0 -d 203.0.113.1/32 -p 1 -m icmp --icmp-type 8 -j ACCEPT",
+    "-i ext0 -d 203.0.113.1/32 -p 1 -m icmp --icmp-type 11 -j ACCEPT",
+    "-j DROP",
+  ]);
+  assert.equal(k.v6.slice(2), [
+    "-i ext0 -p 58 -m icmp6 --icmpv6-type 2 -j DROP", "-i ext0 -p 58 -m icmp6 --icmpv6-type 3 -j DROP",
+    "-i ext0 -p 58 -m icmp6 --icmpv6-type 134 -j DROP", "-j DROP",
+  ]);
+  assert.equal(k.nft.slice(2), [
+    `iifname "ext0" ip daddr 203.0.113.1/32 icmp type destination-unreachable icmp code 4 counter accept`,
+    `iifname "ext0" ip daddr 203.0.113.1/32 icmp type echo-request counter accept`,
+    `iifname "ext0" ip daddr 203.0.113.1/32 icmp type time-exceeded counter accept`,
+    `iifname "ext0" icmpv6 type packet-too-big counter drop`, `iifname "ext0" icmpv6 type time-exceeded counter drop`,
+    `iifname "ext0" icmpv6 type nd-router-advert counter drop`, "counter drop",
+  ]);
+  // Ranges that are not whole types become one entry per type/code.
+  assert.equal(icmpEntries([[0x0300, 0x0301], [0x0b00, 0x0cff]]), [{ type: 3, code: 0 }, { type: 3, code: 1 }, { type: 11, code: null }, { type: 12, code: null }]);
 });
 
 test.run();
