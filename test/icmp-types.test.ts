@@ -8,14 +8,13 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
 import { type PacketMeta } from "../host/core/core.js";
-import { echo, icmp, ipv4, ipv6, PROTO_ICMP, PROTO_ICMPV6 } from "../host/packets/build.js";
 import { describePacket } from "../host/packets/describe.js";
-import { icmpTypeName, isIcmpError } from "../host/packets/icmp-names.js";
+import { icmpTypeName } from "../host/packets/icmp-names.js";
 import { compilePolicyText, type Mode } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
 import { TableView } from "../host/rules/inspect.js";
 import { icmpEntries, kernelRules } from "../bench/e2e/kernel-filter.js";
-import { ping, udpPkt } from "./helpers/conn.js";
+import { icmpMessage, ping, udpPkt } from "./helpers/conn.js";
 import { TwinHarness } from "./helpers/twin.js";
 
 const POLICY = `version: 1
@@ -61,18 +60,7 @@ function places(mode: Mode): { inbound: PacketMeta; outbound: PacketMeta; lan: P
   };
 }
 
-// A real message of this type: queries carry an identifier, errors quote a
-// UDP datagram (`quoted`, by default one the destination sent that no flow
-// owns), the rest eight bytes of body.
-function message(fam: 4 | 6, src: string, dst: string, type: number, code = 0, quoted?: Uint8Array, hops = 64): Uint8Array {
-  const q = quoted ?? udpPkt(fam, dst, 33333, src, 53);
-  const body = isIcmpError(fam, type)
-    ? icmp({ type, code, rest: fam === 6 && type === 2 ? 1280 : 0, payload: q.slice(0, fam === 4 ? 28 : 48) })
-    // one identifier per type: one pseudo-flow each
-    : code === 0 ? echo(type, 0x4200 | type, 1, new Uint8Array(8)) : icmp({ type, code, payload: new Uint8Array(8) });
-  const o = { src, dst, proto: fam === 4 ? PROTO_ICMP : PROTO_ICMPV6, payload: body };
-  return fam === 4 ? ipv4(o) : ipv6({ ...o, hopLimit: hops });
-}
+const message = icmpMessage;
 
 type Outcome = [string, number | null]; // reason, rule (null: none)
 
