@@ -13,6 +13,9 @@
 //               Apps (443), not the decoys nor 4443 toward OWA; gateway:
 //               the proxy opens nothing toward the Internet across the
 //               appliance, and its lan traffic never crosses it
+//   ping        ICMP types: ping from inet to the listener is unanswered
+//               under the default policy; host: with echo requests allowed
+//               from lan (icmp_type), lan gets answers and inet still none
 //   PMTU        real "fragmentation needed" / "packet too big" errors pass:
 //               a far client behind a router with a 1280-byte link downloads
 //               through the appliance (the router's ICMP errors cross the
@@ -39,13 +42,13 @@ import { ENGINES, type EngineName } from "../host/core/load.js";
 import { request } from "../host/daemon/control.js";
 import { apply, remove } from "../host/kernel/rules.js";
 import { type Mode } from "../host/policy/compile.js";
-import { DECOY_PORTS, DIRECTOR, FRONT_END, INET, LISTENER, OWA } from "../host/topology/plan.js";
+import { DECOY_PORTS, DIRECTOR, FRONT_END, INET, LISTENER, OWA, PROXY_INTERNAL } from "../host/topology/plan.js";
 import { type Topology, up } from "../host/topology/topology.js";
 import {
   addFarClient, alive, BULK_PORT, clearStaleFar, type Daemon, DEFAULT_POLICY, endProcess, FAR, farExec, firstAnswer,
-  flushRouteCache, getAsync, kernelQueues, learnedMtu, nmap, readSeen, reason, reload, removeFarClient, settledCount,
+  flushRouteCache, getAsync, kernelQueues, learnedMtu, nmap, pingFrom, readSeen, reason, reload, removeFarClient, settledCount,
   sleep, startCapture, startDaemon, startServe, startTool, startUdpSink, stats, stopCapture, type Server, udpSend,
-  UDP_SINK_PORT, type UdpSink, writeBoard, writeTestPolicy,
+  UDP_SINK_PORT, type UdpSink, writeBoard, writePingPolicy, writeTestPolicy,
 } from "./helpers/appliance.js";
 import { clearStaleTestTopologies, TEST_PREFIX, TIMED_OUT } from "./helpers/topology.js";
 
@@ -236,6 +239,37 @@ function applianceSuite(mode: Mode, engine: EngineName): void {
       const after = await stats(D().sock);
       const moved = after.reasons.map((r) => `${r.reason} +${r.packets - (before.reasons.find((b) => b.reason === r.reason)?.packets ?? 0)}`).filter((x) => !x.endsWith(" +0"));
       assert.is(after.packets - before.packets, 0, `packets of proxy <-> lan reached the daemon (${moved.join(", ")})`);
+    });
+  }
+
+  // ---- ICMP types (issue 16): ping -----------------------------------------------------
+
+  s("ping from inet to the listener stays unanswered under the default policy, IPv4 and IPv6 (default_deny)", async () => {
+    const before = await stats(D().sock);
+    for (const f of FAMILIES) assert.is(pingFrom(T(), "inet", LISTENER[f]), 0, `ping ${LISTENER[f]}`);
+    const after = await stats(D().sock);
+    assert.ok(reason(after, "default_deny") - reason(before, "default_deny") >= 6, "the daemon denied the six echo requests");
+  });
+
+  if (mode === "host") {
+    s("a policy allowing echo requests from lan to the proxy's internal address: lan gets answers, inet still none, IPv4 and IPv6", async () => {
+      const policy = writePingPolicy(T());
+      await reload(D().sock, policy);
+      try {
+        const before = await stats(D().sock);
+        for (const f of FAMILIES) {
+          assert.is(pingFrom(T(), "lan", PROXY_INTERNAL[f]), 3, `lan ping ${PROXY_INTERNAL[f]}`);
+          assert.is(pingFrom(T(), "inet", LISTENER[f]), 0, `inet ping ${LISTENER[f]}`);
+        }
+        const after = await stats(D().sock);
+        for (const name of ["lan-ping-icmp", "lan-ping-icmpv6"]) {
+          const hits = (x: typeof after): number => x.rules.find((r) => r.info.includes(` ${name}:`))?.packets ?? 0;
+          assert.ok(hits(after) - hits(before) >= 1, `rule ${name} opened the echo flow`);
+        }
+        assert.ok(reason(after, "state_match") - reason(before, "state_match") >= 6, "the replies (and later requests) passed on state");
+      } finally {
+        await reload(D().sock, DEFAULT_POLICY);
+      }
     });
   }
 

@@ -80,11 +80,11 @@ test("demo --json: summaries name the traffic and roles follow the proxy's addre
   has(/^203\.0\.113\.1:443 > 203\.0\.113\.10:\d+ TCP \[S\.\]$/, "out");
   has(/^\[2001:db8:1::10\]:\d+ > \[2001:db8:1::1\]:443 TCP \[S\]$/, "in");
   has(/^\[2001:db8:1::1\]:22 > \[2001:db8:1::10\]:\d+ TCP \[R\.\]$/, "out");
-  has(/^203\.0\.113\.1 > 203\.0\.113\.10 ICMP 3\/3 port unreachable about UDP 203\.0\.113\.10:\d+ > 203\.0\.113\.1:9$/, "out");
-  has(/^2001:db8:1::1 > 2001:db8:1::10 ICMPv6 1\/4 port unreachable about UDP \[2001:db8:1::10\]:\d+ > \[2001:db8:1::1\]:9$/, "out");
-  has(/^203\.0\.113\.1 > 203\.0\.113\.10 ICMP 3\/4 need to frag \(mtu 1280\) about UDP /, "out");
-  has(/^2001:db8:1::1 > 2001:db8:1::10 ICMPv6 2\/0 packet too big \(mtu 1280\) about UDP /, "out");
-  has(/^203\.0\.113\.10 > 203\.0\.113\.1 ICMP echo request id \d+ seq 2 \[frag id 0x[0-9a-f]+ off 0 more\]$/, "in");
+  has(/^203\.0\.113\.1 > 203\.0\.113\.10 ICMP 3\/3 destination-unreachable\/port-unreachable about UDP 203\.0\.113\.10:\d+ > 203\.0\.113\.1:9$/, "out");
+  has(/^2001:db8:1::1 > 2001:db8:1::10 ICMPv6 1\/4 destination-unreachable\/port-unreachable about UDP \[2001:db8:1::10\]:\d+ > \[2001:db8:1::1\]:9$/, "out");
+  has(/^203\.0\.113\.1 > 203\.0\.113\.10 ICMP 3\/4 destination-unreachable\/frag-needed \(mtu 1280\) about UDP /, "out");
+  has(/^2001:db8:1::1 > 2001:db8:1::10 ICMPv6 2\/0 packet-too-big \(mtu 1280\) about UDP /, "out");
+  has(/^203\.0\.113\.10 > 203\.0\.113\.1 ICMP echo-request id \d+ seq 2 \[frag id 0x[0-9a-f]+ off 0 more\]$/, "in");
   has(/^203\.0\.113\.10 > 203\.0\.113\.1 ICMP \[frag id 0x[0-9a-f]+ off 2960\]$/, "in");
   has(/^2001:db8:1::10 > 2001:db8:1::1 ICMPv6 \[frag id 0x[0-9a-f]+ off 1448 more\]$/, "in");
   has(/^203\.0\.113\.10:\d+ > 203\.0\.113\.200:5004 UDP len 1400$/, "fwd");

@@ -1,7 +1,7 @@
 // portcullis explain: the deciding rule and, for each rule before it, the
 // fields that kept it from matching; from a policy or a compiled table.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
@@ -56,6 +56,50 @@ test("the command, from a policy and from a compiled table, text and JSON", () =
     assert.is(j.rule, 3);
     assert.is(j.verdict, "accept");
     assert.is(j.steps.length, 4);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+const ICMP_POLICY = `version: 1
+default: allow
+rules:
+  - { name: lan-ping, action: allow, interface: internal, direction: in, proto: icmp, dst: 198.51.100.1, icmp_type: echo-request }
+  - { name: pmtu, action: allow, interface: external, direction: in, proto: icmp, icmp_type: "destination-unreachable/frag-needed" }
+  - { name: no-ra, action: deny, interface: external, direction: in, proto: icmpv6, icmp_type: [nd-router-advert] }
+`;
+
+test("--icmp-type: the ICMP type/code field is named when it fails; an unrelated error without a rule is not the default's", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "pc-explain-"));
+  try {
+    const p = join(tmp, "icmp.yaml");
+    writeFileSync(p, ICMP_POLICY);
+    const t = buildTable(compilePolicyFile(p, { mode: "host" }).spec).bytes;
+    const flow = { iface: "external" as const, dir: "in" as const, proto: 1, src: "192.0.2.254", dst: "203.0.113.1", sport: 0, dport: 0, flags: 0 };
+    const fn = explainFlow(t, { ...flow, icmp: { type: 3, code: 4 } }, "host");
+    assert.equal([fn.reason, fn.rule], ["rule_allow", 1]);
+    assert.equal(fn.steps.map((s) => s.failed), [["interface", "icmp_type", "dst"], []]);
+    const other = explainFlow(t, { ...flow, icmp: { type: 3, code: 1 } }, "host");
+    assert.equal([other.reason, other.verdict, other.rule], ["icmp_unrelated", "drop", null]);
+    assert.equal(other.steps[1]!.failed, ["icmp_type"]);
+    const a = run(p, "--iface", "external", "--dir", "in", "--proto", "icmp", "--src", "192.0.2.254", "--dst", "203.0.113.1", "--icmp-type", "destination-unreachable/host-unreachable");
+    assert.is(a.status, 0, a.stderr);
+    assert.match(a.stdout, /^flow: icmp destination-unreachable\/host-unreachable 192\.0\.2\.254 -> 203\.0\.113\.1, external in/);
+    assert.match(a.stdout, /\[1\] icmp\.yaml:5 pmtu: allow icmp external in any -> any icmp_type destination-unreachable\/frag-needed\n {6}no: ICMP type\/code\n/);
+    assert.match(a.stdout, /no rule matched: an ICMP error about no tracked flow meets only the rules that name its ICMP type/);
+    const b = run(p, "--iface", "external", "--dir", "in", "--proto", "icmpv6", "--src", "2001:db8::1", "--dst", "2001:db8:1::1", "--icmp-type", "134");
+    assert.is(b.status, 0, b.stderr);
+    assert.match(b.stdout, /verdict: drop \(rule_deny/);
+    assert.match(b.stdout, /^flow: icmpv6 nd-router-advert 2001:db8::1 -> 2001:db8:1::1/);
+    const c = run(p, "--iface", "internal", "--dir", "in", "--proto", "icmp", "--src", "198.51.100.9", "--dst", "198.51.100.1");
+    assert.match(c.stdout, /decided by rule \[0\]: icmp\.yaml:4 lan-ping/, "echo-request by default");
+    const bad = run(p, "--iface", "external", "--dir", "in", "--proto", "icmp", "--src", "192.0.2.254", "--dst", "203.0.113.1", "--icmp-type", "packet-too-big");
+    assert.is(bad.status, 1);
+    assert.match(bad.stderr, /--icmp-type packet-too-big: "packet-too-big" is an ICMPv6 type, not an icmp one/);
+    const typo = run(p, "--iface", "external", "--dir", "in", "--proto", "icmp", "--src", "192.0.2.254", "--dst", "203.0.113.1", "--icmp-type", "echo-reqest");
+    assert.match(typo.stderr, /did you mean "echo-request"/);
+    const tcp = run(p, "--iface", "external", "--dir", "in", "--proto", "tcp", "--dport", "80", "--src", "192.0.2.254", "--dst", "203.0.113.1", "--icmp-type", "8");
+    assert.match(tcp.stderr, /--icmp-type needs --proto icmp/);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -115,12 +115,14 @@ const CORRUPTIONS: Corrupt[] = [
   ["a flipped byte", "bad_checksum", (t) => { t[t.length - 3]! ^= 0x40; }, false],
   ["a flipped bit in a bitmap", "bad_checksum", (t, v) => { t[u32(v, F.T_BITMAPS_OFF) + 9]! ^= 1; }, false],
   ["wrong magic", "bad_magic", (t) => { t[0] = 0x50; t[1] = 0x4b; }, false],
-  ["wrong version", "bad_version", (_, v) => { v.setUint16(F.T_VERSION, 2, true); }, false],
+  ["wrong version", "bad_version", (_, v) => { v.setUint16(F.T_VERSION, F.TABLE_VERSION + 1, true); }, false],
   ["wrong header size", "bad_header_size", (_, v) => { v.setUint16(F.T_HDR_SIZE, 64, true); }, false],
   ["rule count without its words", "bad_counts", (_, v) => { v.setUint32(F.T_NRULES, 65, true); }, true],
   ["zero bitmaps", "bad_counts", (_, v) => { v.setUint32(F.T_NBITMAPS, 0, true); }, true],
   ["bitmaps past the end", "section_out_of_range", (_, v) => { v.setUint32(F.T_BITMAPS_OFF, 0x7ffffff8, true); }, true],
   ["rules inside the header", "section_out_of_range", (_, v) => { v.setUint32(F.T_RULES_OFF, 8, true); }, true],
+  ["icmp table past the end", "section_out_of_range", (_, v) => { v.setUint32(F.T_ICMP_OFF, u32(v, F.T_TOTAL_LEN) - 8, true); }, true],
+  ["bitmap id out of range (icmp)", "bitmap_id_out_of_range", (_, v) => { v.setUint32(u32(v, F.T_ICMP_OFF) + 4 * 0x0800, 1e6, true); }, true],
   ["misaligned port table", "section_misaligned", (_, v) => { v.setUint32(F.T_DPORT_OFF, u32(v, F.T_DPORT_OFF) + 4, true); }, true],
   ["bad default", "bad_default", (t) => { t[F.T_DEFAULT] = 7; }, true],
   ["bad rule action", "bad_action", (t, v) => { t[u32(v, F.T_RULES_OFF) + F.RULE_SIZE] = 9; }, true],
@@ -149,6 +151,18 @@ for (const [name, code, mutate, fix] of CORRUPTIONS) {
     assert.equal(probe(core), EXPECTED, "previous table still live");
   });
 }
+
+test("a table of format version 1 (before the icmp field) is refused with a message to compile it again", () => {
+  const core = new Core();
+  core.loadTable(buildTable(SPEC).bytes);
+  const old = Uint8Array.from(buildTable(SPEC).bytes);
+  new DataView(old.buffer).setUint16(F.T_VERSION, 1, true);
+  new DataView(old.buffer).setUint32(F.T_CRC, crc32(old, 16), true);
+  assert.throws(() => core.loadTable(old), (e: unknown) => e instanceof TableError && e.code === "bad_version" &&
+    e.message === `rule table refused: bad version (at byte 4): it is format version 1, this core reads version ${F.TABLE_VERSION}; ` +
+    "compile the policy again (portcullis compile POLICY -o TABLE)");
+  assert.equal(probe(core), EXPECTED, "previous table still live");
+});
 
 test("a table with more rules than the core was sized for is refused", () => {
   const core = new Core("release", undefined, { maxRules: 3 });

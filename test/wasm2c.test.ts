@@ -23,9 +23,11 @@ import {
   PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, routingExt, tcp, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN,
   TCP_PSH, TCP_RST, TCP_SYN, TCP_URG, udp,
 } from "../host/packets/build.js";
-import { compilePolicyFile } from "../host/policy/compile.js";
+import { isIcmpError } from "../host/packets/icmp-names.js";
+import { compilePolicyFile, compilePolicyText } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
 import { rng } from "./fuzz/gen.js";
+import { icmpMessage, udpPkt } from "./helpers/conn.js";
 import { ConvGen } from "./helpers/convgen.js";
 
 const rand = rng(0x9e3779b9);
@@ -673,6 +675,64 @@ test("wasm2c: with the default policy committed (--table) and stateful traffic, 
     const wdiff = firstDifference(v8, wt, batches, notes);
     if (wdiff !== null) assert.unreachable(`V8 and wasmtime disagree: ${wdiff}`);
     for (const name of ["rule_allow", "state_match", "state_related", "frag_follows"]) {
+      assert.ok(counter(v8, ABI.C_REASONS + REASONS.findIndex(([n]) => n === name) * 16) > 0n, `the traffic reached ${name}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("wasm2c: a table with ICMP type rules, and a message of every type and several codes of both families, V8 and wasm2c agree", () => {
+  const policy = `version: 1
+default: deny
+groups:
+  listener: [203.0.113.1, "2001:db8:1::1"]
+rules:
+  - { name: dns, action: allow, interface: external, direction: in, proto: udp, dst: listener, dport: 53 }
+  - { name: ping4, action: allow, interface: external, direction: in, proto: icmp, dst: listener, icmp_type: [echo-request, timestamp-request] }
+  - { name: pmtu4, action: allow, interface: external, direction: in, proto: icmp, icmp_type: ["destination-unreachable/frag-needed", time-exceeded] }
+  - { name: refuse4, action: deny, interface: external, direction: in, proto: icmp, icmp_type: [redirect, router-advertisement] }
+  - { name: ping6, action: allow, interface: external, direction: in, proto: icmpv6, dst: listener, icmp_type: echo-request }
+  - { name: pmtu6, action: allow, interface: external, direction: in, proto: icmpv6, icmp_type: [packet-too-big, "1/4"] }
+  - { name: refuse6, action: deny, interface: external, direction: in, proto: icmpv6, icmp_type: [nd-router-advert, 130] }
+`;
+  const table = buildTable(compilePolicyText(policy, "icmp.yaml").spec).bytes;
+  const core = new Core("release", undefined, { hashSeed: 0x1c3bn });
+  core.loadTable(table);
+  const inbound: PacketMeta = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
+  const outbound: PacketMeta = { hook: ABI.HOOK_OUTPUT, inRole: ABI.ROLE_NONE, outRole: ABI.ROLE_EXTERNAL };
+  const stream: PacketIn[] = [];
+  for (const fam of [4, 6] as const) {
+    const [client, proxy, router] = fam === 4 ? ["203.0.113.10", "203.0.113.1", "192.0.2.254"] : ["2001:db8:1::10", "2001:db8:1::1", "2001:db8:9::1"];
+    // A tracked flow, so that errors about its reply are related.
+    stream.push({ bytes: udpPkt(fam, client, 5353, proxy, 53), meta: inbound });
+    const reply = udpPkt(fam, proxy, 53, client, 5353);
+    stream.push({ bytes: reply, meta: outbound });
+    for (let t = 0; t < 256; t++) {
+      for (const code of [0, 1, 4, 13]) {
+        stream.push({ bytes: icmpMessage(fam, client, proxy, t, code), meta: inbound }); //        unrelated errors, queries, the rest
+        if (isIcmpError(fam, t)) stream.push({ bytes: icmpMessage(fam, router, proxy, t, code, reply), meta: inbound }); // related
+        if (fam === 6 && t >= 133 && t <= 137) stream.push({ bytes: icmpMessage(fam, client, proxy, t, code, undefined, 255), meta: inbound });
+      }
+      // The proxy's answers to the queries of that type (a reply to a request that opened a flow passes).
+      stream.push({ bytes: icmpMessage(fam, proxy, client, t), meta: outbound });
+    }
+  }
+  const batches: VectorBatch[] = [];
+  const notes = new Map<number, string>();
+  for (let i = 0; i < stream.length; i += 200) {
+    notes.set(batches.length, `icmp packets ${i}..${Math.min(stream.length, i + 200) - 1}`);
+    batches.push(packBatch(stream.slice(i, i + 200), { nowNs: BigInt(batches.length) * 1000000n }));
+  }
+  const initConfig = core.u8.slice(core.configPtr, core.configPtr + ABI.CONFIG_SIZE);
+  const v8 = runInCore(core, batches);
+  const dir = mkdtempSync(join(tmpdir(), "portcullis-wasm2c-icmp-"));
+  try {
+    writeFileSync(join(dir, "icmp.table"), table);
+    const c = runWasm2cCore(batches, { initConfig, table: join(dir, "icmp.table") });
+    const diff = firstDifference(v8, c, batches, notes);
+    if (diff !== null) assert.unreachable(`V8 and wasm2c disagree: ${diff}`);
+    for (const name of ["rule_allow", "rule_deny", "default_deny", "state_match", "state_related", "icmp_unrelated", "no_flow", "icmp6_ndp"]) {
       assert.ok(counter(v8, ABI.C_REASONS + REASONS.findIndex(([n]) => n === name) * 16) > 0n, `the traffic reached ${name}`);
     }
   } finally {

@@ -7,7 +7,7 @@
 //   ┌───────────────┬───────┬───────┬───────┬───────┬───────────────┐
 //   │ tag      u32  │ state │ proto │family │ flags │ portA  │portB │
 //   ├───────┬───────┼───────┴───────┴───────┴───────┼───────────────┤
-//   │ ctx   │ rsv   │ reserved (u16)                │ 16..24: expires_ns u64
+//   │ ctx   │ rsv   │ icmp (u16)                    │ 16..24: expires_ns u64
 //   ├───────┴───────┴───────────────┬───────────────┴───────────────┤
 //   │ rule                     u32  │ reserved                 u32  │ 24..32
 //   ├───────────────────────────────┴───────────────────────────────┤
@@ -27,6 +27,8 @@
 //   ctx      interface context (hook | in_role << 3 | out_role << 5) of the
 //            packet that created the flow: reload re-checks flows with it
 //   rule     the rule that admitted the flow
+//   icmp     the opening packet's ICMP type << 8 | code (0 for others):
+//            reload re-checks ICMP query flows with it
 //   closer   which direction sent the first FIN (DIR_ORIG / DIR_REPLY)
 //   wscale   window scale of each side's SYN, 0xff when none
 
@@ -38,6 +40,7 @@ export const E_FLAGS: u32 = 7;
 export const E_PORT_A: u32 = 8;
 export const E_PORT_B: u32 = 10;
 export const E_CTX: u32 = 12;
+export const E_ICMP: u32 = 14;
 export const E_EXPIRES: u32 = 16;
 export const E_RULE: u32 = 24;
 export const E_ADDR_A: u32 = 32;

@@ -1,6 +1,6 @@
 // After a new rule table is committed, optionally re-decide every tracked
 // flow as if its first packet arrived now: the same endpoints, ports,
-// protocol and interface context, a SYN for TCP. Flows the new table no
+// protocol and interface context, a SYN for TCP, the opening ICMP type. Flows the new table no
 // longer allows are ended and counted. Control path: runs over the whole
 // table once, between batches.
 import * as ABI from "../abi";
@@ -36,9 +36,10 @@ export function recheckFlows(now: u64): u32 {
     const dport = ports ? <u32>load<u16>(e + (origB ? E.E_PORT_A : E.E_PORT_B)) : 0;
     const ctx = <u32>load<u8>(e + E.E_CTX);
     const flags = tcp ? TH_SYN : 0;
+    const icmp = <u32>load<u16>(e + E.E_ICMP);
     const r = load<u8>(e + E.E_FAMILY) == 4
-      ? lookup4(ctx, bswap<u32>(load<u32>(src)), bswap<u32>(load<u32>(dst)), proto, sport, dport, flags)
-      : lookup6(ctx, be64(src), be64(src + 8), be64(dst), be64(dst + 8), proto, sport, dport, flags);
+      ? lookup4(ctx, bswap<u32>(load<u32>(src)), bswap<u32>(load<u32>(dst)), proto, sport, dport, flags, icmp)
+      : lookup6(ctx, be64(src), be64(src + 8), be64(dst), be64(dst + 8), proto, sport, dport, flags, icmp);
     const allowed = r == NO_MATCH
       ? A.tDefault == F.ACTION_ALLOW
       : load<u8>(A.tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;

@@ -1,8 +1,10 @@
 // Stateful verdicts (the order of the checks is the policy):
 //  1. a later fragment follows its first fragment's verdict (frag.ts);
 //  2. IPv6 neighbour discovery with hop limit 255 passes (RFC 4861);
-//  3. an ICMP error passes only when the packet it quotes belongs to a
-//     tracked flow, and only toward that packet's sender (related);
+//  3. an ICMP error passes when the packet it quotes belongs to a tracked
+//     flow and it travels toward that packet's sender (related); any other
+//     error meets only the rules that name its ICMP type, and is dropped as
+//     unrelated when none matches (rules/decide.ts);
 //  4. a packet of a tracked flow, either direction, passes on state if the
 //     flow's state machine allows it (tcp.ts), without a rule lookup;
 //  5. otherwise only a packet that may open a flow (TCP SYN, UDP, an ICMP
@@ -11,7 +13,7 @@
 import * as ABI from "../abi";
 import { CONFIG_PTR, PKT_PTR } from "../layout";
 import { Reason } from "../reasons";
-import { decideByRules, decidedRule, decidedVerdict, ctxOf } from "../rules/decide";
+import { decideByRules, decidedRule, decidedVerdict, ctxOf, icmpKey } from "../rules/decide";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_ACK, TH_SYN } from "../decode/tcp";
 import * as E from "./entry";
@@ -47,15 +49,14 @@ export function timeoutNs(state: u32): u64 {
 // @ts-ignore: decorator
 @inline function drop(reason: Reason): Reason { trackVerdict = ABI.VERDICT_DROP; trackRule = ABI.RULE_NONE; return reason; }
 
-// Fills KEY from the quoted packet of an ICMP error; ICMP_UNRELATED when the
-// error is not headed to the quoted packet's sender.
-function related(): Reason {
-  // The error travels back to whoever sent the quoted packet.
+// The tracked flow an ICMP error is about (its quoted packet's), or 0; only
+// an error headed back to the quoted packet's sender can be about one.
+function relatedFlow(now: u64): usize {
   if (load<u64>(PKT_PTR + ABI.P_DST) != load<u64>(PKT_PTR + ABI.P_IN_SRC) ||
-      load<u64>(PKT_PTR + ABI.P_DST + 8) != load<u64>(PKT_PTR + ABI.P_IN_SRC + 8)) return drop(Reason.ICMP_UNRELATED);
+      load<u64>(PKT_PTR + ABI.P_DST + 8) != load<u64>(PKT_PTR + ABI.P_IN_SRC + 8)) return 0;
   makeKey(pk8(ABI.P_IN_FAMILY), pk8(ABI.P_IN_PROTO), PKT_PTR + ABI.P_IN_SRC, pk16(ABI.P_IN_SPORT),
     PKT_PTR + ABI.P_IN_DST, pk16(ABI.P_IN_DPORT));
-  return Reason.NONE;
+  return lookup(now);
 }
 
 // Decides the packet in PKT (descriptor d) with the rule table live.
@@ -84,10 +85,9 @@ function decideStateful(d: usize, wire: u32, now: u64): Reason {
     return pass(Reason.ICMP6_NDP, ABI.RULE_NONE);
   }
   if (pk8(ABI.P_FLAGS) & ABI.PF_ICMP_ERROR) {
-    const r = related();
-    if (r != Reason.NONE) return r;
-    const e = lookup(now);
-    return e ? pass(Reason.STATE_RELATED, load<u32>(e + E.E_RULE)) : drop(Reason.ICMP_UNRELATED);
+    const r = relatedFlow(now);
+    if (r) return pass(Reason.STATE_RELATED, load<u32>(r + E.E_RULE));
+    return byRules(d, wire, true);
   }
 
   let sport: u32 = 0, dport: u32 = 0;
@@ -98,7 +98,7 @@ function decideStateful(d: usize, wire: u32, now: u64): Reason {
     if (isRequest(v6, type) || isReply(v6, type)) { sport = pk16(ABI.P_ICMP_ID); dport = sport; }
     else stateless = true; // router discovery, MLD, ...: the rules decide each one
   }
-  if (stateless) return byRules(d, wire);
+  if (stateless) return byRules(d, wire, false);
 
   makeKey(family, proto, PKT_PTR + ABI.P_SRC, sport, PKT_PTR + ABI.P_DST, dport);
   let e = lookup(now);
@@ -133,20 +133,21 @@ function decideStateful(d: usize, wire: u32, now: u64): Reason {
   const tflags = pk8(ABI.P_TCP_FLAGS);
   const opens = proto == PROTO_TCP ? (tflags & (TH_SYN | TH_ACK)) == TH_SYN : !icmp || isRequest(v6, type);
   if (!opens) return drop(Reason.NO_FLOW);
-  const reason = byRules(d, wire);
+  const reason = byRules(d, wire, false);
   if (trackVerdict != ABI.VERDICT_ACCEPT) return reason;
   e = claim(now);
   if (e == 0) return drop(Reason.STATE_FULL);
   store<u8>(e + E.E_CTX, <u8>ctxOf(d));
   store<u32>(e + E.E_RULE, trackRule);
+  store<u16>(e + E.E_ICMP, <u16>icmpKey());
   if (proto == PROTO_TCP) tcpOpen(e);
   else store<u8>(e + E.E_STATE, <u8>(proto == PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED));
   store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
   return reason;
 }
 
-function byRules(d: usize, wire: u32): Reason {
-  const r = decideByRules(d, wire);
+function byRules(d: usize, wire: u32, unrelatedError: bool): Reason {
+  const r = decideByRules(d, wire, unrelatedError);
   trackVerdict = decidedVerdict;
   trackRule = decidedRule;
   return r;

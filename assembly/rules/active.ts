@@ -15,6 +15,7 @@ export let tProto: usize = 0;
 export let tFlags: usize = 0;
 export let tSport: usize = 0;
 export let tDport: usize = 0;
+export let tIcmp: usize = 0;
 export let tSrc4N: u32 = 0;
 export let tSrc4B: usize = 0;
 export let tSrc4I: usize = 0;
@@ -46,6 +47,7 @@ export function activate(t: usize, counters: usize): void {
   tFlags = at(t, F.T_TCPFLAGS_OFF);
   tSport = at(t, F.T_SPORT_OFF);
   tDport = at(t, F.T_DPORT_OFF);
+  tIcmp = at(t, F.T_ICMP_OFF);
   let h = t + <usize>F.T_IFIELDS;
   tSrc4N = load<u32>(h + F.IF_COUNT); tSrc4B = at(t, F.T_IFIELDS + F.IF_BOUNDS_OFF); tSrc4I = at(t, F.T_IFIELDS + F.IF_IDS_OFF);
   h += F.IFIELD_SIZE;

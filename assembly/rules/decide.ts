@@ -22,27 +22,40 @@ export let decidedRule: u32 = 0;
 // @ts-ignore: decorator
 @inline function pk16(f: u32): u32 { return <u32>load<u16>(PKT_PTR + <usize>f); }
 
+// The packet's ICMP key, type << 8 | code (0 for other protocols: the
+// decoder leaves both bytes clear).
+// @ts-ignore: decorator
+@inline export function icmpKey(): u32 { return (pk8(ABI.P_ICMP_TYPE) << 8) | pk8(ABI.P_ICMP_CODE); }
+
 // The rules' verdict on the packet in PKT (never a non-first fragment: it
 // has no ports; conntrack/frag.ts decides those). Sets decidedVerdict and
-// decidedRule; returns the reason.
-export function decideByRules(d: usize, wire: u32): Reason {
+// decidedRule; returns the reason. `unrelatedError`: an ICMP error no
+// tracked flow owns; it meets only the rules that name ICMP types (the
+// CTX_ERROR half of the ctx field), and when none matches it is dropped as
+// ICMP_UNRELATED, whatever the default.
+export function decideByRules(d: usize, wire: u32, unrelatedError: bool): Reason {
   decidedRule = ABI.RULE_NONE;
-  const ctx = ctxOf(d);
+  const ctx = ctxOf(d) | (unrelatedError ? F.CTX_ERROR : 0);
   const proto = pk8(ABI.P_PROTO);
   const sport = pk16(ABI.P_SPORT);
   const dport = pk16(ABI.P_DPORT);
   const tcpFlags = pk8(ABI.P_TCP_FLAGS);
+  const icmp = icmpKey();
   let r: u32;
   if (pk8(ABI.P_FAMILY) == 4) {
     r = lookup4(ctx, bswap<u32>(load<u32>(PKT_PTR + ABI.P_SRC)), bswap<u32>(load<u32>(PKT_PTR + ABI.P_DST)),
-      proto, sport, dport, tcpFlags);
+      proto, sport, dport, tcpFlags, icmp);
   } else {
     r = lookup6(ctx,
       bswap<u64>(load<u64>(PKT_PTR + ABI.P_SRC)), bswap<u64>(load<u64>(PKT_PTR + ABI.P_SRC + 8)),
       bswap<u64>(load<u64>(PKT_PTR + ABI.P_DST)), bswap<u64>(load<u64>(PKT_PTR + ABI.P_DST + 8)),
-      proto, sport, dport, tcpFlags);
+      proto, sport, dport, tcpFlags, icmp);
   }
   if (r == NO_MATCH) {
+    if (unrelatedError) {
+      decidedVerdict = ABI.VERDICT_DROP;
+      return Reason.ICMP_UNRELATED;
+    }
     const allow = A.tDefault == F.ACTION_ALLOW;
     decidedVerdict = allow ? ABI.VERDICT_ACCEPT : ABI.VERDICT_DROP;
     return allow ? Reason.DEFAULT_ALLOW : Reason.DEFAULT_DENY;

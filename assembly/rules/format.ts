@@ -36,7 +36,7 @@
 //   ├───────────────┼───────────────┼───────────────┼───────────────┤
 //   │ info_len      │ serial        │ ctx_off       │ proto_off     │ 48..64
 //   ├───────────────┼───────────────┼───────────────┼───────────────┤
-//   │ tcpflags_off  │ sport_off     │ dport_off     │ reserved      │ 64..80
+//   │ tcpflags_off  │ sport_off     │ dport_off     │ icmp_off      │ 64..80
 //   ├───────────────┴───────────────┴───────────────┴───────────────┤
 //   │ 4 interval fields (src4, dst4, src6, dst6), 12 bytes each:     │ 80..128
 //   │   count u32 │ bounds_off u32 │ ids_off u32                     │
@@ -48,11 +48,17 @@
 //   dfl: the default action when no rule matches (ACTION_*).
 //
 // Direct fields: u32 bitmap ids indexed by the packet's value.
-//   ctx       256 entries, by ctx = hook | in_role << 3 | out_role << 5
+//   ctx       256 entries, by ctx = hook | in_role << 3 | out_role << 5,
+//             plus CTX_ERROR (bit 7) for an ICMP error that no tracked flow
+//             owns: only rules that name ICMP types have bits at 128..255,
+//             so an unrelated error meets only the rules that name its type
 //   proto     256 entries, by IP protocol (next header)
 //   tcpflags  256 entries, by the TCP flag byte (0 for other protocols)
 //   sport     65536 entries, by source port (0 without ports)
 //   dport     65536 entries, by destination port (0 without ports)
+//   icmp      65536 entries, by ICMP/ICMPv6 type << 8 | code (0 for other
+//             protocols); a rule's type without a code is the interval
+//             [type << 8, type << 8 | 0xff]
 //
 // Interval fields: `count` intervals; bounds are their lower ends, strictly
 // ascending, the first 0; the value v falls in the last interval whose bound
@@ -69,7 +75,8 @@
 //   policy's source line.
 
 export const TABLE_MAGIC: u32 = 0x544c4350; // "PCLT"
-export const TABLE_VERSION: u32 = 1;
+// Version 2 added the icmp field (version 1 tables are refused: recompile).
+export const TABLE_VERSION: u32 = 2;
 export const HDR_SIZE: u32 = 128;
 
 export const T_MAGIC: u32 = 0;
@@ -93,6 +100,7 @@ export const T_PROTO_OFF: u32 = 60;
 export const T_TCPFLAGS_OFF: u32 = 64;
 export const T_SPORT_OFF: u32 = 68;
 export const T_DPORT_OFF: u32 = 72;
+export const T_ICMP_OFF: u32 = 76;
 export const T_IFIELDS: u32 = 80;
 export const IFIELD_SIZE: u32 = 12;
 export const IF_COUNT: u32 = 0;
@@ -116,7 +124,10 @@ export const ACTION_ALLOW: u8 = 1;
 export const RF_LOG: u8 = 1;
 
 export const CTX_SIZE: u32 = 256;
+export const CTX_ERROR: u32 = 0x80;
 export const PORT_SIZE: u32 = 65536;
+// The direct fields in header order from T_CTX_OFF: three of CTX_SIZE, then three of PORT_SIZE.
+export const DIRECT_FIELDS: u32 = 6;
 
 // Per-rule counters, one record per rule of the live table:
 //   0                               8                               16                              24

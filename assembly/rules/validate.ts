@@ -115,7 +115,7 @@ export function validateTable(t: usize, len: u32, cap: u32, maxRules: u32): Tabl
   if (e) return fail(e, F.T_INFO_OFF);
 
   // The direct fields: where each table starts, how many entries it has.
-  for (let f: u32 = 0; f < 5; f++) {
+  for (let f: u32 = 0; f < F.DIRECT_FIELDS; f++) {
     const at = F.T_CTX_OFF + (f << 2);
     const off = load<u32>(t + <usize>at);
     const n = f < 3 ? F.CTX_SIZE : F.PORT_SIZE;

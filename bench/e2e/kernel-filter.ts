@@ -11,15 +11,20 @@
 // run): the rules and the default only, so every packet traverses them.
 //
 // What is equivalent: addresses (prefixes or ranges), protocols, port
-// ranges, TCP flags, and the interface a rule names (gateway mode: `in`
+// ranges, TCP flags, ICMP types and codes (`--icmp-type`/`--icmpv6-type`,
+// `icmp type`/`icmpv6 type`, one kernel rule per type or type/code), and
+// the interface a rule names (gateway mode: `in`
 // -> the packet came in by that NIC, `out` -> it leaves by it), first
 // match and the default. What is not: the kernel's conntrack (TCP window
 // tracking, its own timeouts and INVALID rules) is not the core's
 // connection tracking, and the core also passes neighbour discovery and
-// ICMP errors by its own rules; only the FORWARD hook is generated (the
+// ICMP errors by its own rules (an ICMP error the kernel's conntrack does
+// not call RELATED meets every kernel rule, where in the core only rules
+// with ICMP types match it); only the FORWARD hook is generated (the
 // bench traffic is forwarded; the appliance's own input is not filtered
 // here). A rule the two tools cannot say the same way is refused.
 import * as ABI from "../../host/core/abi.js";
+import { icmpTypeName } from "../../host/packets/icmp-names.js";
 import { formatIPv4, formatIPv6 } from "../../host/policy/addr.js";
 import { type AddrRanges, MAX_V4, MAX_V6, type Range32, type RuleSpec, type TableSpec } from "../../host/rules/model.js";
 
@@ -64,6 +69,27 @@ function addrList(a: AddrRanges | null, fam: Fam, dir: "src" | "dst"): Array<{ i
 const fullPorts = (r: Range32[] | null): boolean => r === null || r.some(([l, h]) => l === 0 && h === 65535);
 const portText = ([l, h]: Range32, sep: string): string => (l === h ? String(l) : `${l}${sep}${h}`);
 
+// A rule's ICMP ranges (type << 8 | code) as types and type/code pairs.
+export function icmpEntries(r: Range32[]): Array<{ type: number; code: number | null }> {
+  const out: Array<{ type: number; code: number | null }> = [];
+  for (const [lo, hi] of r) {
+    for (let v = lo; v <= hi;) {
+      if ((v & 0xff) === 0 && (v | 0xff) <= hi) { out.push({ type: v >> 8, code: null }); v += 0x100; }
+      else { out.push({ type: v >> 8, code: v & 0xff }); v++; }
+    }
+  }
+  return out;
+}
+
+// One ICMP type (and code) of family fam as iptables and nft words.
+function icmpMatch(fam: Fam, e: { type: number; code: number | null }): { ipt: string[]; nft: string[] } {
+  const f = fam === "v4" ? 4 : 6;
+  const num = e.code === null ? String(e.type) : `${e.type}/${e.code}`;
+  const key = fam === "v4" ? "icmp" : "icmpv6";
+  const nft = [`${key} type`, icmpTypeName(f, e.type) ?? String(e.type), ...(e.code === null ? [] : [`${key} code`, String(e.code)])];
+  return { ipt: fam === "v4" ? ["-m", "icmp", "--icmp-type", num] : ["-m", "icmp6", "--icmpv6-type", num], nft };
+}
+
 // The interface match of a rule's contexts (gateway mode: FORWARD only).
 function ifaceMatch(ctx: number[] | null, devs: Devs, info: string): { ipt: string[]; nft: string[] } | null {
   if (ctx === null) return null;
@@ -100,20 +126,27 @@ function ruleConds(r: RuleSpec, devs: Devs): Cond[] {
           const name = p === null ? null : PORT_PROTOS[p] ?? null;
           if ((ports || r.tcpFlags) && name === null) throw new Error(`${r.info}: ports on protocol ${p}, which has none`);
           if (r.tcpFlags && p !== 6) throw new Error(`${r.info}: TCP flags on protocol ${p}`);
-          for (const sp of fullPorts(r.sport) ? [null] : r.sport!) {
-            for (const dp of fullPorts(r.dport) ? [null] : r.dport!) {
-              const ipt = [...(iface?.ipt ?? []), ...(s?.ipt ?? []), ...(d?.ipt ?? [])];
-              const nft = [...(iface?.nft ?? []), ...(s?.nft ?? []), ...(d?.nft ?? [])];
-              if (p !== null) ipt.push("-p", name ?? String(p));
-              if (p !== null && !ports && !r.tcpFlags) nft.push("meta l4proto", name ?? String(p));
-              if (sp) { ipt.push("--sport", portText(sp, ":")); nft.push(`${name} sport`, portText(sp, "-")); }
-              if (dp) { ipt.push("--dport", portText(dp, ":")); nft.push(`${name} dport`, portText(dp, "-")); }
-              if (r.tcpFlags) {
-                const names = (v: number): string => FLAG_NAMES.filter((_, i) => v & (1 << i)).join(",") || "NONE";
-                ipt.push("--tcp-flags", names(r.tcpFlags.mask), names(r.tcpFlags.value));
-                nft.push(`tcp flags & 0x${r.tcpFlags.mask.toString(16)} == 0x${r.tcpFlags.value.toString(16)}`);
+          const icmp = r.icmp ?? null;
+          if (icmp !== null && p !== (fam === "v4" ? 1 : 58)) throw new Error(`${r.info}: ICMP types on protocol ${p} (IPv${fam === "v4" ? 4 : 6})`);
+          // ICMP types (never with ports: the policy refuses that) or the port ranges.
+          const ics = icmp === null ? [null] : icmpEntries(icmp).map((e) => icmpMatch(fam, e));
+          for (const ic of ics) {
+            for (const sp of fullPorts(r.sport) ? [null] : r.sport!) {
+              for (const dp of fullPorts(r.dport) ? [null] : r.dport!) {
+                const ipt = [...(iface?.ipt ?? []), ...(s?.ipt ?? []), ...(d?.ipt ?? [])];
+                const nft = [...(iface?.nft ?? []), ...(s?.nft ?? []), ...(d?.nft ?? [])];
+                if (p !== null) ipt.push("-p", name ?? String(p));
+                if (p !== null && !ports && !r.tcpFlags && !ic) nft.push("meta l4proto", name ?? String(p));
+                if (ic) { ipt.push(...ic.ipt); nft.push(...ic.nft); }
+                if (sp) { ipt.push("--sport", portText(sp, ":")); nft.push(`${name} sport`, portText(sp, "-")); }
+                if (dp) { ipt.push("--dport", portText(dp, ":")); nft.push(`${name} dport`, portText(dp, "-")); }
+                if (r.tcpFlags) {
+                  const names = (v: number): string => FLAG_NAMES.filter((_, i) => v & (1 << i)).join(",") || "NONE";
+                  ipt.push("--tcp-flags", names(r.tcpFlags.mask), names(r.tcpFlags.value));
+                  nft.push(`tcp flags & 0x${r.tcpFlags.mask.toString(16)} == 0x${r.tcpFlags.value.toString(16)}`);
+                }
+                out.push({ fam, ipt, nft });
               }
-              out.push({ fam, ipt, nft });
             }
           }
         }

@@ -2,8 +2,10 @@
 // of the checks is the policy):
 //  1. a later fragment follows its first fragment's verdict (frag.ts);
 //  2. IPv6 neighbour discovery with hop limit 255 passes (RFC 4861);
-//  3. an ICMP error passes only when the packet it quotes belongs to a
-//     tracked flow, and only toward that packet's sender (related);
+//  3. an ICMP error passes when the packet it quotes belongs to a tracked
+//     flow and it travels toward that packet's sender (related); any other
+//     error meets only the rules that name its ICMP type, and is dropped as
+//     unrelated when none matches;
 //  4. a packet of a tracked flow, either direction, passes on state if the
 //     flow's TCP state machine allows it, without a rule lookup;
 //  5. otherwise only a packet that may open a flow (TCP SYN, UDP, an ICMP
@@ -19,6 +21,7 @@ import * as R from "./codes.js";
 import { type Packet, PF_FIRST_FRAG, PF_FRAGMENT, PF_HAS_PORTS, PF_ICMP_ERROR, TH_ACK, TH_FIN, TH_RST, TH_SYN } from "./decode.js";
 import { Fragments } from "./frag.js";
 import { NO_MATCH, type RuleTable } from "./rules.js";
+import { CTX_ERROR } from "../../host/rules/format.js";
 
 export const enum State {
   FREE = 0,
@@ -87,17 +90,19 @@ export class Conntrack {
     }
     if (p.flags & PF_ICMP_ERROR) {
       // The error travels back to whoever sent the quoted packet.
-      if (!sameAddr(p.dst, p.inSrc)) return this.drop(R.ICMP_UNRELATED);
-      this.makeKey(p.inFamily, p.inProto, p.inSrc, p.inSport, p.inDst, p.inDport);
-      const f = this.lookup(now);
-      return f ? this.pass(R.STATE_RELATED, f.rule) : this.drop(R.ICMP_UNRELATED);
+      if (sameAddr(p.dst, p.inSrc)) {
+        this.makeKey(p.inFamily, p.inProto, p.inSrc, p.inSport, p.inDst, p.inDport);
+        const f = this.lookup(now);
+        if (f) return this.pass(R.STATE_RELATED, f.rule);
+      }
+      return this.byRules(p, ctx, true);
     }
 
     let sport = 0, dport = 0;
     if (p.flags & PF_HAS_PORTS) {
       sport = p.sport; dport = p.dport;
     } else if (icmp) {
-      if (!isRequest(v6, type) && !isReply(v6, type)) return this.byRules(p, ctx); // router discovery, MLD...: no flow
+      if (!isRequest(v6, type) && !isReply(v6, type)) return this.byRules(p, ctx, false); // router discovery, MLD...: no flow
       sport = dport = p.icmpId;
     }
 
@@ -130,7 +135,7 @@ export class Conntrack {
     // No flow: only a packet that may open one meets the rules.
     const opens = p.proto === PROTO_TCP ? (p.tcpFlags & (TH_SYN | TH_ACK)) === TH_SYN : !icmp || isRequest(v6, type);
     if (!opens) return this.drop(R.NO_FLOW);
-    const reason = this.byRules(p, ctx);
+    const reason = this.byRules(p, ctx, false);
     if (this.verdict !== R.ACCEPT) return reason;
     f = new Flow();
     f.origIsB = this.senderIsB;
@@ -144,8 +149,12 @@ export class Conntrack {
     return reason;
   }
 
-  private byRules(p: Packet, ctx: number): number {
-    const r = this.rules.match(ctx, p.family, p.src, p.dst, p.proto, p.sport, p.dport, p.tcpFlags);
+  // unrelatedError: an ICMP error no tracked flow owns; it meets only the
+  // rules that name ICMP types, and no match drops it as unrelated.
+  private byRules(p: Packet, ctx: number, unrelatedError: boolean): number {
+    const r = this.rules.match(ctx | (unrelatedError ? CTX_ERROR : 0), p.family, p.src, p.dst, p.proto, p.sport, p.dport,
+      p.tcpFlags, (p.icmpType << 8) | p.icmpCode);
+    if (r === NO_MATCH && unrelatedError) return this.drop(R.ICMP_UNRELATED);
     if (r === NO_MATCH) {
       this.verdict = this.rules.defaultAllow ? R.ACCEPT : R.DROP;
       this.rule = R.RULE_NONE;

@@ -30,6 +30,7 @@ export class Packet {
   sport = 0;
   dport = 0;
   icmpType = 0;
+  icmpCode = 0;
   icmpId = 0;
   ttl = 0;
   fragId = 0;
@@ -53,7 +54,7 @@ export class Packet {
 
   reset(): void {
     this.family = this.proto = this.flags = this.tcpFlags = this.sport = this.dport = 0;
-    this.icmpType = this.icmpId = this.ttl = this.fragId = this.fragOff = this.fragData = 0;
+    this.icmpType = this.icmpCode = this.icmpId = this.ttl = this.fragId = this.fragOff = this.fragData = 0;
     this.ipLen = this.l4Len = this.tcpSeq = this.tcpAck = this.tcpWin = this.wscale = this.tcpPayload = 0;
     this.inFamily = this.inProto = this.inSport = this.inDport = 0;
     this.src.fill(0); this.dst.fill(0); this.inSrc.fill(0); this.inDst.fill(0);
@@ -333,6 +334,7 @@ export class Decoder {
     if (r) return r;
     const t = this.u8(off);
     p.icmpType = t;
+    p.icmpCode = this.u8(off + 1);
     if (v6 ? isIcmp6Error(t) : isIcmp4Error(t)) {
       r = v6 ? this.innerIp6(off + 8) : this.innerIp4(off + 8);
       if (r < 0) return r;

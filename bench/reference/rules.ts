@@ -2,7 +2,7 @@
 // read from the same bytes the core runs. Per field, the packet's value
 // selects one bitmap of rules (a direct index for the 8- and 16-bit fields, a
 // binary search over interval bounds for addresses); a rule matches when its
-// bit is set in all seven; the first such rule wins. The summary words say
+// bit is set in all eight; the first such rule wins. The summary words say
 // which 64-rule words can hold a match at all, so only those are ANDed.
 // The table is assumed valid: the core validates it before committing it,
 // and every test loads the same bytes into the core first.
@@ -23,6 +23,7 @@ export class RuleTable {
   private readonly flags: Uint32Array;
   private readonly sport: Uint32Array;
   private readonly dport: Uint32Array;
+  private readonly icmp: Uint32Array;
   private readonly v4: Array<{ bounds: Uint32Array; ids: Uint32Array }>;
   private readonly v6: Array<{ bounds: Uint32Array; ids: Uint32Array }>; // 4 words per bound, most significant first
 
@@ -50,6 +51,7 @@ export class RuleTable {
     this.flags = ids(F.T_TCPFLAGS_OFF, 256);
     this.sport = ids(F.T_SPORT_OFF, F.PORT_SIZE);
     this.dport = ids(F.T_DPORT_OFF, F.PORT_SIZE);
+    this.icmp = ids(F.T_ICMP_OFF, F.PORT_SIZE);
     const field = (k: number, wide: boolean): { bounds: Uint32Array; ids: Uint32Array } => {
       const h = F.T_IFIELDS + k * F.IFIELD_SIZE;
       const n = u32(h + F.IF_COUNT), b = u32(h + F.IF_BOUNDS_OFF);
@@ -75,8 +77,9 @@ export class RuleTable {
 
   // Index of the first rule matching the key, or NO_MATCH. Addresses are four
   // words, most significant first (IPv4: word 0). Ports 0 when the packet has
-  // none; tcpFlags 0 for other protocols.
-  match(ctx: number, family: number, src: Uint32Array, dst: Uint32Array, proto: number, sport: number, dport: number, tcpFlags: number): number {
+  // none; tcpFlags 0 for other protocols; icmp is type << 8 | code (0 for
+  // other protocols). ctx carries CTX_ERROR for an unrelated ICMP error.
+  match(ctx: number, family: number, src: Uint32Array, dst: Uint32Array, proto: number, sport: number, dport: number, tcpFlags: number, icmp: number): number {
     let s: number, d: number;
     if (family === 4) {
       s = this.search4(0, src[0]!);
@@ -86,7 +89,7 @@ export class RuleTable {
       d = this.search6(1, dst);
     }
     return this.first(this.bitmap(this.ctx[ctx]!), this.bitmap(this.proto[proto]!), this.bitmap(this.flags[tcpFlags]!),
-      this.bitmap(this.sport[sport]!), this.bitmap(this.dport[dport]!), this.bitmap(s), this.bitmap(d));
+      this.bitmap(this.sport[sport]!), this.bitmap(this.dport[dport]!), this.bitmap(this.icmp[icmp]!), this.bitmap(s), this.bitmap(d));
   }
 
   private bitmap(id: number): number { return this.bitmaps + id * this.stride; }
@@ -112,17 +115,17 @@ export class RuleTable {
     return ids[lo]!;
   }
 
-  // The lowest rule whose bit is set in all seven bitmaps (word offsets).
-  private first(b0: number, b1: number, b2: number, b3: number, b4: number, b5: number, b6: number): number {
+  // The lowest rule whose bit is set in all eight bitmaps (word offsets).
+  private first(b0: number, b1: number, b2: number, b3: number, b4: number, b5: number, b6: number, b7: number): number {
     const w = this.w;
     for (let a = 0; a < this.summary; a++) {
-      let s = w[b0 + a]! & w[b1 + a]! & w[b2 + a]! & w[b3 + a]! & w[b4 + a]! & w[b5 + a]! & w[b6 + a]!;
+      let s = w[b0 + a]! & w[b1 + a]! & w[b2 + a]! & w[b3 + a]! & w[b4 + a]! & w[b5 + a]! & w[b6 + a]! & w[b7 + a]!;
       while (s !== 0) {
         const word = a * 32 + lowestBit(s); //    a 64-rule word that may match
         const o = this.summary + 2 * word;
-        const lo = w[b0 + o]! & w[b1 + o]! & w[b2 + o]! & w[b3 + o]! & w[b4 + o]! & w[b5 + o]! & w[b6 + o]!;
+        const lo = w[b0 + o]! & w[b1 + o]! & w[b2 + o]! & w[b3 + o]! & w[b4 + o]! & w[b5 + o]! & w[b6 + o]! & w[b7 + o]!;
         if (lo !== 0) return word * 64 + lowestBit(lo);
-        const hi = w[b0 + o + 1]! & w[b1 + o + 1]! & w[b2 + o + 1]! & w[b3 + o + 1]! & w[b4 + o + 1]! & w[b5 + o + 1]! & w[b6 + o + 1]!;
+        const hi = w[b0 + o + 1]! & w[b1 + o + 1]! & w[b2 + o + 1]! & w[b3 + o + 1]! & w[b4 + o + 1]! & w[b5 + o + 1]! & w[b6 + o + 1]! & w[b7 + o + 1]!;
         if (hi !== 0) return word * 64 + 32 + lowestBit(hi);
         s &= s - 1;
       }

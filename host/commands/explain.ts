@@ -1,5 +1,5 @@
 // `portcullis explain POLICY|TABLE --iface ... --dir ... --proto ... --src ...
-// --dst ... [--sport N] [--dport N] [--flags S]`: which rule decides a flow's
+// --dst ... [--sport N] [--dport N] [--flags S] [--icmp-type T[/C]]`: which rule decides a flow's
 // first packet and why, from the same compiled table the core runs. The
 // packet is built and classified by the release core; the per-rule account
 // (which fields let each earlier rule pass or not) is read from the table's
@@ -11,7 +11,9 @@ import { Core, TableError } from "../core/core.js";
 import { reasonName, reasonText } from "../core/reasons.js";
 import { addrBytes } from "../packets/addr.js";
 import { echo, icmp, ipv4, ipv6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, tcp, udp } from "../packets/build.js";
+import { icmpCodeName, icmpText, isIcmpError, resolveIcmp, splitIcmpText } from "../packets/icmp-names.js";
 import { contextsFor, type Mode } from "../policy/compile.js";
+import { suggest } from "../policy/parse.js";
 import * as F from "../rules/format.js";
 import { type FieldName, type FlowKey, loadTableView } from "../rules/inspect.js";
 import { addPolicyOptions, compileOrReport, type PolicyCliOptions, readPolicyOrReport } from "./check.js";
@@ -28,6 +30,7 @@ export interface Flow {
   sport: number;
   dport: number;
   flags: number;
+  icmp?: { type: number; code: number }; // ICMP/ICMPv6 only; default the echo request
 }
 
 function parseFlags(s: string): number {
@@ -52,12 +55,21 @@ function parseProto(s: string): number {
 }
 
 // The packet that would open this flow, and where the core sees it.
-function firstPacket(f: Flow, mode: Mode): { bytes: Uint8Array; ctx: number; family: 4 | 6 } {
+function firstPacket(f: Flow, mode: Mode): { bytes: Uint8Array; ctx: number; family: 4 | 6; error: boolean } {
   const family = f.src.includes(":") ? 6 : 4;
   if ((f.dst.includes(":") ? 6 : 4) !== family) throw new Error("source and destination must be of one address family");
+  const ic = f.icmp ?? { type: family === 4 ? 8 : 128, code: 0 };
+  const isIcmp = f.proto === (family === 4 ? PROTO_ICMP : PROTO_ICMPV6);
+  // An error quotes a datagram the destination sent to the source (here
+  // one no flow owns: explain's core tracks nothing).
+  const quoted = (): Uint8Array => {
+    const q = { src: f.dst, dst: f.src, proto: PROTO_UDP, payload: udp({ sport: 40000, dport: 53 }) };
+    return (family === 4 ? ipv4(q) : ipv6(q)).slice(0, family === 4 ? 28 : 48);
+  };
   const payload = f.proto === PROTO_TCP ? tcp({ sport: f.sport, dport: f.dport, flags: f.flags })
     : f.proto === PROTO_UDP ? udp({ sport: f.sport, dport: f.dport })
-    : f.proto === (family === 4 ? PROTO_ICMP : PROTO_ICMPV6) ? echo(family === 4 ? 8 : 128, 1, 1)
+    : isIcmp && (ic.type === 0 || ic.type === 8 || ic.type === 128 || ic.type === 129) && ic.code === 0 ? echo(ic.type, 1, 1)
+    : isIcmp ? icmp({ type: ic.type, code: ic.code, ...(isIcmpError(family, ic.type) ? { payload: quoted() } : {}) })
     : icmp({ type: 0 }).subarray(0, 0);
   const o = { src: f.src, dst: f.dst, proto: f.proto, payload };
   const bytes = family === 4 ? ipv4(o) : ipv6(o);
@@ -69,7 +81,7 @@ function firstPacket(f: Flow, mode: Mode): { bytes: Uint8Array; ctx: number; fam
   const hook = candidates[0]! & 7;
   const inRole = mode === "gateway" || f.dir === "forward" ? (f.dir === "out" ? other : role) : f.dir === "in" ? role : ABI.ROLE_NONE;
   const outRole = mode === "gateway" || f.dir === "forward" ? (f.dir === "out" ? role : other) : f.dir === "out" ? role : ABI.ROLE_NONE;
-  return { bytes, ctx: F.ctxValue(hook, inRole, outRole), family };
+  return { bytes, ctx: F.ctxValue(hook, inRole, outRole), family, error: isIcmp && isIcmpError(family, ic.type) };
 }
 
 export interface Explanation {
@@ -96,15 +108,19 @@ export function explainFlow(table: Uint8Array, flow: Flow, mode: Mode): Explanat
   const reason = reasonName(core.reason(0));
   const rule = core.rule(0) === ABI.RULE_NONE ? null : core.rule(0);
   const addr = (a: string): bigint => addrBytes(a).reduce((x, b) => (x << 8n) | BigInt(b), 0n);
+  const icmpFlow = flow.proto === (pkt.family === 4 ? PROTO_ICMP : PROTO_ICMPV6);
+  const ic = flow.icmp ?? { type: pkt.family === 4 ? 8 : 128, code: 0 };
   const key: FlowKey = {
-    ctx: pkt.ctx, family: pkt.family, src: addr(flow.src), dst: addr(flow.dst), proto: flow.proto,
+    // An ICMP error no tracked flow owns is looked up with CTX_ERROR.
+    ctx: pkt.ctx | (pkt.error ? F.CTX_ERROR : 0), family: pkt.family, src: addr(flow.src), dst: addr(flow.dst), proto: flow.proto,
     sport: flow.proto === PROTO_TCP || flow.proto === PROTO_UDP ? flow.sport : 0,
     dport: flow.proto === PROTO_TCP || flow.proto === PROTO_UDP ? flow.dport : 0,
     tcpFlags: flow.proto === PROTO_TCP ? flow.flags : 0,
+    icmp: icmpFlow ? (ic.type << 8) | ic.code : 0,
   };
   const ex = view.explain(key);
   // The host's reading of the table and the core's verdict must agree.
-  if (reason.startsWith("rule_") || reason.startsWith("default_")) {
+  if (reason.startsWith("rule_") || reason.startsWith("default_") || reason === "icmp_unrelated") {
     if ((ex.match === -1 ? null : ex.match) !== rule) {
       throw new Error(`internal error: the core chose rule ${rule}, the table reads ${ex.match}`);
     }
@@ -118,7 +134,7 @@ export function explainFlow(table: Uint8Array, flow: Flow, mode: Mode): Explanat
 
 const FIELD_WORDS: Record<FieldName, string> = {
   interface: "interface/direction", proto: "protocol", tcp_flags: "TCP flags", sport: "source port",
-  dport: "destination port", src: "source address", dst: "destination address",
+  dport: "destination port", icmp_type: "ICMP type/code", src: "source address", dst: "destination address",
 };
 
 export function formatExplanation(e: Explanation): string {
@@ -126,22 +142,27 @@ export function formatExplanation(e: Explanation): string {
   const proto = Object.entries(PROTOS).find(([, n]) => n === f.proto)?.[0] ?? String(f.proto);
   const ports = f.proto === PROTO_TCP || f.proto === PROTO_UDP;
   const flags = f.proto === PROTO_TCP ? ` [${[...FLAG_LETTERS].filter((_, i) => f.flags & (1 << i)).join("")}]` : "";
+  const fam = f.src.includes(":") ? 6 : 4;
+  const ic = f.proto === (fam === 4 ? PROTO_ICMP : PROTO_ICMPV6) ? (f.icmp ?? { type: fam === 4 ? 8 : 128, code: 0 }) : null;
+  const icmpWords = ic ? ` ${icmpText(fam, ic.type, ic.code === 0 && icmpCodeName(fam, ic.type, 0) === undefined ? null : ic.code)}` : "";
   const out = [
-    `flow: ${proto} ${f.src}${ports ? `:${f.sport}` : ""} -> ${f.dst}${ports ? `:${f.dport}` : ""}${flags}, ${f.iface} ${f.dir} (mode ${e.mode})`,
+    `flow: ${proto}${icmpWords} ${f.src}${ports ? `:${f.sport}` : ""} -> ${f.dst}${ports ? `:${f.dport}` : ""}${flags}, ${f.iface} ${f.dir} (mode ${e.mode})`,
     `verdict: ${e.verdict} (${e.reason}: ${e.reasonText})`,
   ];
   for (const s of e.steps) {
     const why = s.failed.length === 0 ? "MATCHES: every field" : `no: ${s.failed.map((x) => FIELD_WORDS[x]).join(", ")}`;
     out.push(`  [${s.rule}] ${s.info}\n      ${why}`);
   }
-  if (e.rule === null) out.push(`no rule matched: the default (${e.defaultAction}) decides`);
+  if (e.rule === null && e.reason === "icmp_unrelated") {
+    out.push("no rule matched: an ICMP error about no tracked flow meets only the rules that name its ICMP type, and without one it is dropped (the default does not apply)");
+  } else if (e.rule === null) out.push(`no rule matched: the default (${e.defaultAction}) decides`);
   else out.push(`decided by rule [${e.rule}]: ${e.ruleInfo}`);
   return out.join("\n");
 }
 
 interface ExplainOpts extends PolicyCliOptions {
   iface: "external" | "internal"; dir: "in" | "out" | "forward"; proto: number; src: string; dst: string;
-  sport: number; dport?: number; flags?: number; json?: boolean;
+  sport: number; dport?: number; flags?: number; icmpType?: string; json?: boolean;
 }
 
 export function explainCommand(): Command {
@@ -156,6 +177,7 @@ export function explainCommand(): Command {
     .option("--sport <port>", "source port (tcp/udp)", parsePort, 40000)
     .option("--dport <port>", "destination port (tcp/udp)", parsePort)
     .option("--flags <letters>", "TCP flags of the packet (default S: a connection opener)", parseFlags)
+    .option("--icmp-type <type[/code]>", "ICMP/ICMPv6 type and code, by name or number (default echo-request)")
     .option("--json", "print JSON");
   return addPolicyOptions(cmd).action((path: string, o: ExplainOpts) => {
     let table: Uint8Array;
@@ -171,11 +193,20 @@ export function explainCommand(): Command {
     if ((o.proto === PROTO_TCP || o.proto === PROTO_UDP) && o.dport === undefined) {
       throw new Error("--dport is required for tcp and udp");
     }
+    let ic: { type: number; code: number } | undefined;
+    if (o.icmpType !== undefined) {
+      const fam = o.src.includes(":") ? 6 : 4;
+      if (o.proto !== (fam === 4 ? PROTO_ICMP : PROTO_ICMPV6)) throw new Error(`--icmp-type needs --proto ${fam === 4 ? "icmp" : "icmpv6"} (for IPv${fam} addresses)`);
+      const sp = splitIcmpText(o.icmpType);
+      const v = resolveIcmp(fam, sp.type, sp.code, suggest);
+      if ("what" in v) throw new Error(`--icmp-type ${o.icmpType}: ${v.what}`);
+      ic = { type: v.type, code: v.code ?? 0 };
+    }
     let e: Explanation;
     try {
       e = explainFlow(table, {
         iface: o.iface, dir: o.dir, proto: o.proto, src: o.src, dst: o.dst,
-        sport: o.sport, dport: o.dport ?? 0, flags: o.flags ?? 0x02,
+        sport: o.sport, dport: o.dport ?? 0, flags: o.flags ?? 0x02, ...(ic ? { icmp: ic } : {}),
       }, o.mode);
     } catch (err) {
       if (err instanceof TableError) throw new Error(`${path}: ${err.message}`);

@@ -3,7 +3,7 @@
 import * as ABI from "./abi.js";
 import { type Build, type CoreConfig, CoreError, type CoreExports, type CoreMemory, DEFAULT_ENGINE, type EngineName, instantiateCore, readCoreString, stateNames } from "./load.js";
 import { formatAddr } from "../packets/addr.js";
-import { RULE_COUNTER_SIZE } from "../rules/format.js";
+import { RULE_COUNTER_SIZE, T_VERSION, TABLE_VERSION } from "../rules/format.js";
 
 // One tracked flow as the host reads it (layout: assembly/conntrack/entry.ts).
 export interface FlowView {
@@ -176,7 +176,7 @@ export class Core {
     }
     this.u8.set(table, this.x.table_stage_ptr());
     const r = this.x.table_stage(table.length);
-    if (r < 0) throw this.tableError(-r);
+    if (r < 0) throw this.tableError(-r, table);
     return r;
   }
 
@@ -189,10 +189,16 @@ export class Core {
     return readCoreString(this.memory, this.x.table_error_name(code)) || `table_error_${code}`;
   }
 
-  private tableError(code: number): TableError {
+  private tableError(code: number, table?: Uint8Array): TableError {
     const name = this.tableErrorName(code);
     const at = this.x.table_fault_at();
-    return new TableError(name, `rule table refused: ${name.replace(/_/g, " ")}${at ? ` (at byte ${at})` : ""}`, at);
+    // A table of another format version (written by another release) is
+    // never read: it has to be compiled again from its policy.
+    const version = name === "bad_version" && table && table.length >= T_VERSION + 2
+      ? `: it is format version ${table[T_VERSION]! | (table[T_VERSION + 1]! << 8)}, this core reads version ${TABLE_VERSION}; ` +
+        "compile the policy again (portcullis compile POLICY -o TABLE)"
+      : "";
+    return new TableError(name, `rule table refused: ${name.replace(/_/g, " ")}${at ? ` (at byte ${at})` : ""}${version}`, at);
   }
 
   private stateNameList?: string[];

@@ -4,9 +4,10 @@
 //
 //   203.0.113.10:40000 > 203.0.113.1:80 TCP [S]
 //   [2001:db8:1::1]:80 > [2001:db8:1::10]:60226 TCP [P.] len 185
-//   203.0.113.1 > 203.0.113.10 ICMP 3/3 port unreachable about UDP 203.0.113.10:48266 > 203.0.113.1:9
+//   203.0.113.1 > 203.0.113.10 ICMP 3/3 destination-unreachable/port-unreachable about UDP 203.0.113.10:48266 > 203.0.113.1:9
 //   203.0.113.10 > 203.0.113.1 ICMP [frag id 0xb491 off 1480 more]
 import { formatAddr } from "./addr.js";
+import { icmpCodeName, icmpText, icmpTypeName, isIcmpError } from "./icmp-names.js";
 
 export interface IpEnds {
   family: 4 | 6;
@@ -28,26 +29,6 @@ const PROTOS: Record<number, string> = {
   58: "ICMPv6", 59: "no-next-header", 89: "OSPF", 103: "PIM", 112: "VRRP", 132: "SCTP",
 };
 const EXT_NAMES: Record<number, string> = { 0: "HBH", 43: "RH", 44: "FRAG", 51: "AH", 60: "DST" };
-
-const ICMP4: Record<number, string> = {
-  0: "echo reply", 3: "unreachable", 4: "source quench", 5: "redirect", 8: "echo request",
-  9: "router advertisement", 10: "router solicitation", 11: "time exceeded", 12: "parameter problem",
-  13: "timestamp request", 14: "timestamp reply",
-};
-const UNREACH4: Record<number, string> = {
-  0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable", 3: "port unreachable",
-  4: "need to frag", 9: "net prohibited", 10: "host prohibited", 13: "administratively prohibited",
-};
-const ICMP6: Record<number, string> = {
-  1: "unreachable", 2: "packet too big", 3: "time exceeded", 4: "parameter problem",
-  128: "echo request", 129: "echo reply", 130: "MLD query", 131: "MLD report", 132: "MLD done",
-  133: "router solicitation", 134: "router advertisement", 135: "neighbor solicitation",
-  136: "neighbor advertisement", 137: "redirect", 143: "MLDv2 report",
-};
-const UNREACH6: Record<number, string> = {
-  0: "no route", 1: "administratively prohibited", 2: "beyond scope", 3: "address unreachable",
-  4: "port unreachable", 5: "source policy", 6: "reject route",
-};
 
 const protoName = (p: number): string => PROTOS[p] ?? `proto ${p}`;
 const be16 = (b: Uint8Array, at: number): number => (b[at]! << 8) | b[at + 1]!;
@@ -137,21 +118,20 @@ function transport(b: Uint8Array, l: L3, quoted: boolean): string {
     if (left < (quoted ? 2 : 4)) return `${pair} ${name} truncated`;
     const t = b[at]!, c = b[at + 1]!;
     if (quoted) return `${name} ${t}/${c} ${pair}`;
+    // Types and codes by their nftables names (icmp-names.ts), as policies write them.
     const v6 = l.proto === 58;
-    const known = (v6 ? ICMP6 : ICMP4)[t];
+    const fam = v6 ? 6 : 4;
+    const known = icmpTypeName(fam, t);
     const tname = known ?? `type ${t}`;
     const echo = v6 ? t === 128 || t === 129 : t === 0 || t === 8;
     if (echo && left >= 8) return `${pair} ${name} ${tname} id ${be16(b, at + 4)} seq ${be16(b, at + 6)}`;
-    const error = v6 ? t < 128 : t === 3 || t === 4 || t === 5 || t === 11 || t === 12;
-    if (error) {
-      let what = `${t}/${c} ${tname}`;
-      const codes: Record<number, string> = v6 ? (t === 1 ? UNREACH6 : {}) : (t === 3 ? UNREACH4 : {});
-      if (codes[c]) what = `${t}/${c} ${codes[c]}`;
+    if (isIcmpError(fam, t)) {
+      let what = `${t}/${c} ${known ? icmpText(fam, t, icmpCodeName(fam, t, c) === undefined ? null : c) : tname}`;
       if (left >= 8 && ((!v6 && t === 3 && c === 4) || (v6 && t === 2))) what += ` (mtu ${v6 ? be32(b, at + 4) : be16(b, at + 6)})`;
       return `${pair} ${name} ${what} about ${quote(b.subarray(at + 8, l.end))}`;
     }
     if (v6 && (t === 135 || t === 136) && left >= 24) return `${pair} ${name} ${tname} ${formatAddr(b.subarray(at + 8, at + 24), 6)}`;
-    return `${pair} ${name} ${known ?? `${t}/${c}`}`;
+    return `${pair} ${name} ${known ? icmpText(fam, t, c === 0 ? null : c) : `${t}/${c}`}`;
   }
   return `${pair} ${name}${left > 0 ? ` len ${left}` : ""}`;
 }

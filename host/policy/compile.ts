@@ -116,6 +116,7 @@ export function ruleInfo(file: string, r: RuleAst): string {
   if (r.sport) parts.push("sport", r.sport.value.map((p) => p.text).join(","));
   if (r.dport) parts.push("dport", r.dport.value.map((p) => p.text).join(","));
   if (r.tcpFlags) parts.push("flags", r.tcpFlags.text);
+  if (r.icmpTypes) parts.push("icmp_type", r.icmpTypes.value.map((t) => t.text).join(","));
   if (r.log) parts.push("log");
   if (r.when) parts.push(`when ${r.when.value}`);
   let s = `${basename(file)}:${r.pos.line} ${r.name?.value ?? `#${r.index}`}: ${parts.join(" ")}`;
@@ -307,6 +308,8 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
       sport: ports(r.sport),
       dport: ports(r.dport),
       tcpFlags: r.tcpFlags ? { value: r.tcpFlags.value, mask: r.tcpFlags.mask } : null,
+      icmp: r.icmpTypes === null ? null
+        : unionRanges32(r.icmpTypes.value.map((t): Range32 => (t.code === null ? [t.type << 8, (t.type << 8) | 0xff] : [(t.type << 8) | t.code, (t.type << 8) | t.code]))),
       line: r.pos.line,
       info,
     });

@@ -6,6 +6,7 @@
 import { dirname, isAbsolute, join } from "node:path";
 import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document, visit } from "yaml";
 import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
+import { type IcmpFamily, icmpText, resolveIcmp, splitIcmpText } from "../packets/icmp-names.js";
 import { type Diagnostics, type Pos } from "./errors.js";
 
 export type Action = "allow" | "deny";
@@ -22,6 +23,8 @@ export type AddrRef =
 export interface ProtoAst { num: number | null; text: string; pos: Pos } // num null: any
 export interface PortAst { lo: number; hi: number; text: string; pos: Pos }
 export interface FlagsAst { value: number; mask: number; text: string; pos: Pos }
+// One entry of icmp_type: a type, or a type and code; text as check prints it.
+export interface IcmpTypeAst { type: number; code: number | null; text: string; pos: Pos }
 
 export interface RuleAst {
   index: number; //    1-based position in `rules:`
@@ -37,6 +40,7 @@ export interface RuleAst {
   sport: Located<PortAst[]> | null; //    null: any
   dport: Located<PortAst[]> | null;
   tcpFlags: FlagsAst | null;
+  icmpTypes: Located<IcmpTypeAst[]> | null; // null: any
   log: boolean;
   comment: string | null;
   when: Located<string> | null;
@@ -70,7 +74,7 @@ export const TCP_FLAG_LETTERS = "FSRPAUEW";
 export const MAX_ALIAS_ENTRIES = 100_000;
 const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules"];
 const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "dst", "sport", "dport",
-  "tcp_flags", "log", "comment", "when"];
+  "tcp_flags", "icmp_type", "log", "comment", "when"];
 const SET_KEYS = ["file"];
 
 function editDistance(a: string, b: string): number {
@@ -414,7 +418,7 @@ class Parser {
     if (e === null) return null;
     const r: RuleAst = {
       index, pos, ok: true, name: null, action: null, iface: null, direction: null, proto: null,
-      src: null, dst: null, sport: null, dport: null, tcpFlags: null, log: false, comment: null, when: null,
+      src: null, dst: null, sport: null, dport: null, tcpFlags: null, icmpTypes: null, log: false, comment: null, when: null,
     };
     const need = (k: string, hint: string): { key: Pos; value: Node | null } | null => {
       const v = e.get(k);
@@ -450,12 +454,28 @@ class Parser {
     const dp = e.get("dport");
     if (dp) r.dport = this.ports(dp.value, dp.key, "dport");
 
+    // ICMP types belong to one ICMP family (the numbers differ), never with ports.
+    const it = e.get("icmp_type");
+    const protoText = r.proto ? `proto ${r.proto.value.map((p) => p.text).join(", ")}` : "no proto (any)";
+    if (it) {
+      const nums = r.proto?.value.map((p) => p.num) ?? [];
+      const fam: IcmpFamily | null = nums.length === 1 && nums[0] === 1 ? 4 : nums.length === 1 && nums[0] === 58 ? 6 : null;
+      const ports = sp ?? dp;
+      if (ports) {
+        this.diag.error("icmp_type_with_ports", ports.key, `${sp ? "sport" : "dport"} and icmp_type cannot be in one rule: ICMP has types, not ports`);
+      } else if (protoOk && fam === null) {
+        const both = nums.includes(1) && nums.includes(58);
+        this.diag.error("icmp_type_needs_icmp", it.key, `icmp_type needs proto icmp or proto icmpv6; this rule has ${protoText}` +
+          (both ? " (the two number their types differently: write one rule per family)" : ""));
+      }
+      if (fam !== null) r.icmpTypes = this.icmpTypes(it.value, it.key, fam);
+    }
+
     // Ports exist only for TCP and UDP; say so rather than build a rule that
     // silently never matches anything else.
     const tcpUdpOnly = r.proto !== null && r.proto.value.every((p) => p.num === 6 || p.num === 17);
     for (const [k, v] of [["sport", sp], ["dport", dp]] as const) {
-      if (v && protoOk && !tcpUdpOnly) {
-        const protoText = r.proto ? `proto ${r.proto.value.map((p) => p.text).join(", ")}` : "no proto (any)";
+      if (v && protoOk && !tcpUdpOnly && !it) {
         this.diag.error("ports_need_tcp_udp", v.key, `${k} needs proto tcp or udp (or a list of only those); this rule has ${protoText}`);
       }
     }
@@ -593,6 +613,59 @@ class Parser {
       out.push({ lo, hi, text: lo === hi ? String(lo) : `${lo}-${hi}`, pos: p });
     }
     return ok ? { value: out, pos: this.pos(n, key) } : null;
+  }
+
+  // icmp_type: a name, a number, "type/code" (each a name or a number),
+  // { type: T, code: C }, or a list of these; names of family `fam` only.
+  private icmpTypes(n: Node | null, key: Pos, fam: IcmpFamily): Located<IcmpTypeAst[]> | null {
+    if (n === null || (isScalar(n) && n.value === null)) {
+      this.diag.error("bad_type", this.pos(n, key), "icmp_type has no value");
+      return null;
+    }
+    const items = isSeq(n) ? n.items.map((i) => this.node(i)) : [n];
+    if (items.length === 0) {
+      this.diag.error("empty_list", this.pos(n, key), "icmp_type is an empty list; leave the key out to mean any");
+      return null;
+    }
+    const out: IcmpTypeAst[] = [];
+    let ok = true;
+    for (const item of items) {
+      const t = this.icmpEntry(item, this.pos(item, key), fam);
+      if (t === null) ok = false; else out.push(t);
+    }
+    return ok ? { value: out, pos: this.pos(n, key) } : null;
+  }
+
+  private icmpEntry(n: Node | null, p: Pos, fam: IcmpFamily): IcmpTypeAst | null {
+    let type: unknown, code: unknown = null, codePos = p;
+    if (n && isMap(n)) {
+      const e = this.entries(n, ["type", "code"], "an icmp_type entry", p);
+      if (e === null) return null;
+      const t = e.get("type");
+      if (!t) { this.diag.error("missing_key", p, `an icmp_type entry { type: ..., code: ... } needs "type:"`); return null; }
+      type = t.value && isScalar(t.value) ? t.value.value : undefined;
+      p = this.pos(t.value, t.key);
+      const c = e.get("code");
+      if (c) { code = c.value && isScalar(c.value) ? c.value.value : undefined; codePos = this.pos(c.value, c.key); }
+    } else if (n && isScalar(n)) {
+      type = n.value;
+      if (typeof n.value === "string") {
+        const sp = splitIcmpText(n.value);
+        type = sp.type;
+        code = sp.code;
+        const quoted = n.type === "QUOTE_DOUBLE" || n.type === "QUOTE_SINGLE" ? 1 : 0;
+        if (sp.code !== null && n.range) codePos = this.at(n.range[0] + quoted + sp.codeAt);
+      }
+    } else {
+      this.diag.error("bad_type", p, "each icmp_type entry is a name, a number, type/code or { type: T, code: C }");
+      return null;
+    }
+    const v = resolveIcmp(fam, type, code, suggest);
+    if ("what" in v) {
+      this.diag.error(v.code, v.part === "type" ? p : codePos, v.what);
+      return null;
+    }
+    return { type: v.type, code: v.code, text: icmpText(fam, v.type, v.code), pos: p };
   }
 
   // pf syntax: "S/SA" = of the flags S and A, S is set and A is not.

@@ -120,11 +120,14 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   const aggs = Math.ceil(words / 64);
   const pool = new BitmapPool(words * 2, maxBytes, (aggs + words) * 8);
 
-  const ctx = direct(pool, rules, F.CTX_SIZE, (r, v) => r.ctx === null || r.ctx.includes(v));
+  // ctx 128..255 (CTX_ERROR set): unrelated ICMP errors, for rules that name ICMP types only.
+  const ctx = direct(pool, rules, F.CTX_SIZE, (r, v) =>
+    (v < F.CTX_ERROR || (r.icmp ?? null) !== null) && (r.ctx === null || r.ctx.includes(v & ~F.CTX_ERROR)));
   const proto = direct(pool, rules, 256, (r, v) => r.protos === null || r.protos.includes(v));
   const flags = direct(pool, rules, 256, (r, v) => r.tcpFlags === null || (v & r.tcpFlags.mask) === r.tcpFlags.value);
   const sport = expandPorts(sweep<number>(pool, rules.map((r) => r.sport), 0xffff, 0, 1));
   const dport = expandPorts(sweep<number>(pool, rules.map((r) => r.dport), 0xffff, 0, 1));
+  const icmp = expandPorts(sweep<number>(pool, rules.map((r) => r.icmp ?? null), 0xffff, 0, 1));
   const src4 = sweep<number>(pool, rules.map((r) => addrList(r.src, "v4") as Range32[] | null), MAX_V4, 0, 1);
   const dst4 = sweep<number>(pool, rules.map((r) => addrList(r.dst, "v4") as Range32[] | null), MAX_V4, 0, 1);
   const src6 = sweep<bigint>(pool, rules.map((r) => addrList(r.src, "v6") as Range128[] | null), MAX_V6, 0n, 1n);
@@ -142,7 +145,7 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   const rulesOff = place(n * F.RULE_SIZE);
   const infoOff = place(infoLen);
   const ctxOff = place(256 * 4), protoOff = place(256 * 4), flagsOff = place(256 * 4);
-  const sportOff = place(F.PORT_SIZE * 4), dportOff = place(F.PORT_SIZE * 4);
+  const sportOff = place(F.PORT_SIZE * 4), dportOff = place(F.PORT_SIZE * 4), icmpOff = place(F.PORT_SIZE * 4);
   const ifields = [
     { iv: src4 as Interval<number | bigint>, wide: false }, { iv: dst4 as Interval<number | bigint>, wide: false },
     { iv: src6 as Interval<number | bigint>, wide: true }, { iv: dst6 as Interval<number | bigint>, wide: true },
@@ -171,6 +174,7 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   v.setUint32(F.T_TCPFLAGS_OFF, flagsOff, true);
   v.setUint32(F.T_SPORT_OFF, sportOff, true);
   v.setUint32(F.T_DPORT_OFF, dportOff, true);
+  v.setUint32(F.T_ICMP_OFF, icmpOff, true);
 
   // Bitmaps: summary words, then the rule words (two u32 halves each).
   pool.maps.forEach((m, id) => {
@@ -199,7 +203,7 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   });
   const putIds = (at: number, ids: ArrayLike<number>): void => { for (let i = 0; i < ids.length; i++) v.setUint32(at + 4 * i, ids[i]!, true); };
   putIds(ctxOff, ctx); putIds(protoOff, proto); putIds(flagsOff, flags);
-  putIds(sportOff, sport); putIds(dportOff, dport);
+  putIds(sportOff, sport); putIds(dportOff, dport); putIds(icmpOff, icmp);
   const M64 = (1n << 64n) - 1n;
   ifields.forEach((f, k) => {
     const h = F.T_IFIELDS + k * F.IFIELD_SIZE;

@@ -1,10 +1,16 @@
 // ClassBench filter sets and header traces (Taylor & Turner). Filters:
 //   @srcIP/len dstIP/len spLo : spHi dpLo : dpHi proto/mask [flags/mask]
-// separated by spaces or tabs; the position of a line is its priority.
-// Traces: "src dst sport dport proto [...] matchId", decimal; plain or gzip.
+// separated by spaces or tabs; the position of a line is its priority. The
+// tenth field is 16 bits: for an ICMP rule (protocol 0x01/0xFF) the ICMP
+// type << 8 | code (sets generated from the acl seeds: 0x0303/0xFFFF is
+// type 3, code 3), matched as (value & mask) == rule value; for other rules
+// the TCP flags, of which the core matches the low byte (the TCP flag byte).
+// Traces: "src dst sport dport proto [flags ...] matchId", decimal; plain or
+// gzip. With 7 or more columns the sixth holds the packet's 16-bit value in
+// its top 16 bits (value >>> 16): the ICMP type/code or the TCP flags.
 import { MAX_OPERATOR_FILE, OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { gunzipSync } from "node:zlib";
-import { type RuleSpec, type TableSpec } from "./model.js";
+import { type Range32, type RuleSpec, type TableSpec } from "./model.js";
 
 export class ClassBenchError extends Error {
   constructor(readonly code: string, message: string) {
@@ -46,6 +52,20 @@ function hexPair(text: string, max: number, what: string, where: string): { valu
   return { value: value & mask, mask };
 }
 
+// The 16-bit values v with (v & mask) == value, as sorted inclusive ranges:
+// one range when the mask is a run of high bits, else every value's.
+export function maskedRanges(value: number, mask: number): Range32[] {
+  const low = ~mask & 0xffff;
+  if ((low & (low + 1)) === 0) return [[value, value | low]];
+  const out: Array<[number, number]> = [];
+  for (let v = 0; v <= 0xffff; v++) {
+    if ((v & mask) !== value) continue;
+    const last = out[out.length - 1];
+    if (last && last[1] === v - 1) last[1] = v; else out.push([v, v]);
+  }
+  return out;
+}
+
 // One ClassBench filter as a rule spec. `index` is 0-based.
 export function parseFilter(line: string, index: number, file = "rules"): RuleSpec {
   const where = `${file}:${index + 1}`;
@@ -68,6 +88,7 @@ export function parseFilter(line: string, index: number, file = "rules"): RuleSp
   const protos: number[] = [];
   for (let v = 0; v < 256; v++) if ((v & proto.mask) === proto.value) protos.push(v);
   const flags = fl === undefined ? null : hexPair(fl, 0xffff, "flags", where);
+  const icmp = proto.value === 1 && proto.mask === 0xff;
   return {
     action: index % 2 === 0 ? "allow" : "deny",
     log: false,
@@ -77,8 +98,10 @@ export function parseFilter(line: string, index: number, file = "rules"): RuleSp
     protos: protos.length === 256 ? null : protos,
     sport: [ports(sp)],
     dport: [ports(dp)],
-    // ClassBench flags are 16-bit; the core matches the TCP flag byte.
-    tcpFlags: flags === null || (flags.mask & 0xff) === 0 ? null : { value: flags.value & 0xff, mask: flags.mask & 0xff },
+    // ClassBench flags are 16-bit; the core matches the TCP flag byte, or
+    // for ICMP rules the whole value as the ICMP type/code.
+    tcpFlags: icmp || flags === null || (flags.mask & 0xff) === 0 ? null : { value: flags.value & 0xff, mask: flags.mask & 0xff },
+    icmp: icmp && flags !== null && flags.mask !== 0 ? maskedRanges(flags.value, flags.mask) : null,
     line: index + 1,
     info: `${file}:${index + 1} ${text}`,
   };
@@ -96,7 +119,9 @@ export function readFilters(path: string): TableSpec {
   return { rules: lines.map((l, i) => parseFilter(l, i, path)), defaultAction: "deny" };
 }
 
-export interface TraceLine { src: number; dst: number; sport: number; dport: number; proto: number; expected: number | null }
+// flags: the packet's 16-bit flags value (ICMP type/code or TCP flags), 0
+// when the trace has no flags column.
+export interface TraceLine { src: number; dst: number; sport: number; dport: number; proto: number; flags: number; expected: number | null }
 
 export function parseTrace(text: string, file = "trace"): TraceLine[] {
   const out: TraceLine[] = [];
@@ -108,10 +133,14 @@ export function parseTrace(text: string, file = "trace"): TraceLine[] {
       throw new ClassBenchError("EBADTRACE", `${file}:${i + 1}: expected 5 or more decimal fields: src dst sport dport proto [... matchId]`);
     }
     const n = f.map(Number);
-    if (n[0]! > 0xffffffff || n[1]! > 0xffffffff || n[2]! > 0xffff || n[3]! > 0xffff || n[4]! > 0xff) {
+    const flags = f.length >= 7 ? n[5]! : 0;
+    if (n[0]! > 0xffffffff || n[1]! > 0xffffffff || n[2]! > 0xffff || n[3]! > 0xffff || n[4]! > 0xff || flags > 0xffffffff) {
       throw new ClassBenchError("EBADTRACE", `${file}:${i + 1}: a field is out of range`);
     }
-    out.push({ src: n[0]!, dst: n[1]!, sport: n[2]!, dport: n[3]!, proto: n[4]!, expected: f.length >= 6 ? n[f.length - 1]! : null });
+    out.push({
+      src: n[0]!, dst: n[1]!, sport: n[2]!, dport: n[3]!, proto: n[4]!, flags: Math.floor(flags / 0x10000),
+      expected: f.length >= 6 ? n[f.length - 1]! : null,
+    });
   });
   return out;
 }

@@ -2,7 +2,7 @@
 // test/table.test.ts checks these against tables the core accepts and refuses.
 
 export const TABLE_MAGIC = 0x544c4350;
-export const TABLE_VERSION = 1;
+export const TABLE_VERSION = 2; // 2: the icmp field; a version 1 table is refused (recompile it)
 export const HDR_SIZE = 128;
 
 export const T_MAGIC = 0;
@@ -26,6 +26,7 @@ export const T_PROTO_OFF = 60;
 export const T_TCPFLAGS_OFF = 64;
 export const T_SPORT_OFF = 68;
 export const T_DPORT_OFF = 72;
+export const T_ICMP_OFF = 76;
 export const T_IFIELDS = 80;
 export const IFIELD_SIZE = 12;
 export const IF_COUNT = 0;
@@ -44,7 +45,9 @@ export const ACTION_ALLOW = 1;
 export const RF_LOG = 1;
 
 export const CTX_SIZE = 256;
-export const PORT_SIZE = 65536;
+// ctx bit 7: an ICMP error no tracked flow owns, which meets only rules that name ICMP types.
+export const CTX_ERROR = 0x80;
+export const PORT_SIZE = 65536; // also the icmp field's entries (type << 8 | code)
 export const RULE_COUNTER_SIZE = 24;
 
 export const HEADER_SIZE = 16;

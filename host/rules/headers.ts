@@ -4,7 +4,9 @@ import * as ABI from "../core/abi.js";
 import { type Core } from "../core/core.js";
 import { HEADER_SIZE } from "./format.js";
 
-export interface Header { src: number; dst: number; sport: number; dport: number; proto: number }
+// flags: a ClassBench trace's 16-bit flags value: the TCP flag byte is its
+// low byte, the ICMP type << 8 | code all of it (both 0 when absent).
+export interface Header { src: number; dst: number; sport: number; dport: number; proto: number; flags?: number }
 
 export const MAX_HEADERS = Math.floor(ABI.DATA_CAP / (HEADER_SIZE + 4));
 
@@ -22,6 +24,8 @@ export function classifyHeaders(core: Core, headers: ReadonlyArray<Header>, ctx 
       v.setUint16(at + 8, h.sport, true);
       v.setUint16(at + 10, h.dport, true);
       v.setUint8(at + 12, h.proto);
+      v.setUint8(at + 13, (h.flags ?? 0) & 0xff);
+      v.setUint16(at + 14, (h.flags ?? 0) & 0xffff, true);
     }
     const r = core.x.classify_headers(n, ctx);
     if (r !== n) throw new Error(r === -1 ? "classify_headers refused: no live table or too many headers" : `classify_headers returned ${r}`);

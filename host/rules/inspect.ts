@@ -15,7 +15,7 @@ export function loadTableView(core: Core, bytes: Uint8Array): TableView {
   return new TableView(bytes);
 }
 
-export const FIELDS = ["interface", "proto", "tcp_flags", "sport", "dport", "src", "dst"] as const;
+export const FIELDS = ["interface", "proto", "tcp_flags", "sport", "dport", "icmp_type", "src", "dst"] as const;
 export type FieldName = (typeof FIELDS)[number];
 
 export interface TableRule { index: number; action: "allow" | "deny"; log: boolean; line: number; info: string }
@@ -29,6 +29,7 @@ export interface FlowKey {
   sport: number;
   dport: number;
   tcpFlags: number;
+  icmp: number; // type << 8 | code, 0 for other protocols
 }
 
 export class TableView {
@@ -117,6 +118,7 @@ export class TableView {
       tcp_flags: this.direct(F.T_TCPFLAGS_OFF, k.tcpFlags),
       sport: this.direct(F.T_SPORT_OFF, k.sport),
       dport: this.direct(F.T_DPORT_OFF, k.dport),
+      icmp_type: this.direct(F.T_ICMP_OFF, k.icmp),
       src: this.interval(six, k.src),
       dst: this.interval(six + 1, k.dst),
     };

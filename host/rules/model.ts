@@ -25,6 +25,9 @@ export interface RuleSpec {
   sport: Range32[] | null; //     null: any (including packets without ports)
   dport: Range32[] | null;
   tcpFlags: { value: number; mask: number } | null;
+  // ICMP or ICMPv6 type << 8 | code, inclusive ranges; null: any (and then
+  // the rule never matches an ICMP error that no tracked flow owns).
+  icmp?: Range32[] | null;
   line: number; //                source line, 0 when none
   info: string; //                for people: where it came from and what it says
 }

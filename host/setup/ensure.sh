@@ -9,7 +9,7 @@ what="${1:-test}"
 # Debian packages each command needs, as "command-to-look-for:package".
 need=(gcc:gcc wasm2c:wabt ip:iproute2 tcpdump:tcpdump
   iptables-legacy:iptables make:make g++:g++ python3:python3
-  nft:nftables nginx:nginx curl:curl nmap:nmap)
+  nft:nftables nginx:nginx curl:curl nmap:nmap ping:iputils-ping)
 
 missing=()
 for pair in "${need[@]}"; do

@@ -114,6 +114,26 @@ export function writeTestPolicy(t: Topology): string {
   return file;
 }
 
+// The default policy and rows that let the lan ping the proxy's internal
+// address (ICMP and ICMPv6 echo requests, by icmp_type).
+export function writePingPolicy(t: Topology): string {
+  const file = join(t.dir, "ping-policy.yaml");
+  const rows = (proto: string): string[] => [
+    `  - name: lan-ping-${proto}`, "    action: allow", "    interface: internal", "    direction: in",
+    `    proto: ${proto}`, "    dst: proxy_internal", "    icmp_type: [echo-request]",
+  ];
+  writeFileSync(file, `${readFileSync(DEFAULT_POLICY, "utf8").trimEnd()}\n\n  # ---- rows of the ping test ----\n${[...rows("icmp"), ...rows("icmpv6")].join("\n")}\n`);
+  return file;
+}
+
+// `ping -c COUNT` from a namespace: how many echo replies came back.
+export function pingFrom(t: Topology, from: NsRole, addr: string, count = 3): number {
+  const r = t.exec(from, ["ping", "-n", "-c", String(count), "-i", "0.2", "-W", "1", addr]);
+  const m = / (\d+) received/.exec(r.stdout);
+  if (!m) throw new Error(`ping ${addr} from ${from}: no summary (exit ${r.status}): ${r.stdout}${r.stderr}`);
+  return Number(m[1]);
+}
+
 // ---- the daemon -------------------------------------------------------------------
 
 export interface Daemon { child: ChildProcess; pid: number; sock: string; log: string }

@@ -10,6 +10,7 @@ import {
   echo, icmp, ipv4, ipv6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
   tcp, udp,
 } from "../../host/packets/build.js";
+import { isIcmpError } from "../../host/packets/icmp-names.js";
 import { buildTable } from "../../host/rules/build.js";
 import * as F from "../../host/rules/format.js";
 import { type AddrRanges, type RuleSpec, type TableSpec } from "../../host/rules/model.js";
@@ -120,4 +121,16 @@ export function ping(fam: 4 | 6, src: string, dst: string, type: number, id: num
 export function icmpError(fam: 4 | 6, from: string, to: string, type: number, code: number, quoted: Uint8Array, rest = 0): Uint8Array {
   const o = { src: from, dst: to, proto: fam === 4 ? PROTO_ICMP : PROTO_ICMPV6, payload: icmp({ type, code, rest, payload: quoted.slice(0, fam === 4 ? 28 : 48) }) };
   return fam === 4 ? ipv4(o) : ipv6(o);
+}
+
+// A real ICMP/ICMPv6 message of this type: queries carry an identifier (one
+// per type), errors quote a UDP datagram (`quoted`, by default one the
+// destination sent that no flow owns), the rest eight bytes of body.
+export function icmpMessage(fam: 4 | 6, src: string, dst: string, type: number, code = 0, quoted?: Uint8Array, hops = 64): Uint8Array {
+  const q = quoted ?? udpPkt(fam, dst, 33333, src, 53);
+  const body = isIcmpError(fam, type)
+    ? icmp({ type, code, rest: fam === 6 && type === 2 ? 1280 : 0, payload: q.slice(0, fam === 4 ? 28 : 48) })
+    : code === 0 ? echo(type, 0x4200 | type, 1, new Uint8Array(8)) : icmp({ type, code, payload: new Uint8Array(8) });
+  const o = { src, dst, proto: fam === 4 ? PROTO_ICMP : PROTO_ICMPV6, payload: body };
+  return fam === 4 ? ipv4(o) : ipv6({ ...o, hopLimit: hops });
 }
