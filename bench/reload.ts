@@ -54,8 +54,9 @@ export async function benchReloadPolicy(policy: string, n: number): Promise<Relo
   writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
   const d = new Daemon({ policy: a, mode: "host" }, quiet);
   try {
-    for (let i = 0; i < 5; i++) d.reload(i % 2 ? b : a);
-    const recs = Array.from({ length: n }, (_, i) => ({ rec: d.reload(i % 2 ? b : a), outside: 0 }));
+    for (let i = 0; i < 5; i++) await d.reload(i % 2 ? b : a);
+    const recs: Array<{ rec: ReloadRecord; outside: number }> = [];
+    for (let i = 0; i < n; i++) recs.push({ rec: await d.reload(i % 2 ? b : a), outside: 0 });
     return figures("default policy", recs, tableSize(d));
   } finally {
     await d.stop();
@@ -71,14 +72,15 @@ const tableSize = (d: Daemon): number => (d as unknown as { table: { bytes: Uint
 export async function benchReloadClassBench(rulesFile: string, n: number): Promise<ReloadFigures> {
   const d = new Daemon({ policy: rulesFile, mode: "host" }, quiet);
   try {
-    const once = (): { rec: ReloadRecord; outside: number } => {
+    const once = async (): Promise<{ rec: ReloadRecord; outside: number }> => {
       const t0 = nowMs();
       const bytes = buildTable(readFilters(rulesFile)).bytes;
       const outside = nowMs() - t0;
-      return { rec: d.reload(rulesFile, bytes), outside };
+      return { rec: await d.reload(rulesFile, bytes), outside };
     };
-    for (let i = 0; i < 2; i++) once();
-    const recs = Array.from({ length: n }, once);
+    for (let i = 0; i < 2; i++) await once();
+    const recs: Array<{ rec: ReloadRecord; outside: number }> = [];
+    for (let i = 0; i < n; i++) recs.push(await once());
     const name = rulesFile.split("/").pop()!.replace(/\.rules$/, "");
     return figures(name, recs, tableSize(d));
   } finally {
@@ -96,7 +98,7 @@ export async function benchRecheck(policy: string, flows: number, n: number): Pr
   writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
   const d = new Daemon({ policy: a, mode: "host", core: { maxFlows: Math.max(65536, flows * 2) } }, quiet);
   try {
-    if (!d.reload().ok) throw new Error("default policy did not load");
+    if (!(await d.reload()).ok) throw new Error("default policy did not load");
     const IN = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
     const OUT = { hook: ABI.HOOK_OUTPUT, inRole: ABI.ROLE_NONE, outRole: ABI.ROLE_EXTERNAL };
     const batch = new Batch(d.core);
@@ -116,7 +118,8 @@ export async function benchRecheck(policy: string, flows: number, n: number): Pr
     }
     const live = Number(d.core.counters().flows.live);
     if (live !== flows) throw new Error(`expected ${flows} tracked flows, have ${live}`);
-    const recs = Array.from({ length: n }, (_, i) => ({ rec: d.reload(i % 2 ? a : b, undefined, { recheck: true }), outside: 0 }));
+    const recs: Array<{ rec: ReloadRecord; outside: number }> = [];
+    for (let i = 0; i < n; i++) recs.push({ rec: await d.reload(i % 2 ? a : b, undefined, { recheck: true }), outside: 0 });
     const f = figures(`default policy + recheck of ${flows} flows`, recs, tableSize(d));
     f.flows = flows;
     return f;

@@ -54,7 +54,7 @@ test("a process running as nobody cannot use the control socket; its owner can",
   const sock = join(dir, "run", "control.sock");
   const d = new Daemon({ policy: "host/policy/default.yaml", mode: "host", control: sock }, new JsonLogger(() => {}));
   try {
-    assert.ok(d.reload().ok);
+    assert.ok((await d.reload()).ok);
     await d.listen();
     assert.is(statSync(join(dir, "run")).mode & 0o777, 0o700);
     assert.is(statSync(sock).mode & 0o777, 0o600);

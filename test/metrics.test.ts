@@ -24,10 +24,10 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
   const d = new Daemon({ policy: POLICY, mode: "host" }, new JsonLogger(() => {}));
   const m = new MetricsServer(d, new JsonLogger(() => {}));
   try {
-    assert.ok(d.reload().ok);
+    assert.ok((await d.reload()).ok);
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "version: 1\nrules: [\n");
-    assert.is(d.reload(bad).ok, false);
+    assert.is((await d.reload(bad)).ok, false);
     const src = new FakeSource("queue0", { enobufs: 2, bytes: 999, kernelWaiting: 1, kernelQueueDropped: 3, kernelUserDropped: 4 });
     d.addSource(src);
     assert.equal(new Conn(src, 40000, 443).open(), ["rule_allow", "state_match", "state_match"]);

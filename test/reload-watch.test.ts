@@ -47,7 +47,7 @@ function withWatch(name: string, fn: (c: Ctx) => Promise<void>): () => Promise<v
     const src = new FakeSource("q0");
     const w = new PolicyWatcher(d, log, { debounceMs: DEBOUNCE, maxWaits: 5 });
     try {
-      assert.ok(d.reload().ok);
+      assert.ok((await d.reload()).ok);
       d.addSource(src);
       w.start();
       await fn({ d, w, src, dir, file, logs });
@@ -159,7 +159,7 @@ test("saves that change nothing (same bytes, or back to the live content) do not
 test("the watch follows the daemon to the file of a control reload", withWatch("policy.yaml", async ({ d, w, dir }) => {
   const other = join(dir, "other.yaml");
   writeFileSync(other, POLICY_TEXT);
-  assert.ok(d.reload(other).ok);
+  assert.ok((await d.reload(other)).ok);
   await waitFor("the watch to follow", () => w.watching === other, 3000);
   writeFileSync(other, OFF80);
   await waitFor("the reload", () => d.reloads.length === 3);
