@@ -182,7 +182,8 @@ export class ControlServer {
     const s = this.server;
     this.server = null;
     for (const c of this.conns) c.destroy();
-    if (s) await new Promise<void>((r) => s.close(() => r()));
+    if (!s) return; // never listened: what is at the path is not ours
+    await new Promise<void>((r) => s.close(() => r()));
     rmSync(this.path, { force: true });
   }
 }
