@@ -10,6 +10,9 @@ import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { CONTROL_MAX_CONNECTIONS, ControlServer, request } from "../host/daemon/control.js";
+import { Daemon } from "../host/daemon/daemon.js";
+import { JsonLogger } from "../host/daemon/log.js";
+import { METRICS_MAX_CONNECTIONS, MetricsServer } from "../host/daemon/metrics.js";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const CHILD = join(import.meta.dirname ?? new URL(".", import.meta.url).pathname, "helpers", "control-child.js");
@@ -150,6 +153,34 @@ test("an idle connection is closed after the timeout with one line; a request th
     for (const c of conns) c.destroy();
     await s.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test(`the metrics endpoint takes at most ${METRICS_MAX_CONNECTIONS} connections at once; one more is closed, and scrapes go on`, async () => {
+  const d = new Daemon({ policy: "host/policy/default.yaml", mode: "host" }, new JsonLogger(() => {}));
+  const m = new MetricsServer(d, new JsonLogger(() => {}));
+  const conns: Socket[] = [];
+  try {
+    assert.ok((await d.reload()).ok);
+    const port = await m.listen("127.0.0.1", 0);
+    const tcpTo = (): Promise<Socket> => new Promise((resolve, reject) => {
+      const c = createConnection({ host: "127.0.0.1", port });
+      c.once("connect", () => resolve(c));
+      c.once("error", reject);
+    });
+    for (let i = 0; i < METRICS_MAX_CONNECTIONS; i++) conns.push(await tcpTo());
+    const over = await tcpTo();
+    conns.push(over);
+    assert.equal(await told(over, 3000), { line: "", closed: true });
+    conns[0]!.destroy();
+    await sleep(100);
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    assert.is(res.status, 200);
+    assert.match(await res.text(), /^portcullis_table_rules /m);
+  } finally {
+    for (const c of conns) c.destroy();
+    await m.close();
+    await d.stop();
   }
 });
 

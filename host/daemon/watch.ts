@@ -19,9 +19,10 @@
 // The bytes that were checked are the bytes compiled: the file is not read a
 // third time. The watch follows the daemon's policy path: after `portcullis
 // reload OTHER` it watches OTHER.
-import { type FSWatcher, readFileSync, watch } from "node:fs";
+import { type FSWatcher, watch } from "node:fs";
 import { basename, dirname, resolve } from "node:path";
 import { parseDocument } from "yaml";
+import { readOperatorFile } from "../io/operator-file.js";
 import * as F from "../rules/format.js";
 import { type ReloadOptions, type ReloadRecord } from "./daemon.js";
 import { type Logger } from "./log.js";
@@ -175,6 +176,7 @@ export class PolicyWatcher {
   }
 }
 
+// A FIFO, device or oversized file put in the policy's place is never read (operator-file.ts).
 function read(path: string): Buffer | null {
-  try { return readFileSync(path); } catch { return null; }
+  try { return readOperatorFile(path, "policy"); } catch { return null; }
 }
