@@ -156,13 +156,16 @@ export interface TrafficFigures {
   gapMax: Figure;
 }
 
-// Always 256 SYNs to 443 from 192.0.2.0/24 (the set drops them); verdicts go nowhere.
+// 256 SYNs to 443 from 192.0.2.0/24 per wakeup (the set drops them); verdicts go nowhere.
 class SynSource implements PacketSource {
   readonly name = "bench";
   private readonly pkts = Array.from({ length: 256 }, (_, i) =>
     ipv4({ src: `192.0.2.${1 + (i % 250)}`, dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: 1024 + i, dport: 443, flags: TCP_SYN }) }));
   private readonly meta = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
+  private turn = false; // one batch per wakeup: Engine.drain reads until a short batch
   recv(core: Batch["core"], max: number): number {
+    this.turn = !this.turn;
+    if (!this.turn) return 0;
     const b = new Batch(core);
     for (let i = 0; i < Math.min(max, this.pkts.length); i++) b.add(this.pkts[i]!, this.meta);
     return b.count;

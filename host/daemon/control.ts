@@ -137,7 +137,13 @@ export class ControlServer {
         const more = sock.write(line(a));
         idle();
         // The client does not read its answers: wait (idle timer running) until it does.
-        if (!more) await new Promise<void>((r) => { sock.once("drain", r); sock.once("close", r); });
+        if (!more) {
+          await new Promise<void>((r) => {
+            const done = (): void => { sock.off("drain", done); sock.off("close", done); r(); };
+            sock.once("drain", done);
+            sock.once("close", done);
+          });
+        }
         if (sock.destroyed) return;
         idle();
         // The packet batches and the other clients before the next request.
