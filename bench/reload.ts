@@ -6,17 +6,23 @@
 // nearest-rank over `n` reloads after warm-up; with n = 50 (or 20) the p99
 // is the slowest or second slowest reload.
 // A last section times `reload --recheck` with many tracked flows.
+// benchReloadUnderTraffic: a policy with a 1,000,000-prefix set reloaded
+// while batches flow, compiled on the packet loop (as before the compile
+// worker) and in the worker, alternately: the gaps between batches show how
+// long the packet loop stood still.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ABI from "../host/core/abi.js";
 import { Batch } from "../host/core/batch.js";
+import { compileJob } from "../host/daemon/compiler.js";
 import { Daemon, type ReloadRecord } from "../host/daemon/daemon.js";
+import { type PacketSource } from "../host/daemon/engine.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { ipv4, PROTO_TCP, TCP_ACK, TCP_SYN, tcp } from "../host/packets/build.js";
 import { readFilters } from "../host/rules/classbench.js";
 import { buildTable } from "../host/rules/build.js";
-import { nowMs, percentile } from "./stats.js";
+import { figure, type Figure, fmt, nowMs, percentile } from "./stats.js";
 
 export interface Phase { p50: number; p99: number }
 export interface ReloadFigures {
@@ -54,8 +60,9 @@ export async function benchReloadPolicy(policy: string, n: number): Promise<Relo
   writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
   const d = new Daemon({ policy: a, mode: "host" }, quiet);
   try {
-    for (let i = 0; i < 5; i++) d.reload(i % 2 ? b : a);
-    const recs = Array.from({ length: n }, (_, i) => ({ rec: d.reload(i % 2 ? b : a), outside: 0 }));
+    for (let i = 0; i < 5; i++) await d.reload(i % 2 ? b : a);
+    const recs: Array<{ rec: ReloadRecord; outside: number }> = [];
+    for (let i = 0; i < n; i++) recs.push({ rec: await d.reload(i % 2 ? b : a), outside: 0 });
     return figures("default policy", recs, tableSize(d));
   } finally {
     await d.stop();
@@ -71,14 +78,15 @@ const tableSize = (d: Daemon): number => (d as unknown as { table: { bytes: Uint
 export async function benchReloadClassBench(rulesFile: string, n: number): Promise<ReloadFigures> {
   const d = new Daemon({ policy: rulesFile, mode: "host" }, quiet);
   try {
-    const once = (): { rec: ReloadRecord; outside: number } => {
+    const once = async (): Promise<{ rec: ReloadRecord; outside: number }> => {
       const t0 = nowMs();
       const bytes = buildTable(readFilters(rulesFile)).bytes;
       const outside = nowMs() - t0;
-      return { rec: d.reload(rulesFile, bytes), outside };
+      return { rec: await d.reload(rulesFile, bytes), outside };
     };
-    for (let i = 0; i < 2; i++) once();
-    const recs = Array.from({ length: n }, once);
+    for (let i = 0; i < 2; i++) await once();
+    const recs: Array<{ rec: ReloadRecord; outside: number }> = [];
+    for (let i = 0; i < n; i++) recs.push(await once());
     const name = rulesFile.split("/").pop()!.replace(/\.rules$/, "");
     return figures(name, recs, tableSize(d));
   } finally {
@@ -96,7 +104,7 @@ export async function benchRecheck(policy: string, flows: number, n: number): Pr
   writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
   const d = new Daemon({ policy: a, mode: "host", core: { maxFlows: Math.max(65536, flows * 2) } }, quiet);
   try {
-    if (!d.reload().ok) throw new Error("default policy did not load");
+    if (!(await d.reload()).ok) throw new Error("default policy did not load");
     const IN = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
     const OUT = { hook: ABI.HOOK_OUTPUT, inRole: ABI.ROLE_NONE, outRole: ABI.ROLE_EXTERNAL };
     const batch = new Batch(d.core);
@@ -116,7 +124,8 @@ export async function benchRecheck(policy: string, flows: number, n: number): Pr
     }
     const live = Number(d.core.counters().flows.live);
     if (live !== flows) throw new Error(`expected ${flows} tracked flows, have ${live}`);
-    const recs = Array.from({ length: n }, (_, i) => ({ rec: d.reload(i % 2 ? a : b, undefined, { recheck: true }), outside: 0 }));
+    const recs: Array<{ rec: ReloadRecord; outside: number }> = [];
+    for (let i = 0; i < n; i++) recs.push({ rec: await d.reload(i % 2 ? a : b, undefined, { recheck: true }), outside: 0 });
     const f = figures(`default policy + recheck of ${flows} flows`, recs, tableSize(d));
     f.flows = flows;
     return f;
@@ -136,4 +145,100 @@ export function formatReload(rows: ReloadFigures[]): string[] {
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (c: string[]): string => c.map((x, i) => x.padEnd(widths[i]!)).join("  ");
   return [line(head), ...body.map(line)];
+}
+
+export interface TrafficFigures {
+  how: "on the packet loop" | "in the worker";
+  prefixes: number; n: number;
+  reloadMs: Figure; //   the reload, asked to committed
+  batches: Figure; //    batches of 256 run meanwhile
+  gapP99: Figure; //     between two batches during the reload, ms
+  gapMax: Figure;
+}
+
+// 256 SYNs to 443 from 192.0.2.0/24 per wakeup (the set drops them); verdicts go nowhere.
+class SynSource implements PacketSource {
+  readonly name = "bench";
+  private readonly pkts = Array.from({ length: 256 }, (_, i) =>
+    ipv4({ src: `192.0.2.${1 + (i % 250)}`, dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport: 1024 + i, dport: 443, flags: TCP_SYN }) }));
+  private readonly meta = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
+  private turn = false; // one batch per wakeup: Engine.drain reads until a short batch
+  recv(core: Batch["core"], max: number): number {
+    this.turn = !this.turn;
+    if (!this.turn) return 0;
+    const b = new Batch(core);
+    for (let i = 0; i < Math.min(max, this.pkts.length); i++) b.add(this.pkts[i]!, this.meta);
+    return b.count;
+  }
+  verdict(): void {}
+  onReadable(): void {}
+  stats(): Record<string, number> { return {}; }
+  close(): void {}
+}
+
+export async function benchReloadUnderTraffic(policy: string, prefixes: number, n: number): Promise<TrafficFigures[]> {
+  const dir = mkdtempSync(join(tmpdir(), "pc-bench-traffic-"));
+  const lines: string[] = [];
+  for (let i = 0; i < prefixes; i++) { const a = 0x0a000000 + i * 2; lines.push(`${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}/32`); }
+  lines.push("192.0.2.0/24");
+  writeFileSync(join(dir, "big.txt"), `${lines.join("\n")}\n`);
+  const text = readFileSync(policy, "utf8").replace("rules:\n", "sets:\n  blocklist: { file: big.txt }\nrules:\n" +
+    "  - name: block\n    action: deny\n    interface: external\n    direction: in\n    src: blocklist\n    dst: any\n");
+  const a = join(dir, "a.yaml"), b = join(dir, "b.yaml");
+  writeFileSync(a, text);
+  writeFileSync(b, text.replace("external_http_80: true", "external_http_80: false"));
+  const d = new Daemon({ policy: a, mode: "host" }, quiet);
+  const src = new SynSource();
+  const runs: Record<TrafficFigures["how"], Array<{ ms: number; batches: number; p99: number; max: number }>> = { "on the packet loop": [], "in the worker": [] };
+  try {
+    if (!(await d.reload(a)).ok) throw new Error("the 1M-prefix policy did not load");
+    // One reload with batches flowing as fast as the loop turns; gaps between their ends.
+    const once = async (how: TrafficFigures["how"], path: string): Promise<void> => {
+      const gaps: number[] = [];
+      let done = false, last = nowMs();
+      const loop = new Promise<void>((resolve) => {
+        const tick = (): void => {
+          d.engine.drain(src);
+          const t = nowMs();
+          gaps.push(t - last);
+          last = t;
+          if (done) resolve(); else setImmediate(tick);
+        };
+        setImmediate(tick);
+      });
+      await new Promise<void>((r) => setTimeout(r, 50)); // the loop is running
+      gaps.length = 0;
+      const t0 = nowMs();
+      const rec = how === "in the worker" ? await d.reload(path)
+        : await new Promise<ReloadRecord>((resolve, reject) => setImmediate(() => {
+          // What reload did before the worker: compile on the loop, then stage and commit.
+          const c = compileJob({ path, mode: "host", switches: {} });
+          if (c.ok) resolve(d.reload(path, c.bytes)); else reject(new Error(c.error));
+        }));
+      const ms = nowMs() - t0;
+      done = true;
+      await loop;
+      if (!rec.ok) throw new Error(`reload failed: ${rec.error}`);
+      runs[how].push({ ms, batches: gaps.length, p99: percentile(gaps, 99), max: Math.max(...gaps) });
+    };
+    for (let i = 0; i < n; i++) {
+      await once("on the packet loop", i % 2 ? a : b);
+      await once("in the worker", i % 2 ? b : a);
+    }
+  } finally {
+    await d.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return (Object.keys(runs) as Array<TrafficFigures["how"]>).map((how) => ({
+    how, prefixes, n,
+    reloadMs: figure(runs[how].map((r) => r.ms)), batches: figure(runs[how].map((r) => r.batches)),
+    gapP99: figure(runs[how].map((r) => r.p99)), gapMax: figure(runs[how].map((r) => r.max)),
+  }));
+}
+
+export function trafficTable(rows: TrafficFigures[]): { head: string[]; rows: string[][] } {
+  return {
+    head: ["compile", "prefixes", "n", "reload ms", "batches meanwhile", "gap p99 ms", "gap max ms"],
+    rows: rows.map((r) => [r.how, String(r.prefixes), String(r.n), fmt(r.reloadMs, 0), fmt(r.batches, 0), fmt(r.gapP99, 2), fmt(r.gapMax, 1)]),
+  };
 }

@@ -28,7 +28,7 @@ import { benchCore } from "./core.js";
 import { coreSection, coreTargets } from "./core-report.js";
 import { barChart, compareReports, printSection, type RunMeta, type Section, writeJson, writeReport } from "./report.js";
 import { classbenchWorkload, mixWorkload, type Workload } from "./workloads.js";
-import { benchRecheck, benchReloadClassBench, benchReloadPolicy, formatReload, type ReloadFigures } from "./reload.js";
+import { benchRecheck, benchReloadClassBench, benchReloadPolicy, benchReloadUnderTraffic, formatReload, type ReloadFigures, trafficTable } from "./reload.js";
 import { fmt } from "./stats.js";
 import { measureDaemonMemory } from "./memory.js";
 import { e2eSections } from "./e2e/index.js";
@@ -207,6 +207,18 @@ async function runBenchmarks(args: Args): Promise<void> {
       }),
       data: reloads,
     });
+    // The packet loop during a large reload: compiled on it, or in the worker.
+    const traffic = await benchReloadUnderTraffic(POLICY, 1_000_000, quick ? 1 : 3);
+    const ts: Section = {
+      id: "reload-traffic",
+      title: "Batches during a reload of a 1,000,000-prefix set policy: compiled on the packet loop vs in the compile worker",
+      notes: ["Batches of 256 run back to back on the event loop while the reload runs; a gap is the time between the ends of two batches " +
+        "(ms, median of n reloads with min-max; the two ways alternate in the same run). On the loop, the gap max is the whole compile."],
+      table: trafficTable(traffic), lines: [], chart: null, data: traffic,
+    };
+    console.log("");
+    printSection(ts);
+    sections.push(ts);
   }
 
   // ---- daemon memory with a full 65,536-flow state table -----------------

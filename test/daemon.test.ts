@@ -30,7 +30,7 @@ function withDaemon(fn: (d: Daemon, src: FakeSource, dir: string, sock: string, 
     const d = new Daemon({ policy: POLICY, mode: "host", control: sock }, new JsonLogger((l) => logs.push(l)));
     const src = new FakeSource("q0");
     try {
-      assert.ok(d.reload().ok);
+      assert.ok((await d.reload()).ok);
       d.addSource(src);
       await d.listen();
       await fn(d, src, dir, sock, logs);
@@ -111,7 +111,7 @@ test("stop: queued packets get verdicts, sources close, the socket goes away", a
   const sock = join(dir, "c.sock");
   try {
     const d = new Daemon({ policy: POLICY, mode: "host", control: sock }, new JsonLogger(() => {}));
-    d.reload();
+    await d.reload();
     const src = new FakeSource("q0");
     d.addSource(src);
     await d.listen();

@@ -24,10 +24,10 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
   const d = new Daemon({ policy: POLICY, mode: "host" }, new JsonLogger(() => {}));
   const m = new MetricsServer(d, new JsonLogger(() => {}));
   try {
-    assert.ok(d.reload().ok);
+    assert.ok((await d.reload()).ok);
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "version: 1\nrules: [\n");
-    assert.is(d.reload(bad).ok, false);
+    assert.is((await d.reload(bad)).ok, false);
     const src = new FakeSource("queue0", { enobufs: 2, bytes: 999, kernelWaiting: 1, kernelQueueDropped: 3, kernelUserDropped: 4 });
     d.addSource(src);
     assert.equal(new Conn(src, 40000, 443).open(), ["rule_allow", "state_match", "state_match"]);
@@ -108,10 +108,10 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
   }
 });
 
-test("packets dropped without a verdict of the core's: per cause in stats, per queue in the queue's figures, and in the metrics", () => {
+test("packets dropped without a verdict of the core's: per cause in stats, per queue in the queue's figures, and in the metrics", async () => {
   const d = new Daemon({ policy: POLICY, mode: "host" }, new JsonLogger(() => {}));
   d.engine.onFatal = () => assert.unreachable("one failed read is not fatal");
-  assert.ok(d.reload().ok);
+  assert.ok((await d.reload()).ok);
   // What the addon counts itself comes with the source's figures.
   const q0 = new FakeSource("queue0", { undecidedNoVerdict: 1, undecidedUnparsed: 2, undecidedSendFailed: 3, sendErrors: 1 });
   const q1 = new FakeSource("queue1", { undecidedSendFailed: 4 });

@@ -20,6 +20,12 @@ const POLICY_TEXT = readFileSync(POLICY, "utf8");
 const OFF80 = POLICY_TEXT.replace("external_http_80: true", "external_http_80: false");
 const BROKEN = POLICY_TEXT.replace("action: allow", "action: alow");
 
+// assert.throws for a promise: it must reject, and `ok` must accept the error.
+async function rejects(fn: () => Promise<unknown>, ok: (e: Error) => boolean): Promise<void> {
+  const e = await fn().then(() => null, (x: Error) => x);
+  assert.ok(e, "rejects");
+  assert.ok(ok(e!), e!.message);
+}
 function tmp(): string { return mkdtempSync(join(tmpdir(), "pc-state-")); }
 const quiet = (): { log: JsonLogger; lines: string[] } => { const lines: string[] = []; return { log: new JsonLogger((l) => lines.push(l)), lines }; };
 let sport = 31000;
@@ -38,7 +44,7 @@ test("every commit writes the table to the state dir (in the background, atomica
     writeFileSync(join(state, `${LAST_GOOD}.tmp-999999`), "half");
     const d = new Daemon({ policy: pol, mode: "host", stateDir: state }, log);
     assert.ok(!existsSync(join(state, `${LAST_GOOD}.tmp-999999`)), "swept at start");
-    const r1 = d.reload();
+    const r1 = await d.reload();
     assert.ok(r1.ok);
     assert.is(r1.saved, join(state, LAST_GOOD));
     await d.lastGood!.idle();
@@ -51,19 +57,19 @@ test("every commit writes the table to the state dir (in the background, atomica
     assert.is(statSync(state).mode & 0o777, 0o700);
     assert.is(statSync(join(state, LAST_GOOD)).mode & 0o777, 0o600);
     writeFileSync(pol, OFF80);
-    assert.ok(d.reload().ok);
+    assert.ok((await d.reload()).ok);
     await d.lastGood!.idle();
     const off = new Uint8Array(readFileSync(join(state, LAST_GOOD)));
     assert.is.not(sha256(off), sha256(want));
     writeFileSync(pol, BROKEN);
-    assert.is(d.reload().ok, false);
+    assert.is((await d.reload()).ok, false);
     await d.lastGood!.idle();
     assert.equal(new Uint8Array(readFileSync(join(state, LAST_GOOD))), off, "a refused reload leaves the saved table");
     // Commits faster than the disk: the newest table is the one on disk.
     const on = join(dir, "on.yaml"), off2 = join(dir, "off.yaml");
     writeFileSync(on, POLICY_TEXT);
     writeFileSync(off2, OFF80);
-    for (let i = 0; i < 6; i++) assert.ok(d.reload(i % 2 ? off2 : on).ok);
+    for (let i = 0; i < 6; i++) assert.ok((await d.reload(i % 2 ? off2 : on)).ok);
     await d.lastGood!.idle();
     const last = buildTable(compilePolicyFile(off2, { mode: "host" }).spec).bytes;
     assert.ok(readFileSync(join(state, LAST_GOOD)).equals(last), "the last commit (off.yaml) is saved");
@@ -82,13 +88,13 @@ test("a start whose policy does not load comes back with the last good table, sa
     const pol = join(dir, "p.yaml");
     writeFileSync(pol, OFF80);
     const a = new Daemon({ policy: pol, mode: "host", stateDir: state }, quiet().log);
-    assert.equal(startDaemon(a, quiet().log), { fallback: false });
+    assert.equal(await startDaemon(a, quiet().log), { fallback: false });
     await a.stop();
     // The policy breaks while the daemon is down.
     writeFileSync(pol, BROKEN);
     const { log, lines } = quiet();
     const b = new Daemon({ policy: pol, mode: "host", stateDir: state }, log);
-    assert.equal(startDaemon(b, log), { fallback: true });
+    assert.equal(await startDaemon(b, log), { fallback: true });
     const loud = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => String(l.msg).startsWith("RUNNING THE LAST GOOD TABLE"));
     assert.ok(loud, "the fallback is logged");
     assert.is(loud!.level, "error");
@@ -101,7 +107,7 @@ test("a start whose policy does not load comes back with the last good table, sa
     assert.equal(src.send(syn(80), syn(443)), ["default_deny", "rule_allow"], "the last good table (80 off) decides");
     // Fixing the policy and reloading replaces it (and saves the new table).
     writeFileSync(pol, POLICY_TEXT);
-    const r = b.reload();
+    const r = await b.reload();
     assert.ok(r.ok);
     assert.is(r.saved, join(state, LAST_GOOD));
     assert.equal(src.send(syn(80)), ["rule_allow"]);
@@ -119,7 +125,7 @@ test("when the policy and the last good table both fail, the start is refused wi
     writeFileSync(pol, BROKEN);
     const mk = (): Daemon => new Daemon({ policy: pol, mode: "host", stateDir: state }, quiet().log);
     // No saved table.
-    assert.throws(() => startDaemon(mk(), quiet().log), (e: Error) =>
+    await rejects(() => startDaemon(mk(), quiet().log), (e: Error) =>
       /^cannot start: the policy does not load: .*p\.yaml:\d+:\d+: .*; and no last good table in /.test(e.message));
     // A saved table that is damaged.
     const good = buildTable(compilePolicyFile(POLICY, { mode: "host" }).spec).bytes;
@@ -127,13 +133,13 @@ test("when the policy and the last good table both fail, the start is refused wi
     const bad = good.slice();
     bad[200] = bad[200]! ^ 0xff;
     writeFileSync(join(state, LAST_GOOD), bad);
-    assert.throws(() => startDaemon(mk(), quiet().log), (e: Error) =>
+    await rejects(() => startDaemon(mk(), quiet().log), (e: Error) =>
       /the last good table .*last-good\.table is refused: rule table refused: bad (checksum|crc)/.test(e.message));
     // A saved table of the other mode.
     saveLastGood(state, good, { policy: POLICY, mode: "gateway", ticket: 1, rules: 5 });
-    assert.throws(() => startDaemon(mk(), quiet().log), (e: Error) => /was compiled for gateway mode, not host/.test(e.message));
+    await rejects(() => startDaemon(mk(), quiet().log), (e: Error) => /was compiled for gateway mode, not host/.test(e.message));
     // No state dir at all.
-    assert.throws(() => startDaemon(new Daemon({ policy: pol, mode: "host" }, quiet().log), quiet().log), (e: Error) => /no --state-dir/.test(e.message));
+    await rejects(() => startDaemon(new Daemon({ policy: pol, mode: "host" }, quiet().log), quiet().log), (e: Error) => /no --state-dir/.test(e.message));
     assert.ok(!existsSync(join(state, "nothing")));
     assert.ok("error" in readLastGood(join(dir, "none")));
   } finally {
@@ -149,7 +155,7 @@ test("reload --recheck ends exactly the flows of the removed rule (their next pa
   const { log, lines } = quiet();
   const d = new Daemon({ policy: pol, mode: "host", control: sock }, log);
   try {
-    assert.ok(d.reload().ok);
+    assert.ok((await d.reload()).ok);
     const src = new FakeSource("q0");
     d.addSource(src);
     await d.listen();

@@ -37,7 +37,7 @@ test("a canary sees the same packets, enforces nothing, and reports every differ
   const sock = join(dir, "c.sock");
   const d = new Daemon({ policy: POLICY, mode: "host", control: sock }, new JsonLogger(() => {}));
   try {
-    assert.ok(d.reload().ok);
+    assert.ok((await d.reload()).ok);
     const src = new FakeSource("q0");
     d.addSource(src);
     await d.listen();
@@ -81,12 +81,12 @@ test("discard leaves the live table as it was; a broken candidate is refused wit
   const dir = mkdtempSync(join(tmpdir(), "pc-shadow-"));
   const d = new Daemon({ policy: POLICY, mode: "host" }, new JsonLogger(() => {}));
   try {
-    d.reload();
+    await d.reload();
     const src = new FakeSource("q0");
     d.addSource(src);
     const cand = join(dir, "c.yaml");
     writeFileSync(cand, readFileSync(POLICY, "utf8").replace("dport: 443", "dport: 444"));
-    d.startShadow(cand);
+    await d.startShadow(cand);
     assert.equal(send(src, [seg(true, 2000, 443, TCP_SYN), IN]), [A]);
     assert.is(d.engine.shadow!.report().liveAcceptCandidateDrop, 1);
     d.discard();
@@ -94,7 +94,7 @@ test("discard leaves the live table as it was; a broken candidate is refused wit
     assert.equal(send(src, [seg(true, 2001, 443, TCP_SYN), IN]), [A]);
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "version: 1\ndefault: deny\nrules:\n  - action: allow\n    interface: outside\n    direction: in\n");
-    assert.throws(() => d.startShadow(bad), /bad\.yaml:5:16/);
+    await d.startShadow(bad).then(() => assert.unreachable("a broken candidate started"), (e: Error) => assert.match(e.message, /bad\.yaml:5:16/));
     assert.throws(() => d.discard(), /no candidate/);
   } finally {
     await d.stop();

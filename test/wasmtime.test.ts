@@ -163,7 +163,7 @@ for (const engine of ENGINES) {
     const d = new Daemon({ policy: POLICY, mode: "host", core: { engine } }, new JsonLogger((l) => logs.push(l)));
     const src = new FakeSource("q0");
     try {
-      assert.ok(d.reload().ok);
+      assert.ok((await d.reload()).ok);
       d.addSource(src);
       // Accepted packets first, so a trap's verdict records hold accepts.
       assert.equal(src.send([syn(443), IN_EXT], [syn(80), IN_EXT]), ["rule_allow", "rule_allow"]);
@@ -196,16 +196,16 @@ test("daemon over wasmtime: reload, stats, canary (shadow) and promote, recheck,
     const d = new Daemon({ policy: POLICY, mode: "host", core: { engine, hashSeed: 9n } }, new JsonLogger(() => {}));
     const src = new FakeSource("q0");
     try {
-      assert.ok(d.reload().ok);
+      assert.ok((await d.reload()).ok);
       d.addSource(src);
       port = 42000;
       const reasons = src.send([syn(443), IN_EXT], [syn(22), IN_EXT], [syn(80), IN_EXT]);
-      const shadow = d.startShadow(POLICY);
+      const shadow = await d.startShadow(POLICY);
       assert.is(shadow.core.engine, engine, "the canary runs on the daemon's engine");
       src.send([syn(443), IN_EXT]);
-      const promoted = d.promote();
+      const promoted = await d.promote();
       assert.ok(promoted.ok);
-      const rec = d.reload(undefined, undefined, { recheck: true });
+      const rec = await d.reload(undefined, undefined, { recheck: true });
       const s = d.stats() as { verdicts: unknown; reasons: unknown; flows: Record<string, unknown>; coreEngine: string };
       assert.is(s.coreEngine, engine);
       results.push({ reasons, verdicts: s.verdicts, stateReasons: s.reasons, live: s.flows.live, ended: rec.recheck?.ended });

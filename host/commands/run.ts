@@ -86,7 +86,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
     core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.engine ? { engine: o.engine } : {}) }, stateDir: o.stateDir,
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
-  const { fallback } = startDaemon(daemon, log);
+  const { fallback } = await startDaemon(daemon, log);
   const roles = rolesFor({ ...(o.external ? { external: o.external } : {}), ...(o.internal ? { internal: o.internal } : {}) });
   for (const q of specs) {
     daemon.addSource(NfqSource.open({ queue: q.queue, copyRange: o.copyRange, maxLen: o.queueMaxlen, failOpen: q.failOpen, gso: o.gso ?? false, roles }));
@@ -119,7 +119,8 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGHUP", () => { daemon.reload(undefined, undefined, { trigger: "sighup", recheck: o.recheck ?? false }); });
+  // The reload compiles in a worker and queues behind any other; its record is logged.
+  process.on("SIGHUP", () => { if (!stopping) void daemon.reload(undefined, undefined, { trigger: "sighup", recheck: o.recheck ?? false }); });
 }
 
 export function runCommand(): Command {

@@ -1,17 +1,16 @@
 // The daemon: one core, its rule table, the packet sources (NFQUEUE handles),
-// the control socket and the signals. Reload is a transaction between two
-// batches (the event loop never runs one in the middle of a batch): compile
-// or read the table, stage it in the core, commit the ticket; a failure
-// leaves the live table as it was and says why.
-import { readFileSync } from "node:fs";
+// the control socket and the signals. Reload is a transaction: the file is
+// read and compiled in a worker thread (compiler.ts) while the batches go on,
+// then staged in the core and committed, with no batch in between (the event
+// loop never runs one in the middle); a failure leaves the live table as it
+// was and says why. Reloads, canary starts and promotions run one at a time,
+// in the order they were asked for (a queue, at most MAX_TABLE_JOBS deep).
 import { Core } from "../core/core.js";
 import { type CoreConfig } from "../core/load.js";
-import { compilePolicyFile, compilePolicyText, type Mode } from "../policy/compile.js";
-import { PolicyError } from "../policy/errors.js";
-import { buildTable } from "../rules/build.js";
-import * as F from "../rules/format.js";
+import { type Mode } from "../policy/compile.js";
 import { TableView } from "../rules/inspect.js";
-import { ControlServer } from "./control.js";
+import { errorLine, TableCompiler, type CompilerOptions } from "./compiler.js";
+import { ControlServer, type ControlLimits } from "./control.js";
 import { Engine, type PacketSource, UNDECIDED_CAUSES, UNDECIDED_KEY, type UndecidedCause } from "./engine.js";
 import { type Logger } from "./log.js";
 import { LastGoodWriter } from "./state.js";
@@ -25,7 +24,13 @@ export interface DaemonOptions {
   control?: string; //          control socket path; none when absent
   maxBatch?: number;
   stateDir?: string; //         the last good table is saved here after each commit (state.ts)
+  controlLimits?: ControlLimits; // connections and idle timeout of the control socket (control.ts)
+  compiler?: CompilerOptions; //  the compile worker's timeout and heap (compiler.ts)
 }
+
+// Table operations (reload, canary start, promote) queued or running at once;
+// one more is refused with a line saying so.
+export const MAX_TABLE_JOBS = 4;
 
 // How a reload was asked for (watch.ts, state.ts, the control socket).
 export interface ReloadOptions {
@@ -60,33 +65,64 @@ export class Daemon {
   readonly reloadTotals = { ok: 0, error: 0, rechecks: 0, recheckEnded: 0 }; // since start (history keeps 100)
   readonly lastGood: LastGoodWriter | null; //  saves each committed table (opts.stateDir)
   readonly started = new Date();
+  readonly compiler: TableCompiler;
+  private jobs: Promise<unknown> = Promise.resolve(); // the tail of the table-operation queue
+  private pending = 0; //                                table operations queued or running
+  private stopping = false;
 
   constructor(readonly opts: DaemonOptions, private readonly log: Logger) {
     this.core = new Core("release", undefined, opts.core ?? {});
     this.engine = new Engine(this.core, log, opts.maxBatch ?? 256);
     this.policyPath = opts.policy;
     this.lastGood = opts.stateDir ? new LastGoodWriter(opts.stateDir, log) : null;
+    this.compiler = new TableCompiler(opts.compiler ?? {});
   }
 
-  // Compiles or reads a table. Throws PolicyError / Error with the reason.
-  private tableFrom(path: string, content?: Uint8Array): Uint8Array {
-    const raw = content ? Buffer.from(content.buffer, content.byteOffset, content.byteLength) : readFileSync(path);
-    if (raw.length >= 4 && raw.readUInt32LE(0) === F.TABLE_MAGIC) return raw;
-    const o = { mode: this.opts.mode, switches: this.opts.switches ?? {} };
-    return buildTable((content ? compilePolicyText(raw.toString("utf8"), path, o) : compilePolicyFile(path, o)).spec).bytes;
+  // Reads and compiles (or reads) a table in the worker. Throws with the reason.
+  private async tableFrom(path: string, content?: Uint8Array): Promise<Uint8Array> {
+    const a = await this.compiler.compile({ path, ...(content ? { content } : {}), mode: this.opts.mode, switches: this.opts.switches ?? {} });
+    if (!a.ok) throw new Error(a.error);
+    if (this.stopping) throw new Error("the daemon is stopping");
+    return a.bytes;
+  }
+
+  // Runs `fn` after every table operation asked for before it; refuses
+  // (throws) when the daemon stops or MAX_TABLE_JOBS are already there.
+  private queued<T>(fn: () => Promise<T> | T): Promise<T> {
+    if (this.stopping) return Promise.reject(new Error("the daemon is stopping"));
+    if (this.pending >= MAX_TABLE_JOBS) {
+      return Promise.reject(new Error(`${MAX_TABLE_JOBS} reloads are already queued or running; try again when they finish`));
+    }
+    this.pending++;
+    const run = this.jobs.then(() => (this.stopping ? Promise.reject(new Error("the daemon is stopping")) : fn()));
+    this.jobs = run.then(() => { this.pending--; }, () => { this.pending--; });
+    return run;
   }
 
   get policy(): string { return this.policyPath; }
 
-  // The reload transaction; returns its record (also kept in history).
-  reload(path = this.policyPath, prepared?: Uint8Array, o: ReloadOptions = {}): ReloadRecord {
-    const t0 = performance.now();
+  // The reload transaction, after those asked for before it; resolves to its
+  // record (also kept in history). Never rejects.
+  reload(path = this.policyPath, prepared?: Uint8Array, o: ReloadOptions = {}): Promise<ReloadRecord> {
+    return this.queued(() => this.transaction(path, prepared, o))
+      .catch((e: Error) => this.record(this.newRecord(path, o), null, e, o));
+  }
+
+  private newRecord(path: string, o: ReloadOptions): ReloadRecord {
     const rec: ReloadRecord = { ticket: null, at: new Date().toISOString(), path, ok: false, ms: { compile: 0, stage: 0, commit: 0, total: 0 } };
     if (o.trigger) rec.trigger = o.trigger;
     if (o.from) rec.from = o.from;
+    return rec;
+  }
+
+  private async transaction(path: string, prepared: Uint8Array | undefined, o: ReloadOptions): Promise<ReloadRecord> {
+    const t0 = performance.now();
+    const rec = this.newRecord(path, o);
     let committed: Uint8Array | null = null;
+    let error: unknown = null;
     try {
-      const bytes = prepared ?? this.tableFrom(path, o.content);
+      const bytes = prepared ?? await this.tableFrom(path, o.content);
+      // From here to the commit nothing awaits: no batch runs in between.
       const t1 = performance.now();
       rec.ms.compile = t1 - t0;
       const ticket = this.core.stageTable(bytes);
@@ -109,12 +145,18 @@ export class Daemon {
         this.reloadTotals.recheckEnded += rec.recheck.ended;
       }
     } catch (e) {
-      rec.error = e instanceof PolicyError ? e.all.map((x) => x.message).join("; ") : e instanceof Error ? e.message : String(e);
+      error = e;
     }
     rec.ms.total = performance.now() - t0;
+    return this.record(rec, committed, error, o);
+  }
+
+  // Counts, saves, keeps and logs a finished (or refused) reload.
+  private record(rec: ReloadRecord, committed: Uint8Array | null, error: unknown, o: ReloadOptions): ReloadRecord {
+    if (error !== null) rec.error = errorLine(error);
     this.reloadTotals[rec.ok ? "ok" : "error"]++;
     if (committed && this.lastGood && !o.from) {
-      this.lastGood.save(committed, { policy: path, mode: this.opts.mode, ticket: rec.ticket, rules: rec.rules ?? 0 });
+      this.lastGood.save(committed, { policy: rec.path, mode: this.opts.mode, ticket: rec.ticket, rules: rec.rules ?? 0 });
       rec.saved = this.lastGood.file; // written in the background
     }
     this.reloads.push(rec);
@@ -124,25 +166,30 @@ export class Daemon {
   }
 
   // Runs a candidate table beside the live one (shadow.ts); replaces any
-  // candidate already running. Throws with the reason when it cannot load.
-  startShadow(path: string): Shadow {
-    const bytes = this.tableFrom(path);
-    const s = new Shadow(path, bytes, this.core, this.table, this.opts.core ?? {});
-    this.engine.shadow = s;
-    this.log.log("info", "candidate table running in the shadow", { path, rules: s.table.nrules });
-    return s;
+  // candidate already running. Rejects with the reason when it cannot load.
+  startShadow(path: string): Promise<Shadow> {
+    return this.queued(async () => {
+      const bytes = await this.tableFrom(path);
+      const s = new Shadow(path, bytes, this.core, this.table, this.opts.core ?? {});
+      this.engine.shadow = s;
+      this.log.log("info", "candidate table running in the shadow", { path, rules: s.table.nrules });
+      return s;
+    });
   }
 
   // The candidate becomes the live table (through the reload transaction).
-  promote(): ReloadRecord {
-    const s = this.engine.shadow;
-    if (!s) throw new Error("no candidate table is running (reload --shadow FILE first)");
-    const rec = this.reload(s.path, s.bytes);
-    if (rec.ok) {
-      this.log.log("info", "candidate promoted", { ...s.report(), samples: undefined });
-      this.engine.shadow = null;
-    }
-    return rec;
+  // Rejects when no candidate is running.
+  promote(): Promise<ReloadRecord> {
+    return this.queued(async () => {
+      const s = this.engine.shadow;
+      if (!s) throw new Error("no candidate table is running (reload --shadow FILE first)");
+      const rec = await this.transaction(s.path, s.bytes, {});
+      if (rec.ok) {
+        this.log.log("info", "candidate promoted", { ...s.report(), samples: undefined });
+        if (this.engine.shadow === s) this.engine.shadow = null;
+      }
+      return rec;
+    });
   }
 
   discard(): void {
@@ -159,29 +206,29 @@ export class Daemon {
 
   async listen(): Promise<void> {
     if (!this.opts.control) return;
-    this.control = new ControlServer(this.opts.control, (req) => this.handle(req));
+    this.control = new ControlServer(this.opts.control, (req) => this.handle(req), this.opts.controlLimits ?? {});
     await this.control.listen();
   }
 
-  private handle(req: Record<string, unknown>): Record<string, unknown> {
+  private async handle(req: Record<string, unknown>): Promise<Record<string, unknown>> {
     switch (req.cmd) {
       case "stats": return { ok: true, stats: this.stats() };
       case "reload": {
         if (req.path !== undefined && typeof req.path !== "string") return { ok: false, error: '"path" must be a string' };
         if (req.recheck !== undefined && typeof req.recheck !== "boolean") return { ok: false, error: '"recheck" must be true or false' };
-        const r = this.reload(req.path as string | undefined, undefined, { trigger: "control", recheck: req.recheck === true });
+        const r = await this.reload(req.path as string | undefined, undefined, { trigger: "control", recheck: req.recheck === true });
         return r.ok ? { ok: true, reload: r } : { ok: false, error: r.error, reload: r };
       }
       case "shadow": {
         if (typeof req.path !== "string") return { ok: false, error: '"path" (the candidate policy or table) must be a string' };
         try {
-          return { ok: true, shadow: this.startShadow(req.path).report() };
+          return { ok: true, shadow: (await this.startShadow(req.path)).report() };
         } catch (e) {
-          return { ok: false, error: e instanceof PolicyError ? e.all.map((x) => x.message).join("; ") : (e as Error).message };
+          return { ok: false, error: errorLine(e) };
         }
       }
       case "promote": {
-        const r = this.promote();
+        const r = await this.promote();
         return r.ok ? { ok: true, reload: r } : { ok: false, error: r.error, reload: r };
       }
       case "discard": {
@@ -227,6 +274,11 @@ export class Daemon {
   // verdict, then the queues are unbound and the socket removed.
   async stop(): Promise<void> {
     this.engine.stop();
+    // A reload in flight is refused (its compile stopped; nothing was
+    // staged), and so is every one still queued; the live table stays.
+    this.stopping = true;
+    await this.compiler.close();
+    await this.jobs;
     for (const s of this.sources) {
       try { this.engine.drain(s); } catch (e) { this.log.log("error", "drain failed", { source: s.name, error: String(e) }); }
       try { s.close(); } catch (e) { this.log.log("error", "close failed", { source: s.name, error: String(e) }); }

@@ -212,6 +212,11 @@ export function checkMetricsHost(host: string, internalDev: string | undefined,
   throw new Error(`--metrics: ${host} is an address of ${owner}, not of the internal interface (${internal}); the endpoint listens only on loopback or the internal interface`);
 }
 
+// Like the control socket's: scrapers at once (more are closed by the server
+// at once), and a connection with no request for this long is closed.
+export const METRICS_MAX_CONNECTIONS = 16;
+export const METRICS_IDLE_MS = 15_000;
+
 export class MetricsServer {
   private server: Server | null = null;
   scrapes = 0;
@@ -242,6 +247,8 @@ export class MetricsServer {
     });
     server.headersTimeout = 5000;
     server.requestTimeout = 10_000;
+    server.maxConnections = METRICS_MAX_CONNECTIONS;
+    server.timeout = METRICS_IDLE_MS;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
       server.listen({ host, port, exclusive: true }, () => { server.off("error", reject); resolve(); });

@@ -175,15 +175,15 @@ export function readLastGood(dir: string): LastGood | { error: string } {
 // What a daemon must offer for its first load (Daemon does).
 export interface FirstLoadable {
   readonly opts: { policy: string; mode: string; stateDir?: string };
-  reload(path?: string, prepared?: Uint8Array, o?: { trigger?: string; from?: string }): { ok: boolean; error?: string; rules?: number; ticket: number | null };
+  reload(path?: string, prepared?: Uint8Array, o?: { trigger?: string; from?: string }): Promise<{ ok: boolean; error?: string; rules?: number; ticket: number | null }>;
 }
 
 // The first load of `run`: the policy; when it fails, the last good table
 // (the daemon keeps the policy as its policy path, so SIGHUP, the file watch
 // and `portcullis reload` try the policy again); when that fails too, an
 // Error that says both reasons.
-export function startDaemon(d: FirstLoadable, log: Logger): { fallback: boolean } {
-  const first = d.reload(undefined, undefined, { trigger: "start" });
+export async function startDaemon(d: FirstLoadable, log: Logger): Promise<{ fallback: boolean }> {
+  const first = await d.reload(undefined, undefined, { trigger: "start" });
   if (first.ok) return { fallback: false };
   const dir = d.opts.stateDir;
   if (!dir) throw new Error(`cannot start: ${first.error} (and no --state-dir to fall back on)`);
@@ -193,7 +193,7 @@ export function startDaemon(d: FirstLoadable, log: Logger): { fallback: boolean 
     throw new Error(`cannot start: the policy does not load: ${first.error}; and the last good table ${lg.file} ` +
       `was compiled for ${lg.note.mode} mode, not ${d.opts.mode}`);
   }
-  const rec = d.reload(d.opts.policy, lg.bytes, { trigger: "start", from: lg.file });
+  const rec = await d.reload(d.opts.policy, lg.bytes, { trigger: "start", from: lg.file });
   if (!rec.ok) throw new Error(`cannot start: the policy does not load: ${first.error}; and the last good table ${lg.file} is refused: ${rec.error}`);
   log.log("error", "RUNNING THE LAST GOOD TABLE: the policy does not load, so the daemon came back with the table it last committed; " +
     "fix the policy and save it (or reload) to replace it", {

@@ -32,7 +32,7 @@ export const DEFAULT_DEBOUNCE_MS = 300;
 // What the watcher needs of the daemon (Daemon has it).
 export interface Reloadable {
   readonly policy: string;
-  reload(path?: string, prepared?: Uint8Array, o?: ReloadOptions): ReloadRecord;
+  reload(path?: string, prepared?: Uint8Array, o?: ReloadOptions): Promise<ReloadRecord>;
 }
 
 export interface WatchOptions {
@@ -170,8 +170,10 @@ export class PolicyWatcher {
     }
     this.waits = 0;
     this.stats.reloads++;
-    const rec = this.d.reload(this.path, undefined, { content: now, trigger: "watch", ...(this.o.recheck ? { recheck: true } : {}) });
-    if (rec.ok) { this.live = now; this.refused = null; } else { this.refused = now; this.stats.refused++; }
+    // The reload compiles in the worker; a save made meanwhile queues behind it.
+    void this.d.reload(this.path, undefined, { content: now, trigger: "watch", ...(this.o.recheck ? { recheck: true } : {}) }).then((rec) => {
+      if (rec.ok) { this.live = now; this.refused = null; } else { this.refused = now; this.stats.refused++; }
+    });
   }
 }
 
