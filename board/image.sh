@@ -86,6 +86,11 @@ key="$( (echo "$args"; cd board/image/rootfs && sha256sum $boot_files) | sha256s
 base="$cache/debootstrap-$key"
 if [ ! -f "$base/.done" ]; then
   say "debootstrap $args (once; 20-30 minutes, most of it under qemu)"
+  # debootstrap's second stage mounts /proc and /sys in the root; a build
+  # that was killed leaves them mounted, and rm -rf must never walk into
+  # them (a mounted /sys or /dev belongs to the machine, not the cache).
+  grep -F " $base.tmp/" /proc/mounts | awk '{print $2}' | sort -r | while read -r m; do umount -l "$m"; done
+  if grep -qF " $base.tmp/" /proc/mounts; then say "cannot unmount what a killed build left mounted under $base.tmp"; exit 1; fi
   rm -rf "$base.tmp"; mkdir -p "$cache"
   # shellcheck disable=SC2086
   debootstrap --foreign $args "$base.tmp" "$MIRROR" >&2
