@@ -270,10 +270,10 @@ test("core.sh --quick writes the core JSON from the installed tree (no vega, no 
   assert.is(cmp.stdout, `Side by side: ${join(TMP, "cmp", "side.md")}, 2 SVG charts; sections compared: established, memory, core\n`);
   const md = readFileSync(join(TMP, "cmp", "side.md"), "utf8");
   assert.match(md, new RegExp(`^# Portcullis benchmarks side by side: ${hostname()}, pi5$`, "m"));
-  assert.match(md, /^\| machine \| workload \| rules \| rules% \| batch \| V8 Mpps \| reference Mpps \| wasm2c Mpps \| V8\/wasm2c \| V8\/ref \| agree \|$/m);
+  assert.match(md, /^\| machine \| workload \| rules \| rules% \| batch \| V8 Mpps \| wasmtime Mpps \| reference Mpps \| wasm2c Mpps \| V8\/wasm2c \| wt\/V8 \| wt\/wasm2c \| V8\/ref \| agree \|$/m);
   const rows = md.split("\n").filter((l) => /^\| \S+ \| mix \| 5 \|/.test(l)).map((l) => l.split(" | ").slice(0, 5).join(" | "));
   assert.equal(rows, ["1", "32", "256"].flatMap((batch) => [`| ${hostname()} | mix | 5 | 5% | ${batch}`, `| pi5 | mix | 5 | 5% | ${batch}`]));
-  assert.match(md, /^\| machine \| state table \| flows live \| RSS idle MiB \| RSS full MiB \| target < 100 MiB \|$/m);
+  assert.match(md, /^\| machine \| engine \| state table \| flows live \| RSS idle MiB \| RSS full MiB \| target < 100 MiB \|$/m);
   assert.equal(readdirSync(join(TMP, "cmp")).sort(), ["side-core.svg", "side-established.svg", "side.md"]);
 });
 
