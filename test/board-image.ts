@@ -180,6 +180,7 @@ test("the image boots under qemu-system-aarch64 (virt): the first boot applied, 
   // The boot check (board/image/bootcheck/), under the image's systemd with the hardened units.
   const check = [...out.matchAll(/^(?:.*?: )?bootcheck: (.*)$/gm)].map((m) => m[1]!);
   const line = (prefix: string): string => check.find((l) => l.startsWith(prefix)) ?? `(no "${prefix}" line)`;
+  console.log(check.map((l) => `  bootcheck: ${l}`).join("\n"));
   assert.is(line("unit portcullis-growroot:"), "unit portcullis-growroot: ActiveState=inactive NRestarts=0 Result=success SubState=dead");
   assert.is(line("unit portcullis-firstboot:"), "unit portcullis-firstboot: ActiveState=active NRestarts=0 Result=success SubState=exited");
   assert.is(line("unit portcullis-rules:"), "unit portcullis-rules: ActiveState=active NRestarts=0 Result=success SubState=exited");
@@ -206,13 +207,18 @@ test("the image boots under qemu-system-aarch64 (virt): the first boot applied, 
   assert.ok(reload && reload[1] === reload[2], line("reload:"));
   // A copy of the daemon's sandbox: threads and WebAssembly run, loopback works, other addresses and writes are refused.
   assert.match(line("sandbox: result"), /^sandbox: result ExecMainCode=[01] ExecMainStatus=0 Result=success$/);
-  assert.is(line("sandbox output:"), "sandbox output: worker thread ran WebAssembly: 42; 127.0.0.1 listen and connect: ok; connect 198.51.100.10:4443: EPERM; " +
-    "write /etc/portcullis/sandbox-probe: EROFS; write /var/lib/portcullis-probe: EROFS");
+  // IPAddressDeny=any: the appliance's own int0 address (over lo, not queued) is refused inside, reached outside.
+  assert.is(line("unsandboxed output:"), "unsandboxed output: worker thread ran WebAssembly: 42; 127.0.0.1 listen and connect: ok; " +
+    "udp 198.51.100.1:9: sent; connect 198.51.100.1:9: ECONNREFUSED");
+  assert.is(line("sandbox output:"), "sandbox output: worker thread ran WebAssembly: 42; 127.0.0.1 listen and connect: ok; " +
+    "udp 198.51.100.1:9: EPERM; connect 198.51.100.1:9: no answer in 3 s; write /etc/portcullis/sandbox-probe: EROFS; write /var/lib/portcullis-probe: EROFS");
   // With MemoryDenyWriteExecute= (not set, for this): node cannot run the WebAssembly core.
   console.log(`  ${line("mdwe: result")}; ${line("mdwe output:")}`);
   assert.match(line("mdwe: result"), /^mdwe: result ExecMainCode=[23] ExecMainStatus=\d+ Result=(signal|core-dump)$/);
   assert.is(line("sigsys:"), "sigsys: 0");
   assert.is(line("done"), "done");
+  // The allow list as the booted systemd holds it.
+  assert.is(line("ip allow list:"), "ip allow list: IPAddressAllow=127.0.0.0/8 ::1/128 IPAddressDeny=::/0 0.0.0.0/0");
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));

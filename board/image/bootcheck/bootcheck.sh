@@ -44,7 +44,9 @@ else
 fi
 
 # A copy of the daemon's sandbox running sandbox.mjs; then the same with
-# MemoryDenyWriteExecute=yes, which V8 cannot run under.
+# MemoryDenyWriteExecute=yes, which V8 cannot run under. First the unit's
+# IP allow list as systemd holds it, and sandbox.mjs's network probes as
+# root outside any sandbox: what the allow list changes.
 sandbox() { # NAME EXTRA-SETTING
   { echo "[Service]"
     sed -n '/^\[Service\]/,/^\[Install\]/p' /etc/systemd/system/portcullis.service |
@@ -58,6 +60,8 @@ sandbox() { # NAME EXTRA-SETTING
   say "$3: result $(show "$1.service" ExecMainCode,ExecMainStatus,Result)"
   say "$3 output: $(journalctl -b -u "$1.service" -o cat | grep '^sandbox: ' | tail -1 | sed 's/^sandbox: //')"
 }
+say "ip allow list: $(show portcullis.service IPAddressAllow,IPAddressDeny)"
+say "unsandboxed output: $(/usr/bin/node $here/sandbox.mjs --net-only | sed 's/^sandbox: //')"
 sandbox portcullis-sandbox "" sandbox
 sandbox portcullis-sandbox-mdwe MemoryDenyWriteExecute=yes mdwe
 

@@ -4,10 +4,15 @@
 // what the running daemon shows: a worker thread that compiles WebAssembly
 // (a reload's compile runs in one), the loopback the metrics endpoint may
 // use, an IP address outside the allow list, a write outside its
-// directories. One line: "sandbox: ...".
+// directories. With --net-only (bootcheck.sh's control run, as root
+// outside any sandbox) only the network probes. One line: "sandbox: ...".
 import { Worker } from "node:worker_threads";
 import { createServer, connect } from "node:net";
 import { writeFileSync } from "node:fs";
+import { createSocket } from "node:dgram";
+import { networkInterfaces } from "node:os";
+
+const netOnly = process.argv.includes("--net-only");
 
 const out = [];
 // A worker thread (threads: clone3, futex, ...) compiling and running a wasm module.
@@ -28,16 +33,30 @@ out.push(await new Promise((resolve) => {
   });
   srv.on("error", (e) => resolve(`127.0.0.1 listen: ${e.code}`));
 }));
-// Any other address, here a Front End on int0's network (a route exists):
-// refused by the IP allow list (EPERM) before a packet leaves.
-out.push(await new Promise((resolve) => {
-  const c = connect(4443, "198.51.100.10");
-  const t = setTimeout(() => { c.destroy(); resolve("connect 198.51.100.10:4443: no error in 5 s"); }, 5000);
-  c.on("connect", () => { clearTimeout(t); c.destroy(); resolve("connect 198.51.100.10:4443: connected"); });
-  c.on("error", (e) => { clearTimeout(t); resolve(`connect 198.51.100.10:4443: ${e.code}`); });
-}));
+// An address outside the allow list: the appliance's own int0 address.
+// IPAddressDeny= is a BPF program at the cgroup's egress, which runs after
+// netfilter: a packet to int0's network is queued to the daemon first and
+// dropped silently afterwards (a TCP connect just waits), so that shows
+// nothing. The own address is routed over lo, which is not queued: there
+// the program's drop reaches the sender, a UDP send fails with EPERM and a
+// TCP connect gets no answer. Outside the sandbox (--net-only, the control
+// run) the same send goes and the connect is refused (ECONNREFUSED).
+const self = networkInterfaces().int0?.find((a) => a.family === "IPv4")?.address;
+if (!self) out.push("int0 has no IPv4 address");
+else {
+  out.push(await new Promise((resolve) => {
+    const u = createSocket("udp4");
+    u.send(Buffer.from("x"), 9, self, (e) => { u.close(); resolve(`udp ${self}:9: ${e ? e.code : "sent"}`); });
+  }));
+  out.push(await new Promise((resolve) => {
+    const c = connect(9, self);
+    const t = setTimeout(() => { c.destroy(); resolve(`connect ${self}:9: no answer in 3 s`); }, 3000);
+    c.on("connect", () => { clearTimeout(t); c.destroy(); resolve(`connect ${self}:9: connected`); });
+    c.on("error", (e) => { clearTimeout(t); resolve(`connect ${self}:9: ${e.code}`); });
+  }));
+}
 // The file system: read-only outside its state and runtime directories.
-for (const p of ["/etc/portcullis/sandbox-probe", "/var/lib/portcullis-probe"]) {
+for (const p of netOnly ? [] : ["/etc/portcullis/sandbox-probe", "/var/lib/portcullis-probe"]) {
   try { writeFileSync(p, "x"); out.push(`write ${p}: written`); } catch (e) { out.push(`write ${p}: ${e.code}`); }
 }
 console.log(`sandbox: ${out.join("; ")}`);
