@@ -5,6 +5,7 @@
 // prints the filled template), so a MAC is data, never part of a sed or shell
 // program, and is checked the same way everywhere.
 import { pathToFileURL } from "node:url";
+import { printable } from "../config/yaml.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -17,12 +18,6 @@ export function macProblem(text: string): string | null {
   if ((parseInt(mac.slice(0, 2), 16) & 1) === 1) return `"${mac}" is a multicast address, not a NIC's`;
   if (mac === "00:00:00:00:00:00") return `"${mac}" is the all-zero address, not a NIC's`;
   return null;
-}
-
-// Control characters shown escaped, so a message stays one line.
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 // The template with both MACs put in (split/join: no $-patterns of replace).
