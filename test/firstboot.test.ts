@@ -1,5 +1,6 @@
-// `portcullis firstboot` (host/commands/firstboot.ts): the first-boot file of
-// a flashed board applied to a temporary root made from the board overlay.
+// `portcullis firstboot` (host/firstboot/; the command host/commands/
+// firstboot.ts): the first-boot file of a flashed board applied to a
+// temporary root made from the board overlay (and its templates).
 // Checks the exact files written (hostname, hosts, .link, .network, policy
 // groups, sudoers, authorized_keys, the user), that the policy passes
 // `portcullis check`, that a second run does nothing, and that broken files

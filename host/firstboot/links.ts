@@ -1,4 +1,5 @@
-// The .link templates (board/rootfs_overlay/etc/systemd/network/*.link.in):
+// The MACs of the NIC templates (board/rootfs_overlay/etc/systemd/network/
+// *.link.in, and the *.network.in that firstboot fills further, plan.ts):
 // %EXT_MAC% and %INT_MAC% replaced by the two NICs' MACs. The one filler of
 // them: `portcullis firstboot` imports it, and board/bundle.sh and
 // board/install.sh run this file with node (`node links.js TEMPLATE EXT INT`
@@ -20,8 +21,9 @@ export function macProblem(text: string): string | null {
   return null;
 }
 
-// The template with both MACs put in (split/join: no $-patterns of replace).
-export function fillLinkTemplate(text: string, extMac: string, intMac: string): string {
+// A template (.link.in, .network.in) with both MACs put in for %EXT_MAC% and
+// %INT_MAC% (split/join: no $-patterns of replace).
+export function fillMacs(text: string, extMac: string, intMac: string): string {
   for (const m of [extMac, intMac]) {
     const p = macProblem(m);
     if (p) throw new Error(p);
@@ -58,7 +60,7 @@ function main(argv: string[]): number {
   }
   if (template === "--check") return 0;
   try {
-    process.stdout.write(fillLinkTemplate(readOperatorFile(template, ".link template", 1 << 20).toString("utf8"), ext, int));
+    process.stdout.write(fillMacs(readOperatorFile(template, ".link template", 1 << 20).toString("utf8"), ext, int));
   } catch (e) {
     if (!(e instanceof OperatorFileError)) throw e;
     process.stderr.write(`${e.message}\n`);

@@ -15,7 +15,7 @@ import { printable, suggest } from "../config/yaml.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { parseBoardText } from "../kernel/board.js";
 import { compilePolicyText, type Mode } from "../policy/compile.js";
-import { fillLinkTemplate } from "./links.js";
+import { fillMacs } from "./links.js";
 import { FIRSTBOOT_FILE, type FirstbootConfig, MAX_FIRSTBOOT_FILE } from "./parse.js";
 import { fileSlotInRoot, lstatInRoot, readInRoot, RootPathError } from "./rootfs.js";
 
@@ -56,10 +56,11 @@ export function accounts(text: string | null): Map<string, Account> {
 const recorded = (text: string | null): Map<string, number> =>
   new Map((text ?? "").split("\n").filter((l) => /^[a-z_][a-z0-9_-]* \d+$/.test(l)).map((l) => [l.split(" ")[0]!, Number(l.split(" ")[1])]));
 
-// Checks of the admin account against the root: a new name (no account, no
-// group, no /home/USER yet), or the account firstboot made earlier with its
-// home where it put it; never a link on the way.
-function checkAdmin(cfg: NonNullable<FirstbootConfig["admin"]>, root: string, problems: string[]): boolean {
+// Whether the admin's account exists already, after checking it against the
+// root (problems noted): a new name (no account, no group, no /home/USER
+// yet), or the account firstboot made earlier with its home where it put it;
+// never a link on the way.
+function adminExists(cfg: NonNullable<FirstbootConfig["admin"]>, root: string, problems: string[]): boolean {
   const u = cfg.user;
   const at = formatPos(cfg.userPos);
   const acct = accounts(readInRoot(root, "etc/passwd")).get(u);
@@ -111,7 +112,7 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
   };
   for (const t of ["10-external.link", "11-internal.link"]) {
     const text = template(`etc/systemd/network/${t}.in`, ".link");
-    if (text !== null) writes.push({ path: `etc/systemd/network/${t}`, content: fillLinkTemplate(text, cfg.external.mac, cfg.internal.mac), mode: 0o644 });
+    if (text !== null) writes.push({ path: `etc/systemd/network/${t}`, content: fillMacs(text, cfg.external.mac, cfg.internal.mac), mode: 0o644 });
   }
   for (const side of ["external", "internal"] as const) {
     const path = `etc/systemd/network/20-portcullis-${side}.network`;
@@ -188,7 +189,7 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
   let exists = false;
   if (cfg.admin) {
     const u = cfg.admin.user;
-    exists = checkAdmin(cfg.admin, root, problems);
+    exists = adminExists(cfg.admin, root, problems);
     writes.push({ path: `etc/sudoers.d/90-portcullis-${u}`, content: `${note}${u} ALL=(ALL:ALL) NOPASSWD: ALL\n`, mode: 0o440 });
   }
   // Each file to write or remove: a regular file or nothing, no link on the way.
@@ -205,7 +206,7 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
 // (none when there is none). Split and join: no $-patterns of replace.
 function fillNetworkTemplate(text: string, cfg: FirstbootConfig, side: "external" | "internal"): string {
   const lines = (key: string, values: string[]): string[] => values.map((v) => `${key}=${v}`);
-  return fillLinkTemplate(text, cfg.external.mac, cfg.internal.mac).split("\n")
+  return fillMacs(text, cfg.external.mac, cfg.internal.mac).split("\n")
     .flatMap((l) => (l === "%ADDRESS%" ? lines("Address", cfg[side].address) : l === "%GATEWAY%" ? lines("Gateway", cfg[side].gateway) : [l]))
     .join("\n");
 }
