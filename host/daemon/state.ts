@@ -88,7 +88,8 @@ export class LastGoodWriter {
   }
 }
 
-// Removes temporary files left by a daemon killed in the middle of a save.
+// Removes temporary files left by a daemon killed in the middle of a save
+// (atomic-write.ts's temporaryFile: PATH.tmp-PID).
 export function sweepTemporaries(dir: string): void {
   let names: string[];
   try { names = readdirSync(dir); } catch { return; }

@@ -2,7 +2,9 @@
 // can be judged from the file alone is judged here (keys, types, values,
 // prefixes, ports, protocols, flags); what needs the whole policy (names that
 // refer to groups, sets and switches; address families; set files) is
-// compile.ts's. The format is described in host/policy/README.md.
+// compile.ts's. The YAML, positions and errors are host/config/'s (the front
+// end of every configuration file); this is the policy's schema over it. The
+// format is described in host/policy/README.md.
 import { dirname, isAbsolute, join } from "node:path";
 import { type Alias, type Document, isAlias, isMap, isScalar, isSeq, type Node, visit } from "yaml";
 import { type Diagnostics, type Pos } from "../config/errors.js";
