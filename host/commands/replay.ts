@@ -8,7 +8,7 @@
 // line on stderr and exit status 1.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Core, TableError } from "../core/core.js";
-import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
+import { readOperatorFile } from "../io/operator-file.js";
 import { Output } from "../io/output.js";
 import { buildPolicyTable, compilePolicyText, type Mode, MODES, readPolicyFile } from "../policy/compile.js";
 import { ConfigError, Diagnostics } from "../config/errors.js";

@@ -42,6 +42,33 @@ function removeBootFile(path: string): void {
   try { if (lstatSync(path).isFile() || lstatSync(path).isSymbolicLink()) unlinkSync(path); } catch { /* absent */ }
 }
 
+// --root as an absolute path without links (useradd --prefix needs it).
+function checkedRoot(rootArg: string, setHostname: boolean): string {
+  let root: string;
+  try {
+    root = realpathSync(resolve(rootArg));
+  } catch (e) {
+    throw new FirstbootError([`--root ${rootArg}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}`]);
+  }
+  if (!statSync(root).isDirectory()) throw new FirstbootError([`--root ${rootArg}: not a directory`]);
+  if (setHostname && root !== "/") throw new FirstbootError([`--set-hostname renames the running system: use it with --root / only (the root here is ${root})`]);
+  return root;
+}
+
+// The first-boot file read (a regular file, not a link), parsed and planned
+// against ROOT; every problem in a FirstbootError (or a RootPathError).
+function planFile(file: string, root: string, templates: string): Plan {
+  if (lstatSync(file).isSymbolicLink()) throw new FirstbootError([`${file}: a symbolic link; the first-boot file must be a regular file`]);
+  try {
+    const text = readOperatorFile(file, "first-boot file", MAX_FIRSTBOOT_FILE).toString("utf8");
+    return planFirstboot(parseFirstbootText(text, file), root, templates, file);
+  } catch (e) {
+    if (e instanceof OperatorFileError) throw new FirstbootError([e.message]);
+    if (e instanceof ConfigError) throw new FirstbootError(e.all.map((x) => x.message));
+    throw e;
+  }
+}
+
 export interface FirstbootResult { status: "done" | "nothing"; lines: string[] }
 
 // The whole command: read, check, apply, mark done; or report, undo what was
@@ -61,30 +88,8 @@ export function runFirstboot(boot: string, rootArg: string, templates = defaultT
   let plan: Plan;
   let root: string;
   try {
-    // The root as an absolute path without links (useradd --prefix needs it).
-    try {
-      root = realpathSync(resolve(rootArg));
-    } catch (e) {
-      throw new FirstbootError([`--root ${rootArg}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such directory" : (e as Error).message}`]);
-    }
-    if (!statSync(root).isDirectory()) throw new FirstbootError([`--root ${rootArg}: not a directory`]);
-    if (setHostname && root !== "/") throw new FirstbootError([`--set-hostname renames the running system: use it with --root / only (the root here is ${root})`]);
-    if (lstatSync(file).isSymbolicLink()) throw new FirstbootError([`${file}: a symbolic link; the first-boot file must be a regular file`]);
-    let text: string;
-    try {
-      text = readOperatorFile(file, "first-boot file", MAX_FIRSTBOOT_FILE).toString("utf8");
-    } catch (e) {
-      if (e instanceof OperatorFileError) throw new FirstbootError([e.message]);
-      throw e;
-    }
-    let cfg;
-    try {
-      cfg = parseFirstbootText(text, file);
-    } catch (e) {
-      if (e instanceof ConfigError) throw new FirstbootError(e.all.map((x) => x.message));
-      throw e;
-    }
-    plan = planFirstboot(cfg, root, templates, file);
+    root = checkedRoot(rootArg, setHostname);
+    plan = planFile(file, root, templates);
   } catch (e) {
     if (e instanceof RootPathError) return fail([e.message], `applying ${file}; nothing changed (fix the root or the file and run again, or reboot)`);
     if (!(e instanceof FirstbootError)) throw e;
