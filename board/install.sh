@@ -175,7 +175,7 @@ else
   [ -e "$dest" ] && die "$dest is there with other contents than this bundle; remove it by hand"
   rm -rf "$dest.tmp"
   cp -a "$here/app" "$dest.tmp"
-  # The overlay too: `portcullis firstboot` fills the .link.in templates from it.
+  # The overlay too: `portcullis firstboot` fills the .link.in and .network.in templates from it.
   cp -a "$here/overlay" "$dest.tmp/overlay"
   cp "$here/MANIFEST.sha256" "$dest.tmp/.MANIFEST.sha256"
   fresh=1
@@ -240,6 +240,8 @@ links_done=1
 (cd "$here/overlay" && find . -type f -printf '%P\n' | LC_ALL=C sort) | while read -r rel; do
   src="$here/overlay/$rel"
   case "$rel" in
+    *.network.in)
+      continue ;;  # firstboot's alone: it fills them with the addresses of portcullis-firstboot.yaml
     *.link.in)
       t="$R/${rel%.in}"
       if [ -z "$ext_mac" ] || [ -z "$int_mac" ]; then

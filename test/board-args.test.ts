@@ -74,6 +74,8 @@ test("install.sh: the MACs fill the .link files as data (upper case lowered); ba
     readFileSync(join(ROOT, "board/rootfs_overlay/etc/systemd/network/10-external.link.in"), "utf8").replaceAll("%EXT_MAC%", "dc:a6:32:00:00:01"));
   assert.is(readFileSync(join(root, "etc/systemd/network/11-internal.link"), "utf8"),
     readFileSync(join(ROOT, "board/rootfs_overlay/etc/systemd/network/11-internal.link.in"), "utf8").replaceAll("%INT_MAC%", "00:e0:4c:00:00:02"));
+  // The .network templates are firstboot's to fill: none of them lands in the root.
+  assert.equal(readdirSync(join(root, "etc/systemd/network")).sort(), ["10-external.link", "11-internal.link"]);
   const bad: Array<[string[], string]> = [
     [["--ext-mac", "01:00:5e:00:00:01", "--int-mac", "00:e0:4c:00:00:02"], "install: --ext-mac \"01:00:5e:00:00:01\" is a multicast address, not a NIC's"],
     [["--ext-mac", "dc:a6:32:00:00:01"], "install: give both --ext-mac and --int-mac, or neither"],

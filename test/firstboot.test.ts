@@ -1,5 +1,6 @@
-// `portcullis firstboot` (host/commands/firstboot.ts): the first-boot file of
-// a flashed board applied to a temporary root made from the board overlay.
+// `portcullis firstboot` (host/firstboot/; the command host/commands/
+// firstboot.ts): the first-boot file of a flashed board applied to a
+// temporary root made from the board overlay (and its templates).
 // Checks the exact files written (hostname, hosts, .link, .network, policy
 // groups, sudoers, authorized_keys, the user), that the policy passes
 // `portcullis check`, that a second run does nothing, and that broken files
@@ -314,6 +315,30 @@ test("a key with a line break (an extra authorized_keys line with options) is re
   refused(o, /firstboot\.yaml:50:7: admin\.ssh_keys: options before the key \("from="0\.0\.0\.0\/0",command="\/bin\/sh""\) are not accepted: give the key alone, TYPE BASE64 \[COMMENT\]$/m);
   const x = setup(EXAMPLE.replace(`- "${KEY}"`, `- "${KEY.replace("Jwb9+", "Jwb9+AAAA")}"`));
   refused(x, /firstboot\.yaml:50:7: admin\.ssh_keys: the key's data does not hold a ssh-ed25519 key \(damaged or cut short\?\)$/m);
+});
+
+test("the .network files come from the overlay's templates (--templates); a missing template or one without %ADDRESS% is refused", () => {
+  const tpl = join(TMP, `templates${n++}`);
+  cpSync(join(ROOT, "board/rootfs_overlay"), tpl, { recursive: true });
+  const ext = join(tpl, "etc/systemd/network/20-portcullis-external.network.in");
+  writeFileSync(ext, "[Match]\nMACAddress=%EXT_MAC%\n\n[Network]\n%ADDRESS%\nDNS=192.0.2.53\n%GATEWAY%\nConfigureWithoutCarrier=yes\n");
+  const t = setup(EXAMPLE);
+  const r = run(t.boot, t.root, { extra: ["--templates", tpl] });
+  assert.is(r.status, 0, r.stderr);
+  assert.is(read(t.root, "etc/systemd/network/20-portcullis-external.network"),
+    "[Match]\nMACAddress=dc:a6:32:00:00:01\n\n[Network]\nAddress=203.0.113.1/24\nAddress=2001:db8:1::1/64\nDNS=192.0.2.53\n" +
+    "Gateway=203.0.113.254\nConfigureWithoutCarrier=yes\n");
+  assert.is(read(t.root, "etc/systemd/network/20-portcullis-internal.network"),
+    readFileSync(join(ROOT, "board/rootfs_overlay/etc/systemd/network/20-portcullis-internal.network.in"), "utf8")
+      .replace("%INT_MAC%", "00:e0:4c:00:00:02").replace("%ADDRESS%\n", "Address=198.51.100.1/24\nAddress=2001:db8:2::1/64\n").replace("%GATEWAY%\n", ""));
+
+  writeFileSync(ext, "[Match]\nMACAddress=%EXT_MAC%\n[Network]\nAddress=%ADDRESS%\n");
+  const noLine = setup(EXAMPLE);
+  refused(noLine, new RegExp(`^${ext.replaceAll(".", "\\.")}: the \\.network template has no %ADDRESS% line\nportcullis firstboot: 1 error applying`, "m"),
+    { extra: ["--templates", tpl] });
+  rmSync(ext);
+  const missing = setup(EXAMPLE);
+  refused(missing, /: no such \.network template \(--templates DIR\) file\nportcullis firstboot: 1 error applying/, { extra: ["--templates", tpl] });
 });
 
 test("an error while applying (an immutable /etc/hosts): every change undone, the errors file written, the file left in place", () => {

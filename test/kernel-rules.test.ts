@@ -7,7 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { type BoardConfig, BoardError, parseBoardText, readBoardFile } from "../host/kernel/board.js";
+import { ConfigError } from "../host/config/errors.js";
+import { type BoardConfig, parseBoardText, readBoardFile } from "../host/kernel/board.js";
 import { iptablesRestore, iptablesScript, nftRuleset, queueFlags, queuePlan } from "../host/kernel/rules.js";
 
 const TMP = mkdtempSync(join(tmpdir(), "portcullis-rules-"));
@@ -173,7 +174,7 @@ for (const [what, text, want] of BAD) {
       parseBoardText(text, "board.yaml");
       assert.unreachable("should have failed");
     } catch (e) {
-      if (!(e instanceof BoardError)) throw e;
+      if (!(e instanceof ConfigError)) throw e;
       assert.equal(e.all.map((x) => `${x.code} ${x.line}:${x.col}`), want, e.all.map((x) => x.message).join("\n"));
       assert.ok(e.message.startsWith(`board.yaml:${e.line}:${e.col}: `), e.message);
     }

@@ -17,7 +17,7 @@ import { MAX_OPERATOR_FILE, OperatorFileError, readOperatorFile } from "../host/
 import { Daemon } from "../host/daemon/daemon.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { buildPolicyTable, type CompiledPolicy, compilePolicyFile, MAX_POLICY_TEXT, type PolicySummary } from "../host/policy/compile.js";
-import { PolicyError } from "../host/policy/errors.js";
+import { ConfigError } from "../host/config/errors.js";
 import { buildTable } from "../host/rules/build.js";
 import { TableView } from "../host/rules/inspect.js";
 import { type RuleSpec } from "../host/rules/model.js";
@@ -39,9 +39,9 @@ const sparse = (path: string, size: number): string => {
   closeSync(fd);
   return path;
 };
-function errorOf(fn: () => unknown): PolicyError {
-  try { fn(); } catch (e) { if (e instanceof PolicyError) return e; throw e; }
-  throw new Error("expected a PolicyError");
+function errorOf(fn: () => unknown): ConfigError {
+  try { fn(); } catch (e) { if (e instanceof ConfigError) return e; throw e; }
+  throw new Error("expected a ConfigError");
 }
 const POLICY_WITH_SET = (file: string): string => `version: 1
 default: deny

@@ -16,7 +16,7 @@ import { reasonName } from "../host/core/reasons.js";
 import { ipv4, ipv6, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
 import { flattenLpm32, flattenLpm128, type LpmEntry, parseIPv4, parseIPv6, parsePrefix, rangesContain } from "../host/policy/addr.js";
 import { compilePolicyFile, compilePolicyText, contextsFor } from "../host/policy/compile.js";
-import { PolicyError } from "../host/policy/errors.js";
+import { ConfigError } from "../host/config/errors.js";
 import { buildTable } from "../host/rules/build.js";
 import { ctxValue } from "../host/rules/format.js";
 import { MAX_V4 } from "../host/rules/model.js";
@@ -40,14 +40,14 @@ function mkdir(dir: string): void {
   mkdirSync(dir, { recursive: true });
 }
 
-function errorOf(f: () => unknown): PolicyError {
+function errorOf(f: () => unknown): ConfigError {
   try {
     f();
   } catch (e) {
-    if (e instanceof PolicyError) return e;
+    if (e instanceof ConfigError) return e;
     throw e;
   }
-  throw new assert.Assertion({ message: "expected a PolicyError, but the policy compiled", expects: "PolicyError", actual: "nothing thrown", operator: "throws", generated: false });
+  throw new assert.Assertion({ message: "expected a ConfigError, but the policy compiled", expects: "ConfigError", actual: "nothing thrown", operator: "throws", generated: false });
 }
 
 // A rule at lines 4-8 of a minimal policy; `body` replaces the rule's lines.

@@ -7,7 +7,7 @@ import {
   buildPolicyTable, type CompiledPolicy, compilePolicyFile, compilePolicyText, type Mode, MODES, type PolicySummary, readPolicyFile,
 } from "../policy/compile.js";
 import { type BuiltTable } from "../rules/build.js";
-import { PolicyError } from "../policy/errors.js";
+import { ConfigError } from "../config/errors.js";
 
 export interface PolicyCliOptions { mode: Mode; set: Record<string, boolean> }
 
@@ -34,7 +34,7 @@ export function addPolicyOptions(cmd: Command): Command {
       .argParser(parseSwitchOverride).default({}, "the policy's own values"));
 }
 
-function report(e: PolicyError, policy: string, what: string): null {
+function report(e: ConfigError, policy: string, what: string): null {
   for (const err of e.all) process.stderr.write(`${err.message}\n`);
   const n = e.all.filter((x) => x.code !== "too_many_errors").length;
   process.stderr.write(`portcullis: ${n} error${n === 1 ? "" : "s"} in ${policy}; ${what}\n`);
@@ -48,7 +48,7 @@ export function readPolicyOrReport(policy: string, what = "nothing done"): Buffe
   try {
     return readPolicyFile(policy);
   } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
+    if (!(e instanceof ConfigError)) throw e;
     return report(e, policy, what);
   }
 }
@@ -66,7 +66,7 @@ export function compileOrReport(policy: string, opts: PolicyCliOptions, what: st
     for (const w of c.summary.warnings) process.stderr.write(`${w.message}\n`);
     return { compiled: c, table: buildPolicyTable(c) };
   } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
+    if (!(e instanceof ConfigError)) throw e;
     return report(e, policy, what);
   }
 }

@@ -13,7 +13,7 @@ import { addrBytes } from "../packets/addr.js";
 import { echo, icmp, ipv4, ipv6, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, tcp, udp } from "../packets/build.js";
 import { icmpCodeName, icmpText, isIcmpError, resolveIcmp, splitIcmpText } from "../packets/icmp-names.js";
 import { contextsFor, type Mode } from "../policy/compile.js";
-import { suggest } from "../policy/parse.js";
+import { suggest } from "../config/yaml.js";
 import * as F from "../rules/format.js";
 import { type FieldName, type FlowKey, loadTableView } from "../rules/inspect.js";
 import { addPolicyOptions, compileOrReport, type PolicyCliOptions, readPolicyOrReport } from "./check.js";

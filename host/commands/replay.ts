@@ -8,10 +8,10 @@
 // line on stderr and exit status 1.
 import { Command, InvalidArgumentError, Option } from "commander";
 import { Core, TableError } from "../core/core.js";
-import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
+import { readOperatorFile } from "../io/operator-file.js";
 import { Output } from "../io/output.js";
 import { buildPolicyTable, compilePolicyText, type Mode, MODES, readPolicyFile } from "../policy/compile.js";
-import { Diagnostics, PolicyError } from "../policy/errors.js";
+import { ConfigError, Diagnostics } from "../config/errors.js";
 import { parsePolicyText } from "../policy/parse.js";
 import { formatPrefix, type Prefix } from "../policy/addr.js";
 import { CaptureFile, type CaptureFormat, linkTypeName, PcapError, type PcapRecord } from "../pcap/read.js";
@@ -84,7 +84,7 @@ function fromPolicy(path: string, opts: Resolved): LoadedTable {
       groups,
     };
   } catch (e) {
-    if (!(e instanceof PolicyError)) throw e;
+    if (!(e instanceof ConfigError)) throw e;
     const n = e.all.filter((x) => x.code !== "too_many_errors").length;
     const more = n > 1 ? ` (and ${n - 1} more error${n === 2 ? "" : "s"}; portcullis check ${path} lists them all)` : "";
     throw new Error(`${e.message}${more}`);

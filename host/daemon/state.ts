@@ -1,9 +1,9 @@
 // The last good table on disk. After every successful commit the daemon
 // writes the committed table's bytes to STATE_DIR/last-good.table (and a
 // small JSON note beside it: which policy, which mode, when, its sha256),
-// each atomically: a temporary file in the same directory, fsync, rename over
-// the old one, fsync of the directory. A crash at any point leaves either the
-// old file or the new one, never a mix. The daemon writes in the background
+// each atomically (host/io/atomic-write.ts: a temporary file in the same
+// directory, fsync, rename over the old one, fsync of the directory). A crash
+// at any point leaves either the old file or the new one, never a mix. The daemon writes in the background
 // (LastGoodWriter): an fsync takes milliseconds here and can take far more on
 // an SD card, and the event loop that runs the batches must not wait for it;
 // commits faster than the disk keep only the newest table queued.
@@ -12,9 +12,10 @@
 // with that table (and says so loudly); when that fails too it refuses to
 // start (startDaemon below).
 import { createHash } from "node:crypto";
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
-import { mkdir, open, rename, rm } from "node:fs/promises";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { writeFileAtomic, writeFileAtomicAsync } from "../io/atomic-write.js";
 import { type Logger } from "./log.js";
 
 export const DEFAULT_STATE_DIR = "/var/lib/portcullis";
@@ -33,67 +34,15 @@ export interface LastGoodNote {
 
 export const sha256 = (b: Uint8Array): string => createHash("sha256").update(b).digest("hex");
 
-// Writes `data` to `path` so that readers see the old file or the new one.
-export function writeAtomic(path: string, data: Uint8Array | string, mode = 0o600): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, "w", mode);
-  try {
-    const buf = typeof data === "string" ? Buffer.from(data) : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  closeSync(fd);
-  try {
-    renameSync(tmp, path);
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
-  }
-  // The rename itself is durable once the directory is synced.
-  try {
-    const dfd = openSync(join(path, ".."), "r");
-    try { fsyncSync(dfd); } finally { closeSync(dfd); }
-  } catch { /* some filesystems refuse fsync on a directory; the rename is still atomic */ }
-}
-
 // Saves a committed table now (tools and tests; the daemon uses
 // LastGoodWriter); returns the file written.
 export function saveLastGood(dir: string, table: Uint8Array, note: NoteIn): string {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, LAST_GOOD);
   const full: LastGoodNote = { ...note, savedAt: new Date().toISOString(), bytes: table.length, sha256: sha256(table) };
-  writeAtomic(file, table);
-  writeAtomic(join(dir, LAST_GOOD_NOTE), `${JSON.stringify(full, null, 2)}\n`);
+  writeFileAtomic(file, table);
+  writeFileAtomic(join(dir, LAST_GOOD_NOTE), `${JSON.stringify(full, null, 2)}\n`);
   return file;
-}
-
-async function writeAtomicAsync(path: string, data: Uint8Array | string, mode = 0o600): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, "w", mode);
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await rm(tmp, { force: true });
-    throw e;
-  }
-  try {
-    const dh = await open(join(path, ".."), "r");
-    try { await dh.sync(); } finally { await dh.close(); }
-  } catch { /* as in writeAtomic */ }
 }
 
 type NoteIn = Omit<LastGoodNote, "savedAt" | "bytes" | "sha256">;
@@ -127,8 +76,8 @@ export class LastGoodWriter {
       this.next = null;
       try {
         await mkdir(this.dir, { recursive: true, mode: 0o700 });
-        await writeAtomicAsync(this.file, job.table);
-        await writeAtomicAsync(join(this.dir, LAST_GOOD_NOTE), `${JSON.stringify(job.note, null, 2)}\n`);
+        await writeFileAtomicAsync(this.file, job.table);
+        await writeFileAtomicAsync(join(this.dir, LAST_GOOD_NOTE), `${JSON.stringify(job.note, null, 2)}\n`);
         this.written++;
       } catch (e) {
         this.failed++;
@@ -139,7 +88,8 @@ export class LastGoodWriter {
   }
 }
 
-// Removes temporary files left by a daemon killed in the middle of a save.
+// Removes temporary files left by a daemon killed in the middle of a save
+// (atomic-write.ts's temporaryFile: PATH.tmp-PID).
 export function sweepTemporaries(dir: string): void {
   let names: string[];
   try { names = readdirSync(dir); } catch { return; }

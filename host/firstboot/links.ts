@@ -1,10 +1,12 @@
-// The .link templates (board/rootfs_overlay/etc/systemd/network/*.link.in):
+// The MACs of the NIC templates (board/rootfs_overlay/etc/systemd/network/
+// *.link.in, and the *.network.in that firstboot fills further, plan.ts):
 // %EXT_MAC% and %INT_MAC% replaced by the two NICs' MACs. The one filler of
 // them: `portcullis firstboot` imports it, and board/bundle.sh and
 // board/install.sh run this file with node (`node links.js TEMPLATE EXT INT`
 // prints the filled template), so a MAC is data, never part of a sed or shell
 // program, and is checked the same way everywhere.
 import { pathToFileURL } from "node:url";
+import { printable } from "../config/yaml.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -19,14 +21,9 @@ export function macProblem(text: string): string | null {
   return null;
 }
 
-// Control characters shown escaped, so a message stays one line.
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
-}
-
-// The template with both MACs put in (split/join: no $-patterns of replace).
-export function fillLinkTemplate(text: string, extMac: string, intMac: string): string {
+// A template (.link.in, .network.in) with both MACs put in for %EXT_MAC% and
+// %INT_MAC% (split/join: no $-patterns of replace).
+export function fillMacs(text: string, extMac: string, intMac: string): string {
   for (const m of [extMac, intMac]) {
     const p = macProblem(m);
     if (p) throw new Error(p);
@@ -63,7 +60,7 @@ function main(argv: string[]): number {
   }
   if (template === "--check") return 0;
   try {
-    process.stdout.write(fillLinkTemplate(readOperatorFile(template, ".link template", 1 << 20).toString("utf8"), ext, int));
+    process.stdout.write(fillMacs(readOperatorFile(template, ".link template", 1 << 20).toString("utf8"), ext, int));
   } catch (e) {
     if (!(e instanceof OperatorFileError)) throw e;
     process.stderr.write(`${e.message}\n`);

@@ -10,10 +10,10 @@
 // old file kept as a hard link until the end, a created directory removed, the
 // account files put back), so an error half-way leaves the root as it was.
 import {
-  closeSync, constants, fchownSync, fstatSync, fsyncSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync,
-  type Stats, unlinkSync, writeSync,
+  closeSync, constants, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, rmdirSync, rmSync, type Stats, unlinkSync,
 } from "node:fs";
 import { join } from "node:path";
+import { syncDirectory, writeFileAtomic } from "../io/atomic-write.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 
 export class RootPathError extends Error {
@@ -87,13 +87,6 @@ function putBack(keep: string, path: string): void {
   else renameSync(keep, path);
 }
 
-function syncDir(path: string): void {
-  try {
-    const fd = openSync(path, constants.O_RDONLY | constants.O_DIRECTORY);
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-  } catch { /* some filesystems refuse fsync on a directory; the rename is still atomic */ }
-}
-
 // One set of changes to a root, undone in reverse order if any step fails.
 export class RootChange {
   private readonly undo: Array<{ what: string; run: () => void }> = [];
@@ -118,35 +111,21 @@ export class RootChange {
     }
   }
 
-  // Replaces (or creates) ROOT/REL with CONTENT, synced, by a rename: the old
-  // file is kept as a hard link until commit(), for the undo.
+  // Replaces (or creates) ROOT/REL with CONTENT, atomically and synced
+  // (host/io/atomic-write.ts): the old file is kept as a hard link until
+  // commit(), for the undo.
   write(rel: string, content: string, mode: number): void {
     const dir = parts(rel).slice(0, -1).join("/");
     if (dir) this.mkdirs(dir);
     const old = fileSlotInRoot(this.root, rel);
-    const tmp = this.at(sibling(rel, NEW));
-    rmSync(tmp, { force: true }); // left by a run that lost power (a file or a link, never followed)
-    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
-    try {
-      const buf = Buffer.from(content);
-      let off = 0;
-      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
-      fsyncSync(fd);
-    } catch (e) {
-      closeSync(fd);
-      unlinkSync(tmp);
-      throw e;
-    }
-    closeSync(fd);
     const keep = old ? this.at(sibling(rel, OLD)) : null;
     try {
       if (keep) {
         rmSync(keep, { force: true });
         linkSync(this.at(rel), keep);
       }
-      renameSync(tmp, this.at(rel));
+      writeFileAtomic(this.at(rel), content, { mode, tmp: this.at(sibling(rel, NEW)) });
     } catch (e) {
-      rmSync(tmp, { force: true });
       if (keep) rmSync(keep, { force: true });
       throw e;
     }
@@ -224,7 +203,7 @@ export class RootChange {
     for (const c of this.cleanup) {
       try { c(); } catch { /* a kept copy that cannot go is harmless */ }
     }
-    for (const d of this.dirs) syncDir(d);
+    for (const d of this.dirs) syncDirectory(d);
   }
 
   // Failure: every step undone, last first; returns what could not be undone.
@@ -233,7 +212,7 @@ export class RootChange {
     for (const u of this.undo.reverse()) {
       try { u.run(); } catch (e) { failed.push(`could not ${u.what}: ${(e as Error).message}`); }
     }
-    for (const d of this.dirs) syncDir(d);
+    for (const d of this.dirs) syncDirectory(d);
     return failed;
   }
 }

@@ -7,7 +7,7 @@
 // sorted, disjoint, inclusive ranges (AddrRanges of host/rules/model.ts), the
 // form the table builder takes, in O(n log n).
 import { type AddrRanges, MAX_V4, MAX_V6, type Range128, type Range32 } from "../rules/model.js";
-import { type Diagnostics, type Pos } from "./errors.js";
+import { type Diagnostics, type Pos } from "../config/errors.js";
 
 export type Prefix =
   | { family: 4; lo: number; hi: number; len: number }

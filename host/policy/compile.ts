@@ -19,8 +19,9 @@ import { buildTable, type BuiltTable, MAX_BUILD_BYTES, TableTooLargeError } from
 import { ctxValue } from "../rules/format.js";
 import { type AddrRanges, type Range32, type RuleSpec, type TableSpec } from "../rules/model.js";
 import { countAddresses, FULL_V4, FULL_V6, parseSetText, prefixesToRanges, unionAddr, unionRanges32 } from "./addr.js";
-import { Diagnostics, type PolicyWarning, type Pos } from "./errors.js";
-import { type Action, type AddrRef, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst, suggest } from "./parse.js";
+import { type ConfigWarning, Diagnostics, type Pos } from "../config/errors.js";
+import { suggest } from "../config/yaml.js";
+import { type Action, type AddrRef, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst } from "./parse.js";
 
 export type Mode = "host" | "gateway";
 export const MAX_POLICY_TEXT = 4 << 20;
@@ -60,7 +61,7 @@ export interface PolicySummary {
   groups: GroupSummary[];
   sets: SetSummary[];
   switches: SwitchSummary[];
-  warnings: PolicyWarning[];
+  warnings: ConfigWarning[];
   ms: number;
 }
 
@@ -126,7 +127,7 @@ export function ruleInfo(file: string, r: RuleAst): string {
 
 // Reads a policy (or a table) file once, for every later step to see the same
 // bytes; a file that is missing, not a regular file or too large is a
-// PolicyError at FILE (line 0).
+// ConfigError at FILE (line 0).
 export function readPolicyFile(path: string): Buffer {
   try {
     return readOperatorFile(path, "policy");
@@ -344,7 +345,7 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
   return { spec: { rules, defaultAction: ast.defaultAction!.value }, summary };
 }
 
-// The table of a compiled policy, refused (a PolicyError at FILE, line 0)
+// The table of a compiled policy, refused (a ConfigError at FILE, line 0)
 // when it holds more than the core takes: DEFAULT_MAX_RULES rules and
 // DEFAULT_TABLE_CAP bytes, the limits the daemon runs its core with. So
 // `check` and `compile` say what the daemon would refuse at reload.

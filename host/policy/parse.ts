@@ -2,12 +2,15 @@
 // can be judged from the file alone is judged here (keys, types, values,
 // prefixes, ports, protocols, flags); what needs the whole policy (names that
 // refer to groups, sets and switches; address families; set files) is
-// compile.ts's. The format is described in host/policy/README.md.
+// compile.ts's. The YAML, positions and errors are host/config/'s (the front
+// end of every configuration file); this is the policy's schema over it. The
+// format is described in host/policy/README.md.
 import { dirname, isAbsolute, join } from "node:path";
-import { type Alias, isAlias, isMap, isScalar, isSeq, LineCounter, type Node, parseDocument, type Document, visit } from "yaml";
-import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
+import { type Alias, type Document, isAlias, isMap, isScalar, isSeq, type Node, visit } from "yaml";
+import { type Diagnostics, type Pos } from "../config/errors.js";
+import { isEmpty, suggest, YamlReader } from "../config/yaml.js";
 import { type IcmpFamily, icmpText, resolveIcmp, splitIcmpText } from "../packets/icmp-names.js";
-import { type Diagnostics, type Pos } from "./errors.js";
+import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
 
 export type Action = "allow" | "deny";
 export type Iface = "external" | "internal" | "any";
@@ -77,63 +80,30 @@ const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "
   "tcp_flags", "icmp_type", "log", "comment", "when"];
 const SET_KEYS = ["file"];
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return d[b.length]!;
-}
-
-export function suggest(word: string, choices: Iterable<string>): string {
-  let best: string | null = null, bestD = Infinity;
-  for (const c of choices) {
-    const dist = editDistance(word.toLowerCase(), c);
-    if (dist < bestD) { best = c; bestD = dist; }
-  }
-  return best !== null && bestD <= Math.max(1, Math.floor(best.length / 3)) ? ` (did you mean "${best}"?)` : "";
-}
-
 // Parses one policy. Returns null when the YAML itself is broken (the
 // errors are in diag); otherwise a tree in which fields found wrong are null
 // and their rule is marked not ok.
 export function parsePolicyText(text: string, file: string, diag: Diagnostics): PolicyAst | null {
-  const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true });
-  const at = (offset: number): Pos => {
-    const p = lc.linePos(offset);
-    return p.line === 0 ? { file, line: 1, col: offset + 1 } : { file, line: p.line, col: p.col };
-  };
+  const p = new Parser(text, file, diag);
   // Content of the file is quoted in messages only once it is a policy:
   // reload PATH may name any file the daemon can read (/etc/shadow), and its
   // errors go to replies, logs and stats.
-  const policyLike = isPolicyDocument(doc);
-  for (const e of doc.errors) {
-    const code = e.code === "DUPLICATE_KEY" ? "duplicate_key" : "yaml_syntax";
-    const what = e.code === "DUPLICATE_KEY" ? "this key appears twice in the same mapping"
-      : policyLike ? `YAML: ${e.message}` : `not a policy: it does not parse as YAML (${e.code})`;
-    diag.error(code, policyLike ? at(e.pos[0]) : { file, line: 0, col: 0 }, what);
-    if (!policyLike) break;
+  const policyLike = isPolicyDocument(p.doc);
+  const unnamed: Pos = { file, line: 0, col: 0 };
+  if (policyLike) {
+    if (p.reportSyntax()) return null;
+  } else if (p.doc.errors.length > 0) {
+    const e = p.syntaxErrors()[0]!;
+    diag.error(e.code, unnamed, e.code === "duplicate_key" ? e.what : `not a policy: it does not parse as YAML (${e.yamlCode})`);
+    return null;
+  } else if (!isEmpty(p.doc.contents as Node | null)) {
+    diag.error("not_a_policy", unnamed, `not a policy: ${isMap(p.doc.contents)
+      ? `its top-level keys are not a policy's (${TOP_KEYS.join(", ")})`
+      : "it is not a YAML mapping of version, default, rules..."}`);
+    return null;
   }
-  if (doc.errors.length > 0) return null;
-  if (!policyLike) {
-    const top = doc.contents;
-    const empty = top === null || (isScalar(top) && top.value === null);
-    if (!empty) {
-      diag.error("not_a_policy", { file, line: 0, col: 0 }, `not a policy: ${isMap(top)
-        ? `its top-level keys are not a policy's (${TOP_KEYS.join(", ")})`
-        : "it is not a YAML mapping of version, default, rules..."}`);
-      return null;
-    }
-  }
-  for (const w of doc.warnings) diag.warn("yaml_warning", at(w.pos[0]), `YAML: ${w.message}`);
-  return new Parser(doc, file, at, diag).policy();
+  for (const w of p.doc.warnings) diag.warn("yaml_warning", p.at(w.pos[0]), `YAML: ${w.message}`);
+  return p.policy();
 }
 
 // A YAML mapping whose top-level keys are all a policy's, or one that says
@@ -145,16 +115,8 @@ function isPolicyDocument(doc: Document): boolean {
   return keys.includes("version") || keys.every((k) => k !== null && TOP_KEYS.includes(k));
 }
 
-type AnyNode = Node | null | undefined;
-
-class Parser {
-  constructor(
-    private readonly doc: Document,
-    private readonly file: string,
-    private readonly at: (offset: number) => Pos,
-    private readonly diag: Diagnostics,
-  ) {}
-
+// The policy's schema over the YAML front end, which expands aliases here.
+class Parser extends YamlReader {
   // Every alias's target, found in one pass in document order (yaml's own
   // Alias.resolve searches the whole document each time: quadratic).
   private targets: Map<Alias, Node> | null = null;
@@ -175,14 +137,14 @@ class Parser {
   // would otherwise cost rules x entries (a 4 MB policy stalled for minutes).
   private aliasBudget = MAX_ALIAS_ENTRIES;
 
-  private node(n: unknown): Node | null {
+  protected override node(n: unknown): Node | null {
     if (n === null || n === undefined) return null;
     if (isAlias(n)) {
       if (this.aliasBudget < 0) return null;
       const r = this.anchors().get(n) ?? null;
       this.aliasBudget -= r && (isSeq(r) || isMap(r)) ? Math.max(1, r.items.length) : 1;
       if (this.aliasBudget < 0) {
-        this.diag.error("alias_expansion", this.pos(n, { file: this.file, line: 1, col: 1 }),
+        this.diag.error("alias_expansion", this.pos(n, this.start),
           `aliases expand to more than ${MAX_ALIAS_ENTRIES} entries in all; put the addresses in a group and name it`);
         return null;
       }
@@ -191,40 +153,8 @@ class Parser {
     return n as Node;
   }
 
-  private pos(n: AnyNode, fallback: Pos): Pos {
-    return n && n.range ? this.at(n.range[0]) : fallback;
-  }
-
-  // A mapping's entries by key, each with the key's position; unknown keys
-  // and keys that are not plain strings are errors.
-  private entries(n: Node, allowed: readonly string[], what: string, fallback: Pos): Map<string, { key: Pos; value: Node | null }> | null {
-    const out = new Map<string, { key: Pos; value: Node | null }>();
-    if (!isMap(n)) {
-      this.diag.error("bad_type", this.pos(n, fallback), `${what} must be a mapping of keys to values`);
-      return null;
-    }
-    let ok = true;
-    for (const item of n.items) {
-      const k = this.node(item.key);
-      const kpos = this.pos(k, this.pos(n, fallback));
-      if (!k || !isScalar(k) || typeof k.value !== "string") {
-        this.diag.error("bad_type", kpos, `keys of ${what} must be plain words`);
-        ok = false;
-        continue;
-      }
-      const key = k.value;
-      if (!allowed.includes(key)) {
-        this.diag.error("unknown_key", kpos, `unknown key "${key}" in ${what}${suggest(key, allowed)}; allowed: ${allowed.join(", ")}`);
-        ok = false;
-        continue;
-      }
-      out.set(key, { key: kpos, value: this.node(item.value) });
-    }
-    return out;
-  }
-
   // A mapping of names to anything (groups, sets, switches).
-  private named(n: Node, what: string, fallback: Pos): Array<{ name: string; key: Pos; value: Node | null }> {
+  private named(n: Node | null, what: string, fallback: Pos): Array<{ name: string; key: Pos; value: Node | null }> {
     const out: Array<{ name: string; key: Pos; value: Node | null }> = [];
     if (!isMap(n)) {
       this.diag.error("bad_type", this.pos(n, fallback), `${what} must be a mapping of names to values`);
@@ -297,60 +227,54 @@ class Parser {
   }
 
   policy(): PolicyAst | null {
-    const top = this.node(this.doc.contents);
-    const start: Pos = { file: this.file, line: 1, col: 1 };
-    if (top === null || (isScalar(top) && top.value === null)) {
-      this.diag.error("empty_policy", start, "the policy is empty; it needs at least version, default and rules");
+    const top = this.top();
+    if (isEmpty(top)) {
+      this.diag.error("empty_policy", this.start, "the policy is empty; it needs at least version, default and rules");
       return null;
     }
-    const e = this.entries(top, TOP_KEYS, "the policy", start);
+    const e = this.mapping(top, TOP_KEYS, "the policy", this.start);
     if (e === null) return null;
-    const pos = this.pos(top, start);
+    const pos = e.pos;
     const ast: PolicyAst = {
       file: this.file, pos, version: null, defaultAction: null,
       switches: new Map(), groups: new Map(), sets: new Map(), rules: [],
     };
 
-    const ver = e.get("version");
-    if (!ver) this.diag.error("missing_key", pos, `the policy has no "version:" (write version: 1)`);
-    else {
+    const ver = e.need("version", "write version: 1");
+    if (ver) {
       const v = ver.value;
       if (v && isScalar(v) && v.value === 1) ast.version = 1;
       else this.diag.error("bad_version", this.pos(v, ver.key), `unsupported policy version ${v && isScalar(v) ? JSON.stringify(v.value) : "(none)"}; this compiler reads version: 1`);
     }
 
-    const def = e.get("default");
-    if (!def) this.diag.error("missing_key", pos, `the policy has no "default:" (deny or allow: what happens to packets no rule matches)`);
-    else ast.defaultAction = this.choice<Action>(def.value, def.key, ["deny", "allow"], "bad_default", "default");
+    const def = e.need("default", "deny or allow: what happens to packets no rule matches");
+    if (def) ast.defaultAction = this.choice<Action>(def.value, def.key, ["deny", "allow"], "bad_default", "default");
 
     const sw = e.get("switches");
-    if (sw && sw.value && !(isScalar(sw.value) && sw.value.value === null)) {
+    if (sw && !isEmpty(sw.value)) {
       for (const { name, key, value } of this.named(sw.value, "switches", sw.key)) {
-        if (value && isScalar(value) && typeof value.value === "boolean") ast.switches.set(name, { name, value: value.value, pos: key });
-        else {
-          const t = value && isScalar(value) && typeof value.value === "string" ? ` (YAML 1.2 reads "${value.value}" as text)` : "";
-          this.diag.error("bad_switch", this.pos(value, key), `switch "${name}" must be true or false${t}`);
-        }
+        const on = this.boolean({ key, value }, `switch "${name}"`, "bad_switch");
+        if (on !== undefined) ast.switches.set(name, { name, value: on, pos: key });
       }
     }
 
     const gr = e.get("groups");
-    if (gr && gr.value && !(isScalar(gr.value) && gr.value.value === null)) {
+    if (gr && !isEmpty(gr.value)) {
       for (const { name, key, value } of this.named(gr.value, "groups", gr.key)) this.group(ast, name, key, value);
     }
 
     const st = e.get("sets");
-    if (st && st.value && !(isScalar(st.value) && st.value.value === null)) {
+    if (st && !isEmpty(st.value)) {
       for (const { name, key, value } of this.named(st.value, "sets", st.key)) this.set(ast, name, key, value);
     }
 
-    const ru = e.get("rules");
-    if (!ru) this.diag.error("missing_key", pos, `the policy has no "rules:" (write rules: [] for none)`);
-    else if (!ru.value || !isSeq(ru.value)) {
+    const ru = e.need("rules", "write rules: [] for none");
+    if (ru && !isSeq(ru.value)) {
       this.diag.error("bad_type", this.pos(ru.value, ru.key), "rules must be a list (each rule starts with -)");
-    } else {
-      ru.value.items.forEach((item, i) => {
-        const r = this.rule(this.node(item), i + 1, this.pos(ru.value, ru.key));
+    } else if (ru && isSeq(ru.value)) {
+      const list = ru.value;
+      list.items.forEach((item, i) => {
+        const r = this.rule(this.node(item), i + 1, this.pos(list, ru.key));
         if (r) ast.rules.push(r);
       });
       const seen = new Map<string, RuleAst>();
@@ -391,13 +315,8 @@ class Parser {
       this.diag.error("bad_type", this.pos(value, key), `set "${name}" must be a mapping like { file: blocklist.txt }`);
       return;
     }
-    const e = this.entries(value, SET_KEYS, `set "${name}"`, key);
-    if (e === null) return;
-    const f = e.get("file");
-    if (!f) {
-      this.diag.error("missing_key", this.pos(value, key), `set "${name}" has no "file:" (a path relative to the policy file)`);
-      return;
-    }
+    const f = this.mapping(value, SET_KEYS, `set "${name}"`, key)?.need("file", "a path relative to the policy file");
+    if (!f) return;
     const s = this.str(f.value);
     if (s === null || s.trim() === "") {
       this.diag.error("bad_type", this.pos(f.value, f.key), `the file of set "${name}" must be a path`);
@@ -414,22 +333,17 @@ class Parser {
       return null;
     }
     const errorsBefore = this.diag.errors.length;
-    const e = this.entries(n, RULE_KEYS, `rule #${index}`, pos);
+    const e = this.mapping(n, RULE_KEYS, `rule #${index}`, pos);
     if (e === null) return null;
     const r: RuleAst = {
       index, pos, ok: true, name: null, action: null, iface: null, direction: null, proto: null,
       src: null, dst: null, sport: null, dport: null, tcpFlags: null, icmpTypes: null, log: false, comment: null, when: null,
     };
-    const need = (k: string, hint: string): { key: Pos; value: Node | null } | null => {
-      const v = e.get(k);
-      if (!v) this.diag.error("missing_key", pos, `rule #${index} has no "${k}:" (${hint})`);
-      return v ?? null;
-    };
-    const act = need("action", "allow or deny");
+    const act = e.need("action", "allow or deny");
     if (act) r.action = this.choice<Action>(act.value, act.key, ["allow", "deny"], "bad_action", "action");
-    const ifc = need("interface", "external, internal or any");
+    const ifc = e.need("interface", "external, internal or any");
     if (ifc) r.iface = this.choice<Iface>(ifc.value, ifc.key, ["external", "internal", "any"], "bad_interface", "interface");
-    const dir = need("direction", "in, out or forward");
+    const dir = e.need("direction", "in, out or forward");
     if (dir) r.direction = this.choice<Direction>(dir.value, dir.key, ["in", "out", "forward"], "bad_direction", "direction");
 
     const nm = e.get("name");
@@ -639,7 +553,7 @@ class Parser {
   private icmpEntry(n: Node | null, p: Pos, fam: IcmpFamily): IcmpTypeAst | null {
     let type: unknown, code: unknown = null, codePos = p;
     if (n && isMap(n)) {
-      const e = this.entries(n, ["type", "code"], "an icmp_type entry", p);
+      const e = this.mapping(n, ["type", "code"], "an icmp_type entry", p);
       if (e === null) return null;
       const t = e.get("type");
       if (!t) { this.diag.error("missing_key", p, `an icmp_type entry { type: ..., code: ... } needs "type:"`); return null; }
