@@ -38,6 +38,7 @@ import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { readBoardFile } from "../host/kernel/board.js";
+import { DEFAULT_COPY_RANGE } from "../host/kernel/copy-range.js";
 import { ENGINES, type EngineName } from "../host/core/load.js";
 import { request } from "../host/daemon/control.js";
 import { apply, remove } from "../host/kernel/rules.js";
@@ -148,6 +149,8 @@ function applianceSuite(mode: Mode, engine: EngineName): void {
     const before = await stats(D().sock);
     const got = await Promise.all(FAMILIES.flatMap((f) => [80, 443].map((p) => getAsync(T(), "inet", LISTENER[f], p, 3000))));
     assert.equal(got, PUBLISHED);
+    // The daemon's queues copy headers only (the default copy range), and whole connections pass.
+    assert.equal([...kernelQueues(T()).values()].map((q) => [q.queue, q.copyMode, q.copyRange]), [[0, 2, DEFAULT_COPY_RANGE], [1, 2, DEFAULT_COPY_RANGE]]);
     const after = await stats(D().sock);
     for (const name of ["ext-http-80", "ext-https-443"]) {
       const hits = (x: typeof after): number => x.rules.find((r) => r.info.includes(` ${name}:`))?.packets ?? 0;
