@@ -28,7 +28,7 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
     const bad = join(dir, "bad.yaml");
     writeFileSync(bad, "version: 1\nrules: [\n");
     assert.is((await d.reload(bad)).ok, false);
-    const src = new FakeSource("queue0", { enobufs: 2, bytes: 999, kernelWaiting: 1, kernelQueueDropped: 3, kernelUserDropped: 4 });
+    const src = new FakeSource("queue0", { enobufs: 2, bytes: 999, kernelWaiting: 1, kernelQueueDropped: 3, kernelUserDropped: 4, kernelCopyRange: 256 });
     d.addSource(src);
     assert.equal(new Conn(src, 40000, 443).open(), ["rule_allow", "state_match", "state_match"]);
     assert.equal(src.send(syn(22), syn(443)), ["default_deny", "rule_allow"]);
@@ -64,6 +64,8 @@ test("scrape over loopback: exact lines for verdicts, reasons, rules, flows, que
       'portcullis_queue_enobufs_total{queue="0"} 2',
       'portcullis_queue_kernel_full_total{queue="0"} 3',
       'portcullis_queue_kernel_undelivered_total{queue="0"} 4',
+      "# TYPE portcullis_queue_copy_range_bytes gauge",
+      'portcullis_queue_copy_range_bytes{queue="0"} 256',
       'portcullis_queue_read_errors_total{queue="0"} 0',
       "# TYPE portcullis_undecided_dropped_total counter",
       'portcullis_undecided_dropped_total{queue="0",cause="core_refused"} 0',

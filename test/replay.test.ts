@@ -448,7 +448,7 @@ test("host-mode roles: addresses, MACs, networks, multicast", () => {
 interface Count { packets: number; bytes: number }
 interface ReplayDoc {
   capture: { path: string; format: string; records: number; linkTypes: string };
-  source: { policy?: string; table?: string; mode: string; rules: number; defaultAction: string; switches: Record<string, boolean> | null };
+  source: { policy?: string; table?: string; mode: string; rules: number; defaultAction: string; switches: Record<string, boolean> | null; copyRange: number };
   roles: { proxyAddresses: string; external: { ips: string[] }; internal: { ips: string[] } };
   packets?: ReplayPacket[];
   summary: {
@@ -473,7 +473,7 @@ test("CLI --json: one document; per packet what the in-process replay says; coun
   assert.equal(Object.keys(doc), ["source", "roles", "packets", "capture", "summary"]);
   assert.equal(doc.capture, { path: REFERENCE, format: "pcap", records: n, linkTypes: "Ethernet" });
   assert.equal(doc.source, {
-    policy: DEFAULT_POLICY, mode: "host", rules: 5, defaultAction: "deny", switches: { external_http_80: true, internal_http_8080: true },
+    policy: DEFAULT_POLICY, mode: "host", rules: 5, defaultAction: "deny", switches: { external_http_80: true, internal_http_8080: true }, copyRange: 256,
   });
   assert.equal(doc.roles.external.ips, ["203.0.113.1", "2001:db8:1::1"]);
   assert.equal(doc.roles.internal.ips, ["198.51.100.1", "2001:db8:2::1"]);
@@ -539,7 +539,7 @@ test("CLI --table: a table from portcullis compile replays like the policy (give
   const r = run("replay", REFERENCE, "--table", table, "--external-ip", "203.0.113.1", "--external-ip", "2001:db8:1::1", "--json");
   assert.is(r.status, 0, r.stderr);
   const doc = JSON.parse(r.stdout) as ReplayDoc;
-  assert.equal(doc.source, { table, mode: "host", rules: 5, defaultAction: "deny", switches: null });
+  assert.equal(doc.source, { table, mode: "host", rules: 5, defaultAction: "deny", switches: null, copyRange: 256 });
   checkEach(doc.packets!, (i) => defaultPolicyOutcome(labelled[i]!.cat));
   assert.match(doc.summary.rules[1]!.info, /ext-https-443/);
   // Without addresses a table says nothing about the proxy: the run says so.

@@ -6,10 +6,13 @@
 //   (b) iptables      the kernel's stateful filter, generated from the same
 //       nftables      compiled policy (kernel-filter.ts); a jump from FORWARD
 //                     (iptables-legacy) or from an nft base chain turns it on
-//   (c) C accept-all  pcb-nfq-accept bound to its own queues (GSO off, on)
+//   (c) C accept-all  pcb-nfq-accept bound to its own queues (GSO off, on),
+//                     with the daemon's copy range (and whole packets, GSO on)
 //   (d) Portcullis    `portcullis run --board` (the real daemon), each
 //                     variant on its own queues: GSO off/on, 1 or 2 queues
-//                     per side, the core in V8 or in wasmtime (--engine); its kernel queue rules are the ones
+//                     per side, the core in V8 or in wasmtime (--engine),
+//                     header-only copies (the default copy range) or whole
+//                     packets (--copy-range 65535); its kernel queue rules are the ones
 //                     `portcullis rules --apply` loads (host/kernel/rules.ts,
 //                     iptables-legacy: this kernel has no nft queue)
 //
@@ -22,6 +25,7 @@ import { stringify } from "yaml";
 import { request } from "../../host/daemon/control.js";
 import { type KernelQueue, parseKernelQueues } from "../../host/daemon/kernel-queue.js";
 import { type BoardConfig } from "../../host/kernel/board.js";
+import { DEFAULT_COPY_RANGE } from "../../host/kernel/copy-range.js";
 import { type EngineName } from "../../host/core/load.js";
 import { run, runOk } from "../../host/kernel/detect.js";
 import { iptablesRestore } from "../../host/kernel/rules.js";
@@ -141,20 +145,23 @@ export class Contenders {
   }
 
   // (c): the accept-all consumer on the board's queues.
-  async acceptAll(id: string, label: string, b: BoardConfig, gso: boolean): Promise<Contender> {
-    const p = this.net.start("appliance", [this.tools.nfqAccept, "--gso", gso ? "1" : "0", "--queues", queueList(b).join(",")], id);
+  // Its copy range is the daemon's (header-only by default), so the ratio
+  // of the two stays honest.
+  async acceptAll(id: string, label: string, b: BoardConfig, gso: boolean, copyRange = DEFAULT_COPY_RANGE): Promise<Contender> {
+    const p = this.net.start("appliance", [this.tools.nfqAccept, "--gso", gso ? "1" : "0", "--copy", String(copyRange), "--queues", queueList(b).join(",")], id);
     await p.waitFor(/^ready$/m);
     this.consumers.set(id, p);
     return this.queued(id, "c", label, b);
   }
 
   // (d): the daemon with `policy` (YAML or compiled table) on the board's queues.
-  async portcullis(id: string, label: string, b: BoardConfig, policy: string, gso: boolean, engine: EngineName = "v8"): Promise<Contender> {
+  async portcullis(id: string, label: string, b: BoardConfig, policy: string, gso: boolean, engine: EngineName = "v8",
+    copyRange = DEFAULT_COPY_RANGE): Promise<Contender> {
     const dir = join(this.net.dir, id);
     mkdirSync(dir, { recursive: true });
     const sock = join(dir, "control.sock");
     const argv = [process.execPath, CLI, "run", "--policy", policy, "--board", writeBoard(dir, "board", b), "--control", sock,
-      "--state-dir", join(dir, "state"), "--no-watch", "--max-flows", "262144", "--engine", engine, ...(gso ? ["--gso"] : [])];
+      "--state-dir", join(dir, "state"), "--no-watch", "--max-flows", "262144", "--engine", engine, "--copy-range", String(copyRange), ...(gso ? ["--gso"] : [])];
     const proc = this.net.start("appliance", argv, id);
     for (let t = 0; ; t += 50) {
       if (!proc.running) throw new Error(`the daemon ${id} exited: ${proc.out.trim().slice(-600)} ${proc.err.trim().slice(-600)}`);

@@ -116,6 +116,23 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
   for (const gso of [false, true]) {
     targets.push(targetLine("E2E UDP 64 B", udp, gso, 1, "kpps", delivered), targetLine("E2E TCP new connections", conn, gso, 0, "conn/s"), targetLine("E2E bulk TCP", bulk, gso, 2, "Gbit/s"));
   }
+  // Issue 15, step 1: header-only copies (the default copy range) against whole packets, GSO on.
+  // Against the faster of the two kernel filters.
+  const hb = get(bulk, "d-gso"), wb = get(bulk, "d-whole-gso");
+  const [kid, kb] = (["b-nft", "b-ipt"] as const).map((id) => [id, get(bulk, id)] as const)
+    .filter(([, f]) => f).sort((x, y) => y[1]!.median - x[1]!.median)[0] ?? ["", undefined];
+  if (hb && wb && kb) {
+    const p = pct(hb, kb);
+    targets.push(`E2E bulk TCP with the header-only copy range, GSO on: Portcullis ${fmt(hb, 2)} Gbit/s = ${p.toFixed(0)}% of the kernel's stateful filter ` +
+      `(${kid === "b-nft" ? "nftables" : "iptables-legacy"}, the faster) ` +
+      `${fmt(kb, 2)} (>= 50%: ${p >= 50 ? "met" : "MISSED"}); whole packets ${fmt(wb, 2)} Gbit/s (${(hb.median / wb.median).toFixed(2)}x)`);
+    const small = ([["UDP 64 B", udp, 1, "kpps"], ["TCP new connections", conn, 0, "conn/s"]] as const).map(([name, rows, digits, unit]) => {
+      const h = get(rows, "d-gso"), w = get(rows, "d-whole-gso");
+      return h && w ? { name, ok: h.median >= w.median, text: `${name} ${fmt(h, digits)} vs ${fmt(w, digits)} ${unit} (${(h.median / w.median).toFixed(2)}x)` } : null;
+    }).filter((x) => x !== null);
+    targets.push(`E2E small packets and new connections, header-only vs whole packets (GSO on), no worse: ${small.every((x) => x.ok) ? "MET" : "MISSED"} ` +
+      `(${small.map((x) => x.text).join("; ")})`);
+  } else targets.push("E2E bulk TCP with the header-only copy range: NOT MEASURED");
   // The daemon with wasmtime against the same daemon with V8 (both GSO off, one queue per side).
   const dv = "d", dw = "d-wt";
   const engineLoads: Array<[string, Row[], number, string, boolean]> = [

@@ -24,6 +24,7 @@ import {
 import { parseSwitchOverride } from "./check.js";
 import { type EngineName } from "../core/load.js";
 import { engineOption } from "./engine.js";
+import { DEFAULT_COPY_RANGE, parseCopyRangeArg } from "../kernel/copy-range.js";
 
 export interface ReplayOptions {
   policy?: string;
@@ -39,6 +40,7 @@ export interface ReplayOptions {
   json?: boolean;
   summary?: boolean;
   engine?: EngineName; //            default V8
+  copyRange?: number; //             bytes of each packet the core reads: default DEFAULT_COPY_RANGE, the daemon's
 }
 
 // Opens a capture: a regular file, read as it is replayed (bounded memory).
@@ -118,7 +120,7 @@ function roleConfig(opts: Resolved, groups: Map<string, Prefix[]> | null): RoleC
 // What is known before the first packet: enough for a header.
 export interface ReplayStart {
   capture: { path: string; format: CaptureFormat; size: number };
-  source: { kind: "policy" | "table"; path: string; mode: Mode; defaultAction: string; rules: number; switches: Record<string, boolean> | null };
+  source: { kind: "policy" | "table"; path: string; mode: Mode; defaultAction: string; rules: number; switches: Record<string, boolean> | null; copyRange: number };
   roles: RoleConfig;
 }
 
@@ -140,6 +142,7 @@ function resolve(o: ReplayOptions): Resolved {
     policy: o.policy, table: o.table, mode: o.mode ?? "host", set: o.set ?? {},
     externalIp: o.externalIp ?? [], internalIp: o.internalIp ?? [], externalMac: o.externalMac ?? [],
     internalMac: o.internalMac ?? [], externalNet: o.externalNet ?? [], internalNet: o.internalNet ?? [],
+    copyRange: o.copyRange ?? DEFAULT_COPY_RANGE,
   };
 }
 
@@ -168,12 +171,12 @@ export function runReplay(capturePath: string, options: ReplayOptions, sink: Rep
       capture: { path: capturePath, format: capture.format, size: capture.size },
       source: {
         kind: opts.policy !== undefined ? "policy" : "table", path: (opts.policy ?? opts.table)!, mode: opts.mode,
-        defaultAction: table.defaultAction, rules: table.nrules, switches: loaded.switches,
+        defaultAction: table.defaultAction, rules: table.nrules, switches: loaded.switches, copyRange: opts.copyRange,
       },
       roles,
     };
     sink.start?.(start);
-    const result = replay(core, table, captureRecords(capture), new RolePlacer(roles), sink.packet);
+    const result = replay(core, table, captureRecords(capture), new RolePlacer(roles), sink.packet, opts.copyRange);
     return {
       capture: {
         path: capturePath, format: capture.format, records: result.summary.packets,
@@ -212,7 +215,8 @@ export function replayHeader(st: ReplayStart): string[] {
     `portcullis replay: ${capture.path} (${capture.format})`,
     `${source.kind} ${source.path}: mode ${source.mode}, ${plural(source.rules, "rule")}, default ${source.defaultAction}` +
       (source.switches && Object.keys(source.switches).length
-        ? `; switches ${Object.entries(source.switches).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(", ")}` : ""),
+        ? `; switches ${Object.entries(source.switches).map(([k, v]) => `${k}=${v ? "on" : "off"}`).join(", ")}` : "") +
+      `; copy range ${source.copyRange} bytes`,
     ...describeRoles(st.roles).map((l) => `roles: ${l}`),
     "",
   ];
@@ -253,7 +257,7 @@ function rolesJson(roles: RoleConfig): unknown {
 }
 
 function sourceJson(src: ReplayStart["source"]): unknown {
-  return { [src.kind]: src.path, mode: src.mode, rules: src.rules, defaultAction: src.defaultAction, switches: src.switches };
+  return { [src.kind]: src.path, mode: src.mode, rules: src.rules, defaultAction: src.defaultAction, switches: src.switches, copyRange: src.copyRange };
 }
 
 // The command: text (a line per packet as its batch is decided, then the
@@ -330,6 +334,8 @@ export function replayCommand(): Command {
     .option("--json", "print one JSON document (packets and summary) instead of text")
     .option("--summary", "print only the summary (no per-packet lines / no packets array)")
     .addOption(engineOption())
+    .option("--copy-range <bytes>", `bytes of each packet the core reads, as the daemon's --copy-range / the board's copy_range: ` +
+      `(default ${DEFAULT_COPY_RANGE}, the daemon's; 65535: whole packets)`, parseCopyRangeArg)
     .addHelpText("after", `\n${ROLE_RULE_HELP}\n`)
     .action((capture: string, opts: ReplayOptions) => replayToStdout(capture, opts));
 }

@@ -22,6 +22,7 @@ import { readBoardFile } from "../kernel/board.js";
 import { queueFlags } from "../kernel/rules.js";
 import { type EngineName } from "../core/load.js";
 import { engineOption } from "./engine.js";
+import { DEFAULT_COPY_RANGE, parseCopyRangeArg } from "../kernel/copy-range.js";
 
 function int(name: string, lo: number, hi: number) {
   return (v: string): number => {
@@ -49,7 +50,7 @@ export interface RunOptions {
   control: string;
   set: Record<string, boolean>;
   maxFlows?: number;
-  copyRange: number;
+  copyRange?: number; //   default: the board's copy_range:, else DEFAULT_COPY_RANGE (headers only)
   queueMaxlen: number;
   failOpen?: boolean;
   gso?: boolean;
@@ -89,7 +90,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   const { fallback } = await startDaemon(daemon, log);
   const roles = rolesFor({ ...(o.external ? { external: o.external } : {}), ...(o.internal ? { internal: o.internal } : {}) });
   for (const q of specs) {
-    daemon.addSource(NfqSource.open({ queue: q.queue, copyRange: o.copyRange, maxLen: o.queueMaxlen, failOpen: q.failOpen, gso: o.gso ?? false, roles }));
+    daemon.addSource(NfqSource.open({ queue: q.queue, copyRange: o.copyRange ?? DEFAULT_COPY_RANGE, maxLen: o.queueMaxlen, failOpen: q.failOpen, gso: o.gso ?? false, roles }));
   }
   await daemon.listen();
   let metrics: MetricsServer | null = null;
@@ -137,7 +138,8 @@ export function runCommand(): Command {
     .addOption(new Option("--set <switch=on|off>", "turn a switch of the policy on or off (repeatable)").argParser(parseSwitchOverride).default({}))
     .addOption(engineOption("the core (overrides the board config's engine:)"))
     .option("--max-flows <n>", "state table capacity", int("--max-flows", 16, 2097152))
-    .option("--copy-range <bytes>", "bytes of each packet copied from the kernel", int("--copy-range", 64, 65535), 65535)
+    .option("--copy-range <bytes>", `bytes of each packet copied from the kernel (default ${DEFAULT_COPY_RANGE}: the headers the core reads; ` +
+      "a packet whose headers run past it is dropped as snap_truncated; 65535: whole packets)", parseCopyRangeArg)
     .option("--queue-maxlen <n>", "kernel queue length", int("--queue-maxlen", 1, 1 << 20), 4096)
     .option("--fail-open", "when a queue is full the kernel accepts packets uninspected (default: drops them)")
     .option("--gso", "take GSO packets unsegmented (headers only are classified)")

@@ -20,6 +20,8 @@ export interface KernelQueue {
   queue: number;
   portid: number; //      netlink port of the bound socket (0: none)
   waiting: number;
+  copyMode: number; //    0 none, 1 meta, 2 packet (NFQNL_COPY_*)
+  copyRange: number; //   bytes of each packet copied to the socket
   queueDropped: number;
   userDropped: number;
   idSequence: number; //  the last packet id handed out
@@ -31,7 +33,7 @@ export function parseKernelQueues(text: string): Map<number, KernelQueue> {
     const f = line.trim().split(/\s+/);
     if (f.length < 8 || !f.slice(0, 8).every((x) => /^\d+$/.test(x))) continue;
     const n = f.map(Number);
-    out.set(n[0]!, { queue: n[0]!, portid: n[1]!, waiting: n[2]!, queueDropped: n[5]!, userDropped: n[6]!, idSequence: n[7]! });
+    out.set(n[0]!, { queue: n[0]!, portid: n[1]!, waiting: n[2]!, copyMode: n[3]!, copyRange: n[4]!, queueDropped: n[5]!, userDropped: n[6]!, idSequence: n[7]! });
   }
   return out;
 }

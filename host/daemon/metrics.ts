@@ -133,6 +133,11 @@ export function renderMetrics(src: MetricsSource): string {
     t.family("portcullis_queue_kernel_waiting", "gauge", "Packets waiting in each kernel queue for a verdict.");
     for (const x of waiting) t.sample("portcullis_queue_kernel_waiting", { queue: x.label }, x.q.kernelWaiting as number);
   }
+  const ranged = qs.filter((x) => typeof x.q.kernelCopyRange === "number");
+  if (ranged.length) {
+    t.family("portcullis_queue_copy_range_bytes", "gauge", "Bytes of each packet the kernel copies to the daemon (the copy range; the headers by default).");
+    for (const x of ranged) t.sample("portcullis_queue_copy_range_bytes", { queue: x.label }, x.q.kernelCopyRange as number);
+  }
 
   const tot = s.reloadTotals ?? { ok: 0, error: 0, rechecks: 0, recheckEnded: 0 };
   t.family("portcullis_reloads_total", "counter", "Reloads since start, by result (an error leaves the live table as it was).")

@@ -21,9 +21,9 @@ export class NfqSource implements PacketSource {
   stats(): Record<string, number> {
     const s = this.q.stats();
     const out = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Number(v)]));
-    // What the kernel dropped before the socket (kernel-queue.ts).
+    // What the kernel dropped before the socket, and the copy range it applies (kernel-queue.ts).
     const k = readKernelQueues().get(this.q.queue);
-    if (k) Object.assign(out, { kernelWaiting: k.waiting, kernelQueueDropped: k.queueDropped, kernelUserDropped: k.userDropped });
+    if (k) Object.assign(out, { kernelWaiting: k.waiting, kernelQueueDropped: k.queueDropped, kernelUserDropped: k.userDropped, kernelCopyRange: k.copyRange });
     return out;
   }
   close(): void { this.q.close(); }

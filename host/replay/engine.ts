@@ -64,8 +64,11 @@ export function wireLength(r: PcapRecord): number {
 // Replays `records` (consumed as they come: a capture file streams) and hands
 // each packet's outcome to `onPacket` as its batch is decided; nothing per
 // packet is kept.
+// `copyRange` cuts each packet's bytes as the kernel's NFQUEUE copy range
+// does (the wire length stays the packet's), so a replay decides what the
+// appliance with that range decides; 0 hands the core the whole record.
 export function replay(core: Core, table: TableView, records: Iterable<PcapRecord>, placer: RolePlacer,
-  onPacket: (p: ReplayPacket) => void = () => {}): ReplayResult {
+  onPacket: (p: ReplayPacket) => void = () => {}, copyRange = 0): ReplayResult {
   core.resetCounters();
   let t0: bigint | null = null;
   let index = 0;
@@ -121,10 +124,11 @@ export function replay(core: Core, table: TableView, records: Iterable<PcapRecor
       const gap = r.ts > batchTs ? r.ts - batchTs : batchTs - r.ts;
       if (pending.length > 0 && (pending.length >= MAX_REPLAY_BATCH || gap > BATCH_WINDOW_NS)) flush();
       if (pending.length === 0) batchTs = r.ts;
-      if (!batch.add(r.ip, meta)) {
+      const bytes = copyRange > 0 && r.ip.length > copyRange ? r.ip.subarray(0, copyRange) : r.ip;
+      if (!batch.add(bytes, meta)) {
         flush();
         batchTs = r.ts;
-        if (!batch.add(r.ip, meta)) throw new Error(`packet ${index + 1} (${r.ip.length} bytes) does not fit in a batch`);
+        if (!batch.add(bytes, meta)) throw new Error(`packet ${index + 1} (${bytes.length} bytes) does not fit in a batch`);
       }
       pending.push({ r, p });
     }
