@@ -9,14 +9,22 @@
 //    and with whole packets: the same answer for every packet;
 //  - 100,000 fuzz packets through two cores in step, one given whole
 //    packets, the other the first DEFAULT_COPY_RANGE bytes of each.
-// The appliance tests (appliance.test.ts) run the daemon with this default
-// through the kernel, and check the queues' copy range there.
+// The daemon asks the kernel for the default, the board's copy_range: or
+// --copy-range (read back from /proc/net/netfilter/nfnetlink_queue); a
+// range the kernel does not take is refused in one line. The appliance
+// tests (appliance.test.ts) run the daemon with the default through the
+// kernel, and check the queues' copy range there.
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
 import { Core, type PacketMeta } from "../host/core/core.js";
 import { reasonName } from "../host/core/reasons.js";
+import { parseKernelQueues } from "../host/daemon/kernel-queue.js";
+import { parseBoardText } from "../host/kernel/board.js";
 import { DEFAULT_COPY_RANGE } from "../host/kernel/copy-range.js";
 import { ipv4, ipv6, NH_DSTOPTS, optionsExt, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
 import { compilePolicyFile, type Mode } from "../host/policy/compile.js";
@@ -143,6 +151,63 @@ test("100,000 fuzz packets: with the default range a packet gets the whole packe
   assert.equal(differ.slice(0, 5), [], `${differ.length} packets answered otherwise than snap_truncated`);
   assert.ok(longer > 1000, `only ${longer} fuzz packets were longer than the range`);
   console.log(`  fuzz: ${longer} of ${sent} packets longer than ${DEFAULT_COPY_RANGE} bytes; ${truncated} IPv6 packets dropped as snap_truncated with the range`);
+});
+
+// The daemon in a namespace of its own with a veth pair for NICs: the copy range
+// it asks the kernel for, as the kernel reports it.
+async function daemonCopyRange(board: string, extra: string[]): Promise<number> {
+  const ns = `pccr${process.pid}`;
+  const dir = mkdtempSync(join(tmpdir(), "pc-copy-range-"));
+  spawnSync("ip", ["netns", "del", ns]);
+  let daemon: ChildProcess | null = null;
+  try {
+    assert.is(spawnSync("ip", ["netns", "add", ns]).status, 0);
+    assert.is(spawnSync("ip", ["-n", ns, "link", "add", "ext0", "type", "veth", "peer", "name", "int0"]).status, 0);
+    const file = join(dir, "board.yaml");
+    writeFileSync(file, `version: 1\nmode: host\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\nqueues: { first: 30, count: 1 }\n${board}`);
+    const sock = join(dir, "c.sock");
+    daemon = spawn("ip", ["netns", "exec", ns, process.execPath, "dist/host/cli.js", "run", "--policy", DEFAULT_POLICY, "--board", file,
+      "--control", sock, "--state-dir", join(dir, "state"), "--no-watch", ...extra], { stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    daemon.stderr!.on("data", (d: Buffer) => { err += d.toString(); });
+    for (let t = 0; ; t += 100) {
+      const k = parseKernelQueues(spawnSync("ip", ["netns", "exec", ns, "cat", "/proc/net/netfilter/nfnetlink_queue"], { encoding: "utf8" }).stdout ?? "");
+      if (k.has(30) && k.has(31)) {
+        assert.is(k.get(31)!.copyRange, k.get(30)!.copyRange, "both sides' queues alike");
+        return k.get(30)!.copyRange;
+      }
+      if (daemon.exitCode !== null || t > 30_000) throw new Error(`the daemon did not bind queues 30 and 31: ${err.trim().slice(-400)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    if (daemon && daemon.exitCode === null) {
+      const exited = new Promise((r) => daemon!.once("exit", r));
+      daemon.kill("SIGTERM");
+      await exited;
+    }
+    spawnSync("ip", ["netns", "del", ns]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test("the daemon's queues: the default range, the board's copy_range:, --copy-range over it (as the kernel reports them)", async () => {
+  assert.is(await daemonCopyRange("", []), DEFAULT_COPY_RANGE);
+  assert.is(await daemonCopyRange("copy_range: 1500\n", []), 1500);
+  // The kernel keeps at most NFQNL_MAX_COPY_RANGE, 0xffff less a netlink attribute header: whole packets.
+  assert.is(await daemonCopyRange("copy_range: 1500\n", ["--copy-range", "65535"]), 65531);
+});
+
+test("board config and flag: a copy range the kernel does not take is refused with what is allowed", () => {
+  const base = "version: 1\nmode: host\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\n";
+  assert.is(parseBoardText(base, "b.yaml").copyRange, undefined);
+  assert.is(parseBoardText(`${base}copy_range: 2048\n`, "b.yaml").copyRange, 2048);
+  assert.throws(() => parseBoardText(`${base}copy_range: 70000\n`, "b.yaml"), /^b\.yaml:5:13: copy_range \(bytes\) must be a whole number 64-65535$/);
+  for (const bad of ["63", "65536", "1e3", "-1", "256b"]) {
+    const r = spawnSync(process.execPath, ["dist/host/cli.js", "replay", REFERENCE_PCAP, "--policy", DEFAULT_POLICY, "--copy-range", bad], { encoding: "utf8" });
+    assert.is(r.status, 1, `--copy-range ${bad}`);
+    assert.is(r.stdout, "");
+    assert.match(r.stderr, /^error: option '--copy-range <bytes>' argument '.*' is invalid\. the copy range must be a whole number of bytes from 64 to 65535\n/);
+  }
 });
 
 test.run();

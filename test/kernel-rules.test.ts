@@ -163,6 +163,7 @@ const BAD: Array<[string, string, string[]]> = [
   ["the same device twice", "version: 1\nmode: host\nexternal: { dev: eth0 }\ninternal: { dev: eth0 }\n", ["same_dev 4:1"]],
   ["queues out of range", "version: 1\nmode: host\nexternal: { dev: a }\ninternal: { dev: b }\nqueues:\n  first: 65535\n  count: 0\n",
     ["bad_queues 5:1", "bad_number 7:10"]],
+  ["a copy range the kernel does not take", "version: 1\nmode: host\nexternal: { dev: a }\ninternal: { dev: b }\ncopy_range: 40\n", ["bad_number 5:13"]],
   ["a duplicate key", "version: 1\nmode: host\nmode: gateway\n", ["duplicate_key 3:1"]],
   ["broken YAML", "version: 1\nmode: [host\n", ["yaml_syntax 3:1"]],
   ["an empty file", "", ["empty_board 1:1"]],

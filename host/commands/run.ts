@@ -73,7 +73,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // per side with that side's fail-open setting.
     const b = readBoardFile(o.board);
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
-    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine }, specs, log);
+    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange }, specs, log);
   }
   return start(o, queueSpecs(o), log);
 }

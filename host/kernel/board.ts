@@ -8,6 +8,7 @@
 //   internal: { dev: int0, fail_open: false, bypass: false }
 //   queues: { first: 0, count: 1 }
 //   engine: v8              # v8 | wasmtime: what runs the core (default v8)
+//   copy_range: 256         # bytes of each packet the kernel copies (default 256: headers)
 //
 // fail_open and bypass default to false (fail closed) on both sides; queues
 // defaults to { first: 0, count: 1 }. Unknown keys and wrong values are errors
@@ -16,6 +17,7 @@ import { isScalar } from "yaml";
 import { ConfigError, Diagnostics } from "../config/errors.js";
 import { type Entry, isEmpty, suggest, YamlReader } from "../config/yaml.js";
 import { ENGINES, type EngineName } from "../core/load.js";
+import { COPY_RANGE_RULE, isCopyRange, MAX_COPY_RANGE, MIN_COPY_RANGE } from "./copy-range.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { type Mode, MODES } from "../policy/compile.js";
 
@@ -34,6 +36,7 @@ export interface BoardConfig {
   internal: SideConfig;
   queues?: { first: number; count: number }; // default { first: 0, count: 1 }
   engine?: EngineName; // the core's engine for `run --board` (default v8)
+  copyRange?: number; //  the queues' copy range (default DEFAULT_COPY_RANGE: host/kernel/copy-range.ts)
 }
 
 // Linux's rule for device names (dev_valid_name), narrowed to what is safe
@@ -41,7 +44,7 @@ export interface BoardConfig {
 const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAX_QUEUE = 65535;
 
-const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine"];
+const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range"];
 const SIDE_KEYS = ["dev", "fail_open", "bypass"];
 const QUEUE_KEYS = ["first", "count"];
 
@@ -55,6 +58,7 @@ export function boardProblem(c: BoardConfig): string | null {
   }
   if (c.external.dev === c.internal.dev) return `external and internal are the same device "${c.external.dev}"`;
   if (c.engine !== undefined && !ENGINES.includes(c.engine)) return `engine must be ${ENGINES.join(" or ")}, not "${String(c.engine)}"`;
+  if (c.copyRange !== undefined && !isCopyRange(c.copyRange)) return `copy_range must be ${COPY_RANGE_RULE}, not ${String(c.copyRange)}`;
   const q = c.queues ?? { first: 0, count: 1 };
   if (!Number.isInteger(q.first) || q.first < 0 || q.first > MAX_QUEUE) return `queues.first must be 0-${MAX_QUEUE}, not ${q.first}`;
   if (!Number.isInteger(q.count) || q.count < 1) return `queues.count must be 1 or more, not ${q.count}`;
@@ -142,6 +146,8 @@ function readBoard(y: YamlReader, config: BoardConfig): void {
   }
   const eng = top.get("engine");
   if (eng) config.engine = word(eng, "engine", ENGINES, "bad_engine");
+  const cr = top.get("copy_range");
+  if (cr) config.copyRange = int(cr, "copy_range (bytes)", MIN_COPY_RANGE, MAX_COPY_RANGE);
   const q = top.get("queues");
   if (q) {
     const e = y.mapping(q.value, QUEUE_KEYS, "queues", q.key);
