@@ -21,7 +21,7 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Core } from "../host/core/core.js";
 import { coreWasmPath, ENGINES } from "../host/core/load.js";
-import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../host/native/wasm2c.js";
+import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../test/wasm2c/harness.js";
 import { benchSet, type ClassBenchFigures } from "./classbench.js";
 import { benchEstablished } from "./conntrack.js";
 import { benchCore } from "./core.js";
