@@ -170,6 +170,15 @@ function queueRule(port: number, queue: number, chain = "INPUT", table = "filter
   ipt("-t", table, "-A", chain, "-i", "vb", "-p", "udp", "--dport", String(port), "-j", "NFQUEUE", "--queue-num", String(queue));
 }
 
+// UDP port 5000 + queue queued to `queue`, a consumer bound to it (default
+// verdict accept, then args) and a listener behind it.
+async function boundConsumer(queue: number, ...args: string[]): Promise<{ c: Proc; l: Proc; port: number }> {
+  const port = 5000 + queue;
+  queueRule(port, queue);
+  const c = await consumer("--queue", String(queue), "--default", "accept", ...args);
+  return { c, l: await listener(port), port };
+}
+
 function finish(): void {
   for (const p of procs.splice(0)) p.kill();
 }
@@ -200,9 +209,7 @@ process.once("exit", () => {
 
 test("default accept: the datagram arrives; its descriptor carries hook, ethertype, role, queue, lengths, time", async () => {
   try {
-    queueRule(5001, 1);
-    const c = await consumer("--queue", "1", "--default", "accept", "--role", `${vbIndex}=${ABI.ROLE_EXTERNAL}`);
-    const l = await listener(5001);
+    const { c, l } = await boundConsumer(1, "--role", `${vbIndex}=${ABI.ROLE_EXTERNAL}`);
     const before = BigInt(Date.now()) * 1_000_000n;
     send(5001, 1, 100);
     await l.waitFor((x) => x.startsWith("R 1 "), 3000, "the datagram at the listener");
@@ -243,9 +250,7 @@ test("default drop: the datagrams never arrive; the consumer counts the drops", 
 
 test("a burst of 2,000 datagrams: many packets per wakeup, each verdicted exactly once, all delivered", async () => {
   try {
-    queueRule(5003, 3);
-    const c = await consumer("--queue", "3", "--default", "accept");
-    const l = await listener(5003);
+    const { c, l } = await boundConsumer(3);
     send(5003, 2000);
     await c.waitFor(() => verdicted(c) >= 2000, 10_000, "2,000 verdicts");
     await l.waitFor(() => received(l) >= 2000, 3000, "2,000 datagrams at the listener");
@@ -283,9 +288,7 @@ test("IPv6 with the GSO and fail-open flags: ethertype 0x86DD, the datagram arri
 
 test("a small DATA area: a packet that does not fit waits in the handle for the next call", async () => {
   try {
-    queueRule(5012, 12);
-    const c = await consumer("--queue", "12", "--default", "accept", "--data-cap", "20000", "--stall-ms", "10000");
-    const l = await listener(5012);
+    const { c, l } = await boundConsumer(12, "--data-cap", "20000", "--stall-ms", "10000");
     send(5012, 300, 1000);
     unstall(c);
     await c.waitFor(() => verdicted(c) >= 300, 5000, "300 verdicts");
@@ -523,15 +526,6 @@ test("a packet message the addon cannot read: dropped, not accepted by a later b
     finish();
   }
 });
-
-// UDP port 5000 + queue queued to `queue`, a consumer bound to it (default
-// verdict accept, then args) and a listener behind it.
-async function boundConsumer(queue: number, ...args: string[]): Promise<{ c: Proc; l: Proc; port: number }> {
-  const port = 5000 + queue;
-  queueRule(port, queue);
-  const c = await consumer("--queue", String(queue), "--default", "accept", ...args);
-  return { c, l: await listener(port), port };
-}
 
 // Two packets in one batch that the consumer (args) leaves undecided, then
 // three more: exactly the three arrive. Returns the consumer and its stats.
