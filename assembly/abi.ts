@@ -2,7 +2,7 @@
 //
 // This file is the one source of these numbers: at build time
 // scripts/gen-abi.mjs reads every `export const NAME: T = VALUE;` line below
-// (one per line, nothing else but comments) and writes the core's `abi_const`
+// (one per line; nothing else but // comments) and writes the core's `abi_const`
 // (assembly/abi-const.ts) and the host's mirror (host/core/abi.ts) from them;
 // the host checks every one against the core at load. Bump ABI_VERSION
 // whenever a box below changes; the host refuses any other version.
