@@ -10,7 +10,8 @@
 // under the size limit, read once) unless the bytes come with the job (the
 // file watch read them), so the bytes read are the bytes compiled and
 // staged. A policy takes the CLI's path (compilePolicyText, buildPolicyTable:
-// the YAML size limit, the core's rule and table-size limits during build). Its heap is capped (resourceLimits); a job that takes longer than
+// the YAML size limit, the core's rule and table-size limits during build).
+// Its heap is capped (resourceLimits); a job that takes longer than
 // `timeoutMs` or a worker that dies (out of memory, a crash) is refused with
 // one line and the worker is replaced at the next job.
 import { Worker } from "node:worker_threads";
