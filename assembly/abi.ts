@@ -1,8 +1,11 @@
 // The batch ABI: every structure that crosses the wasm boundary, drawn once.
 //
-// The host mirrors these numbers in host/core/abi.ts; test/abi.test.ts asks the
-// core for each of them through `abi_const` and fails on any disagreement. Bump
-// ABI_VERSION whenever a box below changes; the host refuses any other version.
+// This file is the one source of these numbers: at build time
+// scripts/gen-abi.mjs reads every `export const NAME: T = VALUE;` line below
+// (one per line; nothing else but // comments) and writes the core's `abi_const`
+// (assembly/abi-const.ts) and the host's mirror (host/core/abi.ts) from them;
+// the host checks every one against the core at load. Bump ABI_VERSION
+// whenever a box below changes; the host refuses any other version.
 //
 // Linear memory, laid out once by `init` (memory size is fixed: initial = max):
 //
@@ -74,6 +77,7 @@ export const D_HW_PROTO: u32 = 24;
 export const D_IN_ROLE: u32 = 26;
 export const D_OUT_ROLE: u32 = 27;
 export const D_HOOK: u32 = 28;
+export const D_RESERVED: u32 = 29; // zero
 export const D_QUEUE: u32 = 30;
 export const DESC_SIZE: u32 = 32;
 
@@ -258,20 +262,3 @@ export const PF_MORE_FRAGS: u8 = 4; // MF set
 export const PF_HAS_PORTS: u8 = 8; //  sport/dport are valid
 export const PF_ICMP_ERROR: u8 = 16; // inner 5-tuple is valid
 export const PF_IP_OPTIONS: u8 = 32; // IPv4 options present
-
-// `abi_const(id)` answers these ids; the host mirrors the same table.
-export const enum AbiConst {
-  VERSION = 0, MAX_BATCH, DATA_CAP,
-  BH_COUNT, BH_FLAGS, BH_NOW, BH_DONE, BH_STATUS, BH_SIZE,
-  D_DATA_OFF, D_CAP_LEN, D_WIRE_LEN, D_PACKET_ID, D_TS, D_HW_PROTO,
-  D_IN_ROLE, D_OUT_ROLE, D_HOOK, D_QUEUE, DESC_SIZE,
-  V_VERDICT, V_FLAGS, V_REASON, V_RULE, VERDICT_SIZE,
-  CFG_DEFAULT_VERDICT, CFG_TABLE_CAP, CFG_MAX_RULES, CFG_MAX_FLOWS, CFG_HASH_SEED, CFG_MAX_FRAGS, CFG_TIMEOUTS, CONFIG_SIZE,
-  REASON_SLOTS, C_REASONS, C_VERDICTS, C_BATCHES, C_PACKETS, C_BAD_BATCHES, C_FLOWS_LIVE, COUNTERS_SIZE,
-  PKT_SIZE, P_FAMILY, P_PROTO, P_FLAGS, P_SPORT, P_DPORT, P_SRC, P_DST,
-  P_IN_FAMILY, P_IN_PROTO, P_IN_SPORT, P_IN_DPORT, P_IN_SRC, P_IN_DST,
-  P_TCP_WSCALE, P_TCP_PAYLOAD,
-  // the flow entry (conntrack/entry.ts), read by the host's flow listing
-  E_STATE, E_PROTO, E_FAMILY, E_FLAGS, E_PORT_A, E_PORT_B, E_CTX, E_EXPIRES, E_RULE, E_ADDR_A, E_ADDR_B, FLOW_SIZE, EF_ORIG_IS_B,
-  COUNT
-}

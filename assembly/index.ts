@@ -12,7 +12,6 @@ import { commit, liveCounters, livePtr, maxRuleCount, setupSlots, stage, stageCa
 import { TABLE_ERROR_NAMES, TableError, RULE_COUNTER_SIZE } from "./rules/format";
 import { faultAt } from "./rules/validate";
 import { classifyHeaders } from "./rules/headers";
-import * as E from "./conntrack/entry";
 import { FLOW_SIZE, STATE_NAMES, State } from "./conntrack/entry";
 import { fragBytes, setupFrags } from "./conntrack/frag";
 import { setHashSeed } from "./conntrack/key";
@@ -32,82 +31,9 @@ const enum InitError {
 
 export function abi_version(): u32 { return A.ABI_VERSION; }
 
-export function abi_const(id: u32): u32 {
-  switch (id) {
-    case A.AbiConst.VERSION: return A.ABI_VERSION;
-    case A.AbiConst.MAX_BATCH: return A.MAX_BATCH;
-    case A.AbiConst.DATA_CAP: return A.DATA_CAP;
-    case A.AbiConst.BH_COUNT: return A.BH_COUNT;
-    case A.AbiConst.BH_FLAGS: return A.BH_FLAGS;
-    case A.AbiConst.BH_NOW: return A.BH_NOW;
-    case A.AbiConst.BH_DONE: return A.BH_DONE;
-    case A.AbiConst.BH_STATUS: return A.BH_STATUS;
-    case A.AbiConst.BH_SIZE: return A.BH_SIZE;
-    case A.AbiConst.D_DATA_OFF: return A.D_DATA_OFF;
-    case A.AbiConst.D_CAP_LEN: return A.D_CAP_LEN;
-    case A.AbiConst.D_WIRE_LEN: return A.D_WIRE_LEN;
-    case A.AbiConst.D_PACKET_ID: return A.D_PACKET_ID;
-    case A.AbiConst.D_TS: return A.D_TS;
-    case A.AbiConst.D_HW_PROTO: return A.D_HW_PROTO;
-    case A.AbiConst.D_IN_ROLE: return A.D_IN_ROLE;
-    case A.AbiConst.D_OUT_ROLE: return A.D_OUT_ROLE;
-    case A.AbiConst.D_HOOK: return A.D_HOOK;
-    case A.AbiConst.D_QUEUE: return A.D_QUEUE;
-    case A.AbiConst.DESC_SIZE: return A.DESC_SIZE;
-    case A.AbiConst.V_VERDICT: return A.V_VERDICT;
-    case A.AbiConst.V_FLAGS: return A.V_FLAGS;
-    case A.AbiConst.V_REASON: return A.V_REASON;
-    case A.AbiConst.V_RULE: return A.V_RULE;
-    case A.AbiConst.VERDICT_SIZE: return A.VERDICT_SIZE;
-    case A.AbiConst.CFG_DEFAULT_VERDICT: return A.CFG_DEFAULT_VERDICT;
-    case A.AbiConst.CFG_TABLE_CAP: return A.CFG_TABLE_CAP;
-    case A.AbiConst.CFG_MAX_RULES: return A.CFG_MAX_RULES;
-    case A.AbiConst.CFG_MAX_FLOWS: return A.CFG_MAX_FLOWS;
-    case A.AbiConst.CFG_HASH_SEED: return A.CFG_HASH_SEED;
-    case A.AbiConst.CFG_MAX_FRAGS: return A.CFG_MAX_FRAGS;
-    case A.AbiConst.CFG_TIMEOUTS: return A.CFG_TIMEOUTS;
-    case A.AbiConst.CONFIG_SIZE: return A.CONFIG_SIZE;
-    case A.AbiConst.REASON_SLOTS: return A.REASON_SLOTS;
-    case A.AbiConst.C_REASONS: return A.C_REASONS;
-    case A.AbiConst.C_VERDICTS: return A.C_VERDICTS;
-    case A.AbiConst.C_BATCHES: return A.C_BATCHES;
-    case A.AbiConst.C_PACKETS: return A.C_PACKETS;
-    case A.AbiConst.C_BAD_BATCHES: return A.C_BAD_BATCHES;
-    case A.AbiConst.C_FLOWS_LIVE: return A.C_FLOWS_LIVE;
-    case A.AbiConst.COUNTERS_SIZE: return A.COUNTERS_SIZE;
-    case A.AbiConst.PKT_SIZE: return A.PKT_SIZE;
-    case A.AbiConst.P_FAMILY: return A.P_FAMILY;
-    case A.AbiConst.P_PROTO: return A.P_PROTO;
-    case A.AbiConst.P_FLAGS: return A.P_FLAGS;
-    case A.AbiConst.P_SPORT: return A.P_SPORT;
-    case A.AbiConst.P_DPORT: return A.P_DPORT;
-    case A.AbiConst.P_SRC: return A.P_SRC;
-    case A.AbiConst.P_DST: return A.P_DST;
-    case A.AbiConst.P_IN_FAMILY: return A.P_IN_FAMILY;
-    case A.AbiConst.P_IN_PROTO: return A.P_IN_PROTO;
-    case A.AbiConst.P_IN_SPORT: return A.P_IN_SPORT;
-    case A.AbiConst.P_IN_DPORT: return A.P_IN_DPORT;
-    case A.AbiConst.P_IN_SRC: return A.P_IN_SRC;
-    case A.AbiConst.P_IN_DST: return A.P_IN_DST;
-    case A.AbiConst.P_TCP_WSCALE: return A.P_TCP_WSCALE;
-    case A.AbiConst.P_TCP_PAYLOAD: return A.P_TCP_PAYLOAD;
-    case A.AbiConst.E_STATE: return <u32>E.E_STATE;
-    case A.AbiConst.E_PROTO: return <u32>E.E_PROTO;
-    case A.AbiConst.E_FAMILY: return <u32>E.E_FAMILY;
-    case A.AbiConst.E_FLAGS: return <u32>E.E_FLAGS;
-    case A.AbiConst.E_PORT_A: return <u32>E.E_PORT_A;
-    case A.AbiConst.E_PORT_B: return <u32>E.E_PORT_B;
-    case A.AbiConst.E_CTX: return <u32>E.E_CTX;
-    case A.AbiConst.E_EXPIRES: return <u32>E.E_EXPIRES;
-    case A.AbiConst.E_RULE: return <u32>E.E_RULE;
-    case A.AbiConst.E_ADDR_A: return <u32>E.E_ADDR_A;
-    case A.AbiConst.E_ADDR_B: return <u32>E.E_ADDR_B;
-    case A.AbiConst.FLOW_SIZE: return <u32>E.FLOW_SIZE;
-    case A.AbiConst.EF_ORIG_IS_B: return <u32>E.EF_ORIG_IS_B;
-    case A.AbiConst.COUNT: return A.AbiConst.COUNT;
-    default: return 0xffffffff;
-  }
-}
+// abi_const(id): every constant of abi.ts (and the flow entry's layout), by
+// id; generated from abi.ts at build time by scripts/gen-abi.mjs.
+export { abi_const } from "./abi-const";
 
 // Lays out memory from the CONFIG block (which the host fills first; zero
 // fields take the defaults) and clears the counters. Returns 0, or an InitError.

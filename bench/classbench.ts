@@ -10,7 +10,8 @@ import { buildTable } from "../host/rules/build.js";
 import { readFilters, readTrace } from "../host/rules/classbench.js";
 import { HEADER_SIZE } from "../host/rules/format.js";
 import { LinearScan } from "./linear.js";
-import { type Figure, figure, nowMs } from "./stats.js";
+import { barChart, type Section } from "./report.js";
+import { type Figure, figure, fmt, nowMs } from "./stats.js";
 
 export interface ClassBenchFigures {
   set: string;
@@ -80,5 +81,26 @@ export function benchSet(dir: string, name: string, reps: number): ClassBenchFig
   return {
     set: name, rules: spec.rules.length, headers: n, buildMs: figure(builds), tableBytes: bytes.length,
     coreMpps: figure(coreRuns), wasmtimeMpps: wt ? figure(wtRuns) : null, linearMpps: figure(linRuns), agree,
+  };
+}
+
+// The classbench part of the report: one row per set, in the order benched.
+export function classbenchSection(figs: ClassBenchFigures[]): Section {
+  const head = ["set", "rules", "headers", "core Mpps", "wasmtime Mpps", "wt/V8", "linear Mpps", "core/linear", "build ms", "table KiB", "agree"];
+  const rows = figs.map((f) => [
+    f.set, String(f.rules), String(f.headers), fmt(f.coreMpps), f.wasmtimeMpps ? fmt(f.wasmtimeMpps) : "n/a",
+    f.wasmtimeMpps ? `${(f.wasmtimeMpps.median / f.coreMpps.median).toFixed(2)}` : "n/a", fmt(f.linearMpps, 3),
+    `${(f.coreMpps.median / f.linearMpps.median).toFixed(1)}x`, fmt(f.buildMs, 0),
+    (f.tableBytes / 1024).toFixed(0), f.agree ? "yes" : "NO",
+  ]);
+  return {
+    id: "classbench-headers", title: "ClassBench first match, release wasm core (classify_headers) vs plain TypeScript linear scan",
+    notes: ["Mpps: median (min-max). Build: host table compile, ms. Table: compiled bytes."], table: { head, rows }, lines: [],
+    chart: barChart({
+      title: "ClassBench headers: Mpps (symmetric log scale)", x: "set", series: "classifier", y: "mpps", yTitle: "Mpps", log: true, sortX: figs.map((f) => f.set),
+      values: figs.flatMap((f) => ([["core (wasm, V8)", f.coreMpps], ...(f.wasmtimeMpps ? [["core (wasm, wasmtime)", f.wasmtimeMpps] as const] : []), ["linear scan (TypeScript)", f.linearMpps]] as const)
+        .map(([who, m]) => ({ set: f.set, classifier: who, mpps: m.median, mppsMin: m.min, mppsMax: m.max }))),
+    }),
+    data: figs,
   };
 }

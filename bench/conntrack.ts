@@ -7,7 +7,8 @@ import { Core } from "../host/core/core.js";
 import { ipv4, PROTO_TCP, TCP_ACK, TCP_PSH, TCP_SYN, tcp } from "../host/packets/build.js";
 import { compilePolicyFile } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
-import { type Figure, figure, nowMs } from "./stats.js";
+import { barChart, type Section } from "./report.js";
+import { type Figure, figure, fmt, nowMs } from "./stats.js";
 
 const IN = { hook: ABI.HOOK_INPUT, inRole: ABI.ROLE_EXTERNAL, outRole: ABI.ROLE_NONE };
 const OUT = { hook: ABI.HOOK_OUTPUT, inRole: ABI.ROLE_NONE, outRole: ABI.ROLE_EXTERNAL };
@@ -69,4 +70,18 @@ export function benchEstablished(policy: string, reps: number): ConntrackFigures
   }
   const flowBytes = core.x.flow_size();
   return { flows: FLOWS, byBatch, flowBytes, tableBytes65536: flowBytes * 65536 };
+}
+
+// The established part of the report.
+export function establishedSection(ct: ConntrackFigures): Section {
+  return {
+    id: "established", title: "Established-flow fast path (release core, default policy, 1,000 tracked TCP flows, data both ways)", notes: [],
+    table: { head: ["batch", "Mpps"], rows: ct.byBatch.map((b) => [String(b.batch), fmt(b.mpps)]) },
+    lines: [`state table: ${ct.flowBytes} bytes per flow slot; 65,536 flows = ${(ct.tableBytes65536 / 1048576).toFixed(1)} MiB (fixed at init, touched as used)`],
+    chart: barChart({
+      title: "Established-flow fast path: Mpps", x: "batch", series: "core", y: "mpps", yTitle: "Mpps", sortX: ["1", "32", "256"],
+      values: ct.byBatch.map((b) => ({ batch: String(b.batch), core: "V8 (release wasm)", mpps: b.mpps.median, mppsMin: b.mpps.min, mppsMax: b.mpps.max })),
+    }),
+    data: ct,
+  };
 }

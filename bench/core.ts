@@ -5,7 +5,7 @@
 //    Core with engine "wasmtime", host/native/wasmtime.c), driven the same way;
 //  - reference: the plain TypeScript implementation (bench/reference/);
 //  - wasm2c: the same release.wasm translated to C and compiled with gcc -O2
-//    (host/native/wasm2c.ts, test/wasm2c/driver.c), timed by the driver.
+//    (test/wasm2c/harness.ts, test/wasm2c/driver.c), timed by the driver.
 // Each contender does what the driver's --repeat does: per batch, copy the
 // batch in once (untimed), then classify it `repeat` times (timed). Every
 // run starts from fresh state with the table committed; setup batches (the
@@ -18,7 +18,7 @@ import { runInNewContext } from "node:vm";
 import * as ABI from "../host/core/abi.js";
 import { type Core } from "../host/core/core.js";
 import { reasonName } from "../host/core/reasons.js";
-import { encodeVectors, packBatch, runWasm2cVectors, type VectorBatch } from "../host/native/wasm2c.js";
+import { encodeVectors, packBatch, runWasm2cVectors, type VectorBatch } from "../test/wasm2c/harness.js";
 import { Reference, type RefBatch } from "./reference/classify.js";
 import { type Figure, figure } from "./stats.js";
 import { type Workload } from "./workloads.js";

@@ -12,6 +12,7 @@ import { Daemon } from "../host/daemon/daemon.js";
 import { type EngineName } from "../host/core/load.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { ipv4, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
+import { type Section } from "./report.js";
 
 export interface MemoryFigures { engine: EngineName; rssIdleMiB: number; rssFullMiB: number; flowsLive: number; capacity: number }
 
@@ -44,6 +45,22 @@ async function child(policy: string, engine: EngineName): Promise<MemoryFigures>
 
 // One child per engine: RSS is the process's (wasmtime's 4 GiB reservation
 // is address space, not resident).
+// The memory part of the report: one row per engine.
+export function memorySection(ms: MemoryFigures[]): Section {
+  return {
+    id: "memory",
+    title: "Daemon resident memory (the daemon's objects without the NFQUEUE addon, default policy), per engine",
+    notes: [],
+    table: {
+      head: ["engine", "state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"],
+      rows: ms.map((m) => [m.engine, String(m.capacity), String(m.flowsLive), String(m.rssIdleMiB), String(m.rssFullMiB), m.rssFullMiB < 100 ? "met" : "MISSED"]),
+    },
+    lines: [],
+    chart: null,
+    data: ms,
+  };
+}
+
 export function measureDaemonMemory(policy: string, engine: EngineName = "v8"): MemoryFigures {
   const r = spawnSync(process.execPath, ["--expose-gc", fileURLToPath(import.meta.url), "child", policy, engine], { encoding: "utf8", timeout: 120_000 });
   if (r.status !== 0) throw new Error(`memory child failed: ${r.stderr}`);

@@ -14,6 +14,11 @@
 // data (--classbench, default ../shared/classbench/hypersplit beside the
 // checkout) is external: when the default directory is not there (a board),
 // the parts that need it leave it out and say so in the report.
+//
+// Each part's module returns its report Section(s) (classbench.ts,
+// conntrack.ts, reload.ts, memory.ts, core-report.ts, e2e/index.ts): titles,
+// notes and tables are drawn there once; this file only runs the parts,
+// prints their sections (report.ts printSection) and writes the report.
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { cpus, hostname, loadavg, tmpdir } from "node:os";
@@ -21,16 +26,15 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Core } from "../host/core/core.js";
 import { coreWasmPath, ENGINES } from "../host/core/load.js";
-import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../host/native/wasm2c.js";
-import { benchSet, type ClassBenchFigures } from "./classbench.js";
-import { benchEstablished } from "./conntrack.js";
+import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../test/wasm2c/harness.js";
+import { benchSet, type ClassBenchFigures, classbenchSection } from "./classbench.js";
+import { benchEstablished, establishedSection } from "./conntrack.js";
 import { benchCore } from "./core.js";
 import { coreSection, coreTargets } from "./core-report.js";
-import { barChart, compareReports, printSection, type RunMeta, type Section, writeJson, writeReport } from "./report.js";
+import { compareReports, printSection, type RunMeta, type Section, writeJson, writeReport } from "./report.js";
 import { classbenchWorkload, mixWorkload, type Workload } from "./workloads.js";
-import { benchRecheck, benchReloadClassBench, benchReloadPolicy, benchReloadUnderTraffic, formatReload, type ReloadFigures, trafficTable } from "./reload.js";
-import { fmt } from "./stats.js";
-import { measureDaemonMemory } from "./memory.js";
+import { benchRecheck, benchReloadClassBench, benchReloadPolicy, benchReloadUnderTraffic, type ReloadFigures, reloadSection, reloadTrafficSection } from "./reload.js";
+import { measureDaemonMemory, memorySection } from "./memory.js";
 import { e2eSections } from "./e2e/index.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -135,111 +139,34 @@ async function runBenchmarks(args: Args): Promise<void> {
   console.log(`Portcullis benchmarks on ${hostname()} (${cpus()[0]?.model ?? "unknown CPU"}, ${cpus().length} cores), node ${process.version}, ${reps} runs each; parts: ${parts.join(", ")}`);
   for (const s of skipped) console.log(`LEFT OUT: ${s}`);
 
+  // Each part returns its sections; they are printed as they come and written at the end.
+  const report = (...ss: Section[]): void => {
+    for (const s of ss) {
+      printSection(s);
+      sections.push(s);
+    }
+  };
   const headerFigs: ClassBenchFigures[] = [];
   if (has("classbench") && classbench) {
-    console.log("");
-    console.log("ClassBench first match, release wasm core (classify_headers) vs plain TypeScript linear scan");
-    console.log("Mpps: median (min-max). Build: host table compile, ms. Table: compiled bytes.");
-    console.log("");
-    const head = ["set", "rules", "headers", "core Mpps", "wasmtime Mpps", "wt/V8", "linear Mpps", "core/linear", "build ms", "table KiB", "agree"];
-    const rows: string[][] = [];
-    for (const name of HEADER_SETS) {
-      const f = benchSet(DIR, name, reps);
-      headerFigs.push(f);
-      rows.push([
-        f.set, String(f.rules), String(f.headers), fmt(f.coreMpps), f.wasmtimeMpps ? fmt(f.wasmtimeMpps) : "n/a",
-        f.wasmtimeMpps ? `${(f.wasmtimeMpps.median / f.coreMpps.median).toFixed(2)}` : "n/a", fmt(f.linearMpps, 3),
-        `${(f.coreMpps.median / f.linearMpps.median).toFixed(1)}x`, fmt(f.buildMs, 0),
-        (f.tableBytes / 1024).toFixed(0), f.agree ? "yes" : "NO",
-      ]);
-      if (!f.agree) process.exitCode = 1;
-    }
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join("  ");
-    console.log(line(head));
-    for (const r of rows) console.log(line(r));
-    sections.push({
-      id: "classbench-headers", title: "ClassBench first match, release wasm core (classify_headers) vs plain TypeScript linear scan",
-      notes: ["Mpps: median (min-max). Build: host table compile, ms. Table: compiled bytes."], table: { head, rows }, lines: [],
-      chart: barChart({
-        title: "ClassBench headers: Mpps (symmetric log scale)", x: "set", series: "classifier", y: "mpps", yTitle: "Mpps", log: true, sortX: HEADER_SETS,
-        values: headerFigs.flatMap((f) => ([["core (wasm, V8)", f.coreMpps], ...(f.wasmtimeMpps ? [["core (wasm, wasmtime)", f.wasmtimeMpps] as const] : []), ["linear scan (TypeScript)", f.linearMpps]] as const)
-          .map(([who, m]) => ({ set: f.set, classifier: who, mpps: m.median, mppsMin: m.min, mppsMax: m.max }))),
-      }),
-      data: headerFigs,
-    });
+    for (const name of HEADER_SETS) headerFigs.push(benchSet(DIR, name, reps));
+    if (headerFigs.some((f) => !f.agree)) process.exitCode = 1;
+    report(classbenchSection(headerFigs));
   }
 
-  if (has("established")) {
-    console.log("");
-    console.log("Established-flow fast path (release core, default policy, 1,000 tracked TCP flows, data both ways)");
-    const ct = benchEstablished(POLICY, reps);
-    for (const b of ct.byBatch) console.log(`  batch ${String(b.batch).padStart(3)}: ${fmt(b.mpps)} Mpps`);
-    console.log(`  state table: ${ct.flowBytes} bytes per flow slot; 65,536 flows = ${(ct.tableBytes65536 / 1048576).toFixed(1)} MiB (fixed at init, touched as used)`);
-    sections.push({
-      id: "established", title: "Established-flow fast path (release core, default policy, 1,000 tracked TCP flows, data both ways)", notes: [],
-      table: { head: ["batch", "Mpps"], rows: ct.byBatch.map((b) => [String(b.batch), fmt(b.mpps)]) },
-      lines: [`state table: ${ct.flowBytes} bytes per flow slot; 65,536 flows = ${(ct.tableBytes65536 / 1048576).toFixed(1)} MiB (fixed at init, touched as used)`],
-      chart: barChart({
-        title: "Established-flow fast path: Mpps", x: "batch", series: "core", y: "mpps", yTitle: "Mpps", sortX: ["1", "32", "256"],
-        values: ct.byBatch.map((b) => ({ batch: String(b.batch), core: "V8 (release wasm)", mpps: b.mpps.median, mppsMin: b.mpps.min, mppsMax: b.mpps.max })),
-      }),
-      data: ct,
-    });
-  }
+  if (has("established")) report(establishedSection(benchEstablished(POLICY, reps)));
 
   if (has("reload")) {
-    console.log("");
     const nReload = quick ? 10 : 50, nReload10K = quick ? 5 : 20;
-    console.log(`Reload latency: the daemon's transaction (Daemon.reload, release core), ms p50 / p99 (nearest rank; n reloads after warm-up)`);
-    console.log("  compile: read + compile the policy (ClassBench: parse the filters) + build the table; stage: copy + validate; commit: swap");
     const reloads: ReloadFigures[] = [await benchReloadPolicy(POLICY, nReload)];
     if (classbench) for (const name of RELOAD_SETS) reloads.push(await benchReloadClassBench(join(DIR, `${name}.rules`), nReload10K));
     reloads.push(await benchRecheck(POLICY, 10_000, nReload10K));
-    for (const l of formatReload(reloads)) console.log(`  ${l}`);
-    sections.push({
-      id: "reload", title: "Reload latency: the daemon's transaction (Daemon.reload, release core), ms p50 / p99 (nearest rank; n reloads after warm-up)",
-      notes: ["compile: read + compile the policy (ClassBench: parse the filters) + build the table; stage: copy + validate; commit: swap."],
-      table: null, lines: formatReload(reloads),
-      chart: barChart({
-        title: "Reload total, ms (bar p50, rule p50-p99)", x: "table", series: "phase", y: "ms", yTitle: "ms",
-        values: reloads.map((r) => ({ table: r.what, phase: "total", ms: r.total.p50, msMin: r.total.p50, msMax: r.total.p99 })),
-      }),
-      data: reloads,
-    });
+    report(reloadSection(reloads));
     // The packet loop during a large reload: compiled on it, or in the worker.
-    const traffic = await benchReloadUnderTraffic(POLICY, 1_000_000, quick ? 1 : 3);
-    const ts: Section = {
-      id: "reload-traffic",
-      title: "Batches during a reload of a 1,000,000-prefix set policy: compiled on the packet loop vs in the compile worker",
-      notes: ["Batches of 256 run back to back on the event loop while the reload runs; a gap is the time between the ends of two batches " +
-        "(ms, median of n reloads with min-max; the two ways alternate in the same run). On the loop, the gap max is the whole compile."],
-      table: trafficTable(traffic), lines: [], chart: null, data: traffic,
-    };
-    console.log("");
-    printSection(ts);
-    sections.push(ts);
+    report(reloadTrafficSection(await benchReloadUnderTraffic(POLICY, 1_000_000, quick ? 1 : 3)));
   }
 
   // ---- daemon memory with a full 65,536-flow state table -----------------
-  if (has("memory")) {
-    const ms = ENGINES.map((e) => measureDaemonMemory(POLICY, e));
-    const section: Section = {
-      id: "memory",
-      title: "Daemon resident memory (the daemon's objects without the NFQUEUE addon, default policy), per engine",
-      notes: [],
-      table: {
-        head: ["engine", "state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"],
-        rows: ms.map((m) => [m.engine, String(m.capacity), String(m.flowsLive), String(m.rssIdleMiB), String(m.rssFullMiB), m.rssFullMiB < 100 ? "met" : "MISSED"]),
-      },
-      lines: [],
-      chart: null,
-      data: ms,
-    };
-    console.log("");
-    printSection(section);
-    sections.push(section);
-  }
+  if (has("memory")) report(memorySection(ENGINES.map((e) => measureDaemonMemory(POLICY, e))));
 
   // ---- core throughput: V8, the TypeScript reference, wasm2c + gcc -O2 ---
   if (has("core")) {
@@ -266,9 +193,7 @@ async function runBenchmarks(args: Args): Promise<void> {
         reps, repeat: 16, binary: why ? null : buildWasm2cCore().binary, wasmtime, tmpDir: tmp, moduleBytes: statSync(coreWasmPath("release")).size,
         ...(why ? { wasm2cWhy: why } : {}), ...(wasmtimeWhy ? { wasmtimeWhy } : {}),
       });
-      const section = coreSection(bench);
-      printSection(section);
-      sections.push(section);
+      report(coreSection(bench));
       if (bench.cells.some((c) => !c.agree)) process.exitCode = 1;
       targets.push(...coreTargets(bench, headerFigs));
     } finally {
@@ -280,10 +205,7 @@ async function runBenchmarks(args: Args): Promise<void> {
     // Rounds as bench/e2e/main.ts runs them (each section's notes say how many).
     // Its fw1_10K run reads the same ClassBench directory (and is left out, saying so, without it).
     const e2e = await e2eSections({ quick, reps: quick ? 3 : 5, classbench: DIR });
-    for (const s of e2e.sections) {
-      printSection(s);
-      sections.push(s);
-    }
+    report(...e2e.sections);
     targets.push(...e2e.targets);
   }
 

@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { SCHEMA, SCHEMA_VERSION, sideBySideTable } from "../bench/report.js";
+import { establishedSection } from "../bench/conntrack.js";
+import { reloadSection } from "../bench/reload.js";
+import { printSection, SCHEMA, SCHEMA_VERSION, sideBySideTable } from "../bench/report.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const RUN = join(ROOT, "dist", "bench", "run.js");
@@ -189,6 +191,25 @@ test("--only memory --json-only: just the JSON, schema and version, the parts th
   assert.equal(doc.sections[0]!.table.head, ["engine", "state table", "flows live", "RSS idle MiB", "RSS full MiB", "target < 100 MiB"]);
   assert.equal(doc.sections[0]!.table.rows.map((r) => r[0]), ["v8", "wasmtime"]);
   assert.match(r.stdout, /parts: memory\n/);
+});
+
+test("a part returns its Section and run.js prints it: the title once, the notes, the table, the lines", () => {
+  const f = (m: number) => ({ median: m, min: m, max: m + 1, runs: 3 });
+  const est = establishedSection({ flows: 1000, byBatch: [{ batch: 1, mpps: f(1) }, { batch: 256, mpps: f(12.5) }], flowBytes: 96, tableBytes65536: 96 * 65536 });
+  assert.equal(est.table, { head: ["batch", "Mpps"], rows: [["1", "1.00 (1.00-2.00)"], ["256", "12.50 (12.50-13.50)"]] });
+  assert.equal(est.lines, ["state table: 96 bytes per flow slot; 65,536 flows = 6.0 MiB (fixed at init, touched as used)"]);
+  const p = (a: number) => ({ p50: a, p99: a * 2 });
+  const rel = reloadSection([{ what: "default policy", rules: 5, tableBytes: 2048, n: 10, compile: p(1), stage: p(0.5), commit: p(0.01), total: p(1.51) }]);
+  assert.equal(rel.lines, [
+    "table           rules  KiB  n   compile      stage        commit       recheck  total",
+    "default policy  5      2    10  1.00 / 2.00  0.50 / 1.00  0.01 / 0.02  -        1.51 / 3.02",
+  ]);
+  const printed: string[] = [];
+  const log = console.log;
+  console.log = (line: string) => { printed.push(line); };
+  try { printSection(est); printSection(rel); } finally { console.log = log; }
+  assert.equal(printed, ["", est.title, "batch  Mpps", "1      1.00 (1.00-2.00)", "256    12.50 (12.50-13.50)", est.lines[0],
+    "", rel.title, rel.notes[0], ...rel.lines]);
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));

@@ -91,6 +91,16 @@ async function refused(path: string, why: RegExp): Promise<void> {
   assert.match(e!.message, why);
   assert.not.match(e!.message, /\n/, "one line");
 }
+// A test in a fresh directory (prefix), removed at its end with every server it started.
+const inTempDir = (prefix: string, fn: (base: string) => Promise<void>) => async (): Promise<void> => {
+  const base = mkdtempSync(join(tmpdir(), prefix));
+  try {
+    await fn(base);
+  } finally {
+    await closeAll();
+    rmSync(base, { recursive: true, force: true });
+  }
+};
 // A socket file no daemon listens on (a daemon killed with SIGKILL leaves one).
 function staleSocket(path: string): void {
   const r = spawnSync("python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", path]);
@@ -98,99 +108,81 @@ function staleSocket(path: string): void {
   assert.ok(lstatSync(path).isSocket());
 }
 
-test("an existing directory keeps its mode (a /tmp-like 1777 one too); a missing one is created 0700", async () => {
-  const base = mkdtempSync(join(tmpdir(), "pc-ctldir-"));
-  try {
-    chmodSync(base, 0o755);
-    // Like /tmp: world-writable with the sticky bit, owned by root.
-    const sticky = join(base, "tmp");
-    mkdirSync(sticky);
-    chmodSync(sticky, 0o1777);
-    for (const [dir, want] of [[base, "0755"], [sticky, "1777"]] as const) {
-      const c = serve(join(dir, "x.sock"));
-      await c.listen();
-      assert.is(mode(dir), want, `${dir} keeps its mode`);
-      assert.is(mode(join(dir, "x.sock")), "0600");
-      assert.is((await request(join(dir, "x.sock"), { cmd: "ping" })).pong, 1);
-      await c.close();
-    }
-    const c = serve(join(base, "a", "b", "x.sock"));
+test("an existing directory keeps its mode (a /tmp-like 1777 one too); a missing one is created 0700", inTempDir("pc-ctldir-", async (base) => {
+  chmodSync(base, 0o755);
+  // Like /tmp: world-writable with the sticky bit, owned by root.
+  const sticky = join(base, "tmp");
+  mkdirSync(sticky);
+  chmodSync(sticky, 0o1777);
+  for (const [dir, want] of [[base, "0755"], [sticky, "1777"]] as const) {
+    const c = serve(join(dir, "x.sock"));
     await c.listen();
-    assert.equal([mode(join(base, "a")), mode(join(base, "a", "b")), mode(base)], ["0700", "0700", "0755"]);
+    assert.is(mode(dir), want, `${dir} keeps its mode`);
+    assert.is(mode(join(dir, "x.sock")), "0600");
+    assert.is((await request(join(dir, "x.sock"), { cmd: "ping" })).pong, 1);
     await c.close();
-  } finally {
-    await closeAll();
-    rmSync(base, { recursive: true, force: true });
   }
-});
+  const c = serve(join(base, "a", "b", "x.sock"));
+  await c.listen();
+  assert.equal([mode(join(base, "a")), mode(join(base, "a", "b")), mode(base)], ["0700", "0700", "0755"]);
+  await c.close();
+}));
 
-test("a directory others can write (or an ancestor), or one of another user, is refused with one line, and left as it was", async () => {
-  const base = mkdtempSync(join(tmpdir(), "pc-ctldir-"));
-  try {
-    chmodSync(base, 0o755);
-    const world = join(base, "world"), group = join(base, "group"), theirs = join(base, "theirs"), inner = join(world, "inner");
-    for (const d of [world, group, theirs]) mkdirSync(d);
-    chmodSync(world, 0o777);
-    chmodSync(group, 0o770);
-    chownSync(theirs, 65534, 65534);
-    mkdirSync(inner, { mode: 0o700 });
-    await refused(join(world, "x.sock"), new RegExp(`^control socket ${world}/x\\.sock: ${world} is writable by every user \\(mode 0777\\) without the sticky bit; give a --control path`));
-    await refused(join(group, "x.sock"), new RegExp(`${group} is writable by its group \\(mode 0770\\) without the sticky bit`));
-    await refused(join(theirs, "x.sock"), new RegExp(`${theirs} belongs to uid 65534, not to root or the daemon's user \\(uid 0\\)$`));
-    await refused(join(inner, "x.sock"), new RegExp(`: ${world} is writable by every user`), );
-    // A missing directory under an unsafe one is not created.
-    await refused(join(world, "new", "x.sock"), new RegExp(`: ${world} is writable by every user`));
-    assert.equal([mode(world), mode(group), mode(theirs), mode(inner)], ["0777", "0770", "0755", "0700"], "modes unchanged");
-    // A symbolic link in the path: followed, but it must be ours (or root's), and so must its target.
-    const link = join(base, "link");
-    symlinkSync(inner, link);
-    await refused(join(link, "x.sock"), new RegExp(`: ${world} is writable by every user`));
-    const good = join(base, "good");
-    mkdirSync(good, { mode: 0o700 });
-    const link2 = join(base, "link2");
-    symlinkSync(good, link2);
-    const c = serve(join(link2, "x.sock"));
-    await c.listen();
-    await c.close();
-    lchownSync(link2, 65534, 65534);
-    await refused(join(link2, "x.sock"), new RegExp(`${link2} belongs to uid 65534`));
-  } finally {
-    await closeAll();
-    rmSync(base, { recursive: true, force: true });
-  }
-});
+test("a directory others can write (or an ancestor), or one of another user, is refused with one line, and left as it was", inTempDir("pc-ctldir-", async (base) => {
+  chmodSync(base, 0o755);
+  const world = join(base, "world"), group = join(base, "group"), theirs = join(base, "theirs"), inner = join(world, "inner");
+  for (const d of [world, group, theirs]) mkdirSync(d);
+  chmodSync(world, 0o777);
+  chmodSync(group, 0o770);
+  chownSync(theirs, 65534, 65534);
+  mkdirSync(inner, { mode: 0o700 });
+  await refused(join(world, "x.sock"), new RegExp(`^control socket ${world}/x\\.sock: ${world} is writable by every user \\(mode 0777\\) without the sticky bit; give a --control path`));
+  await refused(join(group, "x.sock"), new RegExp(`${group} is writable by its group \\(mode 0770\\) without the sticky bit`));
+  await refused(join(theirs, "x.sock"), new RegExp(`${theirs} belongs to uid 65534, not to root or the daemon's user \\(uid 0\\)$`));
+  await refused(join(inner, "x.sock"), new RegExp(`: ${world} is writable by every user`), );
+  // A missing directory under an unsafe one is not created.
+  await refused(join(world, "new", "x.sock"), new RegExp(`: ${world} is writable by every user`));
+  assert.equal([mode(world), mode(group), mode(theirs), mode(inner)], ["0777", "0770", "0755", "0700"], "modes unchanged");
+  // A symbolic link in the path: followed, but it must be ours (or root's), and so must its target.
+  const link = join(base, "link");
+  symlinkSync(inner, link);
+  await refused(join(link, "x.sock"), new RegExp(`: ${world} is writable by every user`));
+  const good = join(base, "good");
+  mkdirSync(good, { mode: 0o700 });
+  const link2 = join(base, "link2");
+  symlinkSync(good, link2);
+  const c = serve(join(link2, "x.sock"));
+  await c.listen();
+  await c.close();
+  lchownSync(link2, 65534, 65534);
+  await refused(join(link2, "x.sock"), new RegExp(`${link2} belongs to uid 65534`));
+}));
 
-test("at the socket's path: a file, a symbolic link, another user's socket are refused and left; our stale socket is replaced", async () => {
-  const base = mkdtempSync(join(tmpdir(), "pc-ctlpath-"));
-  try {
-    const file = join(base, "file.sock");
-    writeFileSync(file, "keep me");
-    await refused(file, /file\.sock: the path exists and is not a socket; remove it or give another --control$/);
-    assert.is(readFileSync(file, "utf8"), "keep me");
-    const target = join(base, "target");
-    writeFileSync(target, "keep me too");
-    const link = join(base, "link.sock");
-    symlinkSync(target, link);
-    await refused(link, /link\.sock: a symbolic link is in its place; remove it$/);
-    assert.ok(lstatSync(link).isSymbolicLink());
-    const theirs = join(base, "theirs.sock");
-    staleSocket(theirs);
-    lchownSync(theirs, 65534, 65534);
-    await refused(theirs, /theirs\.sock: a socket of uid 65534 is in its place \(the daemon runs as uid 0\); remove it or give another --control$/);
-    assert.is(lstatSync(theirs).uid, 65534, "left in place");
-    const ours = join(base, "ours.sock");
-    staleSocket(ours);
-    const c = serve(ours);
-    await c.listen();
-    assert.is((await request(ours, { cmd: "ping" })).pong, 1);
-    // A second server on the same path: another daemon answers there.
-    await refused(ours, /^another daemon answers on /);
-    await c.close();
-  } finally {
-    await closeAll();
-    rmSync(base, { recursive: true, force: true });
-  }
-});
+test("at the socket's path: a file, a symbolic link, another user's socket are refused and left; our stale socket is replaced", inTempDir("pc-ctlpath-", async (base) => {
+  const file = join(base, "file.sock");
+  writeFileSync(file, "keep me");
+  await refused(file, /file\.sock: the path exists and is not a socket; remove it or give another --control$/);
+  assert.is(readFileSync(file, "utf8"), "keep me");
+  const target = join(base, "target");
+  writeFileSync(target, "keep me too");
+  const link = join(base, "link.sock");
+  symlinkSync(target, link);
+  await refused(link, /link\.sock: a symbolic link is in its place; remove it$/);
+  assert.ok(lstatSync(link).isSymbolicLink());
+  const theirs = join(base, "theirs.sock");
+  staleSocket(theirs);
+  lchownSync(theirs, 65534, 65534);
+  await refused(theirs, /theirs\.sock: a socket of uid 65534 is in its place \(the daemon runs as uid 0\); remove it or give another --control$/);
+  assert.is(lstatSync(theirs).uid, 65534, "left in place");
+  const ours = join(base, "ours.sock");
+  staleSocket(ours);
+  const c = serve(ours);
+  await c.listen();
+  assert.is((await request(ours, { cmd: "ping" })).pong, 1);
+  // A second server on the same path: another daemon answers there.
+  await refused(ours, /^another daemon answers on /);
+  await c.close();
+}));
 
 test("the client's messages for connect errors", async () => {
   assert.match(connectError({ code: "EACCES", message: "connect EACCES /x" }), /^permission denied: the control socket is owner-only \(0600 in a 0700 directory\); run as the daemon's user \(root\)$/);

@@ -170,6 +170,15 @@ function queueRule(port: number, queue: number, chain = "INPUT", table = "filter
   ipt("-t", table, "-A", chain, "-i", "vb", "-p", "udp", "--dport", String(port), "-j", "NFQUEUE", "--queue-num", String(queue));
 }
 
+// UDP port 5000 + queue queued to `queue`, a consumer bound to it (default
+// verdict accept, then args) and a listener behind it.
+async function boundConsumer(queue: number, ...args: string[]): Promise<{ c: Proc; l: Proc; port: number }> {
+  const port = 5000 + queue;
+  queueRule(port, queue);
+  const c = await consumer("--queue", String(queue), "--default", "accept", ...args);
+  return { c, l: await listener(port), port };
+}
+
 function finish(): void {
   for (const p of procs.splice(0)) p.kill();
 }
@@ -200,9 +209,7 @@ process.once("exit", () => {
 
 test("default accept: the datagram arrives; its descriptor carries hook, ethertype, role, queue, lengths, time", async () => {
   try {
-    queueRule(5001, 1);
-    const c = await consumer("--queue", "1", "--default", "accept", "--role", `${vbIndex}=${ABI.ROLE_EXTERNAL}`);
-    const l = await listener(5001);
+    const { c, l } = await boundConsumer(1, "--role", `${vbIndex}=${ABI.ROLE_EXTERNAL}`);
     const before = BigInt(Date.now()) * 1_000_000n;
     send(5001, 1, 100);
     await l.waitFor((x) => x.startsWith("R 1 "), 3000, "the datagram at the listener");
@@ -243,9 +250,7 @@ test("default drop: the datagrams never arrive; the consumer counts the drops", 
 
 test("a burst of 2,000 datagrams: many packets per wakeup, each verdicted exactly once, all delivered", async () => {
   try {
-    queueRule(5003, 3);
-    const c = await consumer("--queue", "3", "--default", "accept");
-    const l = await listener(5003);
+    const { c, l } = await boundConsumer(3);
     send(5003, 2000);
     await c.waitFor(() => verdicted(c) >= 2000, 10_000, "2,000 verdicts");
     await l.waitFor(() => received(l) >= 2000, 3000, "2,000 datagrams at the listener");
@@ -283,9 +288,7 @@ test("IPv6 with the GSO and fail-open flags: ethertype 0x86DD, the datagram arri
 
 test("a small DATA area: a packet that does not fit waits in the handle for the next call", async () => {
   try {
-    queueRule(5012, 12);
-    const c = await consumer("--queue", "12", "--default", "accept", "--data-cap", "20000", "--stall-ms", "10000");
-    const l = await listener(5012);
+    const { c, l } = await boundConsumer(12, "--data-cap", "20000", "--stall-ms", "10000");
     send(5012, 300, 1000);
     unstall(c);
     await c.waitFor(() => verdicted(c) >= 300, 5000, "300 verdicts");
@@ -527,10 +530,7 @@ test("a packet message the addon cannot read: dropped, not accepted by a later b
 // Two packets in one batch that the consumer (args) leaves undecided, then
 // three more: exactly the three arrive. Returns the consumer and its stats.
 async function twoUndecidedThenThree(queue: number, ...args: string[]): Promise<{ c: Proc; s: ChildStats }> {
-  const port = 5000 + queue;
-  queueRule(port, queue);
-  const c = await consumer(...args, "--queue", String(queue), "--default", "accept", "--stall-ms", "10000");
-  const l = await listener(port);
+  const { c, l, port } = await boundConsumer(queue, ...args, "--stall-ms", "10000");
   await oneBatch(c, port, 2);
   send(port, 3);
   await c.waitFor(() => verdicted(c) >= 5, 3000, "five packets read");
@@ -553,10 +553,8 @@ test("packets the host gives no verdict: dropped when it reads again, not accept
 
 test("close with a batch awaiting its verdicts: DROP, counted as no_verdict", async () => {
   try {
-    queueRule(5029, 29);
-    const c = await consumer("--queue", "29", "--default", "accept", "--stall-ms", "10000", "--no-verdict", "1");
-    const l = await listener(5029);
-    await oneBatch(c, 5029, 2);
+    const { c, l, port } = await boundConsumer(29, "--stall-ms", "10000", "--no-verdict", "1");
+    await oneBatch(c, port, 2);
     const s = await stats(c);
     await sleep(100);
     assert.is(received(l), 0);
@@ -579,10 +577,8 @@ test("the daemon's loop: a batch the core refuses is dropped whole and counted; 
 
 test("the daemon's loop: a failed read is logged and counted, what it may have lost is dropped, and reading goes on", async () => {
   try {
-    queueRule(5026, 26);
     // The first read loses its datagram (as a failed netlink read can).
-    const c = await consumer("--daemon", "--queue", "26", "--default", "accept", "--fault", "recv:1");
-    const l = await listener(5026);
+    const { c, l } = await boundConsumer(26, "--daemon", "--fault", "recv:1");
     send(5026, 1);
     await c.waitFor(() => logged(c, "reading a queue failed; reading goes on").length > 0, 3000, "the error's log line");
     send(5026, 3);
@@ -601,9 +597,7 @@ test("the daemon's loop: a failed read is logged and counted, what it may have l
 
 test("the daemon's loop: reads that keep failing end the daemon with status 1 (systemd restarts it), nothing passes", async () => {
   try {
-    queueRule(5027, 27);
-    const c = await consumer("--daemon", "--queue", "27", "--default", "accept", "--fault", "recv:1000");
-    const l = await listener(5027);
+    const { c, l } = await boundConsumer(27, "--daemon", "--fault", "recv:1000");
     for (let i = 0; i < 20 && !c.exited; i++) { send(5027, 1); await sleep(20); }
     await c.waitFor(() => c.exited, 3000, "the daemon to exit");
     await sleep(100);
@@ -620,9 +614,7 @@ test("the daemon's loop: reads that keep failing end the daemon with status 1 (s
 
 test("a socket error other than ENOBUFS: counted and logged, and polling goes on", async () => {
   try {
-    queueRule(5028, 28);
-    const c = await consumer("--daemon", "--queue", "28", "--default", "accept", "--fault", "poll:1");
-    const l = await listener(5028);
+    const { c, l } = await boundConsumer(28, "--daemon", "--fault", "poll:1");
     send(5028, 2);
     await l.waitFor(() => received(l) >= 2, 3000, "the datagrams of the failed wakeup");
     send(5028, 2);

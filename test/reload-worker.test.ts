@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { DEFAULT_MAX_RULES, DEFAULT_TABLE_CAP } from "../host/core/abi.js";
 import { Daemon, MAX_TABLE_JOBS, type DaemonOptions } from "../host/daemon/daemon.js";
 import { JsonLogger } from "../host/daemon/log.js";
 import { MAX_OPERATOR_FILE } from "../host/io/operator-file.js";
@@ -171,6 +172,19 @@ test("a FIFO, /dev/zero, a directory and a sparse file over the size limit are r
     assert.equal([r.ok, r.error], [false, error]);
   }
   await d.startShadow(fifo).then(() => assert.unreachable("a FIFO candidate started"), (e: Error) => assert.is(e.message, cases[0]![1]));
+  unchanged(d, src, ticket);
+}));
+
+test("a policy whose table is over the core's limits is refused by the compile, with the CLI's message (buildPolicyTable)", withDaemon({}, async (d, src, dir) => {
+  const ticket = d.reloads.at(-1)!.ticket;
+  // 16,500 rules on distinct ports: as many bitmaps of 16,500 bits, over the core's 32 MiB slot.
+  const wide = join(dir, "wide.yaml");
+  const rules = Array.from({ length: 16_500 }, (_, i) => `  - {action: allow, interface: external, direction: in, proto: tcp, dport: ${i + 1}}`);
+  writeFileSync(wide, `version: 1\ndefault: deny\nrules:\n${rules.join("\n")}\n`);
+  const r = await d.reload(wide);
+  assert.is(r.ok, false);
+  const esc = (x: string | number): string => String(x).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  assert.match(r.error ?? "", new RegExp(`^${esc(wide)}: the compiled table is \\d+ bytes with 16500 rules; the core takes at most ${DEFAULT_MAX_RULES} rules and ${DEFAULT_TABLE_CAP} bytes$`));
   unchanged(d, src, ticket);
 }));
 

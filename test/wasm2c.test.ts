@@ -1,6 +1,6 @@
 // The release core under three engines: V8 (class Core), wasmtime (class
 // Core with engine "wasmtime": host/native/wasmtime.c, Cranelift) and wasm2c
-// + gcc (host/native/wasm2c.ts, test/wasm2c/driver.c). The same batches,
+// + gcc (test/wasm2c/harness.ts, test/wasm2c/driver.c). The same batches,
 // crafted, truncated, mutated and random packets and broken descriptors,
 // must give byte-identical return values, batch headers, PKT scratch,
 // verdict records and counters. That the module translates at all shows it has no SIMD
@@ -15,9 +15,9 @@ import * as ABI from "../host/core/abi.js";
 import { Core, type PacketMeta } from "../host/core/core.js";
 import { REASONS, reasonName } from "../host/core/reasons.js";
 import {
-  buildWasm2cCore, DRIVER_EXIT, encodeDescriptor, encodeVectors, packBatch, type PacketIn, type RunResult,
+  buildWasm2cCore, DRIVER_EXIT, encodeVectors, packBatch, type PacketIn, type RunResult,
   runInCore, runWasm2cCore, runWasm2cVectors, type VectorBatch, Wasm2cError,
-} from "../host/native/wasm2c.js";
+} from "./wasm2c/harness.js";
 import {
   ahExt, echo, type Ext6, fragmentExt, icmp, ipv4, ipv6, NH_DSTOPTS, NH_HOPOPTS, NH_NONE, optionsExt,
   PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, routingExt, tcp, TCP_ACK, TCP_CWR, TCP_ECE, TCP_FIN,
@@ -518,15 +518,13 @@ test("wasm2c: the release core translates and compiles (no SIMD, no imports)", (
   assert.is(buildWasm2cCore().rebuilt, false);
 });
 
-test("wasm2c: the descriptor encoder writes what Core.writeDescriptor writes", () => {
+test("wasm2c: packBatch writes the descriptors Core.writeDescriptor writes", () => {
   const core = new Core("release");
   const metas: PacketMeta[] = [{}, { inRole: 2, outRole: 1, hook: 4, hwProto: ETH_IP6, packetId: 99, tsNs: 123456789n, queue: 7, wireLen: 1500 }];
-  metas.forEach((meta, i) => {
-    core.writeDescriptor(i, 1000 + i, 60, meta);
-    const mine = new Uint8Array(ABI.DESC_SIZE);
-    encodeDescriptor(new DataView(mine.buffer), 0, { ...meta, dataOff: 1000 + i, capLen: 60 }, i);
-    assert.is(hex(mine), hex(core.u8.subarray(core.descsPtr + i * ABI.DESC_SIZE, core.descsPtr + (i + 1) * ABI.DESC_SIZE)));
-  });
+  core.u8.fill(0xff, core.descsPtr, core.descsPtr + metas.length * ABI.DESC_SIZE); // the reserved byte too is written
+  const packed = packBatch(metas.map((meta, i) => ({ bytes: new Uint8Array(60), meta, dataOff: 1000 + i })));
+  metas.forEach((meta, i) => core.writeDescriptor(i, 1000 + i, 60, meta));
+  assert.is(hex(packed.descs), hex(core.u8.subarray(core.descsPtr, core.descsPtr + metas.length * ABI.DESC_SIZE)));
 });
 
 test(`wasm2c: ${built.packets} packets in ${built.batches.length} batches give byte-identical results under V8 and wasm2c`, () => {

@@ -170,8 +170,9 @@ for (const engine of ENGINES) {
       const restore = corruptLiveTable(d.core);
       src.send([syn(443), IN_EXT], [syn(443), IN_EXT], [syn(22), IN_EXT]);
       assert.equal(src.verdicts.slice(2), [ABI.VERDICT_DROP, ABI.VERDICT_DROP, ABI.VERDICT_DROP]);
+      // Counted once: the batch as one trap event, its packets as undecided core_error.
       assert.is(d.engine.stats.traps, 1);
-      assert.is(d.engine.stats.trapDropped, 3);
+      assert.is((d.stats().undecided as Record<string, number>).core_error, 3);
       const line = logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => /the core trapped/.test(String(l.msg)));
       assert.ok(line, "the trap is logged");
       assert.is(line!.level, "error");
@@ -179,7 +180,8 @@ for (const engine of ENGINES) {
       assert.is(line!.count, 3);
       const metrics = renderMetrics(d);
       assert.match(metrics, `portcullis_core_traps_total{engine="${engine}"} 1\n`);
-      assert.match(metrics, `portcullis_core_trap_dropped_packets_total{engine="${engine}"} 3\n`);
+      assert.match(metrics, `portcullis_undecided_dropped_total{queue="q0",cause="core_error"} 3\n`);
+      assert.not.match(metrics, "trap_dropped");
       assert.match(formatStats(d.stats() as unknown as Parameters<typeof formatStats>[0]), `\nengine ${engine}: 1 batches trapped (3 packets dropped for it)\n`);
       restore();
       assert.equal(src.send([syn(443), IN_EXT]), ["rule_allow"]);

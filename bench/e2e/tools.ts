@@ -1,6 +1,6 @@
 // The C tools of the end-to-end benchmark, compiled with gcc -O2 into
 // build/e2e/ when missing or older than their sources (as
-// host/native/wasm2c.ts builds its driver): pcb-udp (small-packet load and
+// test/wasm2c/harness.ts builds its driver): pcb-udp (small-packet load and
 // sink), pcb-tcp (connection rate, round trips, bulk) and pcb-nfq-accept
 // (contender (c), the accept-all queue consumer; needs
 // libnetfilter-queue-dev, which host/setup/ensure.sh installs).

@@ -17,13 +17,14 @@ interface Stats {
   }>;
   shadow: ShadowReport | null;
   coreEngine?: string;
-  engine?: { traps: number; trapDropped: number };
+  engine?: { traps: number };
+  undecided?: Record<string, number>;
 }
 
 export function formatStats(s: Stats): string {
   const out = [
     `policy ${s.policy} (mode ${s.mode}), running since ${s.started}`,
-    `engine ${s.coreEngine ?? "v8"}: ${s.engine?.traps ?? 0} batches trapped (${s.engine?.trapDropped ?? 0} packets dropped for it)`,
+    `engine ${s.coreEngine ?? "v8"}: ${s.engine?.traps ?? 0} batches trapped (${s.undecided?.core_error ?? 0} packets dropped for it)`,
     `verdicts: accept ${s.verdicts.accept.packets} packets / ${s.verdicts.accept.bytes} bytes, drop ${s.verdicts.drop.packets} packets / ${s.verdicts.drop.bytes} bytes`,
     `flows: ${s.flows.live} of ${s.flows.capacity} (created ${s.flows.created}, expired ${s.flows.expired}, evicted ${s.flows.evicted}, refused ${s.flows.refused}, ended by reload ${s.flows.ended})`,
     "rules:",

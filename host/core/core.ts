@@ -29,6 +29,23 @@ export interface PacketMeta {
   wireLen?: number;
 }
 
+// The one descriptor encoder: descriptor `index` of a batch at `at` in `view`
+// (the core's batch region, or a wasm2c test vector). Defaults: wire_len =
+// cap_len, packet_id = index, an inbound packet on the external side.
+export function encodeDescriptor(view: DataView, at: number, index: number, dataOff: number, capLen: number, meta: PacketMeta = {}): void {
+  view.setUint32(at + ABI.D_DATA_OFF, dataOff, true);
+  view.setUint32(at + ABI.D_CAP_LEN, capLen, true);
+  view.setUint32(at + ABI.D_WIRE_LEN, meta.wireLen ?? capLen, true);
+  view.setUint32(at + ABI.D_PACKET_ID, meta.packetId ?? index, true);
+  view.setBigUint64(at + ABI.D_TS, meta.tsNs ?? 0n, true);
+  view.setUint16(at + ABI.D_HW_PROTO, meta.hwProto ?? 0, true);
+  view.setUint8(at + ABI.D_IN_ROLE, meta.inRole ?? ABI.ROLE_EXTERNAL);
+  view.setUint8(at + ABI.D_OUT_ROLE, meta.outRole ?? ABI.ROLE_NONE);
+  view.setUint8(at + ABI.D_HOOK, meta.hook ?? ABI.HOOK_INPUT);
+  view.setUint8(at + ABI.D_RESERVED, 0);
+  view.setUint16(at + ABI.D_QUEUE, meta.queue ?? 0, true);
+}
+
 export interface PacketCount {
   packets: bigint;
   bytes: bigint;
@@ -99,20 +116,9 @@ export class Core {
     return this.x.classify();
   }
 
+  // Descriptor i of the batch region (encodeDescriptor).
   writeDescriptor(i: number, dataOff: number, capLen: number, meta: PacketMeta = {}): void {
-    const d = this.descsPtr + i * ABI.DESC_SIZE;
-    const v = this.view;
-    v.setUint32(d + ABI.D_DATA_OFF, dataOff, true);
-    v.setUint32(d + ABI.D_CAP_LEN, capLen, true);
-    v.setUint32(d + ABI.D_WIRE_LEN, meta.wireLen ?? capLen, true);
-    v.setUint32(d + ABI.D_PACKET_ID, meta.packetId ?? i, true);
-    v.setBigUint64(d + ABI.D_TS, meta.tsNs ?? 0n, true);
-    v.setUint16(d + ABI.D_HW_PROTO, meta.hwProto ?? 0, true);
-    this.u8[d + ABI.D_IN_ROLE] = meta.inRole ?? ABI.ROLE_EXTERNAL;
-    this.u8[d + ABI.D_OUT_ROLE] = meta.outRole ?? ABI.ROLE_NONE;
-    this.u8[d + ABI.D_HOOK] = meta.hook ?? ABI.HOOK_INPUT;
-    this.u8[d + 29] = 0;
-    v.setUint16(d + ABI.D_QUEUE, meta.queue ?? 0, true);
+    encodeDescriptor(this.view, this.descsPtr + i * ABI.DESC_SIZE, i, dataOff, capLen, meta);
   }
 
   verdict(i: number): number {

@@ -138,7 +138,7 @@ export function checkAbi(x: CoreExports): void {
     throw new CoreError("EABI", `core ABI version ${version}, host expects ${ABI.ABI_VERSION}`);
   }
   ABI.ABI_IDS.forEach(([name, value], id) => {
-    const got = x.abi_const(id);
+    const got = x.abi_const(id) >>> 0; // a u32 (RULE_NONE is 0xffffffff)
     if (got !== value) {
       throw new CoreError("EABI", `core ABI constant ${name} is ${got}, host expects ${value}`);
     }

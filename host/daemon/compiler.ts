@@ -6,17 +6,18 @@
 // on the loop, between two batches.
 //
 // One worker, started on first use and kept for the next reload; one job at
-// a time. The worker reads the file itself (readOperatorFile: a regular file,
+// a time. The worker reads the file itself (readPolicyFile: a regular file,
 // under the size limit, read once) unless the bytes come with the job (the
 // file watch read them), so the bytes read are the bytes compiled and
-// staged. Its heap is capped (resourceLimits); a job that takes longer than
+// staged. A policy takes the CLI's path (compilePolicyText, buildPolicyTable:
+// the YAML size limit, the core's rule and table-size limits during build).
+// Its heap is capped (resourceLimits); a job that takes longer than
 // `timeoutMs` or a worker that dies (out of memory, a crash) is refused with
 // one line and the worker is replaced at the next job.
 import { Worker } from "node:worker_threads";
-import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
-import { compilePolicyText, type Mode } from "../policy/compile.js";
-import { PolicyError } from "../policy/errors.js";
-import { buildTable } from "../rules/build.js";
+import { OperatorFileError } from "../io/operator-file.js";
+import { buildPolicyTable, compilePolicyText, type Mode, readPolicyFile } from "../policy/compile.js";
+import { ConfigError } from "../config/errors.js";
 import * as F from "../rules/format.js";
 
 export const COMPILE_TIMEOUT_MS = 60_000;
@@ -37,13 +38,13 @@ export type CompileAnswer = { ok: true; bytes: Uint8Array } | { ok: false; error
 export function tableFromBytes(raw: Uint8Array, path: string, mode: Mode, switches: Record<string, boolean>): Uint8Array {
   const b = Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
   if (b.length >= 4 && b.readUInt32LE(0) === F.TABLE_MAGIC) return raw;
-  return buildTable(compilePolicyText(b.toString("utf8"), path, { mode, switches }).spec).bytes;
+  return buildPolicyTable(compilePolicyText(b.toString("utf8"), path, { mode, switches })).bytes;
 }
 
 // A job, done here (the worker runs this; so does the bench's on-the-loop comparison).
 export function compileJob(job: CompileJob): CompileAnswer {
   try {
-    const raw = job.content ?? readOperatorFile(job.path, "policy or table");
+    const raw = job.content ?? readPolicyFile(job.path, "policy or table");
     return { ok: true, bytes: tableFromBytes(raw, job.path, job.mode, job.switches) };
   } catch (e) {
     return { ok: false, error: errorLine(e) };
@@ -51,7 +52,7 @@ export function compileJob(job: CompileJob): CompileAnswer {
 }
 
 export function errorLine(e: unknown): string {
-  if (e instanceof PolicyError) return e.all.map((x) => x.message).join("; ");
+  if (e instanceof ConfigError) return e.all.map((x) => x.message).join("; ");
   if (e instanceof OperatorFileError) return e.message;
   return e instanceof Error ? e.message : String(e);
 }

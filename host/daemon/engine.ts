@@ -16,7 +16,7 @@ import { type Core } from "../core/core.js";
 import { reasonName } from "../core/reasons.js";
 import { describePacket } from "../packets/describe.js";
 import { type TableView } from "../rules/inspect.js";
-import { type Level, type Logger, RateLimiter } from "./log.js";
+import { type Logger, RateLimiter } from "./log.js";
 import { type Shadow } from "./shadow.js";
 
 export interface PacketSource {
@@ -53,10 +53,10 @@ export const READ_ERROR_LIMIT = 10;
 export interface EngineStats {
   batches: number; packets: number; wakeups: number; logged: number; suppressed: number;
   readErrors: number; verdictErrors: number; logErrors: number; shadowErrors: number;
-  // traps: batches whose classify threw (V8's RuntimeError, wasmtime's
-  // ERR_WASM_TRAP: a core bug); their packets (trapDropped, also counted as
-  // undecided core_error) got DROP, never ACCEPT.
-  traps: number; trapDropped: number;
+  // traps: trap events, i.e. batches whose classify threw (V8's
+  // RuntimeError, wasmtime's ERR_WASM_TRAP: a core bug). Their packets got
+  // DROP, never ACCEPT, and are counted once, as undecided core_error.
+  traps: number;
 }
 
 // What the engine counts per source (merged into the queue's stats).
@@ -70,7 +70,7 @@ const errText = (e: unknown): string => (e instanceof Error ? e.message : String
 export class Engine {
   readonly stats: EngineStats = {
     batches: 0, packets: 0, wakeups: 0, logged: 0, suppressed: 0, readErrors: 0, verdictErrors: 0, logErrors: 0, shadowErrors: 0,
-    traps: 0, trapDropped: 0,
+    traps: 0,
   };
   private readonly limiter = new RateLimiter();
   private readonly perSource = new Map<PacketSource, SourceState>();
@@ -99,7 +99,7 @@ export class Engine {
         this.readError(src, e);
         break;
       }
-      this.state(src).inARow = 0;
+      this.sourceState(src).inARow = 0;
       // Until the source is empty: one that returned less than asked may
       // still hold a packet that did not fit (the addon keeps it), and no
       // wakeup would come for it.
@@ -111,7 +111,7 @@ export class Engine {
   }
 
   attach(src: PacketSource): void {
-    this.state(src);
+    this.sourceState(src);
     src.onReadable((err) => {
       if (err) this.readError(src, err);
       if (!this.stopping) this.drain(src);
@@ -123,7 +123,7 @@ export class Engine {
 
   // What the engine counted for one source (see UNDECIDED_CAUSES).
   sourceStats(src: PacketSource): Record<string, number> {
-    const s = this.state(src);
+    const s = this.sourceState(src);
     return { undecidedCoreRefused: s.undecidedCoreRefused, undecidedCoreError: s.undecidedCoreError, readErrors: s.readErrors };
   }
 
@@ -136,26 +136,25 @@ export class Engine {
       const r = this.core.classify(n, now);
       if (r !== n) {
         cause = "core_refused";
-        this.say(LOG_CORE, "error", "core refused a batch; its packets are dropped", { source: src.name, count: n, status: -r });
+        this.reportError(LOG_CORE, "core refused a batch; its packets are dropped", { source: src.name, count: n, status: -r });
       }
     } catch (e) {
       cause = "core_error";
       this.stats.traps++;
-      this.stats.trapDropped += n;
       const trap = (e as { trap?: unknown } | null)?.trap;
-      this.say(LOG_CORE, "error", "the core trapped; the batch's packets are dropped", {
+      this.reportError(LOG_CORE, "the core trapped; the batch's packets are dropped", {
         source: src.name, engine: this.core.engine, count: n, error: errText(e), ...(trap ? { trap } : {}), traps: this.stats.traps,
       });
     }
     if (cause) {
       this.dropAll(n);
-      this.state(src)[UNDECIDED_KEY[cause] as "undecidedCoreRefused" | "undecidedCoreError"] += n;
+      this.sourceState(src)[UNDECIDED_KEY[cause] as "undecidedCoreRefused" | "undecidedCoreError"] += n;
     } else {
       try {
-        this.logDrops(src, n);
+        this.logRuleDecisions(src, n);
       } catch (e) {
         this.stats.logErrors++;
-        this.say(LOG_LOGGING, "error", "logging a batch failed; its verdicts stand", { source: src.name, error: errText(e) });
+        this.reportError(LOG_LOGGING, "logging a batch failed; its verdicts stand", { source: src.name, error: errText(e) });
       }
       const shadow = this.shadow;
       if (shadow) {
@@ -164,7 +163,7 @@ export class Engine {
         } catch (e) {
           this.stats.shadowErrors++;
           if (this.shadow === shadow) this.shadow = null;
-          this.say(LOG_SHADOW, "error", "the candidate table failed and was discarded; live verdicts are unchanged", { path: shadow.path, error: errText(e) });
+          this.reportError(LOG_SHADOW, "the candidate table failed and was discarded; live verdicts are unchanged", { path: shadow.path, error: errText(e) });
         }
       }
     }
@@ -172,7 +171,7 @@ export class Engine {
       src.verdict(this.core, n);
     } catch (e) {
       this.stats.verdictErrors++;
-      this.say(LOG_VERDICT, "error", "sending verdicts failed; the source drops what it could not send", { source: src.name, count: n, error: errText(e) });
+      this.reportError(LOG_VERDICT, "sending verdicts failed; the source drops what it could not send", { source: src.name, count: n, error: errText(e) });
     }
     this.stats.batches++;
     this.stats.packets += n;
@@ -190,13 +189,13 @@ export class Engine {
   }
 
   private readError(src: PacketSource, e: unknown): void {
-    const s = this.state(src);
+    const s = this.sourceState(src);
     s.readErrors++;
     s.inARow++;
     this.stats.readErrors++;
     const stopped = (e as { pollStopped?: boolean } | null)?.pollStopped === true;
     const fatal = stopped || s.inARow >= READ_ERROR_LIMIT;
-    this.say(fatal ? null : LOG_READ, "error", fatal ? "reading a queue failed for good; exiting so that the service is restarted" : "reading a queue failed; reading goes on",
+    this.reportError(fatal ? null : LOG_READ, fatal ? "reading a queue failed for good; exiting so that the service is restarted" : "reading a queue failed; reading goes on",
       { source: src.name, error: errText(e), code: (e as { code?: string } | null)?.code, inARow: s.inARow });
     if (fatal) {
       this.stopping = true;
@@ -204,7 +203,7 @@ export class Engine {
     }
   }
 
-  private state(src: PacketSource): SourceState {
+  private sourceState(src: PacketSource): SourceState {
     let s = this.perSource.get(src);
     if (!s) this.perSource.set(src, (s = { undecidedCoreRefused: 0, undecidedCoreError: 0, readErrors: 0, inARow: 0 }));
     return s;
@@ -212,18 +211,20 @@ export class Engine {
 
   // An error log line, rate-limited per kind (key null: always), that
   // never throws into the packet loop.
-  private say(key: number | null, level: Level, msg: string, fields: Record<string, unknown>): void {
+  private reportError(key: number | null, msg: string, fields: Record<string, unknown>): void {
     try {
       if (key !== null) {
         const take = this.limiter.take(key, Date.now());
         if (!take.ok) return;
         if (take.suppressed) fields = { ...fields, suppressed: take.suppressed };
       }
-      this.log.log(level, msg, fields);
+      this.log.log("error", msg, fields);
     } catch { /* a logger that fails must not stop verdicts */ }
   }
 
-  private logDrops(src: PacketSource, n: number): void {
+  // The packets of the batch that a rule with `log: true` decided (accepted
+  // or dropped), rate-limited per rule.
+  private logRuleDecisions(src: PacketSource, n: number): void {
     const t = this.table;
     if (!t) return;
     const now = Date.now();

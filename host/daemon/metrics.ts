@@ -35,7 +35,7 @@ interface StatsShape {
   queues: Array<Record<string, number | string>>;
   batches: bigint | number;
   packets: bigint | number;
-  engine?: { traps: number; trapDropped: number };
+  engine?: { traps: number };
   coreEngine?: string;
   reloads: ReloadRecord[];
   reloadTotals?: { ok: number; error: number; rechecks: number; recheckEnded: number };
@@ -99,10 +99,9 @@ export function renderMetrics(src: MetricsSource): string {
   t.family("portcullis_fragments_expired_total", "counter", "Fragmented datagrams that timed out.").sample("portcullis_fragments_expired_total", {}, f.fragsExpired);
   t.family("portcullis_batches_total", "counter", "Batches classified by the core.").sample("portcullis_batches_total", {}, s.batches);
   const eng = { engine: s.coreEngine ?? "v8" };
-  t.family("portcullis_core_traps_total", "counter", "Batches whose classify trapped in the core's engine (a core bug; the batch was dropped).")
+  t.family("portcullis_core_traps_total", "counter",
+    "Trap events: batches whose classify trapped in the core's engine (a core bug; the batch was dropped, its packets counted in portcullis_undecided_dropped_total{cause=\"core_error\"}).")
     .sample("portcullis_core_traps_total", eng, s.engine?.traps);
-  t.family("portcullis_core_trap_dropped_packets_total", "counter", "Packets dropped because their batch trapped.")
-    .sample("portcullis_core_trap_dropped_packets_total", eng, s.engine?.trapDropped);
 
   const qs = s.queues.map((q) => ({ label: queueLabel(String(q.name)), q }));
   for (const [key, name, help] of [

@@ -128,9 +128,9 @@ export function ruleInfo(file: string, r: RuleAst): string {
 // Reads a policy (or a table) file once, for every later step to see the same
 // bytes; a file that is missing, not a regular file or too large is a
 // ConfigError at FILE (line 0).
-export function readPolicyFile(path: string): Buffer {
+export function readPolicyFile(path: string, what = "policy"): Buffer {
   try {
-    return readOperatorFile(path, "policy");
+    return readOperatorFile(path, what);
   } catch (e) {
     if (!(e instanceof OperatorFileError)) throw e;
     const d = new Diagnostics();

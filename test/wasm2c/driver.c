@@ -1,10 +1,10 @@
 /*
  * Runs the release core, translated to C by wasm2c (wabt 1.0.32), over a
- * file of batches, and writes what the core answered. host/native/wasm2c.ts
+ * file of batches, and writes what the core answered. test/wasm2c/harness.ts
  * builds it and writes/reads both formats; test/wasm2c.test.ts compares the
  * answers with V8's.
  *
- * Build (host/native/wasm2c.ts does this, in build/wasm2c/):
+ * Build (test/wasm2c/harness.ts does this, in build/wasm2c/):
  *   wasm2c build/release.wasm -n core -o DIR/core.c
  *   gcc -O2 -w -IDIR -I/usr/src/wasm2c test/wasm2c/driver.c \
  *       /usr/src/wasm2c/wasm-rt-impl.c -lm -o DIR/portcullis-core

@@ -1,6 +1,9 @@
-// The release core translated to C by wasm2c and compiled with gcc: a second
-// engine for the same module, for differential tests against V8 and for
-// benchmarks. Control path only (spawns tools, reads and writes files).
+// The wasm2c harness, beside its driver (driver.c): the release core
+// translated to C by wasm2c and compiled with gcc, a second engine for the
+// same module, for differential tests against V8 (test/wasm2c.test.ts,
+// test/wasmtime.test.ts) and for the core benchmark (bench/core.ts,
+// bench/run.ts). Test and bench machinery, not part of the product: it spawns
+// tools and reads and writes files.
 //
 // buildWasm2cCore() turns build/release.wasm + test/wasm2c/driver.c into
 // build/wasm2c/portcullis-core, again only when either input is newer than
@@ -22,8 +25,8 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import * as ABI from "../core/abi.js";
-import type { Core, PacketMeta } from "../core/core.js";
+import * as ABI from "../../host/core/abi.js";
+import { type Core, encodeDescriptor, type PacketMeta } from "../../host/core/core.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const WASM2C_RUNTIME_DIR = "/usr/src/wasm2c";
@@ -142,27 +145,6 @@ export interface VectorBatch {
   data: Uint8Array; //    copied to data_ptr (at most DATA_CAP)
 }
 
-export interface Descriptor extends PacketMeta {
-  dataOff: number;
-  capLen: number;
-  reserved?: number; // byte 29, zero unless a test wants otherwise
-}
-
-// Writes descriptor fields at `at`, with Core.writeDescriptor's defaults.
-export function encodeDescriptor(view: DataView, at: number, d: Descriptor, index = 0): void {
-  view.setUint32(at + ABI.D_DATA_OFF, d.dataOff >>> 0, true);
-  view.setUint32(at + ABI.D_CAP_LEN, d.capLen >>> 0, true);
-  view.setUint32(at + ABI.D_WIRE_LEN, (d.wireLen ?? d.capLen) >>> 0, true);
-  view.setUint32(at + ABI.D_PACKET_ID, (d.packetId ?? index) >>> 0, true);
-  view.setBigUint64(at + ABI.D_TS, d.tsNs ?? 0n, true);
-  view.setUint16(at + ABI.D_HW_PROTO, d.hwProto ?? 0, true);
-  view.setUint8(at + ABI.D_IN_ROLE, d.inRole ?? ABI.ROLE_EXTERNAL);
-  view.setUint8(at + ABI.D_OUT_ROLE, d.outRole ?? ABI.ROLE_NONE);
-  view.setUint8(at + ABI.D_HOOK, d.hook ?? ABI.HOOK_INPUT);
-  view.setUint8(at + 29, d.reserved ?? 0);
-  view.setUint16(at + ABI.D_QUEUE, d.queue ?? 0, true);
-}
-
 export function batchHeader(count: number, nowNs = 0n, flags = 0): Uint8Array {
   const h = new Uint8Array(ABI.BH_SIZE);
   const v = new DataView(h.buffer);
@@ -204,7 +186,7 @@ export function packBatch(packets: ReadonlyArray<PacketIn>, opts: PackOptions = 
       placed.push([off, p.bytes]);
       end = Math.max(end, off + p.bytes.length);
     }
-    encodeDescriptor(dv, i * ABI.DESC_SIZE, { ...p.meta, dataOff: off, capLen: p.capLen ?? p.bytes.length }, i);
+    encodeDescriptor(dv, i * ABI.DESC_SIZE, i, off, p.capLen ?? p.bytes.length, p.meta);
   });
   if (end > ABI.DATA_CAP) throw new RangeError(`packets need ${end} bytes of DATA, it has ${ABI.DATA_CAP}`);
   const data = new Uint8Array(end);
