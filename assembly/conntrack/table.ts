@@ -11,7 +11,7 @@
 // lookup and claim take the hash makeKey returned for the key in KEY
 // (key.ts): its tag (low word, bit 0 set: 0 marks a free slot) and its two
 // buckets. A slot is occupied exactly when its tag is not 0, and an occupied
-// slot holds a flow state; the debug build checks both on every slot it reads.
+// slot holds a flow state; the debug build checks both on every slot read.
 import * as ABI from "../abi";
 import { DEBUG } from "../debug";
 import { COUNTERS_PTR } from "../layout";
@@ -40,17 +40,18 @@ export function flowsBase(): usize { return flows; }
   store<i64>(p, load<i64>(p) + by);
 }
 
+// Slot i of the table. Every reader takes its slots here, so the debug build
+// checks each slot as it is read.
 // @ts-ignore: decorator
-@inline function slot(i: u32): usize {
-  if (DEBUG) assert(i < capacity, "flow slot past the table");
-  return flows + <usize>i * E.FLOW_SIZE;
-}
-
-// @ts-ignore: decorator
-@inline function checkSlot(e: usize): void {
-  const tag = load<u32>(e + E.E_TAG), st = <u32>load<u8>(e + E.E_STATE);
-  assert(tag == 0 ? st == E.State.FREE : (tag & 1) != 0 && st != E.State.FREE && st < <u32>E.State.COUNT,
-    "flow slot: a free slot with a state, or an occupied one without");
+@inline export function flowSlot(i: u32): usize {
+  const e = flows + <usize>i * E.FLOW_SIZE;
+  if (DEBUG) {
+    assert(i < capacity, "flow slot past the table");
+    const tag = load<u32>(e + E.E_TAG), st = <u32>load<u8>(e + E.E_STATE);
+    assert(tag == 0 ? st == E.State.FREE : (tag & 1) != 0 && st != E.State.FREE && st < <u32>E.State.COUNT,
+      "flow slot: a free slot with a state, or an occupied one without");
+  }
+  return e;
 }
 
 // @ts-ignore: decorator
@@ -76,8 +77,7 @@ export function lookup(h: u64, now: u64): usize {
   for (let k: u32 = 0; k < 2; k++) {
     const first = bucketOf(h, k);
     for (let i: u32 = 0; i < BUCKET_SLOTS; i++) {
-      const e = slot(first + i);
-      if (DEBUG) checkSlot(e);
+      const e = flowSlot(first + i);
       if (load<u32>(e + E.E_TAG) != tag) continue;
       if (!keyMatches(e)) continue;
       if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return 0; }
@@ -105,8 +105,7 @@ export function claim(h: u64, now: u64): usize {
   for (let k: u32 = 0; k < 2; k++) {
     const first = bucketOf(h, k);
     for (let i: u32 = 0; i < BUCKET_SLOTS; i++) {
-      const e = slot(first + i);
-      if (DEBUG) checkSlot(e);
+      const e = flowSlot(first + i);
       if (load<u32>(e + E.E_TAG) == 0) return fill(e, tagOf(h), now);
       if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return fill(e, tagOf(h), now); }
       if (E.isEmbryonic(load<u8>(e + E.E_STATE)) && load<u64>(e + E.E_CREATED) < victimAge) {
@@ -138,8 +137,7 @@ function fill(e: usize, tag: u32, now: u64): usize {
 // batch, so the whole table is swept every capacity / SWEEP_SLOTS batches.
 export function sweep(now: u64): void {
   for (let i: u32 = 0; i < SWEEP_SLOTS; i++) {
-    const e = slot(sweepAt);
-    if (DEBUG) checkSlot(e);
+    const e = flowSlot(sweepAt);
     if (load<u32>(e + E.E_TAG) != 0 && load<u64>(e + E.E_EXPIRES) <= now) freeSlot(e, ABI.C_FLOWS_EXPIRED);
     sweepAt = (sweepAt + 1) & (capacity - 1);
   }

@@ -30,6 +30,14 @@ export let tDst6B: usize = 0;
 export let tDst6I: usize = 0;
 export let tCounters: usize = 0;
 
+// Whether live rule r allows, and whether the live default does.
+// @ts-ignore: decorator
+@inline export function ruleAllows(r: u32): bool {
+  return load<u8>(tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;
+}
+// @ts-ignore: decorator
+@inline export function defaultAllows(): bool { return tDefault == F.ACTION_ALLOW; }
+
 // @ts-ignore: decorator
 @inline function at(t: usize, field: u32): usize { return t + <usize>load<u32>(t + <usize>field); }
 

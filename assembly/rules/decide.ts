@@ -46,13 +46,12 @@ export function decideByRules(d: usize, wire: u32, unrelatedError: bool): Decisi
   }
   if (r == NO_MATCH) {
     if (unrelatedError) return drop(Reason.ICMP_UNRELATED);
-    return A.tDefault == F.ACTION_ALLOW ? accept(Reason.DEFAULT_ALLOW, ABI.RULE_NONE) : drop(Reason.DEFAULT_DENY);
+    return A.defaultAllows() ? accept(Reason.DEFAULT_ALLOW, ABI.RULE_NONE) : drop(Reason.DEFAULT_DENY);
   }
   if (DEBUG) assert(r < A.tNrules, "first match past the table's rules");
   const c = A.tCounters + <usize>r * F.RULE_COUNTER_SIZE;
   store<u64>(c + F.RC_PACKETS, load<u64>(c + F.RC_PACKETS) + 1);
   store<u64>(c + F.RC_BYTES, load<u64>(c + F.RC_BYTES) + <u64>wire);
   store<u64>(c + F.RC_LAST_HIT, load<u64>(d + ABI.D_TS));
-  const allow = load<u8>(A.tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;
-  return allow ? decision(ABI.VERDICT_ACCEPT, Reason.RULE_ALLOW, r) : decision(ABI.VERDICT_DROP, Reason.RULE_DENY, r);
+  return A.ruleAllows(r) ? decision(ABI.VERDICT_ACCEPT, Reason.RULE_ALLOW, r) : decision(ABI.VERDICT_DROP, Reason.RULE_DENY, r);
 }
