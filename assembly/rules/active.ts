@@ -1,5 +1,7 @@
 // The live rule table, unpacked into globals at commit so the packet path
-// reads section addresses without touching the header.
+// reads section addresses without touching the header; and the one reader
+// of what a rule's action (or the default) says.
+import { DEBUG } from "../debug";
 import * as F from "./format";
 
 export let live: bool = false;
@@ -33,6 +35,7 @@ export let tCounters: usize = 0;
 // Whether live rule r allows, and whether the live default does.
 // @ts-ignore: decorator
 @inline export function ruleAllows(r: u32): bool {
+  if (DEBUG) assert(r < tNrules, "rule index past the live table");
   return load<u8>(tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;
 }
 // @ts-ignore: decorator

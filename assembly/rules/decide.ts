@@ -48,7 +48,7 @@ export function decideByRules(d: usize, wire: u32, unrelatedError: bool): Decisi
     if (unrelatedError) return drop(Reason.ICMP_UNRELATED);
     return A.defaultAllows() ? accept(Reason.DEFAULT_ALLOW, ABI.RULE_NONE) : drop(Reason.DEFAULT_DENY);
   }
-  if (DEBUG) assert(r < A.tNrules, "first match past the table's rules");
+  if (DEBUG) assert(r < A.tNrules, "first match past the live table");
   const c = A.tCounters + <usize>r * F.RULE_COUNTER_SIZE;
   store<u64>(c + F.RC_PACKETS, load<u64>(c + F.RC_PACKETS) + 1);
   store<u64>(c + F.RC_BYTES, load<u64>(c + F.RC_BYTES) + <u64>wire);
