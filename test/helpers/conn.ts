@@ -1,5 +1,6 @@
 // A small stateful harness: a core with a rule table, packets sent one at a
 // time at a given second, and TCP conversations with real sequence numbers.
+// The core is the release build unless the test asks for the debug one.
 import * as ABI from "../../host/core/abi.js";
 import { Batch } from "../../host/core/batch.js";
 import { Core, type PacketMeta } from "../../host/core/core.js";
