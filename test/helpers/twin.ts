@@ -1,7 +1,8 @@
 // A core (release unless a test asks for the debug one) and the TypeScript
-// reference (bench/reference/) side by side on the same batches: the reference reads the very descriptors and
-// bytes the core just classified (the core's own DESCS and DATA regions) and
-// every packet's verdict, reason and rule are compared.
+// reference (bench/reference/) side by side on the same batches: the
+// reference reads the very descriptors and bytes the core just classified
+// (the core's own DESCS and DATA regions) and every packet's verdict, reason
+// and rule are compared.
 import * as ABI from "../../host/core/abi.js";
 import { type Core, type PacketMeta } from "../../host/core/core.js";
 import { type Build, type CoreConfig } from "../../host/core/load.js";
