@@ -1,13 +1,16 @@
-// The batch loop: for each descriptor, check it, decode the packet, decide,
-// write one verdict record and count it. Nothing here allocates or throws.
+// The batch loop: for each descriptor, check it, decode the packet, decide
+// (one Decision, verdict.ts), store its verdict record once and count it.
+// Nothing here allocates or throws.
 import * as A from "./abi";
 import { countBadBatch, countBatch, countPacket } from "./counters";
+import { DEBUG } from "./debug";
 import { decodePacket } from "./decode/packet";
 import { BATCH_PTR, CONFIG_PTR, DATA_PTR, DESCS_PTR, VERDICTS_PTR } from "./layout";
 import { Reason } from "./reasons";
 import { live } from "./rules/active";
-import { track, trackRule, trackVerdict } from "./conntrack/track";
+import { track } from "./conntrack/track";
 import { sweep } from "./conntrack/table";
+import { accept, Decision, drop, reasonOf, storeDecision, verdictOf } from "./verdict";
 
 let ready: bool = false;
 
@@ -27,38 +30,29 @@ export function setReady(v: bool): void { ready = v; }
 }
 
 // @ts-ignore: decorator
+@inline function decideOne(d: usize, wire: u32, now: u64): Decision {
+  if (!descriptorOk(d)) return drop(Reason.BAD_DESCRIPTOR);
+  const r = decodePacket(
+    DATA_PTR + <usize>load<u32>(d + A.D_DATA_OFF),
+    load<u32>(d + A.D_CAP_LEN), wire, <u32>load<u16>(d + A.D_HW_PROTO));
+  if (r != Reason.NONE) return drop(r);
+  if (live) return track(d, wire, now);
+  // No rule table yet: the configured default decides well-formed packets.
+  return load<u8>(CONFIG_PTR + A.CFG_DEFAULT_VERDICT) == A.VERDICT_ACCEPT
+    ? accept(Reason.NO_TABLE, A.RULE_NONE) : drop(Reason.NO_TABLE);
+}
+
+// @ts-ignore: decorator
 @inline function classifyOne(i: u32, now: u64): void {
   const d = DESCS_PTR + (<usize>i * A.DESC_SIZE);
-  const v = VERDICTS_PTR + (<usize>i * A.VERDICT_SIZE);
   const wire = load<u32>(d + A.D_WIRE_LEN);
-  let reason: Reason;
-  let verdict: u8 = A.VERDICT_DROP;
-  let rule: u32 = A.RULE_NONE;
-  if (!descriptorOk(d)) {
-    reason = Reason.BAD_DESCRIPTOR;
-  } else {
-    reason = decodePacket(
-      DATA_PTR + <usize>load<u32>(d + A.D_DATA_OFF),
-      load<u32>(d + A.D_CAP_LEN), wire, <u32>load<u16>(d + A.D_HW_PROTO));
-    if (reason == Reason.NONE) {
-      if (live) {
-        reason = track(d, wire, now);
-        verdict = trackVerdict;
-        rule = trackRule;
-      } else {
-        // No rule table yet: the configured default decides well-formed packets.
-        reason = Reason.NO_TABLE;
-        verdict = load<u8>(CONFIG_PTR + A.CFG_DEFAULT_VERDICT) == A.VERDICT_ACCEPT ? A.VERDICT_ACCEPT : A.VERDICT_DROP;
-      }
-    }
-  }
-  assert(<u32>reason < <u32>Reason.COUNT && <u32>reason < A.REASON_SLOTS, "reason code out of the table");
-  store<u8>(v + A.V_VERDICT, verdict);
-  store<u8>(v + A.V_FLAGS, 0);
-  store<u16>(v + A.V_REASON, <u16>reason);
-  store<u32>(v + A.V_RULE, rule);
+  const decided = decideOne(d, wire, now);
+  const reason = reasonOf(decided);
+  if (DEBUG) assert(<u32>reason < <u32>Reason.COUNT && <u32>reason < A.REASON_SLOTS, "reason code out of the table");
+  if (DEBUG) assert(verdictOf(decided) <= A.VERDICT_ACCEPT, "verdict neither drop nor accept");
+  storeDecision(VERDICTS_PTR + (<usize>i * A.VERDICT_SIZE), decided);
   // A bad descriptor's lengths mean nothing: count the packet, not its bytes.
-  countPacket(reason, verdict, reason == Reason.BAD_DESCRIPTOR ? 0 : wire);
+  countPacket(reason, verdictOf(decided), reason == Reason.BAD_DESCRIPTOR ? 0 : wire);
 }
 
 // Classifies the batch in BATCH/DESCS/DATA. Returns the number of packets
@@ -72,7 +66,6 @@ export function classifyBatch(): i32 {
     if (ready) countBadBatch();
     return -<i32>status;
   }
-  assert(n <= A.MAX_BATCH, "batch count checked above");
   const now = load<u64>(BATCH_PTR + A.BH_NOW);
   for (let i: u32 = 0; i < n; i++) classifyOne(i, now);
   if (live) sweep(now);

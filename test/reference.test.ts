@@ -1,5 +1,8 @@
 // The TypeScript reference (bench/reference/) against the release core, on
 // the same batches: every packet must get the same verdict, reason and rule.
+// The fuzz, the conversations, fragments and the seeded traffic run through
+// the debug core too, whose invariants (`if (DEBUG) assert` in assembly/:
+// bucket slots, key order, table bounds, verdict records) are live there.
 //  - 100,000 fuzz packets (test/fuzz/gen.ts) with the default policy loaded;
 //  - the reference capture replayed with the roles `portcullis replay`
 //    assigns and its timestamps as batch time, in host and gateway mode,
@@ -15,7 +18,7 @@ import * as assert from "uvu/assert";
 import * as ABI from "../host/core/abi.js";
 import { Batch } from "../host/core/batch.js";
 import { Core, type PacketMeta } from "../host/core/core.js";
-import { type CoreConfig } from "../host/core/load.js";
+import { type Build, type CoreConfig } from "../host/core/load.js";
 import { type Mode, compilePolicyFile } from "../host/policy/compile.js";
 import { isPrefix, parsePrefix, type Prefix } from "../host/policy/addr.js";
 import { readCaptureFile } from "../host/pcap/read.js";
@@ -39,8 +42,12 @@ function defaultTable(mode: Mode = "host"): Uint8Array {
   return buildTable(compilePolicyFile(DEFAULT_POLICY, { mode }).spec).bytes;
 }
 
-function twin(table: Uint8Array, config: CoreConfig = {}): Comparer {
-  const core = new Core("release", undefined, { ...ROOMY, ...config });
+const BUILDS = ["release", "debug"] as const;
+// Test names stay as they were for the release core.
+const through = (build: Build): string => build === "debug" ? " (debug core, assertions live)" : "";
+
+function twin(table: Uint8Array, config: CoreConfig = {}, build: Build = "release"): Comparer {
+  const core = new Core(build, undefined, { ...ROOMY, ...config });
   core.loadTable(table);
   const ref = new Reference({ timeouts: timeoutArray(config.timeouts) });
   ref.loadTable(table);
@@ -54,12 +61,12 @@ function agree(c: Comparer, what: string): void {
   if (c.mismatches.length) assert.unreachable(`${what}: ${c.mismatches.length} disagreements, the first:\n${c.report()}`);
 }
 
-test("100,000 fuzz packets with the default policy: same verdict, reason and rule", () => {
+for (const build of BUILDS) test(`100,000 fuzz packets with the default policy${through(build)}: same verdict, reason and rule`, () => {
   // Fragment entries live one second (one batch) here: the fuzz mutates the
   // same few datagrams, and the core's fragment hash sends IPv6 datagrams
   // that differ only in the top byte of an address half to one 8-slot
   // bucket, which then evicts (the reference's Map never does).
-  const c = twin(defaultTable(), { timeouts: { fragment: 1 } });
+  const c = twin(defaultTable(), { timeouts: { fragment: 1 } }, build);
   const core = c.core;
   const SEED = 0x5eed2611;
   const f = new Fuzzer(SEED);
@@ -151,8 +158,8 @@ function harnessAgrees(h: TwinHarness, what: string): void {
   assert.ok(h.cmp.compared > 0);
 }
 
-test("TCP conversations as in the conntrack tests: same answers", () => {
-  const h = new TwinHarness();
+for (const build of BUILDS) test(`TCP conversations as in the conntrack tests${through(build)}: same answers`, () => {
+  const h = new TwinHarness(undefined, {}, build);
   for (const fam of [4, 6] as const) {
     const t = new Tcp(h, fam, 40000);
     t.handshake(0);
@@ -190,8 +197,8 @@ test("TCP conversations as in the conntrack tests: same answers", () => {
   harnessAgrees(h, "TCP");
 });
 
-test("UDP and ICMP pseudo-flows, related errors and neighbour discovery: same answers", () => {
-  const h = new TwinHarness();
+for (const build of BUILDS) test(`UDP and ICMP pseudo-flows, related errors and neighbour discovery${through(build)}: same answers`, () => {
+  const h = new TwinHarness(undefined, {}, build);
   for (const fam of [4, 6] as const) {
     const client = fam === 4 ? CLIENT4 : CLIENT6, proxy = fam === 4 ? PROXY4 : PROXY6;
     const echoReq = fam === 4 ? 8 : 128, echoRep = fam === 4 ? 0 : 129;
@@ -228,8 +235,8 @@ test("UDP and ICMP pseudo-flows, related errors and neighbour discovery: same an
   harnessAgrees(h, "UDP/ICMP");
 });
 
-test("fragment trains in order, out of order, overlapping, orphaned, expired: same answers", () => {
-  const h = new TwinHarness();
+for (const build of BUILDS) test(`fragment trains in order, out of order, overlapping, orphaned, expired${through(build)}: same answers`, () => {
+  const h = new TwinHarness(undefined, {}, build);
   const train = (fam: 4 | 6, dport: number, id: number, cuts: Array<[number, number]> = [[0, 1480], [1480, 2960], [2960, 3000]]): Uint8Array[] => {
     const dgram = udp({ sport: 5000, dport, payload: new Uint8Array(2992) });
     return cuts.map(([s, e]) => {
@@ -257,9 +264,9 @@ test("fragment trains in order, out of order, overlapping, orphaned, expired: sa
 for (const [name, table, seed] of [
   ["the default policy", (): Uint8Array => defaultTable("host"), 0xc0ffee],
   ["the proxy spec of the conntrack tests", (): Uint8Array => buildTable(PROXY_SPEC).bytes, 0xbeef],
-] as const) {
-  test(`seeded stateful traffic under ${name}: same answers`, () => {
-    const c = twin(table());
+] as const) for (const build of BUILDS) {
+  test(`seeded stateful traffic under ${name}${through(build)}: same answers`, () => {
+    const c = twin(table(), {}, build);
     const gen = new ConvGen(seed);
     const batch = new Batch(c.core);
     while (c.compared < 40_000) {

@@ -52,8 +52,7 @@ export const E_CLOSER: u32 = 82;
 export const E_CREATED: u32 = 88;
 export const FLOW_SIZE: u32 = 96;
 
-export const EF_ORIG_IS_B: u8 = 1;
-export const EF_REPLIED: u8 = 2; // the reply direction has been seen
+export const EF_ORIG_IS_B: u8 = 1; // the only flag: which endpoint opened the flow
 
 export const DIR_ORIG: u32 = 0;
 export const DIR_REPLY: u32 = 1;

@@ -1,5 +1,6 @@
 // The flow key of the packet at hand, in canonical order (see entry.ts), in a
-// scratch block KEY; and its keyed hash.
+// scratch block KEY; and its keyed hash, which the state table's lookup and
+// claim take (table.ts): the hash names the tag and the two buckets.
 //
 //   0       1       2               4               6       7       8
 //   ┌───────┬───────┬───────────────┬───────────────┬───────┬───────┐
@@ -8,6 +9,8 @@
 //   │ address A (16 bytes)                                          │ 8..24
 //   │ address B (16 bytes)                                          │ 24..40
 //   └───────────────────────────────────────────────────────────────┘
+import { DEBUG } from "../debug";
+
 export const K_FAMILY: u32 = 0;
 export const K_PROTO: u32 = 1;
 export const K_PORT_A: u32 = 2;
@@ -18,6 +21,11 @@ export const K_ADDR_B: u32 = 24;
 export const KEY_SIZE: u32 = 40;
 
 export const KEY: usize = memory.data(KEY_SIZE, 16);
+
+// @ts-ignore: decorator
+@inline function keyPortA(): u32 { return <u32>load<u16>(KEY + K_PORT_A); }
+// @ts-ignore: decorator
+@inline function keyPortB(): u32 { return <u32>load<u16>(KEY + K_PORT_B); }
 
 let seed: u64 = 0x9e3779b97f4a7c15;
 export function setHashSeed(s: u64): void { seed = s ^ 0x9e3779b97f4a7c15; }
@@ -41,9 +49,10 @@ export function hashSeed(): u64 { return seed; }
   return sp < dp;
 }
 
-// Fills KEY from a packet going src:sport -> dst:dport. The originator of a
-// new flow is the sender, so origB says whether the sender is endpoint B.
-export function makeKey(family: u32, proto: u32, src: usize, sport: u32, dst: usize, dport: u32): void {
+// Fills KEY from a packet going src:sport -> dst:dport and returns its hash.
+// The originator of a new flow is the sender, so origB says whether the
+// sender is endpoint B.
+export function makeKey(family: u32, proto: u32, src: usize, sport: u32, dst: usize, dport: u32): u64 {
   store<u8>(KEY + K_FAMILY, <u8>family);
   store<u8>(KEY + K_PROTO, <u8>proto);
   const srcFirst = below(src, sport, dst, dport);
@@ -55,8 +64,11 @@ export function makeKey(family: u32, proto: u32, src: usize, sport: u32, dst: us
   store<u64>(KEY + K_ADDR_A + 8, load<u64>(a + 8));
   store<u64>(KEY + K_ADDR_B, load<u64>(b));
   store<u64>(KEY + K_ADDR_B + 8, load<u64>(b + 8));
+  if (DEBUG) assert(!below(KEY + K_ADDR_B, keyPortB(), KEY + K_ADDR_A, keyPortA()), "key endpoints not in canonical order");
+  return keyHash();
 }
 
+// The keyed hash of KEY (both directions of a flow hash alike).
 export function keyHash(): u64 {
   let h = mix(seed ^ keyHead());
   h = mix(h ^ load<u64>(KEY + K_ADDR_A));
@@ -67,4 +79,4 @@ export function keyHash(): u64 {
 
 // The first 8 bytes of KEY with origB masked out: family, proto, ports.
 // @ts-ignore: decorator
-@inline export function keyHead(): u64 { return load<u64>(KEY) & 0xff00ffffffffffff; }
+@inline function keyHead(): u64 { return load<u64>(KEY + K_FAMILY) & ~(<u64>0xff << (<u64>K_ORIG_B << 3)); }

@@ -6,11 +6,10 @@
 import * as ABI from "../abi";
 import { lookup4, lookup6, NO_MATCH } from "../rules/lookup";
 import * as A from "../rules/active";
-import * as F from "../rules/format";
 import { PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_SYN } from "../decode/tcp";
 import * as E from "./entry";
-import { flowCapacity, flowsBase, freeSlot } from "./table";
+import { flowCapacity, flowSlot, freeSlot } from "./table";
 
 // @ts-ignore: decorator
 @inline function be64(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
@@ -21,7 +20,7 @@ export function recheckFlows(now: u64): u32 {
   let ended: u32 = 0;
   const cap = flowCapacity();
   for (let i: u32 = 0; i < cap; i++) {
-    const e = flowsBase() + <usize>i * E.FLOW_SIZE;
+    const e = flowSlot(i);
     if (load<u32>(e + E.E_TAG) == 0) continue;
     if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); continue; }
     const origB = (load<u8>(e + E.E_FLAGS) & E.EF_ORIG_IS_B) != 0;
@@ -40,10 +39,7 @@ export function recheckFlows(now: u64): u32 {
     const r = load<u8>(e + E.E_FAMILY) == 4
       ? lookup4(ctx, bswap<u32>(load<u32>(src)), bswap<u32>(load<u32>(dst)), proto, sport, dport, flags, icmp)
       : lookup6(ctx, be64(src), be64(src + 8), be64(dst), be64(dst + 8), proto, sport, dport, flags, icmp);
-    const allowed = r == NO_MATCH
-      ? A.tDefault == F.ACTION_ALLOW
-      : load<u8>(A.tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;
-    if (allowed) {
+    if (r == NO_MATCH ? A.defaultAllows() : A.ruleAllows(r)) {
       store<u32>(e + E.E_RULE, r == NO_MATCH ? ABI.RULE_NONE : r);
     } else {
       freeSlot(e, ABI.C_FLOWS_ENDED);

@@ -7,10 +7,16 @@
 // one (SYN sent, unreplied UDP/ICMP) is evicted; established flows never
 // are, so a new flow is refused instead. Expired slots are reused on the way
 // and reclaimed by a bounded sweep each batch; time comes from the batch.
+//
+// lookup and claim take the hash makeKey returned for the key in KEY
+// (key.ts): its tag (low word, bit 0 set: 0 marks a free slot) and its two
+// buckets. A slot is occupied exactly when its tag is not 0, and an occupied
+// slot holds a flow state; the debug build checks both on every slot read.
 import * as ABI from "../abi";
+import { DEBUG } from "../debug";
 import { COUNTERS_PTR } from "../layout";
 import * as E from "./entry";
-import { KEY, K_ADDR_A, K_ADDR_B, K_ORIG_B, K_PROTO, keyHash } from "./key";
+import { KEY, K_ADDR_A, K_ADDR_B, K_FAMILY, K_ORIG_B, K_PORT_A, K_PORT_B, K_PROTO, keyHash } from "./key";
 
 export const BUCKET_SLOTS: u32 = 8;
 export const SWEEP_SLOTS: u32 = 64;
@@ -34,8 +40,27 @@ export function flowsBase(): usize { return flows; }
   store<i64>(p, load<i64>(p) + by);
 }
 
+// Slot i of the table. Every reader takes its slots here, so the debug build
+// checks each slot as it is read.
 // @ts-ignore: decorator
-@inline function slot(i: u32): usize { return flows + <usize>i * E.FLOW_SIZE; }
+@inline export function flowSlot(i: u32): usize {
+  const e = flows + <usize>i * E.FLOW_SIZE;
+  if (DEBUG) {
+    assert(i < capacity, "flow slot past the table");
+    const tag = load<u32>(e + E.E_TAG), st = <u32>load<u8>(e + E.E_STATE);
+    assert(tag == 0 ? st == E.State.FREE : (tag & 1) != 0 && st != E.State.FREE && st < <u32>E.State.COUNT,
+      "flow slot: a free slot with a state, or an occupied one without");
+  }
+  return e;
+}
+
+// @ts-ignore: decorator
+@inline function tagOf(h: u64): u32 { return <u32>h | 1; }
+// The first slot of bucket k (0 or 1) of hash h.
+// @ts-ignore: decorator
+@inline function bucketOf(h: u64, k: u32): u32 {
+  return (k == 0 ? <u32>(h >> 32) & bucketMask : (<u32>h >> 7) & bucketMask) << 3;
+}
 
 export function freeSlot(e: usize, counter: u32): void {
   store<u32>(e + E.E_TAG, 0);
@@ -44,21 +69,15 @@ export function freeSlot(e: usize, counter: u32): void {
   bump(counter, 1);
 }
 
-let lastTag: u32 = 0;
-let lastB1: u32 = 0;
-let lastB2: u32 = 0;
-
-// The live flow with KEY's key, or 0. Expired flows met on the way are freed.
-export function lookup(now: u64): usize {
-  const h = keyHash();
-  const tag = <u32>h | 1;
-  lastTag = tag;
-  lastB1 = <u32>(h >> 32) & bucketMask;
-  lastB2 = (<u32>h >> 7) & bucketMask;
+// The live flow with KEY's key (hash h), or 0. Expired flows met on the way
+// are freed.
+export function lookup(h: u64, now: u64): usize {
+  if (DEBUG) assert(h == keyHash(), "lookup: h is not the hash of KEY");
+  const tag = tagOf(h);
   for (let k: u32 = 0; k < 2; k++) {
-    const first = (k == 0 ? lastB1 : lastB2) << 3;
+    const first = bucketOf(h, k);
     for (let i: u32 = 0; i < BUCKET_SLOTS; i++) {
-      const e = slot(first + i);
+      const e = flowSlot(first + i);
       if (load<u32>(e + E.E_TAG) != tag) continue;
       if (!keyMatches(e)) continue;
       if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return 0; }
@@ -69,24 +88,26 @@ export function lookup(now: u64): usize {
 }
 
 function keyMatches(e: usize): bool {
-  return load<u8>(e + E.E_PROTO) == load<u8>(KEY + 1) && load<u8>(e + E.E_FAMILY) == load<u8>(KEY) &&
-    load<u16>(e + E.E_PORT_A) == load<u16>(KEY + 2) && load<u16>(e + E.E_PORT_B) == load<u16>(KEY + 4) &&
+  return load<u8>(e + E.E_PROTO) == load<u8>(KEY + K_PROTO) && load<u8>(e + E.E_FAMILY) == load<u8>(KEY + K_FAMILY) &&
+    load<u16>(e + E.E_PORT_A) == load<u16>(KEY + K_PORT_A) && load<u16>(e + E.E_PORT_B) == load<u16>(KEY + K_PORT_B) &&
     load<u64>(e + E.E_ADDR_A) == load<u64>(KEY + K_ADDR_A) && load<u64>(e + E.E_ADDR_A + 8) == load<u64>(KEY + K_ADDR_A + 8) &&
     load<u64>(e + E.E_ADDR_B) == load<u64>(KEY + K_ADDR_B) && load<u64>(e + E.E_ADDR_B + 8) == load<u64>(KEY + K_ADDR_B + 8);
 }
 
-// A slot for KEY (after a lookup that found nothing): a free or expired slot
-// in either bucket, else the oldest embryonic flow's, evicted. 0 when both
-// buckets hold only established flows: the new flow is refused.
-export function claim(now: u64): usize {
+// A slot for KEY's key (hash h), which lookup(h) just did not find: a free
+// or expired slot in either bucket, else the oldest embryonic flow's,
+// evicted. 0 when both buckets hold only established flows: the new flow is
+// refused.
+export function claim(h: u64, now: u64): usize {
+  if (DEBUG) assert(h == keyHash(), "claim: KEY changed since its lookup");
   let victim: usize = 0;
   let victimAge: u64 = 0xffffffffffffffff;
   for (let k: u32 = 0; k < 2; k++) {
-    const first = (k == 0 ? lastB1 : lastB2) << 3;
+    const first = bucketOf(h, k);
     for (let i: u32 = 0; i < BUCKET_SLOTS; i++) {
-      const e = slot(first + i);
-      if (load<u32>(e + E.E_TAG) == 0) return fill(e, now);
-      if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return fill(e, now); }
+      const e = flowSlot(first + i);
+      if (load<u32>(e + E.E_TAG) == 0) return fill(e, tagOf(h), now);
+      if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return fill(e, tagOf(h), now); }
       if (E.isEmbryonic(load<u8>(e + E.E_STATE)) && load<u64>(e + E.E_CREATED) < victimAge) {
         victim = e; victimAge = load<u64>(e + E.E_CREATED);
       }
@@ -94,15 +115,16 @@ export function claim(now: u64): usize {
   }
   if (victim == 0) { bump(ABI.C_FLOWS_REFUSED, 1); return 0; }
   freeSlot(victim, ABI.C_FLOWS_EVICTED);
-  return fill(victim, now);
+  return fill(victim, tagOf(h), now);
 }
 
-function fill(e: usize, now: u64): usize {
+// The caller gives the new flow its state before the next packet is read.
+function fill(e: usize, tag: u32, now: u64): usize {
   memory.fill(e, 0, <usize>E.FLOW_SIZE);
-  store<u32>(e + E.E_TAG, lastTag);
+  store<u32>(e + E.E_TAG, tag);
   store<u8>(e + E.E_PROTO, load<u8>(KEY + K_PROTO));
-  store<u8>(e + E.E_FAMILY, load<u8>(KEY));
-  store<u32>(e + E.E_PORT_A, load<u32>(KEY + 2)); // both ports
+  store<u8>(e + E.E_FAMILY, load<u8>(KEY + K_FAMILY));
+  store<u32>(e + E.E_PORT_A, load<u32>(KEY + K_PORT_A)); // both ports
   memory.copy(e + E.E_ADDR_A, KEY + K_ADDR_A, 32);
   store<u8>(e + E.E_FLAGS, load<u8>(KEY + K_ORIG_B) ? E.EF_ORIG_IS_B : 0);
   store<u64>(e + E.E_CREATED, now);
@@ -115,7 +137,7 @@ function fill(e: usize, now: u64): usize {
 // batch, so the whole table is swept every capacity / SWEEP_SLOTS batches.
 export function sweep(now: u64): void {
   for (let i: u32 = 0; i < SWEEP_SLOTS; i++) {
-    const e = slot(sweepAt);
+    const e = flowSlot(sweepAt);
     if (load<u32>(e + E.E_TAG) != 0 && load<u64>(e + E.E_EXPIRES) <= now) freeSlot(e, ABI.C_FLOWS_EXPIRED);
     sweepAt = (sweepAt + 1) & (capacity - 1);
   }

@@ -3,14 +3,11 @@
 // FIN (they change state only when their sequence number lies in the window
 // the other side allowed, at least as strict as conntrack's loose mode).
 import * as ABI from "../abi";
-import { PKT_PTR } from "../layout";
+import { getU16, getU32, getU8 } from "../decode/pkt";
 import { TH_ACK, TH_FIN, TH_RST, TH_SYN } from "../decode/tcp";
 import { Reason } from "../reasons";
 import * as E from "./entry";
 import { State } from "./entry";
-
-// @ts-ignore: decorator
-@inline function pk32(f: u32): u32 { return load<u32>(PKT_PTR + <usize>f); }
 
 // Serial-number arithmetic (RFC 1982): a is before b.
 // @ts-ignore: decorator
@@ -44,7 +41,7 @@ function inWindow(e: usize, dir: u32, seq: u32): bool {
 // Records what a segment from `dir` says about its sender: how far it has
 // sent and the largest window it offered.
 function note(e: usize, dir: u32, seq: u32, flags: u32, win: u32, syn: bool): void {
-  const len = pk32(ABI.P_TCP_PAYLOAD) + ((flags & TH_SYN) ? 1 : 0) + ((flags & TH_FIN) ? 1 : 0);
+  const len = getU32(ABI.P_TCP_PAYLOAD) + ((flags & TH_SYN) ? 1 : 0) + ((flags & TH_FIN) ? 1 : 0);
   const end = seq + len;
   const p = endAt(e, dir);
   if (syn || before(load<u32>(p), end)) store<u32>(p, end);
@@ -55,11 +52,11 @@ function note(e: usize, dir: u32, seq: u32, flags: u32, win: u32, syn: bool): vo
 
 // A new flow from the originator's SYN.
 export function tcpOpen(e: usize): void {
-  const flags = <u32>load<u8>(PKT_PTR + ABI.P_TCP_FLAGS);
+  const flags = getU8(ABI.P_TCP_FLAGS);
   store<u8>(e + E.E_STATE, <u8>State.SYN_SENT);
-  store<u8>(e + E.E_WSCALE, load<u8>(PKT_PTR + ABI.P_TCP_WSCALE));
+  store<u8>(e + E.E_WSCALE, <u8>getU8(ABI.P_TCP_WSCALE));
   store<u8>(e + E.E_WSCALE + 1, 0xff);
-  note(e, E.DIR_ORIG, pk32(ABI.P_TCP_SEQ), flags, <u32>load<u16>(PKT_PTR + ABI.P_TCP_WIN), true);
+  note(e, E.DIR_ORIG, getU32(ABI.P_TCP_SEQ), flags, getU16(ABI.P_TCP_WIN), true);
 }
 
 export const TCP_REOPEN: i32 = -1; // a SYN that starts over a closed flow
@@ -67,10 +64,10 @@ export const TCP_REOPEN: i32 = -1; // a SYN that starts over a closed flow
 // Advances the flow `e` by the segment in PKT from direction `dir`. Returns
 // Reason.NONE to pass it, TCP_REOPEN, or a drop reason.
 export function tcpTrack(e: usize, dir: u32): i32 {
-  const flags = <u32>load<u8>(PKT_PTR + ABI.P_TCP_FLAGS);
-  const seq = pk32(ABI.P_TCP_SEQ);
-  const ack = pk32(ABI.P_TCP_ACK);
-  const win = <u32>load<u16>(PKT_PTR + ABI.P_TCP_WIN);
+  const flags = getU8(ABI.P_TCP_FLAGS);
+  const seq = getU32(ABI.P_TCP_SEQ);
+  const ack = getU32(ABI.P_TCP_ACK);
+  const win = getU16(ABI.P_TCP_WIN);
   const st = <u32>load<u8>(e + E.E_STATE);
   const syn = (flags & TH_SYN) != 0, hasAck = (flags & TH_ACK) != 0;
   const rst = (flags & TH_RST) != 0, fin = (flags & TH_FIN) != 0;
@@ -93,7 +90,7 @@ export function tcpTrack(e: usize, dir: u32): i32 {
     if (st == State.SYN_SENT) {
       // Our SYN again (perhaps with a new ISN), or the other side's SYN:
       // a simultaneous open.
-      store<u8>(e + E.E_WSCALE + dir, load<u8>(PKT_PTR + ABI.P_TCP_WSCALE));
+      store<u8>(e + E.E_WSCALE + dir, <u8>getU8(ABI.P_TCP_WSCALE));
       note(e, dir, seq, flags, win, true);
       if (!orig) store<u8>(e + E.E_STATE, <u8>State.SYN_SENT2);
       return Reason.NONE;
@@ -113,7 +110,7 @@ export function tcpTrack(e: usize, dir: u32): i32 {
     } else {
       return Reason.TCP_INVALID_STATE;
     }
-    store<u8>(e + E.E_WSCALE + dir, load<u8>(PKT_PTR + ABI.P_TCP_WSCALE));
+    store<u8>(e + E.E_WSCALE + dir, <u8>getU8(ABI.P_TCP_WSCALE));
     note(e, dir, seq, flags, win, true);
     store<u8>(e + E.E_STATE, <u8>next);
     return Reason.NONE;

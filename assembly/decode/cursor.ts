@@ -23,6 +23,9 @@ export let firstFrag: bool = false; // decoding the first fragment of a fragment
 // Otherwise -reason: `reason` when the packet itself is too short for the
 // header, SNAP_TRUNCATED when only the capture is (the copy range cut it),
 // FRAG_TINY when a first fragment does not carry the header (RFC 1858/7112).
+// The one bounds check of every decoder; for an ICMP error's quoted packet
+// `reason` is ICMP_INNER_TRUNCATED: a quotation is cut wherever its sender
+// cut it, so running out is the quoted header's fault.
 // `off` and `n` are small (off < 4 MiB, n < 64 KiB): the sum cannot wrap.
 // @ts-ignore: decorator
 @inline export function short(off: u32, n: u32, reason: Reason): i32 {
@@ -32,19 +35,6 @@ export let firstFrag: bool = false; // decoding the first fragment of a fragment
     return -Reason.SNAP_TRUNCATED;
   }
   return firstFrag ? -Reason.FRAG_TINY : -reason;
-}
-
-// Like `short`, for an ICMP error's embedded packet: it is a quotation, cut
-// wherever the sender cut it, so running out is the inner header's fault
-// (unless fragmentation cut it: then the first fragment is tiny).
-// @ts-ignore: decorator
-@inline export function shortInner(off: u32, n: u32): i32 {
-  const e = off + n;
-  if (e <= ipEnd) {
-    if (e <= capEnd) return 0;
-    return -Reason.SNAP_TRUNCATED;
-  }
-  return firstFrag ? -Reason.FRAG_TINY : -Reason.ICMP_INNER_TRUNCATED;
 }
 
 // @ts-ignore: decorator

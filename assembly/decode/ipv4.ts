@@ -3,7 +3,7 @@
 // offset, or -reason.
 import * as A from "../abi";
 import { Reason } from "../reasons";
-import { base, be16, setFirstFrag, setIpEnd, short, shortInner, u8at } from "./cursor";
+import { base, be16, setFirstFrag, setIpEnd, short, u8at } from "./cursor";
 import { addFlags, setAddr, setU16, setU32, setU8 } from "./pkt";
 import { PROTO_TCP } from "./proto";
 
@@ -75,12 +75,12 @@ export function decodeIp4(wire: u32): i32 {
 // original packet's, not what was quoted, so it is only checked for sense.
 // Returns the quoted transport header's offset, or -reason.
 export function decodeInnerIp4(off: u32): i32 {
-  let r = shortInner(off, 20);
+  let r = short(off, 20, Reason.ICMP_INNER_TRUNCATED);
   if (r) return r;
   const vihl = u8at(off);
   const ihl = (vihl & 15) << 2;
   if ((vihl >> 4) != 4 || ihl < 20) return -Reason.ICMP_INNER_BAD;
-  r = shortInner(off, ihl);
+  r = short(off, ihl, Reason.ICMP_INNER_TRUNCATED);
   if (r) return r;
   if (be16(off + 2) < ihl) return -Reason.ICMP_INNER_BAD;
   // A non-first fragment quotes no transport header: nothing to relate it to.

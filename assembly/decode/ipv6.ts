@@ -4,7 +4,7 @@
 // other RFC 7045 extension headers, at most MAX_EXT_HEADERS of them.
 import * as A from "../abi";
 import { Reason } from "../reasons";
-import { base, be16, be32, ipEnd, setFirstFrag, setIpEnd, short, shortInner, u8at } from "./cursor";
+import { base, be16, be32, ipEnd, setFirstFrag, setIpEnd, short, u8at } from "./cursor";
 import { addFlags, setAddr, setU16, setU32, setU8 } from "./pkt";
 import { PROTO_TCP } from "./proto";
 
@@ -25,7 +25,7 @@ let chainNonFirst: bool = false;
 
 // @ts-ignore: decorator
 @inline function need(inner: bool, off: u32, n: u32): i32 {
-  return inner ? shortInner(off, n) : short(off, n, Reason.IP6_EXT_TRUNCATED);
+  return short(off, n, inner ? Reason.ICMP_INNER_TRUNCATED : Reason.IP6_EXT_TRUNCATED);
 }
 
 // Walks the chain from `off` with next header `nh`. Returns the offset of the
@@ -122,7 +122,7 @@ export function decodeIp6(wire: u32): i32 {
 // The IPv6 header quoted in an ICMPv6 error, at `off`, and its chain.
 // Returns the quoted transport header's offset, or -reason.
 export function decodeInnerIp6(off: u32): i32 {
-  let r = shortInner(off, 40);
+  let r = short(off, 40, Reason.ICMP_INNER_TRUNCATED);
   if (r) return r;
   if ((u8at(off) >> 4) != 6) return -Reason.ICMP_INNER_BAD;
   setU8(A.P_IN_FAMILY, 6);

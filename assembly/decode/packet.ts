@@ -4,7 +4,7 @@
 import * as A from "../abi";
 import { Reason } from "../reasons";
 import { setPacket, short, u8at } from "./cursor";
-import { decodeIcmp4, decodeIcmp6 } from "./icmp";
+import { decodeIcmp } from "./icmp";
 import { decodeIp4 } from "./ipv4";
 import { decodeIp6, ip6NonFirstFragment } from "./ipv6";
 import { clearPkt, getU8 } from "./pkt";
@@ -14,7 +14,6 @@ import { decodeUdp } from "./udp";
 
 export const ETH_P_IP: u32 = 0x0800;
 export const ETH_P_IPV6: u32 = 0x86dd;
-
 
 export function decodePacket(ptr: usize, cap: u32, wire: u32, hwProto: u32): Reason {
   clearPkt();
@@ -46,8 +45,7 @@ export function decodePacket(ptr: usize, cap: u32, wire: u32, hwProto: u32): Rea
   const off = <u32>l4;
   if (proto == PROTO_TCP) r = decodeTcp(off);
   else if (proto == PROTO_UDP) r = decodeUdp(off);
-  else if (proto == PROTO_ICMP && version == 4) r = decodeIcmp4(off);
-  else if (proto == PROTO_ICMPV6 && version == 6) r = decodeIcmp6(off);
+  else if (proto == (version == 6 ? PROTO_ICMPV6 : PROTO_ICMP)) r = decodeIcmp(off, version == 6);
   else r = 0;
   return r < 0 ? <Reason>-r : Reason.NONE;
 }

@@ -1,4 +1,6 @@
-// Field stores into the decoded-packet scratch (PKT, drawn in abi.ts).
+// Field loads and stores of the decoded-packet scratch (PKT, drawn in
+// abi.ts): the decoders write it, the deciding stages read it, all through
+// these accessors.
 import * as A from "../abi";
 import { PKT_PTR } from "../layout";
 
@@ -16,6 +18,12 @@ import { PKT_PTR } from "../layout";
 @inline export function getU16(field: u32): u32 { return <u32>load<u16>(PKT_PTR + <usize>field); }
 // @ts-ignore: decorator
 @inline export function getU32(field: u32): u32 { return load<u32>(PKT_PTR + <usize>field); }
+// Eight bytes of a field, as stored (an address half: network order bytes).
+// @ts-ignore: decorator
+@inline export function getU64(field: u32): u64 { return load<u64>(PKT_PTR + <usize>field); }
+// Where a field is, for the stages that copy or compare a 16-byte address.
+// @ts-ignore: decorator
+@inline export function fieldAt(field: u32): usize { return PKT_PTR + <usize>field; }
 // @ts-ignore: decorator
 @inline export function addFlags(bits: u8): void {
   store<u8>(PKT_PTR + <usize>A.P_FLAGS, load<u8>(PKT_PTR + <usize>A.P_FLAGS) | bits);

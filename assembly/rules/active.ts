@@ -1,5 +1,7 @@
 // The live rule table, unpacked into globals at commit so the packet path
-// reads section addresses without touching the header.
+// reads section addresses without touching the header; and the one reader
+// of what a rule's action (or the default) says.
+import { DEBUG } from "../debug";
 import * as F from "./format";
 
 export let live: bool = false;
@@ -29,6 +31,15 @@ export let tDst6N: u32 = 0;
 export let tDst6B: usize = 0;
 export let tDst6I: usize = 0;
 export let tCounters: usize = 0;
+
+// Whether live rule r allows, and whether the live default does.
+// @ts-ignore: decorator
+@inline export function ruleAllows(r: u32): bool {
+  if (DEBUG) assert(r < tNrules, "rule index past the live table");
+  return load<u8>(tRules + <usize>r * F.RULE_SIZE + F.R_ACTION) == F.ACTION_ALLOW;
+}
+// @ts-ignore: decorator
+@inline export function defaultAllows(): bool { return tDefault == F.ACTION_ALLOW; }
 
 // @ts-ignore: decorator
 @inline function at(t: usize, field: u32): usize { return t + <usize>load<u32>(t + <usize>field); }

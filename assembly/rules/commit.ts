@@ -2,6 +2,7 @@
 // into the idle slot, `stage` validates it and hands out a ticket, `commit`
 // with that ticket makes it live between two batches. A failed stage or a
 // stale ticket leaves the live table as it was.
+import { DEBUG } from "../debug";
 import { activate } from "./active";
 import { TableError } from "./format";
 import { validateTable } from "./validate";
@@ -47,6 +48,7 @@ export function commit(ticket: u32): i32 {
   if (stagedTicket == 0) return -<i32>TableError.NOTHING_STAGED;
   if (ticket != stagedTicket) return -<i32>TableError.STALE_TICKET;
   const next = idleSlot();
+  if (DEBUG) assert(stagedLen <= slotCap, "the staged table is longer than its slot");
   activate(next == 0 ? slot0 : slot1, next == 0 ? counters0 : counters1);
   liveSlot = next;
   stagedTicket = 0;

@@ -1,9 +1,10 @@
 // A small stateful harness: a core with a rule table, packets sent one at a
 // time at a given second, and TCP conversations with real sequence numbers.
+// The core is the release build unless the test asks for the debug one.
 import * as ABI from "../../host/core/abi.js";
 import { Batch } from "../../host/core/batch.js";
 import { Core, type PacketMeta } from "../../host/core/core.js";
-import { type CoreConfig } from "../../host/core/load.js";
+import { type Build, type CoreConfig } from "../../host/core/load.js";
 import { reasonName } from "../../host/core/reasons.js";
 import { ip4, ip6 } from "../../host/packets/addr.js";
 import {
@@ -47,8 +48,8 @@ export const PROXY_SPEC: TableSpec = {
 export class Harness {
   readonly core: Core;
   private readonly batch: Batch;
-  constructor(spec: TableSpec = PROXY_SPEC, config: CoreConfig = {}) {
-    this.core = new Core("release", undefined, config);
+  constructor(spec: TableSpec = PROXY_SPEC, config: CoreConfig = {}, build: Build = "release") {
+    this.core = new Core(build, undefined, config);
     this.core.loadTable(buildTable(spec).bytes);
     this.batch = new Batch(this.core);
   }

@@ -1,10 +1,11 @@
-// The release core and the TypeScript reference (bench/reference/) side by
-// side on the same batches: the reference reads the very descriptors and
-// bytes the core just classified (the core's own DESCS and DATA regions) and
-// every packet's verdict, reason and rule are compared.
+// A core (release unless a test asks for the debug one) and the TypeScript
+// reference (bench/reference/) side by side on the same batches: the
+// reference reads the very descriptors and bytes the core just classified
+// (the core's own DESCS and DATA regions) and every packet's verdict, reason
+// and rule are compared.
 import * as ABI from "../../host/core/abi.js";
 import { type Core, type PacketMeta } from "../../host/core/core.js";
-import { type CoreConfig } from "../../host/core/load.js";
+import { type Build, type CoreConfig } from "../../host/core/load.js";
 import { reasonName } from "../../host/core/reasons.js";
 import * as F from "../../host/rules/format.js";
 import { type TableSpec } from "../../host/rules/model.js";
@@ -96,8 +97,8 @@ export class TwinHarness extends Harness {
   readonly ref: Reference;
   readonly cmp: Comparer;
 
-  constructor(spec?: TableSpec, config: CoreConfig = {}) {
-    super(spec, config);
+  constructor(spec?: TableSpec, config: CoreConfig = {}, build: Build = "release") {
+    super(spec, config, build);
     this.ref = new Reference({ timeouts: timeoutArray(config.timeouts) });
     this.ref.loadTable(liveTable(this.core));
     this.cmp = new Comparer(this.core, this.ref);
