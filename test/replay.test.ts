@@ -636,8 +636,12 @@ test("CLI: a capture of 250,000 empty records replays and demos in bounded memor
       assert.match(r.tail, new RegExp(`^  l3_unsupported  ${n} packets, 0 bytes$`, "m"));
     }
     assert.ok(r.size > n * 30, `a line (or object) per packet: ${r.size} bytes`);
-    // The core's memory is most of this; the capture itself is 4 MB.
-    assert.ok(r.maxRssKb > 0 && r.maxRssKb < 160 * 1024, `peak resident ${r.maxRssKb} KiB`);
+    // Bounded: the run above finished under a 24 MB JS heap, so nothing per
+    // packet is kept in JS. The resident peak (the core's memory, V8 and its
+    // compilers; the capture itself is 4 MB) is about 100 MiB on a quiet
+    // machine and was seen up to 244 MiB in full suite runs on a loaded one;
+    // a per-packet copy outside the heap (a Buffer each) would be well over.
+    assert.ok(r.maxRssKb > 0 && r.maxRssKb < 320 * 1024, `peak resident ${r.maxRssKb} KiB`);
   }
 });
 
