@@ -10,7 +10,6 @@ import { Worker } from "node:worker_threads";
 import { createServer, connect } from "node:net";
 import { writeFileSync } from "node:fs";
 import { createSocket } from "node:dgram";
-import { networkInterfaces } from "node:os";
 
 const netOnly = process.argv.includes("--net-only");
 
@@ -41,8 +40,16 @@ out.push(await new Promise((resolve) => {
 // the program's drop reaches the sender, a UDP send fails with EPERM and a
 // TCP connect gets no answer. Outside the sandbox (--net-only, the control
 // run) the same send goes and the connect is refused (ECONNREFUSED).
-const self = networkInterfaces().int0?.find((a) => a.family === "IPv4")?.address;
-if (!self) out.push("int0 has no IPv4 address");
+// The own address is the source the kernel picks toward a Front End
+// (198.51.100.10, int0's network): a UDP connect only looks the route up,
+// it sends nothing (and works with int0 down, which os.networkInterfaces()
+// would leave out).
+const self = await new Promise((resolve) => {
+  const u = createSocket("udp4");
+  u.once("error", () => { u.close(); resolve(null); });
+  u.connect(9, "198.51.100.10", () => { const a = u.address().address; u.close(); resolve(a); });
+});
+if (!self) out.push("no route toward int0's network");
 else {
   out.push(await new Promise((resolve) => {
     const u = createSocket("udp4");
