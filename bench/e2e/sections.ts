@@ -27,6 +27,18 @@ function figs(res: Results, pick: (s: Results["runs"][string][number]) => number
 const get = (rows: Row[], id: string): Figure | undefined => rows.find((r) => r.id === id)?.fig;
 const pct = (a: Figure, b: Figure): number => (100 * a.median) / b.median;
 
+// Contender `a` against `b` on each load they both ran: whether `a` did at
+// least as well (higher or, for latencies, lower) and the figures as text.
+type Load = [name: string, rows: Row[], digits: number, unit: string, higherIsBetter: boolean];
+function versus(loads: Load[], a: string, b: string): Array<{ name: string; ok: boolean; text: string }> {
+  return loads.flatMap(([name, rows, digits, unit, higher]) => {
+    const x = get(rows, a), y = get(rows, b);
+    if (!x || !y) return [];
+    const ok = higher ? x.median >= y.median : x.median <= y.median;
+    return [{ name, ok, text: `${name} ${fmt(x, digits)} vs ${fmt(y, digits)} ${unit} (${(x.median / y.median).toFixed(2)}x)` }];
+  });
+}
+
 function chart(title: string, yTitle: string, groups: Array<{ load: string; rows: Row[] }>): Section["chart"] {
   return barChart({
     title, yTitle, x: "contender", series: "contender", y: "v", facet: groups.length > 1 ? "load" : undefined, columns: 2,
@@ -126,25 +138,16 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
     targets.push(`E2E bulk TCP with the header-only copy range, GSO on: Portcullis ${fmt(hb, 2)} Gbit/s = ${p.toFixed(0)}% of the kernel's stateful filter ` +
       `(${kid === "b-nft" ? "nftables" : "iptables-legacy"}, the faster) ` +
       `${fmt(kb, 2)} (>= 50%: ${p >= 50 ? "met" : "MISSED"}); whole packets ${fmt(wb, 2)} Gbit/s (${(hb.median / wb.median).toFixed(2)}x)`);
-    const small = ([["UDP 64 B", udp, 1, "kpps"], ["TCP new connections", conn, 0, "conn/s"]] as const).map(([name, rows, digits, unit]) => {
-      const h = get(rows, "d-gso"), w = get(rows, "d-whole-gso");
-      return h && w ? { name, ok: h.median >= w.median, text: `${name} ${fmt(h, digits)} vs ${fmt(w, digits)} ${unit} (${(h.median / w.median).toFixed(2)}x)` } : null;
-    }).filter((x) => x !== null);
+    const small = versus([["UDP 64 B", udp, 1, "kpps", true], ["TCP new connections", conn, 0, "conn/s", true]], "d-gso", "d-whole-gso");
     targets.push(`E2E small packets and new connections, header-only vs whole packets (GSO on), no worse: ${small.every((x) => x.ok) ? "MET" : "MISSED"} ` +
       `(${small.map((x) => x.text).join("; ")})`);
   } else targets.push("E2E bulk TCP with the header-only copy range: NOT MEASURED");
   // The daemon with wasmtime against the same daemon with V8 (both GSO off, one queue per side).
   const dv = "d", dw = "d-wt";
-  const engineLoads: Array<[string, Row[], number, string, boolean]> = [
+  const cmp = versus([
     ["UDP 64 B", udp, 1, "kpps", true], ["TCP new connections", conn, 0, "conn/s", true], ["bulk TCP", bulk, 2, "Gbit/s", true],
     ["round trip p50", p50, 1, "µs", false], ["round trip p99", p99, 1, "µs", false],
-  ];
-  const cmp = engineLoads.flatMap(([name, rows, digits, unit, higher]) => {
-    const v = get(rows, dv), w = get(rows, dw);
-    if (!v || !w) return [];
-    const ok = higher ? w.median >= v.median : w.median <= v.median;
-    return [{ name, ok, text: `${name} ${fmt(w, digits)} vs ${fmt(v, digits)} ${unit} (${(w.median / v.median).toFixed(2)}x)` }];
-  });
+  ], dw, dv);
   if (cmp.length) {
     const missed = cmp.filter((x) => !x.ok);
     targets.push(`E2E daemon with wasmtime at least as fast as with V8 on every load: ${missed.length ? "MISSED" : "MET"} (wasmtime vs V8: ${cmp.map((x) => x.text).join("; ")}` +
