@@ -101,7 +101,9 @@ export const HOOK_MAX: u8 = 4;
 //   └───────┴───────┴───────────────┴───────────────────────────────┘
 //
 //   verdict  VERDICT_DROP (0) or VERDICT_ACCEPT (1): the NF_DROP/NF_ACCEPT values
-//   flags    reserved, zero
+//   flags    VF_OFFLOAD (bit 7) on an accept that hands the packet's flow to
+//            the kernel (offload), with the flow's interface context (its ctx,
+//            < 128) in bits 0..6; zero otherwise
 //   reason   code from reasons.ts, for accepts and drops alike
 //   rule     index of the deciding rule, RULE_NONE when no rule decided
 export const V_VERDICT: u32 = 0;
@@ -112,6 +114,8 @@ export const VERDICT_SIZE: u32 = 8;
 
 export const VERDICT_DROP: u8 = 0;
 export const VERDICT_ACCEPT: u8 = 1;
+export const VF_OFFLOAD: u8 = 0x80;
+export const VF_CTX_MASK: u8 = 0x7f;
 export const RULE_NONE: u32 = 0xffffffff;
 
 // Configuration block, written by the host before `init` or between batches.
@@ -125,8 +129,10 @@ export const RULE_NONE: u32 = 0xffffffff;
 //   │ timeouts: 16 x u32 seconds, indexed by flow state             │ 32..96
 //   │ (slot 0: fragments)                                           │
 //   ├───────────────────────────────────────────────────────────────┤
-//   │ reserved                                                      │ 96..256
-//   └───────────────────────────────────────────────────────────────┘
+//   │ reserved                                                      │ 96..200
+//   ├───────────────┬───────────────┬───────────────────────────────┤
+//   │ offload  u32  │ offload_lease │ reserved                      │ 200..256
+//   └───────────────┴───────────────┴───────────────────────────────┘
 //
 //   default    verdict for well-formed packets while no rule table is committed
 //   table_cap  bytes per rule-table slot (0: DEFAULT_TABLE_CAP); read by init
@@ -149,6 +155,23 @@ export const CFG_TIMEOUTS: u32 = 32;
 export const DEFAULT_MAX_FLOWS: u32 = 65536;
 export const MAX_FLOWS_LIMIT: u32 = 1 << 21;
 export const DEFAULT_MAX_FRAGS: u32 = 4096;
+// offload        nonzero: flows of rules with the offload flag are handed to
+//                the kernel (VF_OFFLOAD) once established and past the
+//                table's offload_after packets; zero: never (the default)
+// offload_lease  seconds an offloaded flow lives without news from the
+//                kernel's conntrack (offload_touch renews it; 0: DEFAULT_OFFLOAD_LEASE)
+export const CFG_OFFLOAD: u32 = 200;
+export const CFG_OFFLOAD_LEASE: u32 = 204;
+export const DEFAULT_OFFLOAD_LEASE: u32 = 60;
+// Answers of offload_touch (the kernel still carries the flow):
+export const TOUCH_NONE: u32 = 0; //      no such flow
+export const TOUCH_RENEWED: u32 = 1; //   offloaded: lease renewed
+export const TOUCH_INSPECTED: u32 = 2; // tracked, but not offloaded
+// ... and of offload_adopt (a flow a previous daemon offloaded):
+export const ADOPT_REFUSED: u32 = 0; //   the live table refuses it (or no room): end it
+export const ADOPT_OFFLOADED: u32 = 1; // tracked, offloaded
+export const ADOPT_INSPECTED: u32 = 2; // tracked, but its rule does not offload: bring it back
+export const ADOPT_KNOWN: u32 = 3; //     already tracked
 export const CONFIG_SIZE: u32 = 256;
 
 // Counters, all u64, written by the core, read by the host.
@@ -167,6 +190,10 @@ export const CONFIG_SIZE: u32 = 256;
 //   └─────────────────┴─────────────────┴─────────────────┴─────────────────┘
 //
 //   flows ended: removed by a reload's re-check (`state_recheck`)
+//   offload: flows the kernel carries now (live), flows handed to it (total),
+//   offloaded flows ended because the kernel's entry ended (ended), and
+//   offloaded flows a re-check took back from the kernel, ended or
+//   inspected again (revoked); 4 x 8 after the fragment counters
 export const REASON_SLOTS: u32 = 128;
 export const C_REASONS: u32 = 0;
 export const C_VERDICTS: u32 = REASON_SLOTS * 16;
@@ -181,7 +208,11 @@ export const C_FLOWS_REFUSED: u32 = C_FLOWS_EVICTED + 8;
 export const C_FLOWS_ENDED: u32 = C_FLOWS_REFUSED + 8;
 export const C_FRAGS_LIVE: u32 = C_FLOWS_ENDED + 8;
 export const C_FRAGS_EXPIRED: u32 = C_FRAGS_LIVE + 8;
-export const COUNTERS_SIZE: u32 = C_FRAGS_EXPIRED + 8;
+export const C_OFFLOAD_LIVE: u32 = C_FRAGS_EXPIRED + 8;
+export const C_OFFLOAD_TOTAL: u32 = C_OFFLOAD_LIVE + 8;
+export const C_OFFLOAD_ENDED: u32 = C_OFFLOAD_TOTAL + 8;
+export const C_OFFLOAD_REVOKED: u32 = C_OFFLOAD_ENDED + 8;
+export const COUNTERS_SIZE: u32 = C_OFFLOAD_REVOKED + 8;
 
 // Decoded packet (PKT): what the decoders found, for the stages after them.
 // Addresses are in network byte order; an IPv4 address fills bytes 0..3 of

@@ -10,6 +10,7 @@ import { Reason } from "./reasons";
 import { live } from "./rules/active";
 import { track } from "./conntrack/track";
 import { sweep } from "./conntrack/table";
+import { offloadBatchStart } from "./conntrack/offload";
 import { accept, Decision, drop, reasonOf, storeDecision, verdictOf } from "./verdict";
 
 let ready: bool = false;
@@ -67,6 +68,7 @@ export function classifyBatch(): i32 {
     return -<i32>status;
   }
   const now = load<u64>(BATCH_PTR + A.BH_NOW);
+  offloadBatchStart();
   for (let i: u32 = 0; i < n; i++) classifyOne(i, now);
   if (live) sweep(now);
   store<u32>(BATCH_PTR + A.BH_DONE, n);

@@ -16,6 +16,7 @@ import { FLOW_SIZE, STATE_NAMES, State } from "./conntrack/entry";
 import { fragBytes, setupFrags } from "./conntrack/frag";
 import { setHashSeed } from "./conntrack/key";
 import { recheckFlows } from "./conntrack/recheck";
+import { offloadAdopt, offloadEnd, offloadTouch } from "./conntrack/offload";
 import { flowCapacity, flowsBase, setupFlows } from "./conntrack/table";
 
 // @ts-ignore: decorator
@@ -127,3 +128,9 @@ export function state_name(s: u32): usize {
 }
 // Re-decides every tracked flow against the live table; ends the refused.
 export function state_recheck(now: u64): u32 { return recheckFlows(now); }
+
+// Offload (conntrack/offload.ts): the host's news from the kernel's
+// conntrack about the flow whose tuple it wrote into PKT.
+export function offload_touch(now: u64): u32 { return offloadTouch(now); }
+export function offload_end(now: u64): u32 { return offloadEnd(now); }
+export function offload_adopt(ctx: u32, now: u64): u32 { return offloadAdopt(ctx, now); }

@@ -18,6 +18,10 @@ export type Decision = u64;
 // @ts-ignore: decorator
 @inline export function drop(reason: Reason): Decision { return decision(A.VERDICT_DROP, reason, A.RULE_NONE); }
 
+// The decision with verdict flags `f` (abi.ts: VF_OFFLOAD | ctx), for an accept.
+// @ts-ignore: decorator
+@inline export function withFlags(d: Decision, f: u8): Decision { return d | (<u64>f << (<u64>A.V_FLAGS << 3)); }
+
 // @ts-ignore: decorator
 @inline export function verdictOf(d: Decision): u8 { return <u8>(d >> (<u64>A.V_VERDICT << 3)); }
 // @ts-ignore: decorator
@@ -27,10 +31,10 @@ export type Decision = u64;
 // @ts-ignore: decorator
 @inline export function accepted(d: Decision): bool { return verdictOf(d) == A.VERDICT_ACCEPT; }
 
-// Writes the record at `v`: the whole VERDICT_SIZE bytes at once, the
-// reserved flags byte zero.
+// Writes the record at `v`: the whole VERDICT_SIZE bytes at once; flags
+// only on an accept.
 // @ts-ignore: decorator
 @inline export function storeDecision(v: usize, d: Decision): void {
-  if (DEBUG) assert(A.VERDICT_SIZE == 8 && ((d >> (<u64>A.V_FLAGS << 3)) & 0xff) == 0, "a verdict record is one u64, flags zero");
+  if (DEBUG) assert(A.VERDICT_SIZE == 8 && (((d >> (<u64>A.V_FLAGS << 3)) & 0xff) == 0 || accepted(d)), "a verdict record is one u64, flags only on an accept");
   store<u64>(v, d);
 }

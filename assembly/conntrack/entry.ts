@@ -18,7 +18,7 @@
 //   ├───────────────────────────────┼───────────────────────────────┤
 //   │ maxwin[orig]             u32  │ maxwin[reply]            u32  │ 72..80  largest window (scaled)
 //   ├───────┬───────┬───────┬───────┼───────────────────────────────┤
-//   │wscaleO│wscaleR│closer │ rsv   │ reserved                 u32  │ 80..88
+//   │wscaleO│wscaleR│closer │ rsv   │ packets                  u32  │ 80..88
 //   ├───────┴───────┴───────┴───────┴───────────────────────────────┤
 //   │ created_ns                                               u64  │ 88..96
 //   └───────────────────────────────────────────────────────────────┘
@@ -31,6 +31,10 @@
 //            reload re-checks ICMP query flows with it
 //   closer   which direction sent the first FIN (DIR_ORIG / DIR_REPLY)
 //   wscale   window scale of each side's SYN, 0xff when none
+//   packets  packets the core has passed on state, both directions
+//            (saturating): offload waits for the table's offload_after
+//   OFFLOADED (flag) the kernel carries the flow (offload.ts): its expiry
+//            is a lease that news from the kernel's conntrack renews
 
 export const E_TAG: u32 = 0;
 export const E_STATE: u32 = 4;
@@ -49,10 +53,17 @@ export const E_END: u32 = 64; //     + 4 * dir
 export const E_MAXWIN: u32 = 72; //  + 4 * dir
 export const E_WSCALE: u32 = 80; //  + dir
 export const E_CLOSER: u32 = 82;
+export const E_PACKETS: u32 = 84;
 export const E_CREATED: u32 = 88;
 export const FLOW_SIZE: u32 = 96;
 
-export const EF_ORIG_IS_B: u8 = 1; // the only flag: which endpoint opened the flow
+export const EF_ORIG_IS_B: u8 = 1; // which endpoint opened the flow
+export const EF_OFFLOADED: u8 = 2; // the kernel carries the flow (offload.ts)
+
+// maxwin of both sides of a flow the kernel carried (offload.ts): the core
+// did not see its sequence numbers advance, so its checks are liberal
+// (tcp.ts) and each segment's end is taken as it comes.
+export const LIBERAL_WINDOW: u32 = 0x7fffffff;
 
 export const DIR_ORIG: u32 = 0;
 export const DIR_REPLY: u32 = 1;

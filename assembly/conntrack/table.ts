@@ -63,6 +63,7 @@ export function flowsBase(): usize { return flows; }
 }
 
 export function freeSlot(e: usize, counter: u32): void {
+  if (load<u8>(e + E.E_FLAGS) & E.EF_OFFLOADED) bump(ABI.C_OFFLOAD_LIVE, -1);
   store<u32>(e + E.E_TAG, 0);
   store<u8>(e + E.E_STATE, 0);
   bump(ABI.C_FLOWS_LIVE, -1);

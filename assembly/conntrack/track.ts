@@ -19,10 +19,11 @@ import { isIcmpReply, isIcmpRequest } from "../decode/icmp";
 import { fieldAt, getU16, getU64, getU8 } from "../decode/pkt";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_ACK, TH_SYN } from "../decode/tcp";
-import { accept, accepted, Decision, drop, ruleOf } from "../verdict";
+import { accept, accepted, Decision, drop, ruleOf, withFlags } from "../verdict";
 import * as E from "./entry";
 import { State } from "./entry";
 import { fragFirst, fragFollow } from "./frag";
+import { offloadStep } from "./offload";
 import { KEY, K_ORIG_B, makeKey } from "./key";
 import { claim, freeSlot, lookup } from "./table";
 import { TCP_REOPEN, tcpOpen, tcpTrack } from "./tcp";
@@ -104,7 +105,8 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
     }
     if (e) {
       store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
-      return accept(Reason.STATE_MATCH, load<u32>(e + E.E_RULE));
+      // (offload.ts: established flows of offloading rules go to the kernel)
+      return withFlags(accept(Reason.STATE_MATCH, load<u32>(e + E.E_RULE)), offloadStep(e, d, now));
     }
   }
 
@@ -119,6 +121,7 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
   store<u8>(e + E.E_CTX, <u8>ctxOf(d));
   store<u32>(e + E.E_RULE, ruleOf(decided));
   store<u16>(e + E.E_ICMP, <u16>icmpKey());
+  store<u32>(e + E.E_PACKETS, 1); // the opening packet
   if (proto == PROTO_TCP) tcpOpen(e);
   else store<u8>(e + E.E_STATE, <u8>(proto == PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED));
   store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));

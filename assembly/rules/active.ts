@@ -31,6 +31,7 @@ export let tDst6N: u32 = 0;
 export let tDst6B: usize = 0;
 export let tDst6I: usize = 0;
 export let tCounters: usize = 0;
+export let tOffloadAfter: u32 = 1;
 
 // Whether live rule r allows, and whether the live default does.
 // @ts-ignore: decorator
@@ -40,6 +41,11 @@ export let tCounters: usize = 0;
 }
 // @ts-ignore: decorator
 @inline export function defaultAllows(): bool { return tDefault == F.ACTION_ALLOW; }
+// Whether flows of live rule r (RULE_NONE: the default) may be offloaded.
+// @ts-ignore: decorator
+@inline export function ruleOffloads(r: u32): bool {
+  return r < tNrules && (load<u8>(tRules + <usize>r * F.RULE_SIZE + F.R_FLAGS) & F.RF_OFFLOAD) != 0;
+}
 
 // @ts-ignore: decorator
 @inline function at(t: usize, field: u32): usize { return t + <usize>load<u32>(t + <usize>field); }
@@ -51,6 +57,7 @@ export function activate(t: usize, counters: usize): void {
   tAggs = load<u32>(t + F.T_AGGS);
   tStride = <usize>(tAggs + load<u32>(t + F.T_WORDS)) << 3;
   tDefault = load<u8>(t + F.T_DEFAULT);
+  tOffloadAfter = max<u32>(1, <u32>load<u16>(t + F.T_OFFLOAD_AFTER));
   tRules = at(t, F.T_RULES_OFF);
   tBitmaps = at(t, F.T_BITMAPS_OFF);
   tCtx = at(t, F.T_CTX_OFF);

@@ -30,7 +30,7 @@
 //   ┌───────────────┬───────┬───────┬───────────────┬───────────────┐
 //   │ magic "PCLT"  │version│hdr_sz │ total_len     │ crc32 [16,len)│
 //   ├───────────────┼───────┴───────┼───────────────┼───┬───┬───────┤
-//   │ nrules        │ words (W)     │ aggs (A)      │dfl│flg│ rsv   │ 16..32
+//   │ nrules        │ words (W)     │ aggs (A)      │dfl│flg│offl_af│ 16..32
 //   ├───────────────┼───────────────┼───────────────┼───┴───┴───────┤
 //   │ nbitmaps      │ bitmaps_off   │ rules_off     │ info_off      │ 32..48
 //   ├───────────────┼───────────────┼───────────────┼───────────────┤
@@ -46,6 +46,8 @@
 //   summary words then W rule words, all u64; bit r of word w is rule
 //   64w + r; bit w of summary word a is set iff rule word 64a + w is nonzero.
 //   dfl: the default action when no rule matches (ACTION_*).
+//   offl_af (u16): packets a flow of a rule with RF_OFFLOAD passes through
+//   the core before it is offloaded (at least 1 is used).
 //
 // Direct fields: u32 bitmap ids indexed by the packet's value.
 //   ctx       256 entries, by ctx = hook | in_role << 3 | out_role << 5,
@@ -70,7 +72,7 @@
 //   ┌───────┬───────┬───────────────┬───────────────┬───────────────┬───────┐
 //   │action │ flags │ reserved      │ info_off      │ info_len      │ line  │
 //   └───────┴───────┴───────────────┴───────────────┴───────────────┴───────┘
-//   action ACTION_*; flags RF_LOG; info: UTF-8 text in the info section for
+//   action ACTION_*; flags RF_LOG, RF_OFFLOAD; info: UTF-8 text in the info section for
 //   tools (explain, logs) that the core only bounds-checks; line: the
 //   policy's source line.
 
@@ -89,6 +91,7 @@ export const T_WORDS: u32 = 20;
 export const T_AGGS: u32 = 24;
 export const T_DEFAULT: u32 = 28;
 export const T_FLAGS: u32 = 29;
+export const T_OFFLOAD_AFTER: u32 = 30;
 export const T_NBITMAPS: u32 = 32;
 export const T_BITMAPS_OFF: u32 = 36;
 export const T_RULES_OFF: u32 = 40;
@@ -122,6 +125,7 @@ export const RULE_SIZE: u32 = 16;
 export const ACTION_DENY: u8 = 0;
 export const ACTION_ALLOW: u8 = 1;
 export const RF_LOG: u8 = 1;
+export const RF_OFFLOAD: u8 = 2; // established flows of this (allow) rule may be offloaded
 
 export const CTX_SIZE: u32 = 256;
 export const CTX_ERROR: u32 = 0x80;

@@ -2,7 +2,7 @@
 // (fixed size, so they never detach), the batch region, and counters.
 import * as ABI from "./abi.js";
 import { type Build, type CoreConfig, CoreError, type CoreExports, type CoreMemory, DEFAULT_ENGINE, type EngineName, instantiateCore, readCoreString, stateNames } from "./load.js";
-import { formatAddr } from "../packets/addr.js";
+import { addrBytes, formatAddr } from "../packets/addr.js";
 import { RULE_COUNTER_SIZE, T_VERSION, TABLE_VERSION } from "../rules/format.js";
 
 // One tracked flow as the host reads it (layout: assembly/conntrack/entry.ts).
@@ -15,6 +15,18 @@ export interface FlowView {
   ctx: number;
   rule: number;
   expiresNs: bigint;
+  offloaded: boolean; // the kernel carries it (offload)
+  packets: number; //    packets the core passed on state
+}
+
+// A flow as the kernel's conntrack names it: its original direction.
+export interface FlowTuple { family: 4 | 6; proto: number; src: string; dst: string; sport: number; dport: number }
+
+export interface OffloadCounters {
+  live: bigint; //    flows the kernel carries now
+  total: bigint; //   flows handed to the kernel
+  ended: bigint; //   offloaded flows ended because the kernel's entry ended
+  revoked: bigint; // offloaded flows a re-check took back (ended or inspected again)
 }
 import { REASONS } from "./reasons.js";
 
@@ -70,6 +82,7 @@ export interface Counters {
   packets: bigint;
   badBatches: bigint;
   flows: FlowCounters;
+  offload: OffloadCounters;
 }
 
 export class Core {
@@ -159,6 +172,12 @@ export class Core {
         fragsLive: this.view.getBigInt64(base + ABI.C_FRAGS_LIVE, true),
         fragsExpired: this.view.getBigUint64(base + ABI.C_FRAGS_EXPIRED, true),
       },
+      offload: {
+        live: this.view.getBigInt64(base + ABI.C_OFFLOAD_LIVE, true),
+        total: this.view.getBigUint64(base + ABI.C_OFFLOAD_TOTAL, true),
+        ended: this.view.getBigUint64(base + ABI.C_OFFLOAD_ENDED, true),
+        revoked: this.view.getBigUint64(base + ABI.C_OFFLOAD_REVOKED, true),
+      },
     };
   }
 
@@ -226,6 +245,7 @@ export class Core {
       out.push({
         state: names[v.getUint8(e + ABI.E_STATE)] ?? "unknown", proto: v.getUint8(e + ABI.E_PROTO), family,
         orig: origB ? b : a, reply: origB ? a : b, ctx: v.getUint8(e + ABI.E_CTX), rule: v.getUint32(e + ABI.E_RULE, true), expiresNs,
+        offloaded: (v.getUint8(e + ABI.E_FLAGS) & ABI.EF_OFFLOADED) !== 0, packets: v.getUint32(e + ABI.E_PACKETS, true),
       });
     }
     return out;
@@ -239,6 +259,45 @@ export class Core {
   // returns how many it ended.
   recheckFlows(nowNs: bigint): number {
     return this.x.state_recheck(nowNs);
+  }
+
+  // Offload (assembly/conntrack/offload.ts): on or off, and the lease in
+  // seconds an offloaded flow lives without news from the kernel.
+  setOffload(on: boolean, leaseS = 0): void {
+    if (!Number.isInteger(leaseS) || leaseS < 0 || leaseS > 0xffffffff) throw new CoreError("EINVAL", `offload lease must be whole seconds, not ${leaseS}`);
+    this.view.setUint32(this.configPtr + ABI.CFG_OFFLOAD, on ? 1 : 0, true);
+    this.view.setUint32(this.configPtr + ABI.CFG_OFFLOAD_LEASE, leaseS, true);
+  }
+
+  // The kernel still carries this flow: ABI.TOUCH_* (renewed, inspected, none).
+  offloadTouch(t: FlowTuple, nowNs: bigint): number {
+    this.writeTuple(t);
+    return this.x.offload_touch(nowNs);
+  }
+
+  // The kernel's entry of this flow ended: true when the core's offloaded entry ended with it.
+  offloadEnd(t: FlowTuple, nowNs: bigint): boolean {
+    this.writeTuple(t);
+    return this.x.offload_end(nowNs) === 1;
+  }
+
+  // A flow an earlier daemon offloaded (ctx from its mark): ABI.ADOPT_*.
+  offloadAdopt(t: FlowTuple, ctx: number, nowNs: bigint): number {
+    this.writeTuple(t);
+    return this.x.offload_adopt(ctx, nowNs);
+  }
+
+  // The tuple into PKT as the decoder writes a packet's (abi.ts).
+  private writeTuple(t: FlowTuple): void {
+    const p = this.pktPtr, src = addrBytes(t.src), dst = addrBytes(t.dst);
+    if (src.length !== (t.family === 4 ? 4 : 16) || dst.length !== src.length) throw new CoreError("EINVAL", `tuple addresses ${t.src} and ${t.dst} are not both IPv${t.family}`);
+    this.u8.fill(0, p + ABI.P_SRC, p + ABI.P_DST + 16);
+    this.u8.set(src, p + ABI.P_SRC);
+    this.u8.set(dst, p + ABI.P_DST);
+    this.u8[p + ABI.P_FAMILY] = t.family;
+    this.u8[p + ABI.P_PROTO] = t.proto;
+    this.view.setUint16(p + ABI.P_SPORT, t.sport, true);
+    this.view.setUint16(p + ABI.P_DPORT, t.dport, true);
   }
 
   get tableLive(): boolean {

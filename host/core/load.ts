@@ -68,6 +68,9 @@ export interface CoreExports {
   state_count(): number;
   state_name(s: number): number;
   state_recheck(now: bigint): number;
+  offload_touch(now: bigint): number;
+  offload_end(now: bigint): number;
+  offload_adopt(ctx: number, now: bigint): number;
 }
 
 // Sizes the core lays out at init (0 or absent: the core's default).

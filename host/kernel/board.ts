@@ -9,6 +9,7 @@
 //   queues: { first: 0, count: 1 }
 //   engine: v8              # v8 | wasmtime: what runs the core (default v8)
 //   copy_range: 256         # bytes of each packet the kernel copies (default 256: headers)
+//   offload: { enabled: false, on_start: adopt }   # kernel offload (host/kernel/offload.ts)
 //
 // fail_open and bypass default to false (fail closed) on both sides; queues
 // defaults to { first: 0, count: 1 }. Unknown keys and wrong values are errors
@@ -37,14 +38,24 @@ export interface BoardConfig {
   queues?: { first: number; count: number }; // default { first: 0, count: 1 }
   engine?: EngineName; // the core's engine for `run --board` (default v8)
   copyRange?: number; //  the queues' copy range (default DEFAULT_COPY_RANGE: host/kernel/copy-range.ts)
+  // Kernel offload of the flows the core decided (default off): the rules
+  // gain the offload chain, and the daemon hands flows of rules with
+  // `offload: true` to it. on_start: what a starting daemon does with the
+  // flows an earlier one offloaded: adopt them (decided again by the
+  // policy, kept if allowed) or end them.
+  offload?: { enabled: boolean; onStart: OffloadStart };
 }
+
+export const OFFLOAD_START = ["adopt", "end"] as const;
+export type OffloadStart = (typeof OFFLOAD_START)[number];
 
 // Linux's rule for device names (dev_valid_name), narrowed to what is safe
 // unquoted in a shell script and inside an nft string.
 const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAX_QUEUE = 65535;
 
-const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range"];
+const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range", "offload"];
+const OFFLOAD_KEYS = ["enabled", "on_start"];
 const SIDE_KEYS = ["dev", "fail_open", "bypass"];
 const QUEUE_KEYS = ["first", "count"];
 
@@ -59,6 +70,9 @@ export function boardProblem(c: BoardConfig): string | null {
   if (c.external.dev === c.internal.dev) return `external and internal are the same device "${c.external.dev}"`;
   if (c.engine !== undefined && !ENGINES.includes(c.engine)) return `engine must be ${ENGINES.join(" or ")}, not "${String(c.engine)}"`;
   if (c.copyRange !== undefined && !isCopyRange(c.copyRange)) return `copy_range must be ${COPY_RANGE_RULE}, not ${String(c.copyRange)}`;
+  if (c.offload !== undefined && (typeof c.offload.enabled !== "boolean" || !OFFLOAD_START.includes(c.offload.onStart))) {
+    return `offload must be { enabled: true|false, on_start: ${OFFLOAD_START.join("|")} }`;
+  }
   const q = c.queues ?? { first: 0, count: 1 };
   if (!Number.isInteger(q.first) || q.first < 0 || q.first > MAX_QUEUE) return `queues.first must be 0-${MAX_QUEUE}, not ${q.first}`;
   if (!Number.isInteger(q.count) || q.count < 1) return `queues.count must be 1 or more, not ${q.count}`;
@@ -148,6 +162,15 @@ function readBoard(y: YamlReader, config: BoardConfig): void {
   if (eng) config.engine = word(eng, "engine", ENGINES, "bad_engine");
   const cr = top.get("copy_range");
   if (cr) config.copyRange = int(cr, "copy_range (bytes)", MIN_COPY_RANGE, MAX_COPY_RANGE);
+  const of = top.get("offload");
+  if (of) {
+    const e = y.mapping(of.value, OFFLOAD_KEYS, "offload", of.key);
+    const en = e?.get("enabled");
+    const enabled = en ? y.boolean(en, "offload.enabled") : undefined;
+    const os = e?.get("on_start");
+    const onStart = os ? word(os, "offload.on_start", OFFLOAD_START, "bad_offload") : undefined;
+    config.offload = { enabled: enabled ?? false, onStart: onStart ?? "adopt" };
+  }
   const q = top.get("queues");
   if (q) {
     const e = y.mapping(q.value, QUEUE_KEYS, "queues", q.key);

@@ -31,6 +31,7 @@
 // pass uninspected; without it (the default) they are dropped.
 import { type BoardConfig, boardProblem, type Side, SIDES } from "./board.js";
 import { detect, type Detection, KernelError, findTool, run, runOk } from "./detect.js";
+import * as OFF from "./offload.js";
 
 export type { BoardConfig, Side, SideConfig } from "./board.js";
 
@@ -98,6 +99,7 @@ function describe(config: BoardConfig): string[] {
     : "input, output and forwarded packets of the two NICs go to the daemon.";
   return [
     `portcullis queue rules, mode ${config.mode}: ${what}`,
+    ...(config.offload?.enabled ? ["  offload on: flows the daemon hands over (their connmark) pass before the queue"] : []),
     ...queuePlan(config).map((s) => `  ${s.side} ${s.dev}: queue ${s.first === s.last ? s.first : `${s.first}-${s.last}`}` +
       `, ${s.bypass ? "bypass (no daemon: packets pass)" : "no bypass (no daemon: packets dropped)"}` +
       `, ${s.failOpen ? "fail open" : "fail closed"} (queue full: ${s.failOpen ? "packets pass" : "packets dropped"})`),
@@ -110,8 +112,11 @@ function nftQueue(q: SideQueues): string {
 
 // The nftables ruleset, for `nft -f`. Loading it replaces the table in one
 // transaction (the first two lines make the delete safe when it is absent).
-export function nftRuleset(config: BoardConfig): string {
+// `gen`: the offload generation to load (host/kernel/offload.ts), when the
+// board has offload on; apply() keeps the one the kernel has.
+export function nftRuleset(config: BoardConfig, gen = 0): string {
   const m = matches(config);
+  const off = config.offload?.enabled === true;
   const out = [
     "#!/usr/sbin/nft -f",
     ...describe(config).map((l) => `# ${l}`),
@@ -119,9 +124,11 @@ export function nftRuleset(config: BoardConfig): string {
     `delete table inet ${NFT_TABLE}`,
     `table inet ${NFT_TABLE} {`,
   ];
+  if (off) out.push(`\tchain ${OFF.NFT_CHAIN} {`, ...OFF.nftOffloadChain(gen).map((r) => `\t\t${r}`), "\t}");
   for (const hook of HOOK_ORDER) {
     if (m[hook].length === 0) continue;
     out.push(`\tchain ${hook} {`, `\t\ttype filter hook ${hook} priority filter; policy accept;`);
+    if (off) out.push(...OFF.nftOffloadEntry().map((r) => `\t\t${r}`));
     for (const { dir, q } of m[hook]) out.push(`\t\t${dir === "in" ? "iifname" : "oifname"} "${q.dev}" ${nftQueue(q)}`);
     out.push("\t}");
   }
@@ -143,11 +150,14 @@ function iptHooks(config: BoardConfig): Hook[] {
 // both): declaring a chain creates it or empties it, so loading it again
 // replaces the rules in one commit. `jumpsToAdd` are the hooks whose base
 // chain does not jump to our chain yet (apply() reads that first).
-export function iptablesRestore(config: BoardConfig, jumpsToAdd: readonly Hook[] = iptHooks(config)): string {
+export function iptablesRestore(config: BoardConfig, jumpsToAdd: readonly Hook[] = iptHooks(config), gen = 0): string {
   const m = matches(config);
   const hooks = iptHooks(config);
-  const out = ["*filter", ...hooks.map((h) => `:${CHAINS[h]} - [0:0]`)];
+  const off = config.offload?.enabled === true;
+  const out = ["*filter", ...(off ? [`:${OFF.CHAIN} - [0:0]`] : []), ...hooks.map((h) => `:${CHAINS[h]} - [0:0]`)];
+  if (off) out.push(...OFF.iptablesOffloadChain(gen));
   for (const h of hooks) {
+    if (off) out.push(...OFF.iptablesOffloadEntry(CHAINS[h]));
     for (const { dir, q } of m[h]) out.push(`-A ${CHAINS[h]} ${dir === "in" ? "-i" : "-o"} ${q.dev} ${iptQueue(q)}`);
   }
   for (const h of hooks) if (jumpsToAdd.includes(h)) out.push(`-I ${BASE[h]} 1 -j ${CHAINS[h]}`);
@@ -189,7 +199,7 @@ const IPT = [
 // so reading creates nothing (and a kernel without legacy tables has none).
 function iptState(save: string, netns?: string): { chains: Set<string>; jumps: Array<{ base: string; chain: string }> } {
   const r = run([save], { netns });
-  const ours = new Set<string>(Object.values(CHAINS));
+  const ours = new Set<string>([...Object.values(CHAINS), OFF.CHAIN]);
   const chains = new Set<string>();
   const jumps: Array<{ base: string; chain: string }> = [];
   let inFilter = false;
@@ -204,15 +214,17 @@ function iptState(save: string, netns?: string): { chains: Set<string>; jumps: A
   return { chains, jumps };
 }
 
-function applyIptables(config: BoardConfig, netns?: string): void {
+function applyIptables(config: BoardConfig, gen: number, netns?: string): void {
   for (const f of IPT) {
     const st = iptState(f.save, netns);
     const missing = iptHooks(config).filter((h) => !st.jumps.some((j) => j.chain === CHAINS[h]));
-    runOk([f.restore, "-w", "--noflush"], { netns, input: iptablesRestore(config, missing) });
+    runOk([f.restore, "-w", "--noflush"], { netns, input: iptablesRestore(config, missing, gen) });
   }
-  // A chain of ours this mode does not use (the other mode's) goes.
-  const used = new Set(iptHooks(config).map((h) => CHAINS[h]));
-  removeIptables(netns, (chain) => !used.has(chain as (typeof CHAINS)[Hook]));
+  // A chain of ours this mode does not use (the other mode's, or the
+  // offload chain with offload off) goes.
+  const used = new Set<string>(iptHooks(config).map((h) => CHAINS[h]));
+  if (config.offload?.enabled) used.add(OFF.CHAIN);
+  removeIptables(netns, (chain) => !used.has(chain));
 }
 
 function removeIptables(netns?: string, which: (chain: string) => boolean = () => true): boolean {
@@ -222,7 +234,9 @@ function removeIptables(netns?: string, which: (chain: string) => boolean = () =
     const st = iptState(f.save, netns);
     const lines = ["*filter"];
     for (const j of st.jumps) if (which(j.chain)) lines.push(`-D ${j.base} -j ${j.chain}`);
-    for (const c of st.chains) if (which(c)) lines.push(`-F ${c}`, `-X ${c}`);
+    // Every flush before any delete: our chains jump to the offload chain.
+    for (const c of st.chains) if (which(c)) lines.push(`-F ${c}`);
+    for (const c of st.chains) if (which(c)) lines.push(`-X ${c}`);
     if (lines.length === 1) continue;
     runOk([f.restore, "-w", "--noflush"], { netns, input: `${[...lines, "COMMIT"].join("\n")}\n` });
     removed = true;
@@ -256,15 +270,18 @@ export function apply(config: BoardConfig, opts: ApplyOptions = {}): ApplyResult
     }
   } else backend = want;
 
+  // Loading again keeps the offload generation the kernel has (so the flows
+  // it carries keep passing); a first load starts at 0.
+  const gen = config.offload?.enabled ? OFF.readGeneration(netns)?.gen ?? 0 : 0;
   if (backend === "nft") {
-    const r = run(["nft", "-f", "-"], { netns, input: nftRuleset(config) });
+    const r = run(["nft", "-f", "-"], { netns, input: nftRuleset(config, gen) });
     if (r.status !== 0) {
       const why = /No such file or directory/.test(r.stderr) ? " (does the kernel have nft_queue? try --backend iptables)" : "";
       throw new KernelError("apply_failed", `nft refused the ruleset${why}:\n${r.stderr.trim()}`);
     }
     removeIptables(netns);
   } else {
-    applyIptables(config, netns);
+    applyIptables(config, gen, netns);
     removeNft(netns);
   }
   return { backend, netns: netns ?? null, detection, queues: queueFlags(config) };

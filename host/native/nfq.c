@@ -198,7 +198,7 @@ static napi_value type_error(napi_env env, const char *msg) {
 typedef struct {
   uint32_t version, desc_size;
   uint32_t d_data_off, d_cap_len, d_wire_len, d_packet_id, d_ts, d_hw_proto, d_in_role, d_out_role, d_hook, d_queue;
-  uint32_t verdict_size, v_verdict;
+  uint32_t verdict_size, v_verdict, v_flags, vf_offload;
 } layout_t;
 
 enum { PH_SETUP, PH_RUNNING, PH_CLOSING, PH_CLOSED };
@@ -207,6 +207,7 @@ enum { POLL_NONE, POLL_ACTIVE, POLL_CLOSING, POLL_CLOSED };
 typedef struct {
   uint64_t packets, bytes, batches, wakeups, verdict_msgs, accepted, dropped, enobufs, recv_errors, truncated;
   uint64_t nl_errors, requeued_at_setup, oversize;
+  uint64_t offloaded; // accepts sent as NF_REPEAT with an offload mark (also in accepted)
   // Packets that got DROP without a verdict of the host's (see "verdicts"):
   uint64_t undecided_no_verdict;   // received, but the host gave no verdict before the next recv() or close()
   uint64_t undecided_unparsed;     // their message could not be read
@@ -325,17 +326,29 @@ static void lost_at(handle_t *H, uint32_t at) {
   owe_at(H, at);
 }
 
+// The verdict of packet k: what the host wrote (verdict byte of record k at
+// vrec + k * verdict_size: 1 = accept, anything else drop); an accept with
+// the VF_OFFLOAD flag AND a nonzero mark goes back into the hook with the
+// mark (NF_REPEAT: the kernel rules save it as the connmark and pass the
+// flow from then on; host/kernel/offload.ts). Never NF_REPEAT without a
+// mark, which the rules would queue again. Packets past `decided`: DROP.
+static uint32_t verdict_at(const handle_t *H, const uint8_t *vrec, const uint32_t *marks, uint32_t k, uint32_t decided) {
+  if (k >= decided) return NF_DROP;
+  const uint8_t *r = vrec + (size_t)k * H->L.verdict_size;
+  if (r[H->L.v_verdict] != 1) return NF_DROP;
+  return (r[H->L.v_flags] & H->L.vf_offload) && marks && marks[k] ? NF_REPEAT : NF_ACCEPT;
+}
+
 // Sends the verdicts of the batch awaiting them and ends it. Packets
-// [0, decided) get what the host wrote (verdict byte at vmem + i * vstride,
-// 1 = accept, anything else drop; marks[i] when given); the rest DROP.
+// [0, decided) get their verdict_at() and marks[k] when given; the rest DROP.
 // Returns the messages sent.
-static uint32_t flush_batch(handle_t *H, const uint8_t *vmem, uint32_t vstride, const uint32_t *marks, uint32_t decided) {
+static uint32_t flush_batch(handle_t *H, const uint8_t *vrec, const uint32_t *marks, uint32_t decided) {
   const uint32_t n = H->batch_n;
   if (decided > n) decided = n;
   H->st.undecided_no_verdict += n - decided;
   uint32_t sent = 0;
   int owed = H->owed;
-#define V_AT(k) ((k) < decided && vmem[(size_t)(k) * vstride] == 1 ? NF_ACCEPT : NF_DROP)
+#define V_AT(k) verdict_at(H, vrec, marks, (k), decided)
 #define M_AT(k) ((k) < decided && marks ? marks[k] : 0u)
   for (uint32_t i = 0, j; i < n; i = j) {
     if (H->gap[i]) owed = 1;
@@ -347,7 +360,8 @@ static uint32_t flush_batch(handle_t *H, const uint8_t *vmem, uint32_t vstride, 
       const uint32_t len = batch ? j - i : 1, first = batch ? i : k;
       if (send_msg(H, batch, H->ids[k], verdict, mark)) {
         sent++;
-        if (verdict == NF_ACCEPT) H->st.accepted += len; else H->st.dropped += len;
+        if (verdict == NF_DROP) H->st.dropped += len; else H->st.accepted += len;
+        if (verdict == NF_REPEAT) H->st.offloaded += len;
       } else {
         owed = 1; // still queued: the next sweep (or the unbind at close) drops them
         for (uint32_t x = first; x < first + len; x++) if (x < decided) H->st.undecided_send_failed++;
@@ -414,7 +428,7 @@ static void shutdown_handle(handle_t *H, int from_finalizer) {
   if (H->phase != PH_CLOSED && H->h) {
     // A batch still awaiting its verdicts gets DROP, counted, before the
     // unbind (which would drop it too, uncounted).
-    if (H->phase == PH_RUNNING && H->qh && H->batch_n) flush_batch(H, NULL, 0, NULL, 0);
+    if (H->phase == PH_RUNNING && H->qh && H->batch_n) flush_batch(H, NULL, NULL, 0);
     H->phase = PH_CLOSING;
     if (H->qh) {
       // A blocking round trip, bounded: the acknowledgement may be lost when
@@ -602,7 +616,9 @@ static int read_layout(napi_env env, napi_value opts, layout_t *L) {
       !get_u32_prop(env, lo, "D_HOOK", &L->d_hook, 1, 0, big) ||
       !get_u32_prop(env, lo, "D_QUEUE", &L->d_queue, 1, 0, big) ||
       !get_u32_prop(env, lo, "VERDICT_SIZE", &L->verdict_size, 1, 1, 4096) ||
-      !get_u32_prop(env, lo, "V_VERDICT", &L->v_verdict, 1, 0, big))
+      !get_u32_prop(env, lo, "V_VERDICT", &L->v_verdict, 1, 0, big) ||
+      !get_u32_prop(env, lo, "V_FLAGS", &L->v_flags, 1, 0, big) ||
+      !get_u32_prop(env, lo, "VF_OFFLOAD", &L->vf_offload, 1, 1, 255))
     return 0;
   if (L->version != ABI_VERSION_KNOWN) {
     char m[200];
@@ -618,7 +634,7 @@ static int read_layout(napi_env env, napi_value opts, layout_t *L) {
     {"D_TS", L->d_ts, 8, L->desc_size}, {"D_HW_PROTO", L->d_hw_proto, 2, L->desc_size},
     {"D_IN_ROLE", L->d_in_role, 1, L->desc_size}, {"D_OUT_ROLE", L->d_out_role, 1, L->desc_size},
     {"D_HOOK", L->d_hook, 1, L->desc_size}, {"D_QUEUE", L->d_queue, 2, L->desc_size},
-    {"V_VERDICT", L->v_verdict, 1, L->verdict_size},
+    {"V_VERDICT", L->v_verdict, 1, L->verdict_size}, {"V_FLAGS", L->v_flags, 1, L->verdict_size},
   };
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
     if (f[i].off + f[i].width > f[i].size) {
@@ -883,7 +899,7 @@ static napi_value Queue_recv(napi_env env, napi_callback_info info) {
   if (!check_open(env, H, "recv")) return NULL;
   // The previous batch, if the host never gave its verdicts (an exception
   // between recv and verdict, a refused batch): DROP, counted, first.
-  if (H->batch_n) flush_batch(H, NULL, 0, NULL, 0);
+  if (H->batch_n) flush_batch(H, NULL, NULL, 0);
   if (B.max > H->ids_cap) {
     if (B.max > (1u << 20)) return type_error(env, "recv: maxPackets must be at most 1048576");
     uint32_t *ids = realloc(H->ids, (size_t)B.max * sizeof *ids);
@@ -1002,7 +1018,7 @@ static napi_value Queue_verdict(napi_env env, napi_callback_info info) {
     snprintf(m, sizeof m, "verdict: count %u, but %u packets of the last recv() await a verdict", count, H->batch_n);
     return type_error(env, m);
   }
-  uint32_t sent = flush_batch(H, mem + verdicts_off + L->v_verdict, L->verdict_size, marks, count);
+  uint32_t sent = flush_batch(H, mem + verdicts_off, marks, count);
   napi_value out;
   napi_create_uint32(env, sent, &out);
   return out;
@@ -1159,6 +1175,7 @@ static napi_value Queue_stats(napi_env env, napi_callback_info info) {
   put_num(env, o, "batches", (double)s->batches);
   put_num(env, o, "wakeups", (double)s->wakeups);
   put_num(env, o, "verdictMsgs", (double)s->verdict_msgs);
+  put_num(env, o, "offloaded", (double)s->offloaded);
   put_num(env, o, "accepted", (double)s->accepted);
   put_num(env, o, "dropped", (double)s->dropped);
   put_num(env, o, "enobufs", (double)s->enobufs);

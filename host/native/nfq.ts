@@ -39,6 +39,7 @@ export interface NfqStats {
   verdictMsgs: number; // netlink verdict messages sent
   accepted: number; // packets whose ACCEPT / DROP was sent (a failed send counts in neither)
   dropped: number;
+  offloaded: number; // accepts sent as NF_REPEAT with an offload mark (also in accepted)
   enobufs: number; // receive buffer overflows seen (the kernel dropped packets)
   recvErrors: number; // failed or malformed reads
   truncated: number; // packets with cap_len < wire_len (copy range)
@@ -136,6 +137,8 @@ export const NFQ_LAYOUT = {
   D_QUEUE: ABI.D_QUEUE,
   VERDICT_SIZE: ABI.VERDICT_SIZE,
   V_VERDICT: ABI.V_VERDICT,
+  V_FLAGS: ABI.V_FLAGS,
+  VF_OFFLOAD: ABI.VF_OFFLOAD,
 } as const;
 
 export class NfqQueue {

@@ -21,7 +21,7 @@ import { type AddrRanges, type Range32, type RuleSpec, type TableSpec } from "..
 import { countAddresses, FULL_V4, FULL_V6, parseSetText, prefixesToRanges, unionAddr, unionRanges32 } from "./addr.js";
 import { type ConfigWarning, Diagnostics, type Pos } from "../config/errors.js";
 import { suggest } from "../config/yaml.js";
-import { type Action, type AddrRef, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst } from "./parse.js";
+import { type Action, type AddrRef, DEFAULT_OFFLOAD_AFTER, type Direction, type Iface, parsePolicyText, type PolicyAst, type RuleAst } from "./parse.js";
 
 export type Mode = "host" | "gateway";
 export const MAX_POLICY_TEXT = 4 << 20;
@@ -119,6 +119,7 @@ export function ruleInfo(file: string, r: RuleAst): string {
   if (r.tcpFlags) parts.push("flags", r.tcpFlags.text);
   if (r.icmpTypes) parts.push("icmp_type", r.icmpTypes.value.map((t) => t.text).join(","));
   if (r.log) parts.push("log");
+  if (r.offload?.value) parts.push("offload");
   if (r.when) parts.push(`when ${r.when.value}`);
   let s = `${basename(file)}:${r.pos.line} ${r.name?.value ?? `#${r.index}`}: ${parts.join(" ")}`;
   if (r.comment) s += ` # ${oneLine(r.comment, 80)}`;
@@ -302,6 +303,8 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
     rules.push({
       action: r.action.value,
       log: r.log,
+      // offload: the rule's own key, else the policy's `offload: { all: true }` for allow rules
+      offload: r.action.value === "allow" && (r.offload?.value ?? ast.offload?.all ?? false),
       ctx: contextsFor(mode, r.iface.value, r.direction.value),
       src: restrict(src, fam),
       dst: restrict(dst, fam),
@@ -342,7 +345,7 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
     warnings: diag.warnings,
     ms: performance.now() - t0,
   };
-  return { spec: { rules, defaultAction: ast.defaultAction!.value }, summary };
+  return { spec: { rules, defaultAction: ast.defaultAction!.value, offloadAfter: ast.offload?.after ?? DEFAULT_OFFLOAD_AFTER }, summary };
 }
 
 // The table of a compiled policy, refused (a ConfigError at FILE, line 0)

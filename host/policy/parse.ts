@@ -45,6 +45,7 @@ export interface RuleAst {
   tcpFlags: FlagsAst | null;
   icmpTypes: Located<IcmpTypeAst[]> | null; // null: any
   log: boolean;
+  offload: Located<boolean> | null; // offload: true (the kernel carries its established TCP flows)
   comment: string | null;
   when: Located<string> | null;
 }
@@ -62,7 +63,12 @@ export interface PolicyAst {
   groups: Map<string, GroupAst>;
   sets: Map<string, SetAst>;
   rules: RuleAst[];
+  // offload: { after: N, all: bool }: packets a flow passes through the core
+  // before the kernel carries it, and whether every allow rule offloads.
+  offload: { after: number; all: boolean; pos: Pos } | null;
 }
+
+export const DEFAULT_OFFLOAD_AFTER = 10;
 
 export const NAME_RE = /^[a-z][a-z0-9_-]*$/;
 const RULE_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
@@ -75,9 +81,10 @@ export const PROTO_NAMES: Readonly<Record<number, string>> = { 6: "tcp", 17: "ud
 export const TCP_FLAG_LETTERS = "FSRPAUEW";
 
 export const MAX_ALIAS_ENTRIES = 100_000;
-const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules"];
+const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules", "offload"];
+const OFFLOAD_KEYS = ["after", "all"];
 const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "dst", "sport", "dport",
-  "tcp_flags", "icmp_type", "log", "comment", "when"];
+  "tcp_flags", "icmp_type", "log", "offload", "comment", "when"];
 const SET_KEYS = ["file"];
 
 // Parses one policy. Returns null when the YAML itself is broken (the
@@ -237,7 +244,7 @@ class Parser extends YamlReader {
     const pos = e.pos;
     const ast: PolicyAst = {
       file: this.file, pos, version: null, defaultAction: null,
-      switches: new Map(), groups: new Map(), sets: new Map(), rules: [],
+      switches: new Map(), groups: new Map(), sets: new Map(), rules: [], offload: null,
     };
 
     const ver = e.need("version", "write version: 1");
@@ -266,6 +273,24 @@ class Parser extends YamlReader {
     const st = e.get("sets");
     if (st && !isEmpty(st.value)) {
       for (const { name, key, value } of this.named(st.value, "sets", st.key)) this.set(ast, name, key, value);
+    }
+
+    const of = e.get("offload");
+    if (of) {
+      const m = this.mapping(of.value, OFFLOAD_KEYS, "offload", of.key);
+      if (m) {
+        const off = { after: DEFAULT_OFFLOAD_AFTER, all: false, pos: of.key };
+        const af = m.get("after");
+        if (af) {
+          const v = af.value && isScalar(af.value) ? af.value.value : null;
+          if (typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= 65535) off.after = v;
+          else this.diag.error("bad_offload", this.pos(af.value, af.key), "offload.after must be a whole number of packets, 1-65535");
+        }
+        const al = m.get("all");
+        const all = al && this.boolean(al, "offload.all");
+        if (all !== undefined) off.all = all;
+        ast.offload = off;
+      }
     }
 
     const ru = e.need("rules", "write rules: [] for none");
@@ -337,7 +362,7 @@ class Parser extends YamlReader {
     if (e === null) return null;
     const r: RuleAst = {
       index, pos, ok: true, name: null, action: null, iface: null, direction: null, proto: null,
-      src: null, dst: null, sport: null, dport: null, tcpFlags: null, icmpTypes: null, log: false, comment: null, when: null,
+      src: null, dst: null, sport: null, dport: null, tcpFlags: null, icmpTypes: null, log: false, offload: null, comment: null, when: null,
     };
     const act = e.need("action", "allow or deny");
     if (act) r.action = this.choice<Action>(act.value, act.key, ["allow", "deny"], "bad_action", "action");
@@ -407,6 +432,17 @@ class Parser extends YamlReader {
     if (lg) {
       if (lg.value && isScalar(lg.value) && typeof lg.value.value === "boolean") r.log = lg.value.value;
       else this.diag.error("bad_type", this.pos(lg.value, lg.key), "log must be true or false");
+    }
+    const ol = e.get("offload");
+    if (ol) {
+      const on = this.boolean(ol, "offload");
+      if (on !== undefined) {
+        r.offload = { value: on, pos: this.pos(ol.value, ol.key) };
+        if (on && r.action?.value === "deny") this.diag.error("offload_on_deny", ol.key, "offload is for allow rules: a deny rule has no flow for the kernel to carry");
+        else if (on && protoOk && r.proto !== null && !r.proto.value.some((p) => p.num === 6)) {
+          this.diag.error("offload_needs_tcp", ol.key, `offload carries established TCP flows; this rule has proto ${r.proto.value.map((p) => p.text).join(", ")}`);
+        }
+      }
     }
     const cm = e.get("comment");
     if (cm) {

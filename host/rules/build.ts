@@ -163,6 +163,7 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   v.setUint32(F.T_WORDS, words, true);
   v.setUint32(F.T_AGGS, aggs, true);
   bytes[F.T_DEFAULT] = spec.defaultAction === "allow" ? F.ACTION_ALLOW : F.ACTION_DENY;
+  v.setUint16(F.T_OFFLOAD_AFTER, spec.offloadAfter ?? 10, true);
   v.setUint32(F.T_NBITMAPS, pool.maps.length, true);
   v.setUint32(F.T_BITMAPS_OFF, bitmapsOff, true);
   v.setUint32(F.T_RULES_OFF, rulesOff, true);
@@ -194,7 +195,7 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   rules.forEach((r, i) => {
     const at = rulesOff + i * F.RULE_SIZE;
     bytes[at + F.R_ACTION] = r.action === "allow" ? F.ACTION_ALLOW : F.ACTION_DENY;
-    bytes[at + F.R_FLAGS] = r.log ? F.RF_LOG : 0;
+    bytes[at + F.R_FLAGS] = (r.log ? F.RF_LOG : 0) | (r.offload ? F.RF_OFFLOAD : 0);
     v.setUint32(at + F.R_INFO_OFF, infoAt, true);
     v.setUint32(at + F.R_INFO_LEN, infos[i]!.length, true);
     v.setUint32(at + F.R_LINE, r.line, true);

@@ -15,6 +15,7 @@ export const T_WORDS = 20;
 export const T_AGGS = 24;
 export const T_DEFAULT = 28;
 export const T_FLAGS = 29;
+export const T_OFFLOAD_AFTER = 30; // u16
 export const T_NBITMAPS = 32;
 export const T_BITMAPS_OFF = 36;
 export const T_RULES_OFF = 40;
@@ -43,6 +44,7 @@ export const RULE_SIZE = 16;
 export const ACTION_DENY = 0;
 export const ACTION_ALLOW = 1;
 export const RF_LOG = 1;
+export const RF_OFFLOAD = 2;
 
 export const CTX_SIZE = 256;
 // ctx bit 7: an ICMP error no tracked flow owns, which meets only rules that name ICMP types.

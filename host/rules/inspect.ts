@@ -18,7 +18,7 @@ export function loadTableView(core: Core, bytes: Uint8Array): TableView {
 export const FIELDS = ["interface", "proto", "tcp_flags", "sport", "dport", "icmp_type", "src", "dst"] as const;
 export type FieldName = (typeof FIELDS)[number];
 
-export interface TableRule { index: number; action: "allow" | "deny"; log: boolean; line: number; info: string }
+export interface TableRule { index: number; action: "allow" | "deny"; log: boolean; offload: boolean; line: number; info: string }
 
 export interface FlowKey {
   ctx: number;
@@ -38,6 +38,7 @@ export class TableView {
   readonly words: number;
   readonly aggs: number;
   readonly defaultAction: "allow" | "deny";
+  readonly offloadAfter: number; // packets before an offloading rule's flow goes to the kernel
   readonly rules: TableRule[];
 
   constructor(readonly bytes: Uint8Array) {
@@ -61,6 +62,7 @@ export class TableView {
     if (this.nrules > len / F.RULE_SIZE) refuse(`${this.nrules} rules cannot fit in ${len} bytes`, F.T_NRULES);
     if (this.words !== Math.max(1, Math.ceil(this.nrules / 64)) || this.aggs !== Math.ceil(this.words / 64)) refuse("bad counts", F.T_WORDS);
     this.defaultAction = bytes[F.T_DEFAULT] === F.ACTION_ALLOW ? "allow" : "deny";
+    this.offloadAfter = Math.max(1, bytes[F.T_OFFLOAD_AFTER]! | (bytes[F.T_OFFLOAD_AFTER + 1]! << 8));
     const rulesOff = span(F.T_RULES_OFF, this.nrules * F.RULE_SIZE, "the rules section");
     const infoLen = this.u32(F.T_INFO_LEN);
     const infoOff = span(F.T_INFO_OFF, infoLen, "the rule text section");
@@ -84,6 +86,7 @@ export class TableView {
         index: i,
         action: bytes[at + F.R_ACTION] === F.ACTION_ALLOW ? "allow" : "deny",
         log: (bytes[at + F.R_FLAGS]! & F.RF_LOG) !== 0,
+        offload: (bytes[at + F.R_FLAGS]! & F.RF_OFFLOAD) !== 0,
         line: this.u32(at + F.R_LINE),
         info: dec.decode(bytes.subarray(infoOff + io, infoOff + io + il)),
       } as TableRule;

@@ -18,6 +18,7 @@ export const MAX_V6 = (1n << 128n) - 1n;
 export interface RuleSpec {
   action: "allow" | "deny";
   log: boolean;
+  offload?: boolean; //           its established TCP flows may be offloaded to the kernel (RF_OFFLOAD)
   ctx: number[] | null; //        interface contexts (ctxValue) it applies to; null: all
   src: AddrRanges | null; //      null: any address of either family
   dst: AddrRanges | null;
@@ -36,4 +37,5 @@ export interface TableSpec {
   rules: RuleSpec[];
   defaultAction: "allow" | "deny";
   serial?: number;
+  offloadAfter?: number; // packets before an offloading rule's flow goes to the kernel (T_OFFLOAD_AFTER; default 10)
 }
