@@ -7,6 +7,7 @@
 //   ns pct-<pid>-a  192.0.2.1 va ──veth── vb 192.0.2.2  ns pct-<pid>-b
 //   2001:db8:7::1                            2001:db8:7::2
 //                                   INPUT -m conntrack --ctstate NEW,ESTABLISHED -j ACCEPT
+//                                   mangle PREROUTING -p icmp -j CONNMARK --set-mark 0x20
 //                                   ct-child (the addon), TCP and UDP servers
 //
 // Namespaces left by an interrupted run (their pid is gone) are removed
@@ -139,6 +140,7 @@ test.before(() => {
   for (const [ns, dev] of [[NS_A, "va"], [NS_B, "vb"], [NS_A, "lo"], [NS_B, "lo"]] as const) run("ip", ["-n", ns, "link", "set", dev, "up"]);
   inB("sysctl", "-q", "-w", "net.netfilter.nf_conntrack_acct=1");
   for (const t of ["iptables-legacy", "ip6tables-legacy"]) inB(t, "-w", "-A", "INPUT", "-m", "conntrack", "--ctstate", "NEW,ESTABLISHED", "-j", "ACCEPT");
+  inB("iptables-legacy", "-w", "-t", "mangle", "-A", "PREROUTING", "-p", "icmp", "-j", "CONNMARK", "--set-mark", "0x20");
 });
 
 test.after(() => {
@@ -204,7 +206,8 @@ function cliList(): Array<{ key: string; mark: number; id: number; tcpState: str
       const get = (k: string): string | undefined => w.find((x) => x.startsWith(`${k}=`))?.slice(k.length + 1);
       const tcpState = proto === 6 ? w[3]! : null;
       const t = { family: (fam === "ipv4" ? 4 : 6) as 4 | 6, proto, src: get("src")!, dst: get("dst")!, sport: Number(get("sport") ?? 0), dport: Number(get("dport") ?? 0) };
-      out.push({ key: key(t), mark: Number(get("mark")), id: Number(get("id")), tcpState });
+      // The entry's id is the last id= (an ICMP tuple has its own id= first).
+      out.push({ key: key(t), mark: Number(get("mark")), id: Number([...w].reverse().find((x) => x.startsWith("id="))!.slice(3)), tcpState });
     }
   }
   return out.sort((x, y) => (x.key < y.key ? -1 : 1));
@@ -217,16 +220,20 @@ test("real traffic: UDP (v4, v6) and TCP entries dumped with exact tuples, state
     await srv.waitFor("READY");
     const cl = spawnLines(["ip", "netns", "exec", NS_A, process.execPath, "-e", CLIENT]);
     await cl.waitFor("OPEN");
+    run("ip", ["netns", "exec", NS_A, "ping", "-c", "1", "-W", "2", "-s", "56", B]);
     await sleep(100); // the server's ACK of the data
     const all = await ct.call<CtEntry[]>("dump");
     const u4 = { family: 4, proto: 17, src: A, dst: B, sport: 40001, dport: 5300 };
     const u6 = { family: 6, proto: 17, src: A6, dst: B6, sport: 40002, dport: 5300 };
     const t4 = { family: 4, proto: 6, src: A, dst: B, sport: 40003, dport: 8080 };
-    assert.equal(all.map(key).sort(), [u4, u6, t4].map((t) => key(t as CtTuple)).sort());
+    const i4 = { family: 4, proto: 1, src: A, dst: B, sport: 0, dport: 0 };
+    assert.equal(all.map(key).sort(), [u4, u6, t4, i4].map((t) => key(t as CtTuple)).sort());
     const get = (t: object): CtEntry => all.find((e) => key(e) === key(t as CtTuple))!;
     // One datagram each way: 20 + 8 + 100 bytes over IPv4, 40 + 8 + 100 over IPv6.
     assert.equal({ ...get(u4), id: 0, timeout: 0 }, { ...u4, mark: 0, id: 0, tcpState: null, timeout: 0, packets: [1, 1], bytes: [128, 128] });
     assert.equal({ ...get(u6), id: 0, timeout: 0 }, { ...u6, mark: 0, id: 0, tcpState: null, timeout: 0, packets: [1, 1], bytes: [148, 148] });
+    // The echo request and reply: 20 + 8 + 56 bytes each; the connmark the rule set.
+    assert.equal({ ...get(i4), id: 0, timeout: 0 }, { ...i4, mark: 0x20, id: 0, tcpState: null, timeout: 0, packets: [1, 1], bytes: [84, 84] });
     const t = get(t4);
     assert.is(t.tcpState, "ESTABLISHED");
     assert.ok(t.packets[0] >= 3 && t.packets[1] >= 2, `TCP packets ${t.packets}`);
@@ -236,13 +243,20 @@ test("real traffic: UDP (v4, v6) and TCP entries dumped with exact tuples, state
     // The CLI sees the same entries: tuples, marks, ids, states.
     const mine = byKey(all).map((e) => ({ key: key(e), mark: e.mark, id: e.id, tcpState: e.tcpState }));
     assert.equal(mine, cliList());
+    // The kernel's own entry re-marked (as offload marks a decided flow).
+    await ct.call("setMark", t4, 0x1);
+    assert.equal((await ct.call<CtEntry[]>("dump", { mark: 0x1, mask: 0x1 })).map((e) => [key(e), e.tcpState]), [[key(t4 as CtTuple), "ESTABLISHED"]]);
     // Both ends close: the entry goes to TIME_WAIT.
     cl.child.stdin!.write("x\n");
     await cl.waitFor("CLOSED");
     await sleep(100);
     const after = (await ct.call<CtEntry[]>("dump")).find((e) => key(e) === key(t4 as CtTuple))!;
-    assert.is(after.tcpState, "TIME_WAIT");
+    assert.equal([after.tcpState, after.mark], ["TIME_WAIT", 0x1]);
     assert.ok(after.timeout <= 120, `TIME_WAIT timeout ${after.timeout}`);
+    // The ICMP entry (no ports), marked by the CONNMARK rule: removeMarked reaches it by mark.
+    assert.equal((await ct.call<CtEntry[]>("dump", { mark: 0x20, mask: 0x20 })).map(key), [key(i4 as CtTuple)]);
+    assert.is((await ct.call<{ removed: number }>("removeMarked", { mark: 0x20, mask: 0x20 })).removed, 1);
+    assert.equal((await ct.call<CtEntry[]>("dump")).map(key).sort(), [u4, u6, t4].map((t) => key(t as CtTuple)).sort());
     await ct.call("removeMarked", { mark: 0, mask: 0 });
   } finally {
     killAll();
@@ -398,6 +412,32 @@ test("destroy events: removed and expired marked entries are reported, unmarked 
   }
 });
 
+test("overflow: with a 4 KiB receive buffer ACKs and events are lost; removeMarked still counts exactly, the callback says overflowed", async () => {
+  const ct = await openCt();
+  try {
+    assert.is(await ct.call("createMany", Array.from({ length: 3000 }, (_, i) => ({ ...udp(1 + i), mark: 0x2, timeout: 600 }))), 3000);
+    await ct.call("create", { ...udp(1, 99), timeout: 600 });
+    await ct.call("reopen", { events: true, rcvbuf: 4096 });
+    const r = await ct.call<{ removed: number }>("removeMarked", { mark: 0x2, mask: 0x2 });
+    assert.is(r.removed, 3000);
+    assert.equal((await ct.call<CtEntry[]>("dump")).map(key), [key(udp(1, 99))]);
+    const s0 = await ct.call<{ errors: number; dumps: number }>("stats");
+    assert.ok(s0.errors >= 1 && s0.dumps >= 2, `ACKs lost and settled by a second dump: ${JSON.stringify(s0)}`);
+    // 3000 destroy events into a socket that holds a few: the first callback says so.
+    await ct.call("onDestroy", { mark: 0x2, mask: 0x2 });
+    for (const end = Date.now() + 5000; ct.events.length === 0 && Date.now() < end; ) await sleep(20);
+    await sleep(200);
+    const s = await ct.call<{ events: number; overflows: number }>("stats");
+    assert.is(ct.events[0]?.overflowed, true);
+    assert.ok(s.overflows >= 1, `overflows ${s.overflows}`);
+    assert.ok(s.events < 3000 && ct.ended().length === s.events, `events ${s.events}, reported ${ct.ended().length}`);
+    assert.ok(ct.ended().every((e) => e.mark === 0x2 && e.dport === 53));
+    await ct.call("removeMarked", { mark: 0, mask: 0 });
+  } finally {
+    killAll();
+  }
+});
+
 test("bad arguments: TypeErrors with one clear line, nothing sent", async () => {
   const ct = await openCt();
   try {
@@ -475,9 +515,22 @@ test("close: idempotent; every call after it throws ECLOSED; onDestroy without e
     assert.equal(await ct.call("dump"), []);
     const bad = await ct.raw("reopen", { events: 1 });
     assert.equal([bad.error!.name, bad.error!.message], ["TypeError", "open: option events must be a boolean"]);
+    const small = await ct.raw("reopen", { rcvbuf: 100 });
+    assert.equal([small.error!.name, small.error!.message], ["TypeError", "open: rcvbuf must be an integer in 4096..1073741824"]);
   } finally {
     killAll();
   }
+});
+
+test("without CAP_NET_ADMIN: open fails with EPERM and says what is needed", () => {
+  const got: string[] = [];
+  for (const extra of [[], ["--no-events"]]) {
+    inB("conntrack", "-F");
+    const out = inB("setpriv", "--bounding-set", "-net_admin", "--inh-caps", "-net_admin", process.execPath, CHILD, ...extra);
+    got.push(out);
+  }
+  const msg = "conntrack: open failed (EPERM): not permitted: ctnetlink needs root or CAP_NET_ADMIN in this network namespace";
+  assert.equal(got, [0, 1].map(() => JSON.stringify({ openFailed: { name: "Error", code: "EPERM", message: msg } }) + "\n"));
 });
 
 test("available(): true with the addon built, false (no throw) where build/Release/ct.node is missing", () => {

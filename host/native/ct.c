@@ -28,7 +28,7 @@
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +67,9 @@
 #define RBUF_SIZE (256u << 10)  // one recv: a dump part is at most 32 KiB, acks are 36 bytes
 #define MSG_SLOT 1024u          // room for one request (a tuple, id, mark, timeout, state: ~200 bytes)
 #define WINDOW 256u             // requests per send in removeMarked / createMany; their ACKs fit any rcvbuf
-#define RCVBUF_WANT (8 << 20)
+#define MAX_READS 4096          // event datagrams read per wakeup
+#define RCVBUF_EVENTS (8 << 20)  // the event socket's default; the query socket's is 1 MiB
+#define RCVBUF_QUERY (1 << 20)
 
 // ── errors ─────────────────────────────────────────────────────────────────
 
@@ -158,10 +160,11 @@ typedef struct {
 } ct_t;
 
 // A netlink socket of this namespace's netfilter subsystem, bound to `groups`.
-static int nl_socket(uint32_t groups, int nonblock, ct_t *C, int big) {
+// `want`: its receive buffer; `big`: the event socket (its rcvbuf goes in stats).
+static int nl_socket(uint32_t groups, int nonblock, ct_t *C, int want, int big) {
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), NETLINK_NETFILTER);
   if (fd < 0) return -1;
-  int want = big ? RCVBUF_WANT : (1 << 20), one = 1, zero = 0;
+  int one = 1, zero = 0;
   int forced = setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &want, sizeof want) == 0;
   if (!forced) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &want, sizeof want);
   if (big) {
@@ -243,16 +246,24 @@ static int transact(ct_t *C, struct nf_conntrack **cts, uint32_t n, uint16_t typ
     }
     int e = send_all(C->fd, sbuf, len);
     if (e) { for (uint32_t i = 0; i < w; i++) errs[base + i] = e; if (base == 0) ret = e; break; }
+    // The kernel runs the whole datagram within sendto(): every ACK is queued
+    // (or lost to ENOBUFS) by now. After an overflow, what is still queued is
+    // read without waiting; the rest is lost for good.
     uint32_t acked = 0;
+    int lossy = 0;
     while (acked < w) {
+      if (lossy) {
+        struct pollfd pf = {C->fd, POLLIN, 0};
+        if (poll(&pf, 1, 10) <= 0) break;
+      }
       ssize_t r = recv(C->fd, C->rbuf, RBUF_SIZE, 0);
       if (r < 0) {
         if (errno == EINTR) continue;
         int re = errno == EWOULDBLOCK ? EAGAIN : errno;
         for (uint32_t i = 0; i < w; i++) if (errs[base + i] == EAGAIN) errs[base + i] = re;
         C->st.errors++;
-        if (re == ENOBUFS) continue;  // the ACKs after the overflow still come
-        break;                        // no answer: the rest of this window stays unknown
+        if (re == ENOBUFS) { lossy = 1; continue; }
+        break;  // no answer in 5 s: the rest of this window stays unknown (EAGAIN)
       }
       for (struct nlmsghdr *h = (struct nlmsghdr *)C->rbuf; NLMSG_OK(h, (size_t)r); h = NLMSG_NEXT(h, r)) {
         if (h->nlmsg_type != NLMSG_ERROR) continue;
@@ -262,18 +273,6 @@ static int transact(ct_t *C, struct nf_conntrack **cts, uint32_t n, uint16_t typ
         if (*slot != EAGAIN && *slot != ENOBUFS) continue;
         *slot = -*(const int *)NLMSG_DATA(h);
         acked++;
-      }
-      // After an ENOBUFS some ACKs are gone for good: stop once the socket is drained.
-      int missing_for_good = 0;
-      for (uint32_t i = 0; i < w; i++) if (errs[base + i] == ENOBUFS) { missing_for_good = 1; break; }
-      if (missing_for_good) {
-        int avail = 0;
-        struct timeval tv = {0, 100000};
-        fd_set rs;
-        FD_ZERO(&rs);
-        FD_SET(C->fd, &rs);
-        avail = select(C->fd + 1, &rs, NULL, NULL, &tv);
-        if (avail <= 0) break;
       }
     }
   }
@@ -618,7 +617,7 @@ static void finalize(napi_env env, void *data, void *hint) {
 
 // ── methods ────────────────────────────────────────────────────────────────
 
-// new Conntrack({events})
+// new Conntrack({events, rcvbuf})
 static napi_value Ct_new(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], self, target = NULL;
@@ -629,6 +628,8 @@ static napi_value Ct_new(napi_env env, napi_callback_info info) {
   if (argc >= 1) napi_typeof(env, argv[0], &t);
   if (t != napi_object && t != napi_undefined) return type_error(env, "open(options): options must be an object");
   bool events = false;
+  uint32_t rcvbuf = 0;
+  if (t == napi_object && !prop_u32(env, argv[0], "open", "rcvbuf", 4096, 1u << 30, 0, &rcvbuf)) return NULL;
   if (t == napi_object) {
     bool has = false;
     napi_has_named_property(env, argv[0], "events", &has);
@@ -649,8 +650,10 @@ static napi_value Ct_new(napi_env env, napi_callback_info info) {
   C->rbuf = malloc(RBUF_SIZE);
   int err = 0;
   if (!C->rbuf) err = ENOMEM;
-  if (!err && (C->fd = nl_socket(0, 0, C, 0)) < 0) err = errno;
-  if (!err && events && (C->efd = nl_socket(NF_NETLINK_CONNTRACK_DESTROY, 1, C, 1)) < 0) err = errno;
+  // An rcvbuf given applies to both sockets (a test makes them overflow).
+  if (!err && (C->fd = nl_socket(0, 0, C, rcvbuf ? (int)rcvbuf : RCVBUF_QUERY, 0)) < 0) err = errno;
+  if (!err && events && (C->efd = nl_socket(NF_NETLINK_CONNTRACK_DESTROY, 1, C, rcvbuf ? (int)rcvbuf : RCVBUF_EVENTS, 1)) < 0)
+    err = errno;
   // A first request: a kernel without ctnetlink fails here, not later.
   if (!err) {
     uint8_t req[64];
@@ -934,7 +937,9 @@ static void on_poll(uv_poll_t *p, int status, int events) {
     if (soerr == ENOBUFS || soerr == 0) { C->st.overflows++; overflow = 1; } else C->st.errors++;
     uv_poll_start(&C->poll, UV_READABLE, on_poll);
   }
-  for (;;) {
+  // At most MAX_READS datagrams per wakeup (one event each): the poll is
+  // level-triggered, the rest comes on the next turn of the loop.
+  for (int reads = 0; reads < MAX_READS; reads++) {
     ssize_t r = recv(C->efd, C->rbuf, RBUF_SIZE, MSG_DONTWAIT);
     if (r < 0) {
       if (errno == EINTR) continue;

@@ -42,6 +42,13 @@ export interface CtNewEntry extends CtTuple {
   tcpState?: string; // required for TCP: SYN_SENT, SYN_RECV, ESTABLISHED, FIN_WAIT, CLOSE_WAIT, LAST_ACK, TIME_WAIT, CLOSE, SYN_SENT2
 }
 
+export interface CtOptions {
+  events?: boolean; // also a socket for destroy events (onDestroy); default false
+  // Receive buffer of both sockets in bytes (SO_RCVBUFFORCE, else SO_RCVBUF;
+  // 4096..2^30). Default 8 MiB for events, 1 MiB for requests.
+  rcvbuf?: number;
+}
+
 export interface CtMarkFilter {
   mark: number; // entries with (connmark & mask) === mark
   mask: number;
@@ -79,7 +86,7 @@ interface NativeConntrack {
 }
 
 interface Addon {
-  Conntrack: new (options: { events: boolean }) => NativeConntrack;
+  Conntrack: new (options: CtOptions) => NativeConntrack;
 }
 
 export const CT_ADDON_PATH = fileURLToPath(new URL("../../../build/Release/ct.node", import.meta.url));
@@ -122,10 +129,10 @@ export class Conntrack {
   // A ctnetlink handle in the caller's network namespace; with events, also
   // a socket subscribed to destroy events from now on (read once onDestroy
   // is given a callback).
-  static open(opts: { events?: boolean } = {}): Conntrack {
+  static open(opts: CtOptions = {}): Conntrack {
     const { Conntrack: Native } = load();
     if (typeof opts !== "object" || opts === null) throw typeError("open(options): options must be an object");
-    return new Conntrack(new Native({ events: opts.events ?? false }));
+    return new Conntrack(new Native({ ...opts, events: opts.events ?? false }));
   }
 
   // Every entry (IPv4 and IPv6), or with a filter only those whose

@@ -5,7 +5,8 @@
 //   stdin:  {"id": N, "op": "dump" | "create" | "createMany" | "setMark" | "remove" |
 //            "removeMarked" | "onDestroy" | "stats" | "close" | "reopen" | "badCallback",
 //            "args": [...]}
-//   stdout: "READY" once open; {"id": N, "ok": true, "value": ...} or
+//   stdout: "READY" once open ({"openFailed": {name, code, message}} and exit
+//           when open() throws; --no-events: opened without events); {"id": N, "ok": true, "value": ...} or
 //           {"id": N, "ok": false, "error": {name, code, message, removed}};
 //           {"event": [entries], "overflowed": bool} once per destroy callback.
 // "onDestroy" with args [filter] installs a callback that prints the events;
@@ -13,8 +14,15 @@
 import { createInterface } from "node:readline";
 import { Conntrack, type CtError } from "../../host/native/ct.js";
 
-let ct = Conntrack.open({ events: process.argv.includes("--no-events") ? false : true });
 const out = (o: unknown): void => void process.stdout.write(JSON.stringify(o) + "\n");
+let ct: Conntrack;
+try {
+  ct = Conntrack.open({ events: !process.argv.includes("--no-events") });
+} catch (e) {
+  const err = e as CtError;
+  out({ openFailed: { name: err.name, code: err.code, message: err.message } });
+  process.exit(0);
+}
 const printEvents = (ended: unknown[], overflowed: boolean): void => out({ event: ended, overflowed });
 
 type Req = { id: number; op: string; args: unknown[] };
@@ -26,7 +34,8 @@ function call(r: Req): unknown {
       return ct.onDestroy(a[0] as never, a.length > 1 && a[1] === null ? null : printEvents);
     case "badCallback":
       return ct.onDestroy(a[0] as never, a[1] as never);
-    case "reopen":
+    case "reopen": // closes this handle, opens another with options a[0]
+      ct.close();
       ct = Conntrack.open(a[0] as never);
       return null;
     default:
