@@ -8,6 +8,10 @@
   # wasmtime C API library is in .wasmtime/ (ensure.sh installs it there with
   # pip; the wheel's library has no SONAME: -l:_libwasmtime.so, found at run
   # time through an rpath relative to the addon).
+  #
+  # The conntrack addon: build/Release/ct.node (ctnetlink through
+  # libnetfilter_conntrack, for flow offload), built with nfq.node after
+  # ensure.sh installed libnetfilter-conntrack-dev.
   "variables": {
     "wasmtime_arch%": "<!(node -p \"process.arch === 'arm64' ? 'linux-aarch64' : 'linux-x86_64'\")",
     "has_wasmtime%": "<!(node -p \"+require('fs').existsSync('.wasmtime/wasmtime/' + (process.arch === 'arm64' ? 'linux-aarch64' : 'linux-x86_64') + '/_libwasmtime.so')\")"
@@ -19,6 +23,13 @@
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags": ["-g", "-std=gnu11", "-Wfatal-errors", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
       "libraries": ["-lnetfilter_queue", "-lnfnetlink"]
+    },
+    {
+      "target_name": "ct",
+      "sources": ["host/native/ct.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags": ["-g", "-std=gnu11", "-Wfatal-errors", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "libraries": ["-lnetfilter_conntrack", "-lnfnetlink"]
     }
   ],
   "conditions": [

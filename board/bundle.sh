@@ -74,7 +74,7 @@ find "$b/app/dist" -name '*.map' -delete
 cp build/release.wasm "$b/app/build/"
 cp bin/portcullis.js "$b/app/bin/"
 cp README.md "$b/app/"
-cp host/native/nfq.c "$b/app/host/native/"
+cp host/native/nfq.c host/native/ct.c "$b/app/host/native/"
 # The shipped default policy, also the demo's (portcullis demo reads it here).
 mkdir -p "$b/app/host/policy"
 cp host/policy/default.yaml "$b/app/host/policy/"
@@ -98,6 +98,7 @@ case "$arch" in
     [ "$(uname -m)" = x86_64 ] || { echo "bundle: x64 bundles are built on x86_64" >&2; exit 1; }
     bash host/setup/ensure.sh test >&2
     cp build/Release/nfq.node "$addon"
+    cp build/Release/ct.node "$b/app/build/Release/ct.node"
     ;;
   arm64)
     nodeinc="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")/include/node"
@@ -111,6 +112,14 @@ case "$arch" in
       aarch64-linux-gnu-gcc -shared -fPIC -O2 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
         -Wno-missing-field-initializers -DNAPI_VERSION=8 -D_GNU_SOURCE -I"$nodeinc" \
         host/native/nfq.c -o "$addon" -lnetfilter_queue -lnfnetlink
+      # The conntrack addon (flow offload), when libnetfilter-conntrack-dev:arm64 is there.
+      if [ -f /usr/lib/aarch64-linux-gnu/libnetfilter_conntrack.so ]; then
+        aarch64-linux-gnu-gcc -shared -fPIC -O2 -g -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
+          -Wno-missing-field-initializers -DNAPI_VERSION=8 -D_GNU_SOURCE -I"$nodeinc" \
+          host/native/ct.c -o "$b/app/build/Release/ct.node" -lnetfilter_conntrack -lnfnetlink
+      else
+        echo "bundle: WARNING: no arm64 conntrack addon (flow offload) in the bundle: libnetfilter-conntrack-dev:arm64 missing" >&2
+      fi
     else
       echo "bundle: WARNING: no arm64 addon in the bundle: $why; install.sh will build it on the device" >&2
     fi

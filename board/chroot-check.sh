@@ -28,7 +28,7 @@ if [ ! -x "$base/usr/bin/systemd-analyze" ]; then
   command -v debootstrap >/dev/null || { echo "chroot-check: apt-get install debootstrap" >&2; exit 1; }
   rm -rf "$base.tmp"
   echo "chroot-check: debootstrap bookworm into $base (once)" >&2
-  debootstrap --variant=minbase --include=libnetfilter-queue1,iptables,nftables,systemd,passwd \
+  debootstrap --variant=minbase --include=libnetfilter-queue1,libnetfilter-conntrack3,iptables,nftables,systemd,passwd \
     bookworm "$base.tmp" http://deb.debian.org/debian >&2
   mv "$base.tmp" "$base"
 fi

@@ -24,6 +24,7 @@ command -v xz >/dev/null || missing+=(xz-utils)
 # board/image/qemu-boot.sh (test/board-image.ts): the image booted under qemu.
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 [ -f /usr/lib/aarch64-linux-gnu/libnetfilter_queue.so ] || missing+=(libnetfilter-queue-dev:arm64 libnfnetlink-dev:arm64)
+[ -f /usr/lib/aarch64-linux-gnu/libnetfilter_conntrack.so ] || missing+=(libnetfilter-conntrack-dev:arm64 libnetfilter-conntrack3:arm64)
 [ "${#missing[@]}" -gt 0 ] || exit 0
 [ "$(id -u)" = 0 ] || { echo "ensure-board: missing Debian packages: ${missing[*]} (run as root)" >&2; exit 1; }
 # apt's helpers run as _apt and need a world-writable TMPDIR (this

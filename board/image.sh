@@ -74,7 +74,7 @@ say "bundle $tarball"
 # Pi 4's device trees (broadcom/bcm2711-*.dtb); raspi-firmware has the
 # GPU firmware the Pi boots from (start4.elf, fixup4.dat, ...).
 pkgs=systemd-sysv,udev,kmod,iproute2,netbase,linux-image-arm64,raspi-firmware,initramfs-tools,openssh-server
-pkgs=$pkgs,libnetfilter-queue1,nftables,iptables,ca-certificates,sudo,systemd-timesyncd,fdisk,nano,iputils-ping,less
+pkgs=$pkgs,libnetfilter-queue1,libnetfilter-conntrack3,nftables,iptables,ca-certificates,sudo,systemd-timesyncd,fdisk,nano,iputils-ping,less
 args="--arch=arm64 --variant=minbase --components=main,non-free-firmware --include=$pkgs bookworm"
 # The image's fstab and raspi-firmware settings go in between debootstrap's
 # two stages, so the kernel's initramfs is made once with them, and its

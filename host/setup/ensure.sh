@@ -9,7 +9,7 @@ what="${1:-test}"
 # Debian packages each command needs, as "command-to-look-for:package".
 need=(gcc:gcc wasm2c:wabt ip:iproute2 tcpdump:tcpdump
   iptables-legacy:iptables make:make g++:g++ python3:python3
-  nft:nftables nginx:nginx curl:curl nmap:nmap ping:iputils-ping)
+  nft:nftables nginx:nginx curl:curl nmap:nmap ping:iputils-ping conntrack:conntrack)
 
 missing=()
 for pair in "${need[@]}"; do
@@ -21,6 +21,8 @@ done
 [ -f /usr/lib/nginx/modules/ngx_stream_module.so ] || missing+=(libnginx-mod-stream)
 # The NFQUEUE addon (host/native/nfq.c) builds against these headers.
 [ -f /usr/include/libnetfilter_queue/libnetfilter_queue.h ] || missing+=(libnetfilter-queue-dev)
+# The conntrack addon (host/native/ct.c, flow offload) builds against these.
+[ -f /usr/include/libnetfilter_conntrack/libnetfilter_conntrack.h ] || missing+=(libnetfilter-conntrack-dev)
 
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -64,13 +66,15 @@ if [ ! -f "$wt_lib" ] || ! grep -qx "Version: $WASMTIME_VERSION" .wasmtime/wasmt
   fi
 fi
 
-# The NFQUEUE addon is a separate build step (binding.gyp exists, but
-# package.json says "gypfile": false so that `npm ci` never runs node-gyp and
-# never needs libnetfilter-queue-dev): built here, after the Debian packages
-# above, when build/Release/nfq.node is missing or older than its sources.
+# The NFQUEUE and conntrack addons are a separate build step (binding.gyp
+# exists, but package.json says "gypfile": false so that `npm ci` never runs
+# node-gyp and never needs libnetfilter-queue-dev): built here, after the
+# Debian packages above, when build/Release/nfq.node or ct.node is missing or
+# older than its sources.
 # node-gyp (npm's own) builds offline against the installed Node headers.
 addon=build/Release/nfq.node
 wt_addon=build/Release/wasmtime.node
+ct_addon=build/Release/ct.node
 # stale OUT SRC...: OUT is missing or older than binding.gyp or a SRC.
 stale() {
   local out="$1"; shift
@@ -78,7 +82,7 @@ stale() {
   for src in binding.gyp "$@"; do [ "$src" -nt "$out" ] && return 0; done
   return 1
 }
-if stale "$addon" host/native/nfq.c || { [ -f "$wt_lib" ] && stale "$wt_addon" host/native/wasmtime.c host/native/wasmtime-api.h "$wt_lib"; }; then
+if stale "$addon" host/native/nfq.c || stale "$ct_addon" host/native/ct.c || { [ -f "$wt_lib" ] && stale "$wt_addon" host/native/wasmtime.c host/native/wasmtime-api.h "$wt_lib"; }; then
   if [ -z "${npm_config_nodedir:-}" ]; then
     nodeprefix="$(dirname "$(dirname "$(readlink -f "$(command -v node)")")")"
     [ -f "$nodeprefix/include/node/common.gypi" ] && export npm_config_nodedir="$nodeprefix"
@@ -88,6 +92,6 @@ if stale "$addon" host/native/nfq.c || { [ -f "$wt_lib" ] && stale "$wt_addon" h
   echo "ensure: npm run build:addon" >&2
   npm run -s build:addon >&2
   # Up to date now, even where make had nothing to relink (binding.gyp changed).
-  touch "$addon"; [ ! -f "$wt_addon" ] || touch "$wt_addon"
+  touch "$addon" "$ct_addon"; [ ! -f "$wt_addon" ] || touch "$wt_addon"
 fi
 echo "ensure: ready for $what" >&2
