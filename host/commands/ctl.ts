@@ -19,6 +19,11 @@ interface Stats {
   coreEngine?: string;
   engine?: { traps: number };
   undecided?: Record<string, number>;
+  offload?: {
+    generation: number; backend: string; live: number; total: number; ended: number; revoked: number;
+    revocations: number; lastRevocation: string | null; lastRevocationMs: number | null; bytes: number; packets: number;
+    adopted: number; adoptRefused: number; endedAtStart: number; removedUntracked: number;
+  } | null;
 }
 
 export function formatStats(s: Stats): string {
@@ -27,6 +32,12 @@ export function formatStats(s: Stats): string {
     `engine ${s.coreEngine ?? "v8"}: ${s.engine?.traps ?? 0} batches trapped (${s.undecided?.core_error ?? 0} packets dropped for it)`,
     `verdicts: accept ${s.verdicts.accept.packets} packets / ${s.verdicts.accept.bytes} bytes, drop ${s.verdicts.drop.packets} packets / ${s.verdicts.drop.bytes} bytes`,
     `flows: ${s.flows.live} of ${s.flows.capacity} (created ${s.flows.created}, expired ${s.flows.expired}, evicted ${s.flows.evicted}, refused ${s.flows.refused}, ended by reload ${s.flows.ended})`,
+    ...(s.offload ? [
+      `offload (${s.offload.backend}, generation ${s.offload.generation}): ${s.offload.live} flows with the kernel now, ${s.offload.total} offloaded, ` +
+        `${s.offload.ended} ended with the kernel's entry, ${s.offload.revoked} revoked; ${s.offload.bytes} bytes / ${s.offload.packets} packets carried by the kernel`,
+      `  revocations ${s.offload.revocations}${s.offload.lastRevocation ? `, last ${s.offload.lastRevocation} (${s.offload.lastRevocationMs?.toFixed(1)} ms)` : ""}; ` +
+        `at start adopted ${s.offload.adopted}, refused ${s.offload.adoptRefused}, ended ${s.offload.endedAtStart}; untracked kernel entries removed ${s.offload.removedUntracked}`,
+    ] : []),
     "rules:",
     ...s.rules.map((r) => `  [${r.rule}] ${String(r.packets).padStart(10)} packets  ${r.info}`),
     "reasons:",
@@ -73,6 +84,20 @@ export function formatShadow(r: ShadowReport): string {
   ].join("\n");
 }
 
+export function offloadCommand(): Command {
+  const cmd = new Command("offload").description("kernel offload of decided flows (the board config's offload:)");
+  cmd.command("revoke")
+    .description("every offloaded flow back to the queue: re-checked against the live table now (ended when refused), offloaded again at its next packet while its rule says so")
+    .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
+    .action(async (o: { control: string }) => {
+      const r = await request(o.control, { cmd: "offload", action: "revoke" }, 120_000);
+      if (r.ok !== true) throw new Error(String(r.error));
+      const v = r.revoke as { ended: number; revoked: number; ms: number };
+      process.stdout.write(`revoked: the kernel queues every offloaded flow again (${v.ms.toFixed(1)} ms); the re-check ended ${v.ended} flows, ${v.revoked} of them offloaded\n`);
+    });
+  return cmd;
+}
+
 export function reloadCommand(): Command {
   return new Command("reload")
     .description("make the running daemon load a policy or table (default: the one it runs); the live table stays if it fails. " +
@@ -99,13 +124,14 @@ export function reloadCommand(): Command {
       }
       const req = o.promote ? { cmd: "promote" } : { cmd: "reload", ...(path ? { path: resolve(path) } : {}), ...(o.recheck ? { recheck: true } : {}) };
       const r = await request(o.control, req, 120_000);
-      const rec = r.reload as { ticket: number | null; ms: { total: number }; rules?: number; recheck?: { ended: number } } | undefined;
+      const rec = r.reload as { ticket: number | null; ms: { total: number }; rules?: number; recheck?: { ended: number; revoked?: number; revokeMs?: number } } | undefined;
       if (r.ok !== true) {
         process.stderr.write(`portcullis: ${o.promote ? "promote" : "reload"} refused, the live table is unchanged: ${String(r.error)}\n`);
         process.exitCode = 1;
         return;
       }
       process.stdout.write(`${o.promote ? "promoted" : "reloaded"}: ticket ${rec?.ticket}, ${rec?.rules} rules, ${rec?.ms.total.toFixed(1)} ms` +
-        `${rec?.recheck ? `; re-check ended ${rec.recheck.ended} flows` : ""}\n`);
+        `${rec?.recheck ? `; re-check ended ${rec.recheck.ended} flows` : ""}` +
+        `${rec?.recheck?.revoked ? `, took ${rec.recheck.revoked} offloaded flows back from the kernel (${rec.recheck.revokeMs?.toFixed(1)} ms)` : ""}\n`);
     });
 }

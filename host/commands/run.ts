@@ -18,7 +18,9 @@ import { PolicyWatcher } from "../daemon/watch.js";
 import { NfqSource, rolesFor } from "../daemon/nfq-source.js";
 import { MODES, type Mode } from "../policy/compile.js";
 import { parseSwitchOverride } from "./check.js";
-import { readBoardFile } from "../kernel/board.js";
+import { type OffloadStart, readBoardFile } from "../kernel/board.js";
+import { Offload } from "../daemon/offload.js";
+import { Conntrack } from "../native/ct.js";
 import { queueFlags } from "../kernel/rules.js";
 import { type EngineName } from "../core/load.js";
 import { engineOption } from "./engine.js";
@@ -59,6 +61,7 @@ export interface RunOptions {
   recheck?: boolean;
   metrics?: { host: string; port: number };
   engine?: EngineName; //   default: the board's engine:, else V8
+  offload?: OffloadStart; // the board's offload: (enabled), with what to do at start
 }
 
 // The queues to bind and their flags, from the command line.
@@ -73,7 +76,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // per side with that side's fail-open setting.
     const b = readBoardFile(o.board);
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
-    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange }, specs, log);
+    return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange,
+      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}) }, specs, log);
   }
   return start(o, queueSpecs(o), log);
 }
@@ -88,6 +92,9 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
   const { fallback } = await startDaemon(daemon, log);
+  // Offload: the kernel's conntrack followed, the flows an earlier daemon
+  // offloaded adopted (or ended), before any queue is bound.
+  if (o.offload) daemon.enableOffload(new Offload(daemon.core, log, { onStart: o.offload, conntrack: Conntrack.open({ events: true }) }));
   const roles = rolesFor({ ...(o.external ? { external: o.external } : {}), ...(o.internal ? { internal: o.internal } : {}) });
   for (const q of specs) {
     daemon.addSource(NfqSource.open({ queue: q.queue, copyRange: o.copyRange ?? DEFAULT_COPY_RANGE, maxLen: o.queueMaxlen, failOpen: q.failOpen, gso: o.gso ?? false, roles }));
@@ -102,7 +109,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   watcher?.start();
   log.log("info", "started", {
     pid: process.pid, policy: o.policy, mode: o.mode, engine: daemon.core.engine, queues, roles, control: o.control, flows: daemon.core.flowCapacity,
-    watch: o.watch, stateDir: o.stateDir, recheck: o.recheck ?? false, metrics: o.metrics ?? null, lastGoodTable: fallback,
+    watch: o.watch, stateDir: o.stateDir, recheck: o.recheck ?? false, metrics: o.metrics ?? null, lastGoodTable: fallback, offload: o.offload ?? null,
   });
   // Under systemd (Type=notify): ready once the queues are bound, and a
   // watchdog ping from the event loop while it keeps turning.

@@ -13,6 +13,7 @@ import { errorLine, TableCompiler, type CompilerOptions } from "./compiler.js";
 import { ControlServer, type ControlLimits } from "./control.js";
 import { Engine, type PacketSource, UNDECIDED_CAUSES, UNDECIDED_KEY, type UndecidedCause } from "./engine.js";
 import { type Logger } from "./log.js";
+import { type Offload } from "./offload.js";
 import { LastGoodWriter } from "./state.js";
 import { Shadow } from "./shadow.js";
 
@@ -50,7 +51,7 @@ export interface ReloadRecord {
   rules?: number;
   trigger?: string;
   from?: string;
-  recheck?: { ended: number; ms: number };
+  recheck?: { ended: number; ms: number; revoked?: number; revokeMs?: number };
   saved?: string; //            the last good table file written after the commit
 }
 
@@ -58,6 +59,7 @@ export class Daemon {
   readonly core: Core;
   readonly engine: Engine;
   private sources: PacketSource[] = [];
+  private offload: Offload | null = null;
   private control: ControlServer | null = null;
   private table: TableView | null = null;
   private policyPath: string;
@@ -140,15 +142,40 @@ export class Daemon {
       committed = bytes;
       if (o.recheck) {
         const t3 = performance.now();
-        rec.recheck = { ended: this.core.recheckFlows(process.hrtime.bigint()), ms: performance.now() - t3 };
-        this.reloadTotals.rechecks++;
-        this.reloadTotals.recheckEnded += rec.recheck.ended;
+        rec.recheck = this.recheck();
+        rec.recheck.ms = performance.now() - t3;
       }
     } catch (e) {
       error = e;
     }
     rec.ms.total = performance.now() - t0;
     return this.record(rec, committed, error, o);
+  }
+
+  // Re-decides every tracked flow against the live table; an offloaded flow
+  // it took back (ended, or its rule no longer offloads) makes the kernel
+  // queue every offloaded flow again (a new generation: offload.ts).
+  private recheck(): { ended: number; ms: number; revoked?: number; revokeMs?: number } {
+    const before = this.core.counters().offload.revoked;
+    const ended = this.core.recheckFlows(process.hrtime.bigint());
+    const revoked = Number(this.core.counters().offload.revoked - before);
+    this.reloadTotals.rechecks++;
+    this.reloadTotals.recheckEnded += ended;
+    const out: { ended: number; ms: number; revoked?: number; revokeMs?: number } = { ended, ms: 0 };
+    if (this.offload) {
+      out.revoked = revoked;
+      if (revoked > 0) out.revokeMs = this.offload.revoke(`a re-check took ${revoked} offloaded flows back`);
+    }
+    return out;
+  }
+
+  // Offload on (offload.ts): after the first table is live, before the
+  // queues are bound, so that adopted flows are tracked before their
+  // packets can reach the core.
+  enableOffload(o: Offload): void {
+    this.offload = o;
+    this.engine.offload = o;
+    o.start();
   }
 
   // Counts, saves, keeps and logs a finished (or refused) reload.
@@ -231,12 +258,22 @@ export class Daemon {
         const r = await this.promote();
         return r.ok ? { ok: true, reload: r } : { ok: false, error: r.error, reload: r };
       }
+      case "offload": {
+        // Every offloaded flow back to the queue: re-decided by the live
+        // table (ended when refused), offloaded again at its next packet
+        // when its rule still says so.
+        if (req.action !== "revoke") return { ok: false, error: 'offload: "action" must be "revoke"' };
+        if (!this.offload) return { ok: false, error: "offload is off (the board config's offload: { enabled: true } turns it on)" };
+        const r = this.recheck();
+        const ms = r.revokeMs ?? this.offload.revoke("operator");
+        return { ok: true, revoke: { ended: r.ended, revoked: r.revoked ?? 0, ms } };
+      }
       case "discard": {
         const report = this.engine.shadow?.report();
         this.discard();
         return { ok: true, shadow: report };
       }
-      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard)` };
+      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard, offload)` };
     }
   }
 
@@ -267,6 +304,7 @@ export class Daemon {
       reloads: this.reloads,
       reloadTotals: { ...this.reloadTotals },
       shadow: this.engine.shadow?.report() ?? null,
+      offload: this.offload?.stats() ?? null,
     };
   }
 
@@ -283,6 +321,7 @@ export class Daemon {
       try { this.engine.drain(s); } catch (e) { this.log.log("error", "drain failed", { source: s.name, error: String(e) }); }
       try { s.close(); } catch (e) { this.log.log("error", "close failed", { source: s.name, error: String(e) }); }
     }
+    this.offload?.stop();
     await this.control?.close();
     await this.lastGood?.idle();
     this.log.log("info", "stopped", { packets: this.engine.stats.packets, batches: this.engine.stats.batches });

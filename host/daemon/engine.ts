@@ -17,14 +17,16 @@ import { reasonName } from "../core/reasons.js";
 import { describePacket } from "../packets/describe.js";
 import { type TableView } from "../rules/inspect.js";
 import { type Logger, RateLimiter } from "./log.js";
+import { type Offload } from "./offload.js";
 import { type Shadow } from "./shadow.js";
 
 export interface PacketSource {
   readonly name: string;
   // Fills descriptors and data for up to `max` packets; returns how many.
   recv(core: Core, max: number): number;
-  // Sends the verdicts of the `count` packets of the last recv.
-  verdict(core: Core, count: number): void;
+  // Sends the verdicts of the `count` packets of the last recv; marks[i]
+  // (when given) is packet i's offload mark (0: none; daemon/offload.ts).
+  verdict(core: Core, count: number, marks?: Uint32Array): void;
   // cb once per wakeup; cb(err) when the source reports an error instead.
   onReadable(cb: (err?: Error) => void): void;
   stats(): Record<string, number>;
@@ -78,6 +80,8 @@ export class Engine {
   private stopping = false;
   // A candidate table watching the same packets (shadow.ts), or null.
   shadow: Shadow | null = null;
+  // Kernel offload (offload.ts), when the board has it on.
+  offload: Offload | null = null;
   // Reading a source has failed for good: by default log and exit with
   // status 1 (systemd's Restart=on-failure starts the daemon again).
   onFatal: (src: PacketSource, err: unknown) => void = () => process.exit(1);
@@ -168,7 +172,8 @@ export class Engine {
       }
     }
     try {
-      src.verdict(this.core, n);
+      // A batch dropped whole has no offload verdicts (dropAll cleared them).
+      src.verdict(this.core, n, cause ? undefined : this.offload?.marks(n));
     } catch (e) {
       this.stats.verdictErrors++;
       this.reportError(LOG_VERDICT, "sending verdicts failed; the source drops what it could not send", { source: src.name, count: n, error: errText(e) });
@@ -183,6 +188,7 @@ export class Engine {
     for (let i = 0; i < n; i++) {
       const v = verdictsPtr + i * ABI.VERDICT_SIZE;
       u8[v + ABI.V_VERDICT] = ABI.VERDICT_DROP;
+      u8[v + ABI.V_FLAGS] = 0;
       view.setUint16(v + ABI.V_REASON, 0, true);
       view.setUint32(v + ABI.V_RULE, ABI.RULE_NONE, true);
     }

@@ -40,6 +40,7 @@ interface StatsShape {
   reloads: ReloadRecord[];
   reloadTotals?: { ok: number; error: number; rechecks: number; recheckEnded: number };
   shadow?: { packets: number; differ: number; liveAcceptCandidateDrop: number; liveDropCandidateAccept: number } | null;
+  offload?: { live: number; total: number; ended: number; revoked: number; revocations: number; lastRevocation: string | null; bytes: number; packets: number } | null;
   started: string;
 }
 
@@ -94,6 +95,20 @@ export function renderMetrics(src: MetricsSource): string {
     ["refused", "New flows refused because the state table was full."], ["ended", "Flows ended by a reload's re-check."],
   ] as const) {
     t.family(`portcullis_flows_${k}_total`, "counter", help).sample(`portcullis_flows_${k}_total`, {}, f[k]);
+  }
+  const off = s.offload;
+  if (off) {
+    t.family("portcullis_offload_flows", "gauge", "Flows the kernel carries now (offload).").sample("portcullis_offload_flows", {}, off.live);
+    for (const [k, help] of [
+      ["total", "Flows handed to the kernel."], ["ended", "Offloaded flows ended with the kernel's conntrack entry."],
+      ["revoked", "Offloaded flows a re-check took back from the kernel."], ["revocations", "Offload generations replaced (revocations)."],
+      ["bytes", "Bytes the kernel carried for offloaded flows (nf_conntrack_acct)."], ["packets", "Packets the kernel carried for offloaded flows."],
+    ] as const) {
+      const name = k === "total" ? "portcullis_offload_flows_total" : `portcullis_offload_${k}_total`;
+      t.family(name, "counter", help).sample(name, {}, off[k]);
+    }
+    t.family("portcullis_offload_last_revocation_timestamp_seconds", "gauge", "When offloaded flows were last revoked (0: never).")
+      .sample("portcullis_offload_last_revocation_timestamp_seconds", {}, off.lastRevocation ? Date.parse(off.lastRevocation) / 1000 : 0);
   }
   t.family("portcullis_fragments", "gauge", "Fragmented datagrams being tracked.").sample("portcullis_fragments", { state: "live" }, f.fragsLive);
   t.family("portcullis_fragments_expired_total", "counter", "Fragmented datagrams that timed out.").sample("portcullis_fragments_expired_total", {}, f.fragsExpired);

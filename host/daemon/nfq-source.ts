@@ -15,7 +15,7 @@ export class NfqSource implements PacketSource {
   }
 
   recv(core: Core, max: number): number { return this.q.recv(core, max); }
-  verdict(core: Core, count: number): void { this.q.verdict(core, count); }
+  verdict(core: Core, count: number, marks?: Uint32Array): void { this.q.verdict(core, count, marks); }
   // A socket error reaches the engine (logged, counted; engine.ts).
   onReadable(cb: (err?: Error) => void): void { this.q.onReadable((err) => cb(err)); }
   stats(): Record<string, number> {

@@ -14,10 +14,19 @@
 //                                     gets a body of BYTES bytes; a request
 //                                     with a body (an upload) is answered
 //                                     "received N" once all N bytes are in
+//   stream-sink FILE PORT ADDR...     takes TCP connections on ADDR:PORT and
+//                                     counts what they carry; writes
+//                                     {bytes, conns, open, fin, reset} to FILE
+//                                     (atomically, every 20 ms when it moved)
+//   stream-send HOST PORT MS FILE END [SRC]  one TCP connection, writing as
+//                                     fast as it drains for MS ms, then END:
+//                                     fin (close), rst (reset) or hold (stay
+//                                     open, idle, until killed); writes
+//                                     {state, bytes, error} to FILE likewise
 // The servers write FILE.ready (their pid) once every address is bound.
 import { createSocket } from "node:dgram";
 import { renameSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { connect, createServer } from "node:net";
 
 const [tool, ...args] = process.argv.slice(2);
 
@@ -28,6 +37,21 @@ function ready(file: string): void {
 function bindAll(addrs: string[], bind: (addr: string, done: () => void) => void, file: string): void {
   let pending = addrs.length;
   for (const a of addrs) bind(a, () => { if (--pending === 0) ready(file); });
+}
+
+// FILE holds what(): JSON, written atomically every 20 ms when it changed.
+function statusFile(file: string, what: () => object): void {
+  let written = "";
+  const flush = (): void => {
+    const text = JSON.stringify(what());
+    if (text === written) return;
+    written = text;
+    writeFileSync(`${file}.tmp`, `${text}\n`);
+    renameSync(`${file}.tmp`, file);
+  };
+  flush();
+  setInterval(flush, 20);
+  process.on("exit", flush);
 }
 
 for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => process.exit(0));
@@ -100,7 +124,47 @@ if (tool === "udp-sink") {
     server.on("error", (e) => { process.stderr.write(`bulk-server ${a}:${port}: ${e.message}\n`); process.exit(1); });
     server.listen({ host: a, port: Number(port), ipv6Only: a.includes(":") }, done);
   }, file!);
+} else if (tool === "stream-sink") {
+  const [file, port, ...addrs] = args;
+  const st = { bytes: 0, conns: 0, open: 0, fin: 0, reset: 0 };
+  statusFile(file!, () => st);
+  bindAll(addrs, (a, done) => {
+    const server = createServer((sock) => {
+      st.conns++; st.open++;
+      let ended = false;
+      const end = (how: "fin" | "reset"): void => { if (!ended) { ended = true; st.open--; st[how]++; } };
+      sock.on("data", (d: Buffer) => { st.bytes += d.length; });
+      sock.on("end", () => { end("fin"); sock.end(); });
+      sock.on("error", () => { end("reset"); sock.destroy(); });
+      sock.on("close", () => end("reset"));
+    });
+    server.on("error", (e) => { process.stderr.write(`stream-sink ${a}:${port}: ${e.message}\n`); process.exit(1); });
+    server.listen({ host: a, port: Number(port), ipv6Only: a.includes(":") }, done);
+  }, file!);
+} else if (tool === "stream-send") {
+  const [host, port, ms, file, end, src] = args;
+  const st: { state: string; bytes: number; error: string | null } = { state: "connecting", bytes: 0, error: null };
+  statusFile(file!, () => st);
+  const chunk = Buffer.alloc(65536, 0x62);
+  const sock = connect({ host: host!, port: Number(port), ...(src ? { localAddress: src } : {}) });
+  sock.setNoDelay(true);
+  sock.on("error", (e) => { st.state = "error"; st.error = e.message; });
+  sock.on("close", () => { if (st.state !== "error") st.state = "closed"; });
+  sock.on("connect", () => {
+    st.state = "sending";
+    const until = Date.now() + Number(ms);
+    const pump = (): void => {
+      while (Date.now() < until) {
+        st.bytes += chunk.length;
+        if (!sock.write(chunk)) { sock.once("drain", pump); return; }
+      }
+      st.state = end === "hold" ? "holding" : "done";
+      if (end === "rst") sock.resetAndDestroy(); else if (end === "fin") sock.end();
+    };
+    pump();
+  });
 } else {
-  process.stderr.write("usage: appliance-tools.js udp-sink FILE PORT ADDR... | udp-send HOST PORT COUNT [SIZE [SRC]] | bulk-server FILE PORT BYTES ADDR...\n");
+  process.stderr.write("usage: appliance-tools.js udp-sink FILE PORT ADDR... | udp-send HOST PORT COUNT [SIZE [SRC]] | bulk-server FILE PORT BYTES ADDR... | " +
+    "stream-sink FILE PORT ADDR... | stream-send HOST PORT MS FILE fin|rst|hold [SRC]\n");
   process.exit(2);
 }

@@ -68,7 +68,7 @@ export function tail(file: string, lines = 5): string {
 
 // ---- board and policy -----------------------------------------------------------
 
-export interface BoardOptions { extFailOpen?: boolean; intBypass?: boolean; intFailOpen?: boolean; extBypass?: boolean }
+export interface BoardOptions { extFailOpen?: boolean; intBypass?: boolean; intFailOpen?: boolean; extBypass?: boolean; offload?: "adopt" | "end" }
 
 // A board YAML as an operator writes it: ext0 external, int0 internal, one queue each.
 export function writeBoard(t: Topology, name: string, o: BoardOptions = {}): string {
@@ -79,6 +79,7 @@ export function writeBoard(t: Topology, name: string, o: BoardOptions = {}): str
     external: { dev: "ext0", fail_open: o.extFailOpen ?? false, bypass: o.extBypass ?? false },
     internal: { dev: "int0", fail_open: o.intFailOpen ?? false, bypass: o.intBypass ?? false },
     queues: { first: 0, count: 1 },
+    ...(o.offload ? { offload: { enabled: true, on_start: o.offload } } : {}),
   }));
   return file;
 }
