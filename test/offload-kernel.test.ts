@@ -29,7 +29,7 @@ import { type Mode } from "../host/policy/compile.js";
 import { LISTENER } from "../host/topology/plan.js";
 import { type Topology, up } from "../host/topology/topology.js";
 import {
-  type Daemon, DEFAULT_POLICY, endProcess, nmap, sleep, startDaemon, startTool, type Server, TOOLS, writeBoard,
+  CLI, type Daemon, DEFAULT_POLICY, endProcess, nmap, sleep, startDaemon, startTool, type Server, TOOLS, writeBoard,
 } from "./helpers/appliance.js";
 import { clearStaleTestTopologies, TEST_PREFIX } from "./helpers/topology.js";
 
@@ -254,6 +254,19 @@ function offloadSuite(mode: Mode): void {
     assert.equal(open, [80, 443], scan.raw);
     const back = await request(D().sock, { cmd: "reload", path: policy }, 10_000);
     assert.is(back.ok, true);
+  });
+
+  s("offload on without the kernel's offload chain: the daemon refuses to start, in one line", async () => {
+    if (daemon !== null) await endProcess(daemon.child);
+    daemon = null;
+    remove({ netns: T().ns("appliance") });
+    const log = join(T().dir, "no-chain.log");
+    const child = T().spawn("appliance", [process.execPath, CLI, "run", "--policy", policy, "--board", board, "--control", join(T().dir, "no-chain.sock"),
+      "--state-dir", join(T().dir, "state-no-chain")], { name: "no-chain", log });
+    const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+    const lines = readFileSync(log, "utf8").split("\n").filter((l) => l.startsWith("portcullis: error:"));
+    assert.is(code, 1);
+    assert.equal(lines, ["portcullis: error: offload is on, but the kernel rules have no offload chain: load them with `portcullis rules apply --board BOARD` (offload: { enabled: true })"]);
   });
 
   s.run();
