@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { available, type CtEntry, type CtTuple } from "../host/native/ct.js";
+import { alive, sleep } from "./helpers/appliance.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHILD = join(root, "dist", "test", "helpers", "ct-child.js");
@@ -35,15 +36,6 @@ function run(cmd: string, args: string[]): string {
 }
 const inB = (...args: string[]): string => run("ip", ["netns", "exec", NS_B, ...args]);
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 function clearLeftovers(): void {
   for (const line of run("ip", ["netns", "list"]).split("\n")) {
     const name = line.split(" ")[0] ?? "";
@@ -52,7 +44,6 @@ function clearLeftovers(): void {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const children: ChildProcess[] = [];
 function killAll(): void {
   for (const c of children.splice(0)) if (c.pid !== undefined && c.exitCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
