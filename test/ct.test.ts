@@ -314,7 +314,7 @@ test("setMark changes exactly one entry; ENOENT for an absent tuple", async () =
   }
 });
 
-test("remove deletes exactly the entry named; false when absent", async () => {
+test("remove deletes exactly the entry named (by tuple, or tuple and id); false when absent", async () => {
   const ct = await openCt();
   try {
     for (let p = 1; p <= 4; p++) await ct.call("create", { ...udp(p), timeout: 300 });
@@ -322,8 +322,13 @@ test("remove deletes exactly the entry named; false when absent", async () => {
     assert.is(await ct.call("remove", udp(2)), true);
     assert.is(await ct.call("remove", udp(2)), false);
     assert.is(await ct.call("remove", udp(2, 54)), false); // another destination port
+    // By the id of a dumped entry: a wrong id removes nothing, the right one that entry.
+    const e3 = (await ct.call<CtEntry[]>("dump")).find((e) => e.sport === 3)!;
+    assert.is(await ct.call("remove", { ...udp(3), id: (e3.id + 1) >>> 0 || 1 }), false);
+    assert.equal((await ct.call<CtEntry[]>("dump")).filter((e) => e.sport === 3).map((e) => e.id), [e3.id]);
+    assert.is(await ct.call("remove", e3), true);
     assert.is(await ct.call("remove", { family: 6, proto: 6, src: A6, dst: B6, sport: 9, dport: 443 }), true);
-    assert.equal((await ct.call<CtEntry[]>("dump")).map((e) => e.sport).sort(), [1, 3, 4]);
+    assert.equal((await ct.call<CtEntry[]>("dump")).map((e) => e.sport).sort(), [1, 4]);
     await ct.call("removeMarked", { mark: 0, mask: 0 });
     assert.equal(await ct.call("dump"), []);
   } finally {
@@ -460,6 +465,7 @@ test("bad arguments: TypeErrors with one clear line, nothing sent", async () => 
       ["setMark", [null, 1], "setMark(tuple, mark): tuple must be an object"],
       ["remove", ["198.51.100.1"], "remove(tuple): tuple must be an object"],
       ["remove", [{ ...udp(1), dst: "::ffff:198.51.100.2" }], "remove(tuple): dst must be an IPv4 address as text"],
+      ["remove", [{ ...udp(1), id: -1 }], "remove(tuple): id must be an integer in 0..4294967295"],
       ["dump", [{ mark: 1 }], "dump(filter): mask is required"],
       ["dump", [5], "dump(filter): filter ({mark, mask}) must be an object"],
       ["removeMarked", [], "removeMarked(filter): filter ({mark, mask}) must be an object"],
