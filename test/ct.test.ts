@@ -21,6 +21,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { available, type CtEntry, type CtTuple } from "../host/native/ct.js";
+import { alive, sleep } from "./helpers/appliance.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const CHILD = join(root, "dist", "test", "helpers", "ct-child.js");
@@ -35,15 +36,6 @@ function run(cmd: string, args: string[]): string {
 }
 const inB = (...args: string[]): string => run("ip", ["netns", "exec", NS_B, ...args]);
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 function clearLeftovers(): void {
   for (const line of run("ip", ["netns", "list"]).split("\n")) {
     const name = line.split(" ")[0] ?? "";
@@ -52,7 +44,6 @@ function clearLeftovers(): void {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const children: ChildProcess[] = [];
 function killAll(): void {
   for (const c of children.splice(0)) if (c.pid !== undefined && c.exitCode === null) try { process.kill(c.pid, "SIGKILL"); } catch { /* gone */ }
@@ -323,7 +314,7 @@ test("setMark changes exactly one entry; ENOENT for an absent tuple", async () =
   }
 });
 
-test("remove deletes exactly the entry named; false when absent", async () => {
+test("remove deletes exactly the entry named (by tuple, or tuple and id); false when absent", async () => {
   const ct = await openCt();
   try {
     for (let p = 1; p <= 4; p++) await ct.call("create", { ...udp(p), timeout: 300 });
@@ -331,8 +322,13 @@ test("remove deletes exactly the entry named; false when absent", async () => {
     assert.is(await ct.call("remove", udp(2)), true);
     assert.is(await ct.call("remove", udp(2)), false);
     assert.is(await ct.call("remove", udp(2, 54)), false); // another destination port
+    // By the id of a dumped entry: a wrong id removes nothing, the right one that entry.
+    const e3 = (await ct.call<CtEntry[]>("dump")).find((e) => e.sport === 3)!;
+    assert.is(await ct.call("remove", { ...udp(3), id: (e3.id + 1) >>> 0 || 1 }), false);
+    assert.equal((await ct.call<CtEntry[]>("dump")).filter((e) => e.sport === 3).map((e) => e.id), [e3.id]);
+    assert.is(await ct.call("remove", e3), true);
     assert.is(await ct.call("remove", { family: 6, proto: 6, src: A6, dst: B6, sport: 9, dport: 443 }), true);
-    assert.equal((await ct.call<CtEntry[]>("dump")).map((e) => e.sport).sort(), [1, 3, 4]);
+    assert.equal((await ct.call<CtEntry[]>("dump")).map((e) => e.sport).sort(), [1, 4]);
     await ct.call("removeMarked", { mark: 0, mask: 0 });
     assert.equal(await ct.call("dump"), []);
   } finally {
@@ -469,6 +465,7 @@ test("bad arguments: TypeErrors with one clear line, nothing sent", async () => 
       ["setMark", [null, 1], "setMark(tuple, mark): tuple must be an object"],
       ["remove", ["198.51.100.1"], "remove(tuple): tuple must be an object"],
       ["remove", [{ ...udp(1), dst: "::ffff:198.51.100.2" }], "remove(tuple): dst must be an IPv4 address as text"],
+      ["remove", [{ ...udp(1), id: -1 }], "remove(tuple): id must be an integer in 0..4294967295"],
       ["dump", [{ mark: 1 }], "dump(filter): mask is required"],
       ["dump", [5], "dump(filter): filter ({mark, mask}) must be an object"],
       ["removeMarked", [], "removeMarked(filter): filter ({mark, mask}) must be an object"],

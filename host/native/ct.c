@@ -40,6 +40,7 @@
 
 #include <arpa/inet.h>
 #include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 
 #include <libnetfilter_conntrack/libnetfilter_conntrack.h>
@@ -59,10 +60,9 @@
 #ifndef NFNL_SUBSYS_CTNETLINK
 #define NFNL_SUBSYS_CTNETLINK 1
 #endif
-// linux/netfilter/nfnetlink_conntrack.h message types
-#define CT_MSG_NEW 0
-#define CT_MSG_GET 1
-#define CT_MSG_DELETE 2
+#define CT_MSG_NEW IPCTNL_MSG_CT_NEW
+#define CT_MSG_GET IPCTNL_MSG_CT_GET
+#define CT_MSG_DELETE IPCTNL_MSG_CT_DELETE
 
 #define RBUF_SIZE (256u << 10)  // one recv: a dump part is at most 32 KiB, acks are 36 bytes
 #define MSG_SLOT 1024u          // room for one request (a tuple, id, mark, timeout, state: ~200 bytes)
@@ -227,6 +227,29 @@ static int send_all(int fd, const uint8_t *p, size_t len) {
 // without one: the caller resyncs. Returns 0, or an errno when nothing could
 // be sent.
 
+// CTA_ID when the object has an id: libnetfilter_conntrack 1.0.9 leaves it
+// out of the messages it builds, and a DELETE with it removes only the entry
+// with that id (ENOENT otherwise). The kernel's id is a hash of the entry's
+// address and tuples: another entry that took the tuple meanwhile has
+// another id, unless it also took the freed entry's memory.
+static void put_id(struct nlmsghdr *nlh, const struct nf_conntrack *ct) {
+  if (nfct_attr_is_set(ct, ATTR_ID) <= 0) return;
+  const uint8_t *a = (const uint8_t *)NLMSG_DATA(nlh) + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+  const uint8_t *end = (const uint8_t *)nlh + nlh->nlmsg_len;
+  while (end - a >= NLA_HDRLEN) {
+    const struct nlattr *na = (const struct nlattr *)a;
+    if (na->nla_len < NLA_HDRLEN) break;
+    if ((na->nla_type & NLA_TYPE_MASK) == CTA_ID) return;  // a library that builds it
+    a += NLA_ALIGN(na->nla_len);
+  }
+  struct nlattr *na = (struct nlattr *)((uint8_t *)nlh + NLMSG_ALIGN(nlh->nlmsg_len));
+  na->nla_type = CTA_ID;
+  na->nla_len = NLA_HDRLEN + 4;
+  uint32_t be = htonl(nfct_get_attr_u32(ct, ATTR_ID));
+  memcpy((uint8_t *)na + NLA_HDRLEN, &be, 4);
+  nlh->nlmsg_len = NLMSG_ALIGN(nlh->nlmsg_len) + NLA_ALIGN(na->nla_len);
+}
+
 static int transact(ct_t *C, struct nf_conntrack **cts, uint32_t n, uint16_t type, uint16_t flags, int *errs) {
   uint8_t *sbuf = malloc((size_t)WINDOW * MSG_SLOT);
   if (!sbuf) return ENOMEM;
@@ -241,6 +264,7 @@ static int transact(ct_t *C, struct nf_conntrack **cts, uint32_t n, uint16_t typ
       uint8_t fam = (uint8_t)nfct_get_attr_u8(ct, ATTR_L3PROTO);
       struct nlmsghdr *nlh = put_header(sbuf + len, type, NLM_F_ACK | flags, fam, seq0 + i);
       nfct_nlmsg_build(nlh, ct);
+      put_id(nlh, ct);
       errs[base + i] = EAGAIN;  // until its ACK is read
       len += NLMSG_ALIGN(nlh->nlmsg_len);
     }
@@ -820,7 +844,8 @@ static napi_value Ct_setMark(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-// remove(tuple) -> false when there was no such entry.
+// remove(tuple) -> false when there was no such entry. With tuple.id (a
+// dumped entry's id, non-zero) only the entry with that id is deleted.
 static napi_value Ct_remove(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -829,6 +854,9 @@ static napi_value Ct_remove(napi_env env, napi_callback_info info) {
   if (!arg_object(env, argc, argv, 0, "remove(tuple)", "tuple")) return NULL;
   struct nf_conntrack *ct = arg_tuple(env, argv[0], "remove(tuple)");
   if (!ct) return NULL;
+  uint32_t id = 0;
+  if (!prop_u32(env, argv[0], "remove(tuple)", "id", 0, UINT32_MAX, 0, &id)) { nfct_destroy(ct); return NULL; }
+  if (id) nfct_set_attr_u32(ct, ATTR_ID, id);  // only the entry with that id (see put_id)
   int e = request1(C, ct, CT_MSG_DELETE, 0);
   nfct_destroy(ct);
   if (e && e != ENOENT) { C->st.errors++; return throw_errno(env, e, "remove"); }
@@ -843,8 +871,8 @@ static double mono_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-// The tuple and id of a dumped entry: what a DELETE needs (the id makes sure
-// a newer entry with the same tuple is not the one deleted).
+// The tuple and id of a dumped entry: what a DELETE needs (the id keeps it
+// from deleting another entry that took the tuple meanwhile: see put_id).
 static struct nf_conntrack *delete_key(const struct nf_conntrack *src) {
   struct nf_conntrack *ct = nfct_new();
   if (!ct) return NULL;

@@ -78,7 +78,7 @@ interface NativeConntrack {
   dump(filter?: CtMarkFilter): CtEntry[];
   create(e: CtNewEntry | CtNewEntry[]): number;
   setMark(t: CtTuple, mark: number): void;
-  remove(t: CtTuple): boolean;
+  remove(t: CtTuple & { id?: number }): boolean;
   removeMarked(filter: CtMarkFilter): { removed: number; ms: number };
   onDestroy(filter: CtMarkFilter | null, cb: CtDestroyCallback | null): void;
   stats(): CtStats;
@@ -160,8 +160,11 @@ export class Conntrack {
     this.c.setMark(t, mark);
   }
 
-  // Deletes one entry; false when there was none.
-  remove(t: CtTuple): boolean {
+  // Deletes one entry; false when there was none. Given an entry with its id
+  // (from dump or an event), only the entry with that id: false when another
+  // entry has the tuple now (the kernel's id hashes the entry's address and
+  // tuples, so one that reuses the freed memory too has the same id).
+  remove(t: CtTuple & { id?: number }): boolean {
     return this.c.remove(t);
   }
 
