@@ -14,10 +14,15 @@
 //                     header-only copies (the default copy range) or whole
 //                     packets (--copy-range 65535); its kernel queue rules are the ones
 //                     `portcullis rules --apply` loads (host/kernel/rules.ts,
-//                     iptables-legacy: this kernel has no nft queue)
+//                     iptables-legacy: this kernel has no nft queue); and
+//                     with offload on (its board's offload chain, a policy
+//                     whose allow rules offload: offload.after 10)
 //
 // Every consumer stays bound all the time (an idle one only waits in
-// poll), so switching costs a few rule changes and no process start.
+// poll), so switching costs a few rule changes and no process start. A
+// daemon with offload on is also stopped (SIGSTOP) while it is off: it
+// follows the kernel's conntrack table, which the contenders share, and
+// would remove the marked entries of another offload daemon's flows.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -61,9 +66,17 @@ export function board(first: number, count: number): BoardConfig {
   return { mode: "gateway", external: { dev: DEVS.external }, internal: { dev: DEVS.internal }, queues: { first, count } };
 }
 
+// The bench policy with every allow rule offloading (after 10 packets).
+export function writeOffloadPolicy(dir: string, policy: string): string {
+  const file = join(dir, "bench-offload-policy.yaml");
+  writeFileSync(file, `${readFileSync(policy, "utf8").trimEnd()}\noffload:\n  all: true\n  after: 10\n`);
+  return file;
+}
+
 function writeBoard(dir: string, name: string, b: BoardConfig): string {
   const file = join(dir, `${name}.yaml`);
-  writeFileSync(file, stringify({ version: 1, mode: b.mode, external: { dev: b.external.dev }, internal: { dev: b.internal.dev }, queues: b.queues }));
+  writeFileSync(file, stringify({ version: 1, mode: b.mode, external: { dev: b.external.dev }, internal: { dev: b.internal.dev }, queues: b.queues,
+    ...(b.offload?.enabled ? { offload: { enabled: true, on_start: b.offload.onStart } } : {}) }));
   return file;
 }
 
@@ -136,7 +149,9 @@ export class Contenders {
     const lines = on.split("\n");
     const off = ["*filter",
       ...lines.flatMap((l) => { const m = /^-I (\S+) 1 -j (\S+)$/.exec(l); return m ? [`-D ${m[1]} -j ${m[2]}`] : []; }),
-      ...lines.flatMap((l) => { const m = /^:(\S+) /.exec(l); return m ? [`-F ${m[1]}`, `-X ${m[1]}`] : []; }),
+      // Every flush before any delete: the chains jump to the offload chain.
+      ...lines.flatMap((l) => { const m = /^:(\S+) /.exec(l); return m ? [`-F ${m[1]}`] : []; }),
+      ...lines.flatMap((l) => { const m = /^:(\S+) /.exec(l); return m ? [`-X ${m[1]}`] : []; }),
       "COMMIT", ""].join("\n");
     const load = (text: string): void => {
       for (const ipt of ["iptables-legacy", "ip6tables-legacy"]) runOk([`${ipt}-restore`, "-w", "--noflush"], { netns: this.netns, input: text });
@@ -154,9 +169,14 @@ export class Contenders {
     return this.queued(id, "c", label, b);
   }
 
-  // (d): the daemon with `policy` (YAML or compiled table) on the board's queues.
+  // (d): the daemon with `policy` (YAML or compiled table) on the board's
+  // queues. With the board's offload on, its rules are loaded while it starts
+  // (it reads the offload chain's generation) and it is stopped while off.
   async portcullis(id: string, label: string, b: BoardConfig, policy: string, gso: boolean, engine: EngineName = "v8",
     copyRange = DEFAULT_COPY_RANGE): Promise<Contender> {
+    const rules = this.queued(id, "d", label, b);
+    const offload = b.offload?.enabled === true;
+    if (offload) rules.on();
     const dir = join(this.net.dir, id);
     mkdirSync(dir, { recursive: true });
     const sock = join(dir, "control.sock");
@@ -174,7 +194,31 @@ export class Contenders {
       await sleep(50);
     }
     this.daemons.set(id, { proc, sock });
-    return this.queued(id, "d", label, b);
+    if (!offload) return rules;
+    rules.off();
+    proc.child.kill("SIGSTOP");
+    return {
+      ...rules,
+      on: () => { proc.child.kill("SIGCONT"); rules.on(); },
+      off: () => { rules.off(); proc.child.kill("SIGSTOP"); },
+    };
+  }
+
+  // Ends a daemon (by its pid) and forgets it.
+  async stopDaemon(id: string): Promise<void> {
+    const d = this.daemons.get(id);
+    if (!d) return;
+    d.proc.child.kill("SIGCONT");
+    await d.proc.stop(5000);
+    this.daemons.delete(id);
+  }
+
+  // A daemon's control socket request (the daemon must be running: on).
+  async control(id: string, req: Record<string, unknown>, ms = 30_000): Promise<Record<string, unknown>> {
+    const d = this.daemons.get(id);
+    if (!d) throw new Error(`no daemon ${id}`);
+    d.proc.child.kill("SIGCONT");
+    return request(d.sock, req, ms);
   }
 
   // The daemon's resident memory now (VmRSS, MiB).
@@ -188,9 +232,7 @@ export class Contenders {
   }
 
   async daemonStats(id: string): Promise<Record<string, unknown>> {
-    const d = this.daemons.get(id);
-    if (!d) throw new Error(`no daemon ${id}`);
-    const r = await request(d.sock, { cmd: "stats" }, 5000);
+    const r = await this.control(id, { cmd: "stats" }, 5000);
     if (r.ok !== true) throw new Error(`stats of ${id}: ${String(r.error)}`);
     return r.stats as Record<string, unknown>;
   }

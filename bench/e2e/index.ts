@@ -15,7 +15,8 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { compilePolicyFile } from "../../host/policy/compile.js";
 import { type Section } from "../report.js";
-import { board, type Contender, Contenders, writeBenchPolicy } from "./contenders.js";
+import { board, type Contender, Contenders, writeBenchPolicy, writeOffloadPolicy } from "./contenders.js";
+import { revocationRun } from "./revoke.js";
 import { FW1_10K, fw1Tables } from "./fw1.js";
 import { bulkRun, connRun, rrRun, startServers, udpRun } from "./loads.js";
 import { BenchNet, withCleanup } from "./net.js";
@@ -53,18 +54,23 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
       C.portcullis("d-wt", "(d) Portcullis, wasmtime engine, GSO off", board(14, 1), policy, false, "wasmtime"),
       fw1 ? C.portcullis("d-fw1", "(d) Portcullis, fw1_10K table", board(20, 1), fw1.tableFile, false) : null,
     ]);
+    // Offload (issue 15 step 2): one at a time, each loads its rules to start.
+    const offPolicy = writeOffloadPolicy(net.dir, policy);
+    const offBoard = (first: number): ReturnType<typeof board> => ({ ...board(first, 1), offload: { enabled: true, onStart: "adopt" } });
+    const dOff = await C.portcullis("d-off", "(d) Portcullis, offload after 10 packets, GSO off", offBoard(22), offPolicy, false);
+    const dOffGso = await C.portcullis("d-off-gso", "(d) Portcullis, offload after 10 packets, GSO on", offBoard(24), offPolicy, true);
     const a = C.forward();
     const [bIpt, bNft] = C.kernel(spec, { stateful: true, chain: "PCB-POL", nftFamily: "inet", nftTable: "pcbpol", id: "b", label: "kernel stateful filter" });
     await startServers(net, tools);
 
     // The daemons' first packets compile and warm their code: not measured.
-    for (const k of [d!, dGso!, dWhole!, d2!, dWt!, ...(dFw1 ? [dFw1] : [])]) {
+    for (const k of [d!, dGso!, dWhole!, d2!, dWt!, dOff, dOffGso, ...(dFw1 ? [dFw1] : [])]) {
       C.switchTo(k);
       await udpRun(net, tools, 0.3);
     }
     C.off();
 
-    const main = [a, bIpt!, bNft!, c!, cGso!, cWhole!, d!, dWt!, dGso!, dWhole!, d2!];
+    const main = [a, bIpt!, bNft!, c!, cGso!, cWhole!, d!, dWt!, dGso!, dWhole!, d2!, dOff, dOffGso];
     const res: Results = { contenders: main.map((k) => ({ id: k.id, kind: k.kind, label: k.label })), runs: {}, fw1: {}, fw1Contenders: [], queues: {} };
     for (const k of main) res.runs[k.id] = [];
     const t0 = Date.now();
@@ -75,7 +81,7 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
         if (k.id !== "d-2q") s.bulk = await bulkRun(net, tools, secs);
         // Round trips for a, b and d as the issue asks, and for (c): what the
         // queue path costs on its own, so the daemon's share can be told apart.
-        if (!["c-gso", "c-whole-gso", "d-gso", "d-whole-gso", "d-2q"].includes(k.id)) s.rr = await rrRun(net, tools, rrCount);
+        if (!["c-gso", "c-whole-gso", "d-gso", "d-whole-gso", "d-2q", "d-off-gso"].includes(k.id)) s.rr = await rrRun(net, tools, rrCount);
         res.runs[k.id]!.push(s);
       }
       log(`e2e: round ${r + 1}/${o.reps} done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
@@ -102,12 +108,15 @@ export async function e2eSections(o: E2eOptions): Promise<{ sections: Section[];
       log(`e2e: fw1_10K done (${((Date.now() - t0) / 1000).toFixed(0)} s)`);
     }
 
+    // Revoking 10,000 offloaded flows (a reload with --recheck that refuses them).
+    res.revoke = await revocationRun(net, C, offPolicy, o.quick ? 1 : 3, log);
+
     // What the consumers counted: queue drops by the kernel, the daemons' own.
     const drops = C.queueDrops();
     for (const [id, p] of C.consumers) res.queues[id] = { consumer: await p.stop() };
     for (const id of C.daemons.keys()) {
       const st = await C.daemonStats(id);
-      res.queues[id] = { daemon: { packets: st.packets, verdicts: st.verdicts, flows: st.flows, queues: st.queues, engine: st.coreEngine, rssMiB: C.daemonRssMiB(id) } };
+      res.queues[id] = { daemon: { packets: st.packets, verdicts: st.verdicts, flows: st.flows, queues: st.queues, engine: st.coreEngine, rssMiB: C.daemonRssMiB(id), offload: st.offload } };
     }
     res.queues.kernel = Object.fromEntries(drops);
     const info: Fw1Info = fw1 ? { total: fw1.total, kept: fw1.kept, excluded: fw1.excluded } : { missing: fw1File };

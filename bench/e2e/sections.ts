@@ -4,6 +4,7 @@ import { barChart, type Section } from "../report.js";
 import { type Figure, figure, fmt } from "../stats.js";
 import { type Kind } from "./contenders.js";
 import { type BulkRun, type ConnRun, type RrRun, type UdpRun } from "./loads.js";
+import { type RevokeRun } from "./revoke.js";
 
 export interface Results {
   contenders: Array<{ id: string; kind: Kind; label: string }>;
@@ -11,6 +12,7 @@ export interface Results {
   fw1Contenders: Array<{ id: string; kind: Kind; label: string }>;
   fw1: Record<string, UdpRun[]>;
   queues: Record<string, unknown>;
+  revoke?: RevokeRun[];
 }
 export type Fw1Info = { total: number; kept: number; excluded: string[] } | { missing: string };
 interface Setup { quick: boolean; reps: number; secs: number; rrCount: number }
@@ -166,6 +168,45 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
       targets.push(`E2E fw1_10K UDP: Portcullis ${fmt(dF, 1)} kpps = ${x.toFixed(1)}x ${k.endsWith("ipt") ? "iptables-legacy" : "nftables"} (stateless linear, ${fmt(kf, 1)} kpps) (>= 3x: ${x >= 3 ? "met" : "MISSED"})`);
     }
   }
+  // Issue 15, step 2: offload, against the faster kernel filter on each load.
+  const kernelBest = (rows: Row[], higher: boolean): [string, Figure] | null => {
+    const ks = (["b-ipt", "b-nft"] as const).flatMap((id) => { const f = get(rows, id); return f ? [[id, f] as [string, Figure]] : []; });
+    ks.sort((x, y) => (higher ? y[1].median - x[1].median : x[1].median - y[1].median));
+    return ks[0] ?? null;
+  };
+  const kname = (id: string): string => (id === "b-nft" ? "nftables" : "iptables-legacy");
+  const kb2 = kernelBest(bulk, true);
+  for (const [id, gso] of [["d-off", false], ["d-off-gso", true]] as const) {
+    const x = get(bulk, id);
+    if (!x || !kb2) { targets.push(`E2E bulk TCP with offload, GSO ${gso ? "on" : "off"}: NOT MEASURED`); continue; }
+    const p = pct(x, kb2[1]);
+    targets.push(`E2E bulk TCP with offload, GSO ${gso ? "on" : "off"}: Portcullis ${fmt(x, 2)} Gbit/s = ${p.toFixed(0)}% of the kernel's stateful filter ` +
+      `(${kname(kb2[0])}, the faster) ${fmt(kb2[1], 2)} (>= 90%: ${p >= 90 ? "met" : "MISSED"})`);
+  }
+  const offSmall = [...versus([["UDP 64 B", udp, 1, "kpps", true], ["TCP new connections", conn, 0, "conn/s", true]], "d-off", "d"),
+    ...versus([["UDP 64 B (GSO on)", udp, 1, "kpps", true], ["TCP new connections (GSO on)", conn, 0, "conn/s", true]], "d-off-gso", "d-gso")];
+  if (offSmall.length) {
+    targets.push(`E2E small packets and new connections with offload on, no worse than without: ${offSmall.every((x) => x.ok) ? "MET" : "MISSED"} (${offSmall.map((x) => x.text).join("; ")})`);
+  }
+  const o50 = get(p50, "d-off"), k50 = kernelBest(p50, false);
+  if (o50 && k50) {
+    const r = o50.median / k50[1].median;
+    targets.push(`E2E round trip p50 of an offloaded flow: ${fmt(o50, 1)} µs = ${r.toFixed(2)}x the kernel's stateful filter (${kname(k50[0])}, the faster) ${fmt(k50[1], 1)} µs (within 10%: ${r <= 1.1 ? "met" : "MISSED"})`);
+  } else targets.push("E2E round trip p50 of an offloaded flow: NOT MEASURED");
+  const rv = res.revoke ?? [];
+  let revokeSec: Section | null = null;
+  if (rv.length) {
+    const ms = figure(rv.map((x) => x.recheckMs)), km = figure(rv.map((x) => x.kernelMs)), rq = figure(rv.map((x) => x.requestMs)), cn = figure(rv.map((x) => x.ctnetlinkMs));
+    const all = rv.every((x) => x.revoked === x.flows && x.adopted === x.flows);
+    targets.push(`E2E revocation of ${rv[0]!.flows} offloaded flows (reload --recheck refusing them): ${fmt(ms, 1)} ms in the daemon, of which the kernel rules ${fmt(km, 1)} ms ` +
+      `(< 200 ms: ${ms.median < 200 && all ? "met" : "MISSED"}${all ? "" : "; not every flow was adopted and revoked"}); ctnetlink deletion of the same entries ${fmt(cn, 1)} ms`);
+    revokeSec = {
+      id: "e2e-revoke", title: `Revoking ${rv[0]!.flows} offloaded flows, ms`,
+      notes: ["Each round: 10,000 established TCP entries with this generation's offload mark in the filter's conntrack table, adopted by a starting daemon (on_start: adopt), then a reload with --recheck of a policy that refuses them all. Daemon: the re-check of every flow plus the generation switch (the offload chain replaced, one iptables-legacy-restore per family). Request: the control socket's round trip. ctnetlink: deleting the same entries one by one through libnetfilter_conntrack (the alternative the issue measured at 30 ms per 1,000)."],
+      table: { head: ["", "ms"], rows: [["daemon (re-check + kernel rules)", fmt(ms, 1)], ["kernel rules (generation switch)", fmt(km, 1)], ["request round trip", fmt(rq, 1)], ["ctnetlink deletion, 10,000 entries", fmt(cn, 1)]] },
+      lines: [], chart: null, data: rv,
+    };
+  }
   const data = { setup: s, queues: res.queues };
-  return { sections: [small, bulkSec, lat, queues, { ...fw1Sec, data: { ...(fw1Sec.data as object), ...data } }], targets };
+  return { sections: [small, bulkSec, lat, queues, ...(revokeSec ? [revokeSec] : []), { ...fw1Sec, data: { ...(fw1Sec.data as object), ...data } }], targets };
 }

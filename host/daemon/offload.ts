@@ -98,7 +98,8 @@ export class Offload {
       for (const e of left) {
         const r = e.proto === 6 ? this.core.offloadAdopt(e, OFF.markCtx(e.mark), now) : ABI.ADOPT_REFUSED;
         if (r === ABI.ADOPT_REFUSED) {
-          this.ct.remove(e);
+          if (e.proto === 6) this.setMark(e, 0); else continue;
+          try { this.ct.remove(e); } catch { /* ended meanwhile */ }
           this.totals.adoptRefused++;
         } else {
           this.totals.adopted++;
@@ -143,6 +144,7 @@ export class Offload {
   private destroyed(ended: CtEntry[]): void {
     const now = this.clock();
     for (const e of ended) {
+      if (e.proto !== 6) continue;
       this.totals.destroyEvents++;
       this.core.offloadEnd(e, now);
       this.endedBytes += e.bytes[0] + e.bytes[1];
@@ -164,6 +166,9 @@ export class Offload {
     const now = this.clock();
     let bytes = 0, packets = 0;
     for (const e of entries) {
+      // Only TCP flows are offloaded; another marked entry is not ours to
+      // follow (the addon cannot name an ICMP entry by its tuple).
+      if (e.proto !== 6) continue;
       const current = OFF.markGeneration(e.mark) === this.gen;
       if (current && e.tcpState !== null && CLOSING.has(e.tcpState)) {
         this.core.offloadEnd(e, now);
@@ -173,7 +178,7 @@ export class Offload {
       if (r === ABI.TOUCH_NONE) {
         // Not the core's (revoked and ended, or its lease ran out): the
         // kernel must not carry it.
-        if (this.ct.remove(e)) this.totals.removedUntracked++;
+        try { if (this.ct.remove(e)) this.totals.removedUntracked++; } catch { /* ended meanwhile */ }
         continue;
       }
       if (r === ABI.TOUCH_INSPECTED && current) this.setMark(e, 0);
