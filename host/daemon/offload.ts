@@ -96,9 +96,9 @@ export class Offload {
       if (left.length) this.revoke("start: on_start end");
     } else {
       for (const e of left) {
-        const r = e.proto === 6 ? this.core.offloadAdopt(e, OFF.markCtx(e.mark), now) : ABI.ADOPT_REFUSED;
+        if (e.proto !== 6) continue; // only TCP flows are offloaded
+        const r = this.core.offloadAdopt(e, OFF.markCtx(e.mark), now);
         if (r === ABI.ADOPT_REFUSED) {
-          if (e.proto === 6) this.setMark(e, 0); else continue;
           try { this.ct.remove(e); } catch { /* ended meanwhile */ }
           this.totals.adoptRefused++;
         } else {
