@@ -17,6 +17,9 @@ import { fragBytes, setupFrags } from "./conntrack/frag";
 import { setHashSeed } from "./conntrack/key";
 import { recheckFlows } from "./conntrack/recheck";
 import { flowCapacity, flowsBase, setupFlows } from "./conntrack/table";
+import { blockAdd, blockCapacity, blockDel, blocksBase, NEVER, setupBlocks } from "./limits/blocklist";
+import { MASKED } from "./limits/prefix";
+import { setupSources, sourceCapacity, sourcesBase } from "./limits/sources";
 
 // @ts-ignore: decorator
 @inline function nextPow2(x: u32): u32 { return x <= 1 ? 1 : 1 << (32 - clz(x - 1)); }
@@ -59,12 +62,24 @@ export function init(): u32 {
   frags = max<u32>(8, nextPow2(frags));
   const flowsAt = (counters1 + <u64>rules * RULE_COUNTER_SIZE + 63) & ~63;
   const fragsAt = flowsAt + <u64>flows * FLOW_SIZE;
-  const end = fragsAt + fragBytes(frags);
+  let srcs = load<u32>(CONFIG_PTR + A.CFG_MAX_SOURCES);
+  if (srcs == 0) srcs = A.DEFAULT_MAX_SOURCES;
+  if (srcs > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
+  srcs = max<u32>(16, nextPow2(srcs));
+  let blocks = load<u32>(CONFIG_PTR + A.CFG_MAX_BLOCKS);
+  if (blocks == 0) blocks = A.DEFAULT_MAX_BLOCKS;
+  if (blocks > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
+  blocks = max<u32>(16, nextPow2(blocks));
+  const srcsAt = (fragsAt + fragBytes(frags) + 63) & ~63;
+  const blocksAt = srcsAt + <u64>srcs * A.SOURCE_SIZE;
+  const end = blocksAt + <u64>blocks * A.BLOCK_SIZE;
   if (end > (<u64>memory.size() << 16)) return InitError.MEMORY_TOO_SMALL;
   setupSlots(<usize>slot0, <usize>slot1, <usize>counters0, <usize>counters1, cap, rules);
   setHashSeed(load<u64>(CONFIG_PTR + A.CFG_HASH_SEED));
   setupFlows(<usize>flowsAt, flows);
   setupFrags(<usize>fragsAt, frags);
+  setupSources(<usize>srcsAt, srcs);
+  setupBlocks(<usize>blocksAt, blocks);
   arenaEnd = <usize>end;
   crc32Init();
   memory.fill(BATCH_PTR, 0, <usize>A.BH_SIZE);
@@ -127,3 +142,27 @@ export function state_name(s: u32): usize {
 }
 // Re-decides every tracked flow against the live table; ends the refused.
 export function state_recheck(now: u64): u32 { return recheckFlows(now); }
+
+// Per-source limits and block lists (limits/; layouts in abi.ts S_*, B_*).
+export function source_capacity(): u32 { return sourceCapacity(); }
+export function sources_ptr(): usize { return sourcesBase(); }
+export function block_capacity(): u32 { return blockCapacity(); }
+export function blocks_ptr(): usize { return blocksBase(); }
+// The 16 address bytes block_add and block_del read (network order; IPv4
+// in bytes 0..3).
+export function block_addr_ptr(): usize { return MASKED; }
+// Puts the prefix at block_addr_ptr() on the list with key `list` for `ns`
+// from batch time `now` (ns 0: until removed). 1, or 0 when there is no room;
+// -1 for a bad family or prefix.
+export function block_add(list: u32, family: u32, prefix: u32, now: u64, ns: u64): i32 {
+  if (!prefixOk(family, prefix)) return -1;
+  return <i32>blockAdd(list, family, prefix, MASKED, ns == 0 ? NEVER : now + ns, now);
+}
+// Takes it off: 1 if it was there, 0 if not, -1 for a bad family or prefix.
+export function block_del(list: u32, family: u32, prefix: u32, now: u64): i32 {
+  if (!prefixOk(family, prefix)) return -1;
+  return <i32>blockDel(list, family, prefix, MASKED, now);
+}
+function prefixOk(family: u32, prefix: u32): bool {
+  return (family == 4 && prefix <= 32) || (family == 6 && prefix <= 128);
+}

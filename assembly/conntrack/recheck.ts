@@ -10,6 +10,7 @@ import { PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_SYN } from "../decode/tcp";
 import * as E from "./entry";
 import { flowCapacity, flowSlot, freeSlot } from "./table";
+import { setCondSource } from "../limits/match";
 
 // @ts-ignore: decorator
 @inline function be64(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
@@ -36,6 +37,7 @@ export function recheckFlows(now: u64): u32 {
     const ctx = <u32>load<u8>(e + E.E_CTX);
     const flags = tcp ? TH_SYN : 0;
     const icmp = <u32>load<u16>(e + E.E_ICMP);
+    if (A.tConds) setCondSource(<u32>load<u8>(e + E.E_FAMILY), src, now);
     const r = load<u8>(e + E.E_FAMILY) == 4
       ? lookup4(ctx, bswap<u32>(load<u32>(src)), bswap<u32>(load<u32>(dst)), proto, sport, dport, flags, icmp)
       : lookup6(ctx, be64(src), be64(src + 8), be64(dst), be64(dst + 8), proto, sport, dport, flags, icmp);
