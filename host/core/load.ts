@@ -68,6 +68,13 @@ export interface CoreExports {
   state_count(): number;
   state_name(s: number): number;
   state_recheck(now: bigint): number;
+  source_capacity(): number;
+  sources_ptr(): number;
+  block_capacity(): number;
+  blocks_ptr(): number;
+  block_addr_ptr(): number;
+  block_add(list: number, family: number, prefix: number, now: bigint, ns: bigint): number;
+  block_del(list: number, family: number, prefix: number, now: bigint): number;
 }
 
 // Sizes the core lays out at init (0 or absent: the core's default).
@@ -78,6 +85,8 @@ export interface CoreConfig {
   maxFlows?: number; // state table capacity (rounded up to a power of two)
   maxFrags?: number; // fragment tracker capacity
   hashSeed?: bigint; // key of the flow hash (default: random)
+  maxSources?: number; // source table capacity, per-source limits (rounded up to a power of two)
+  maxBlocks?: number; // block-list entries, all lists together (rounded up to a power of two)
   timeouts?: Partial<Record<string, number>>; // seconds, by state name ("fragment" for fragments)
 }
 
@@ -163,6 +172,8 @@ export function instantiateCore(build: Build = "release", bytes?: Uint8Array<Arr
   cfg.setUint32(ABI.CFG_MAX_RULES, config.maxRules ?? 0, true);
   cfg.setUint32(ABI.CFG_MAX_FLOWS, config.maxFlows ?? 0, true);
   cfg.setUint32(ABI.CFG_MAX_FRAGS, config.maxFrags ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_SOURCES, config.maxSources ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_BLOCKS, config.maxBlocks ?? 0, true);
   cfg.setBigUint64(ABI.CFG_HASH_SEED, config.hashSeed ?? randomBytes(8).readBigUInt64LE(), true);
   setTimeouts(x, config.timeouts ?? {});
   const err = x.init();
