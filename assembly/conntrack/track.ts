@@ -26,7 +26,7 @@ import { fragFirst, fragFollow } from "./frag";
 import { KEY, K_ORIG_B, makeKey } from "./key";
 import { claim, freeSlot, lookup } from "./table";
 import { TCP_REOPEN, tcpOpen, tcpTrack } from "./tcp";
-import { admitFlow, newFlowSource, unadmitFlow } from "../limits/admit";
+import { admitFlow, newFlowSource, releaseClosed, unadmitFlow } from "../limits/admit";
 import { sourceFlushed } from "../limits/sources";
 
 export function timeoutNs(state: u32): u64 {
@@ -111,6 +111,7 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
       return drop(Reason.NO_FLOW);
     }
     if (e) {
+      if (proto == PROTO_TCP) releaseClosed(e);
       store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
       return accept(Reason.STATE_MATCH, load<u32>(e + E.E_RULE));
     }

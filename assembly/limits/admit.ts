@@ -6,7 +6,8 @@ import { Reason } from "../reasons";
 import * as A from "../rules/active";
 import * as F from "../rules/format";
 import { Decision, decision, ruleOf } from "../verdict";
-import { admit, admittedSlot, unadmit } from "./sources";
+import * as E from "../conntrack/entry";
+import { admit, admittedSlot, sourceFlowEnded, unadmit } from "./sources";
 
 // 1 + the source entry the flow being created is counted in; 0 for none.
 export let newFlowSource: u32 = 0;
@@ -30,4 +31,14 @@ export function unadmitFlow(decided: Decision): void {
   if (newFlowSource == 0) return;
   unadmit(A.ruleExt(ruleOf(decided)), newFlowSource);
   newFlowSource = 0;
+}
+
+// A TCP flow that has closed (TIME_WAIT, CLOSE) no longer counts among its
+// source's live flows, though its slot lives on until it times out.
+// @ts-ignore: decorator
+@inline export function releaseClosed(e: usize): void {
+  const s = load<u32>(e + E.E_SOURCE);
+  if (s == 0) return;
+  const st = <u32>load<u8>(e + E.E_STATE);
+  if (st == E.State.TIME_WAIT || st == E.State.CLOSE) { sourceFlowEnded(s); store<u32>(e + E.E_SOURCE, 0); }
 }

@@ -150,6 +150,7 @@ export class Conntrack {
         return this.drop(R.NO_FLOW);
       }
       if (f) {
+        if (f.source && (f.state === State.TIME_WAIT || f.state === State.CLOSE)) { f.source.live.delete(f); f.source = null; } // closed: no longer counted
         f.expires = now + this.timeoutNs[f.state]!;
         return this.pass(R.STATE_MATCH, f.rule);
       }
