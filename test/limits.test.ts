@@ -16,7 +16,7 @@ import { compilePolicyText } from "../host/policy/compile.js";
 import { ConfigError } from "../host/config/errors.js";
 import { buildTable, listKey } from "../host/rules/build.js";
 import { type TableSpec } from "../host/rules/model.js";
-import { A, F_, IN_EXT, P, PROXY4, PROXY6, R, Tcp, udpPkt } from "./helpers/conn.js";
+import { A, F_, IN_EXT, P, PROXY4, PROXY6, R, S, Tcp, udpPkt } from "./helpers/conn.js";
 import { liveTable, TwinHarness } from "./helpers/twin.js";
 
 const SEC = 1_000_000_000n;
@@ -186,10 +186,44 @@ test("a spoofed flood of 10x the source table does not reset the counts of 100 b
     assert.is(h.syn(c, 1), "source_flows_full", c);
   }
   const lc = limitCounters(h.core);
-  assert.ok(lc.sourcesLive <= BigInt(CAP));
+  assert.is(lc.sourcesLive, BigInt(CAP), "the table filled");
+  // Each admitted flood source holds a live (embryonic) flow, so none was
+  // reusable once the table filled: 156 admitted, the rest refused.
+  assert.is(reasons.get("rule_allow"), CAP - 100);
+  assert.is(lc.sourcesEvicted, 0n);
   // Every flood SYN was admitted or refused for want of a reusable entry, counted.
   assert.is((reasons.get("rule_allow") ?? 0) + (reasons.get("source_table_full") ?? 0), 2560, JSON.stringify([...reasons]));
   assert.is(BigInt(reasons.get("source_table_full") ?? 0), lc.sourcesRefused);
+});
+
+test("a full source table reuses the least recently active entry without live flows, and counts it", () => {
+  // 16 entries: every source's two buckets are the whole table.
+  const h = new Twin(policy(["rate: 1/m", "burst: 5"]), { maxSources: 16 }, "debug");
+  const addr = (i: number): string => `198.51.100.${i + 1}`;
+  for (let i = 0; i < 16; i++) {
+    const c = h.conn(addr(i), i);
+    assert.is(c.c(S, i), "rule_allow");
+    assert.is(c.s(R | A, i), "state_match", "refused by the server: the flow closes and stops counting");
+  }
+  assert.equal(sources(h.core).map((s) => s.flows), new Array(16).fill(0));
+  // A 17th source: no free entry, none idle (every bucket is short of full
+  // for a minute), so the least recently active one (198.51.100.1) goes.
+  const held = h.conn("203.0.113.50", 20);
+  assert.is(held.c(S, 20), "rule_allow");
+  let lc = limitCounters(h.core);
+  assert.is(lc.sourcesEvicted, 1n);
+  assert.not.ok(sources(h.core).some((s) => s.prefix === "198.51.100.1/32"));
+  assert.ok(sources(h.core).some((s) => s.prefix === "198.51.100.2/32"));
+  // A minute after each, the buckets are full again: reused without loss, not counted.
+  assert.is(h.syn(addr(0), 100), "rule_allow");
+  lc = limitCounters(h.core);
+  assert.is(lc.sourcesEvicted, 1n);
+  // Sixteen sources with a live flow each: a new source finds nothing to reuse.
+  const h2 = new Twin(policy(["flows: 10"]), { maxSources: 16 }, "debug");
+  for (let i = 0; i < 16; i++) assert.is(h2.syn(addr(i), 0), "rule_allow");
+  assert.is(h2.syn("203.0.113.50", 0), "source_table_full");
+  assert.is(limitCounters(h2.core).sourcesRefused, 1n);
+  assert.is(h2.core.counters().flows.live, 16n, "the refused SYN created no flow");
 });
 
 test("a reload keeps block lists and buckets; a reload without the list drops it", () => {

@@ -56,7 +56,9 @@ export function blocksBase(): usize { return blocks; }
 }
 // @ts-ignore: decorator
 @inline function bucketOf(h: u64, k: u32): u32 {
-  return (k == 0 ? <u32>(h >> 32) & bucketMask : (<u32>h >> 7) & bucketMask) << 3;
+  // The second bucket differs from the first (XOR with an odd number).
+  const b0 = <u32>(h >> 32) & bucketMask;
+  return (k == 0 ? b0 : b0 ^ (((<u32>h >> 7) & bucketMask) | 1)) << 3;
 }
 
 function countLen(family: u32, prefix: u32, by: i32): void {
