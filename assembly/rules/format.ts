@@ -102,9 +102,10 @@
 //   overload  list index a source over the limit is put on (0xffff: none),
 //             for block_ns (0: until removed)
 //
-// List record (LIST_SIZE = 8 bytes), L of them: key u32 (the host's hash of
+// List record (LIST_SIZE = 16 bytes), L of them: key u32 (the host's hash of
 // the list's name; block entries carry it, so a list survives a reload that
-// keeps its name), reserved u32.
+// keeps its name), reserved u32, then the name as UTF-8 text in the info
+// section: name_off u32, name_len u32 (for the operator's tools).
 
 export const TABLE_MAGIC: u32 = 0x544c4350; // "PCLT"
 // Version 2 added the icmp field, version 3 the rule extensions and lists
@@ -177,7 +178,9 @@ export const XF_NOT: u8 = 8;
 export const XF_ALL: u8 = 15;
 export const LIST_NONE: u32 = 0xffff;
 export const L_KEY: u32 = 0;
-export const LIST_SIZE: u32 = 8;
+export const L_NAME_OFF: u32 = 8;
+export const L_NAME_LEN: u32 = 12;
+export const LIST_SIZE: u32 = 16;
 // Limits on a rate: the bucket's depth in period_ns units must fit a u64.
 export const MAX_BURST: u32 = 1000000;
 export const MAX_PERIOD_NS: u64 = 86400 * 1000000000;

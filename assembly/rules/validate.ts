@@ -161,6 +161,13 @@ export function validateTable(t: usize, len: u32, cap: u32, maxRules: u32): Tabl
 
   e = checkExts(t, len);
   if (e) return e;
+  const listsOff = load<u32>(t + F.T_LISTS_OFF);
+  for (let l: u32 = 0; l < load<u32>(t + F.T_NLISTS); l++) {
+    const rec = t + <usize>listsOff + <usize>l * F.LIST_SIZE;
+    if (<u64>load<u32>(rec + F.L_NAME_OFF) + <u64>load<u32>(rec + F.L_NAME_LEN) > <u64>infoLen) {
+      return fail(TableError.INFO_OUT_OF_RANGE, listsOff + l * F.LIST_SIZE + F.L_NAME_OFF);
+    }
+  }
   const next = load<u32>(t + F.T_NEXT);
   for (let r: u32 = 0; r < nrules; r++) {
     const rec = t + <usize>rulesOff + <usize>r * F.RULE_SIZE;

@@ -135,9 +135,10 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
 
   const enc = new TextEncoder();
   const infos = rules.map((r) => enc.encode(r.info));
-  const infoLen = infos.reduce((s, b) => s + b.length, 0);
-  const exts = rules.map((r) => r.ext ?? null).filter((x): x is NonNullable<typeof x> => x !== null);
   const lists = spec.lists ?? [];
+  const names = lists.map((n) => enc.encode(n)); // after the rules' texts in the info section
+  const infoLen = [...infos, ...names].reduce((s, b) => s + b.length, 0);
+  const exts = rules.map((r) => r.ext ?? null).filter((x): x is NonNullable<typeof x> => x !== null);
 
   // Section sizes, in layout order, each 8-aligned.
   let off = F.HDR_SIZE;
@@ -184,7 +185,6 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   v.setUint32(F.T_LISTS_OFF, listsOff, true);
   v.setUint32(F.T_NLISTS, lists.length, true);
   exts.forEach((x, i) => writeExt(v, extOff + i * F.EXT_SIZE, x));
-  lists.forEach((name, i) => v.setUint32(listsOff + i * F.LIST_SIZE, listKey(name), true));
 
   // Bitmaps: summary words, then the rule words (two u32 halves each).
   pool.maps.forEach((m, id) => {
@@ -212,6 +212,14 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
     v.setUint32(at + F.R_LINE, r.line, true);
     bytes.set(infos[i]!, infoOff + infoAt);
     infoAt += infos[i]!.length;
+  });
+  lists.forEach((name, i) => {
+    const at = listsOff + i * F.LIST_SIZE;
+    v.setUint32(at, listKey(name), true);
+    v.setUint32(at + F.L_NAME_OFF, infoAt, true);
+    v.setUint32(at + F.L_NAME_LEN, names[i]!.length, true);
+    bytes.set(names[i]!, infoOff + infoAt);
+    infoAt += names[i]!.length;
   });
   const putIds = (at: number, ids: ArrayLike<number>): void => { for (let i = 0; i < ids.length; i++) v.setUint32(at + 4 * i, ids[i]!, true); };
   putIds(ctxOff, ctx); putIds(protoOff, proto); putIds(flagsOff, flags);

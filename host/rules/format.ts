@@ -62,7 +62,9 @@ export const XF_FLUSH = 2;
 export const XF_FROM_LIST = 4;
 export const XF_NOT = 8;
 export const LIST_NONE = 0xffff;
-export const LIST_SIZE = 8;
+export const L_NAME_OFF = 8;
+export const L_NAME_LEN = 12;
+export const LIST_SIZE = 16;
 export const MAX_BURST = 1_000_000;
 export const MAX_PERIOD_NS = 86400n * 1_000_000_000n;
 

@@ -39,6 +39,8 @@ export class TableView {
   readonly aggs: number;
   readonly defaultAction: "allow" | "deny";
   readonly rules: TableRule[];
+  readonly lists: Array<{ name: string; key: number }>; // block lists by index (assembly/limits/blocklist.ts)
+  readonly ruleKeys: Array<number | null>; //              per rule: its source-table key when it has a limit
 
   constructor(readonly bytes: Uint8Array) {
     const refuse = (what: string, at: number): never => {
@@ -87,6 +89,22 @@ export class TableView {
         line: this.u32(at + F.R_LINE),
         info: dec.decode(bytes.subarray(infoOff + io, infoOff + io + il)),
       } as TableRule;
+    });
+    const next = this.u32(F.T_NEXT);
+    const extOff = span(F.T_EXT_OFF, next * F.EXT_SIZE, "the rule extensions");
+    this.ruleKeys = this.rules.map((r) => {
+      const x = this.view.getUint16(rulesOff + r.index * F.RULE_SIZE + F.R_EXT, true);
+      if (x === 0 || x > next) return null;
+      const at = extOff + (x - 1) * F.EXT_SIZE;
+      return (bytes[at + F.X_FLAGS]! & F.XF_LIMIT) ? this.u32(at + F.X_KEY) : null;
+    });
+    const nlists = this.u32(F.T_NLISTS);
+    const listsOff = span(F.T_LISTS_OFF, nlists * F.LIST_SIZE, "the lists section");
+    this.lists = Array.from({ length: nlists }, (_, i) => {
+      const at = listsOff + i * F.LIST_SIZE;
+      const no = this.u32(at + F.L_NAME_OFF), nl = this.u32(at + F.L_NAME_LEN);
+      if (no + nl > infoLen) refuse(`list ${i}'s name runs past the rule text section`, at + F.L_NAME_OFF);
+      return { key: this.u32(at), name: dec.decode(bytes.subarray(infoOff + no, infoOff + no + nl)) };
     });
   }
 
