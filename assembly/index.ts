@@ -26,6 +26,15 @@ import { setupSources, sourceCapacity, sourcesBase } from "./limits/sources";
 
 let arenaEnd: usize = 0;
 
+// A table capacity from CONFIG field `field` (0: `dflt`), rounded up to a
+// power of two of at least `least`; 0 when over MAX_FLOWS_LIMIT.
+function capacityOf(field: u32, dflt: u32, least: u32): u32 {
+  let n = load<u32>(CONFIG_PTR + <usize>field);
+  if (n == 0) n = dflt;
+  if (n > A.MAX_FLOWS_LIMIT) return 0;
+  return max<u32>(least, nextPow2(n));
+}
+
 const enum InitError {
   OK = 0,
   STATIC_DATA_TOO_LARGE = 1, // AssemblyScript's static data reaches CONFIG_PTR
@@ -52,24 +61,13 @@ export function init(): u32 {
   const slot1 = slot0 + <u64>cap;
   const counters0 = slot1 + <u64>cap;
   const counters1 = counters0 + <u64>rules * RULE_COUNTER_SIZE;
-  let flows = load<u32>(CONFIG_PTR + A.CFG_MAX_FLOWS);
-  if (flows == 0) flows = A.DEFAULT_MAX_FLOWS;
-  if (flows > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
-  flows = max<u32>(16, nextPow2(flows));
-  let frags = load<u32>(CONFIG_PTR + A.CFG_MAX_FRAGS);
-  if (frags == 0) frags = A.DEFAULT_MAX_FRAGS;
-  if (frags > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
-  frags = max<u32>(8, nextPow2(frags));
+  const flows = capacityOf(A.CFG_MAX_FLOWS, A.DEFAULT_MAX_FLOWS, 16);
+  const frags = capacityOf(A.CFG_MAX_FRAGS, A.DEFAULT_MAX_FRAGS, 8);
+  const srcs = capacityOf(A.CFG_MAX_SOURCES, A.DEFAULT_MAX_SOURCES, 16);
+  const blocks = capacityOf(A.CFG_MAX_BLOCKS, A.DEFAULT_MAX_BLOCKS, 16);
+  if (flows == 0 || frags == 0 || srcs == 0 || blocks == 0) return InitError.MEMORY_TOO_SMALL;
   const flowsAt = (counters1 + <u64>rules * RULE_COUNTER_SIZE + 63) & ~63;
   const fragsAt = flowsAt + <u64>flows * FLOW_SIZE;
-  let srcs = load<u32>(CONFIG_PTR + A.CFG_MAX_SOURCES);
-  if (srcs == 0) srcs = A.DEFAULT_MAX_SOURCES;
-  if (srcs > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
-  srcs = max<u32>(16, nextPow2(srcs));
-  let blocks = load<u32>(CONFIG_PTR + A.CFG_MAX_BLOCKS);
-  if (blocks == 0) blocks = A.DEFAULT_MAX_BLOCKS;
-  if (blocks > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
-  blocks = max<u32>(16, nextPow2(blocks));
   const srcsAt = (fragsAt + fragBytes(frags) + 63) & ~63;
   const blocksAt = srcsAt + <u64>srcs * A.SOURCE_SIZE;
   const end = blocksAt + <u64>blocks * A.BLOCK_SIZE;

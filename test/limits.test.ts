@@ -8,7 +8,10 @@
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { Batch } from "../host/core/batch.js";
+import { Core, TableError } from "../host/core/core.js";
 import { type CoreConfig } from "../host/core/load.js";
+import { crc32 } from "../host/rules/crc32.js";
+import * as F from "../host/rules/format.js";
 import { blockAdd, blockDel, blocks, limitCounters, sources } from "../host/core/limits.js";
 import { reasonName } from "../host/core/reasons.js";
 import { ipv4, ipv6, PROTO_TCP, TCP_SYN, tcp } from "../host/packets/build.js";
@@ -244,6 +247,36 @@ test("a reload keeps block lists and buckets; a reload without the list drops it
   assert.equal(blocks(h.core), []);
   assert.is(h.syn("203.0.113.10", 5), "rule_allow");
   h.agree();
+});
+
+test("the core validates rule extensions and lists: a corrupt one is refused with its reason, the live table stays", () => {
+  const good = buildTable(spec(policy(["rate: 2/s", "burst: 3", "overload: abusers for 10s"], {
+    before: ["  - action: deny", "    interface: external", "    direction: in", "    from: abusers"],
+  }))).bytes;
+  const core = new Core("release");
+  core.loadTable(good);
+  const v = (t: Uint8Array): DataView => new DataView(t.buffer, t.byteOffset, t.byteLength);
+  const ext = (t: Uint8Array, i: number): number => v(t).getUint32(F.T_EXT_OFF, true) + i * F.EXT_SIZE;
+  const rules = (t: Uint8Array): number => v(t).getUint32(F.T_RULES_OFF, true);
+  const cases: Array<[string, string, (t: Uint8Array) => void]> = [
+    ["a rate with burst 0", "bad_ext", (t) => v(t).setUint32(ext(t, 1) + F.X_BURST, 0, true)],
+    ["a bucket too deep for u64", "bad_ext", (t) => { v(t).setUint32(ext(t, 1) + F.X_BURST, F.MAX_BURST, true); v(t).setBigUint64(ext(t, 1) + F.X_PERIOD, F.MAX_PERIOD_NS, true); }],
+    ["an IPv4 prefix of 33", "bad_ext", (t) => { t[ext(t, 1) + F.X_PFX4] = 33; }],
+    ["unknown extension flags", "bad_ext", (t) => { t[ext(t, 1) + F.X_FLAGS] = 0x80; }],
+    ["a limit on the deny rule", "bad_ext", (t) => { t[ext(t, 0) + F.X_FLAGS] = F.XF_LIMIT | F.XF_FROM_LIST; }],
+    ["a rule's extension past the section", "bad_ext", (t) => v(t).setUint16(rules(t) + F.R_EXT, 9, true)],
+    ["an overload list past the lists", "bad_list", (t) => v(t).setUint16(ext(t, 1) + F.X_OVERLOAD, 1, true)],
+    ["a from list past the lists", "bad_list", (t) => v(t).setUint16(ext(t, 0) + F.X_FROM_LIST, 5, true)],
+    ["extensions past the end", "section_out_of_range", (t) => v(t).setUint32(F.T_NEXT, 1 << 20, true)],
+    ["a list name out of range", "info_out_of_range", (t) => v(t).setUint32(v(t).getUint32(F.T_LISTS_OFF, true) + F.L_NAME_LEN, 1 << 30, true)],
+  ];
+  for (const [what, code, corrupt] of cases) {
+    const t = Uint8Array.from(good);
+    corrupt(t);
+    v(t).setUint32(F.T_CRC, crc32(t, 16), true);
+    assert.throws(() => core.stageTable(t), (e: unknown) => e instanceof TableError && e.code === code, what);
+  }
+  assert.is(core.tableLive, true);
 });
 
 // The policy's errors, each at FILE:LINE:COL.

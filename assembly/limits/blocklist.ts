@@ -14,9 +14,9 @@
 // Layout of an entry: abi.ts (B_*).
 import * as ABI from "../abi";
 import { DEBUG } from "../debug";
-import { COUNTERS_PTR } from "../layout";
+import { bumpCounter as bump } from "../counters";
 import * as A from "../rules/active";
-import { MASKED, maskTo, prefixHash, sameAddr } from "./prefix";
+import { bucketPair, MASKED, maskTo, prefixHash, sameAddr } from "./prefix";
 
 export const NEVER: u64 = 0xffffffffffffffff;
 const SWEEP: u32 = 16;
@@ -33,11 +33,6 @@ let lens6a: u64 = 0;
 let lens6b: u64 = 0;
 let lens6c: u64 = 0;
 
-// @ts-ignore: decorator
-@inline function bump(counter: u32, by: i64): void {
-  const p = COUNTERS_PTR + <usize>counter;
-  store<i64>(p, load<i64>(p) + by);
-}
 
 export function setupBlocks(base: usize, cap: u32): void {
   blocks = base; capacity = cap; bucketMask = (cap >> 3) - 1; sweepAt = 0;
@@ -55,11 +50,7 @@ export function blocksBase(): usize { return blocks; }
   return blocks + <usize>i * ABI.BLOCK_SIZE;
 }
 // @ts-ignore: decorator
-@inline function bucketOf(h: u64, k: u32): u32 {
-  // The second bucket differs from the first (XOR with an odd number).
-  const b0 = <u32>(h >> 32) & bucketMask;
-  return (k == 0 ? b0 : b0 ^ (((<u32>h >> 7) & bucketMask) | 1)) << 3;
-}
+@inline function bucketOf(h: u64, k: u32): u32 { return bucketPair(h, bucketMask, k); }
 
 function countLen(family: u32, prefix: u32, by: i32): void {
   const i = family == 4 ? prefix : 33 + prefix;

@@ -32,3 +32,12 @@ export function prefixHash(key: u32, family: u32, prefix: u32, a: usize): u64 {
 @inline export function sameAddr(x: usize, y: usize): bool {
   return load<u64>(x) == load<u64>(y) && load<u64>(x + 8) == load<u64>(y + 8);
 }
+
+// The first slot of bucket k (0 or 1) of hash h in a table of buckets of 8
+// (mask: buckets - 1, at least 1): the second bucket always differs from
+// the first (XOR with an odd number), so a key has 16 candidate slots.
+// @ts-ignore: decorator
+@inline export function bucketPair(h: u64, mask: u32, k: u32): u32 {
+  const b0 = <u32>(h >> 32) & mask;
+  return (k == 0 ? b0 : b0 ^ (((<u32>h >> 7) & mask) | 1)) << 3;
+}

@@ -22,12 +22,12 @@
 // whatever ends it (close, expiry, eviction, re-check, flush).
 import * as ABI from "../abi";
 import { DEBUG } from "../debug";
-import { COUNTERS_PTR } from "../layout";
+import { bumpCounter as bump } from "../counters";
 import { Reason } from "../reasons";
 import * as A from "../rules/active";
 import * as F from "../rules/format";
 import { blockAdd, NEVER } from "./blocklist";
-import { MASKED, maskTo, prefixHash, sameAddr } from "./prefix";
+import { bucketPair, MASKED, maskTo, prefixHash, sameAddr } from "./prefix";
 
 let sources: usize = 0;
 let capacity: u32 = 0;
@@ -36,11 +36,6 @@ let bucketMask: u32 = 0;
 // 1 + the entry the last admitted flow is counted in (admit's result).
 export let admittedSlot: u32 = 0;
 
-// @ts-ignore: decorator
-@inline function bump(counter: u32, by: i64): void {
-  const p = COUNTERS_PTR + <usize>counter;
-  store<i64>(p, load<i64>(p) + by);
-}
 
 export function setupSources(base: usize, cap: u32): void {
   sources = base; capacity = cap; bucketMask = (cap >> 3) - 1;
@@ -56,11 +51,7 @@ export function sourcesBase(): usize { return sources; }
   return sources + <usize>i * ABI.SOURCE_SIZE;
 }
 // @ts-ignore: decorator
-@inline function bucketOf(h: u64, k: u32): u32 {
-  // The second bucket differs from the first (XOR with an odd number).
-  const b0 = <u32>(h >> 32) & bucketMask;
-  return (k == 0 ? b0 : b0 ^ (((<u32>h >> 7) & bucketMask) | 1)) << 3;
-}
+@inline function bucketOf(h: u64, k: u32): u32 { return bucketPair(h, bucketMask, k); }
 
 // The entry for (key, family, prefix, MASKED), found or claimed (fresh:
 // a full bucket at `now`, no flows), or 0 when none may be reused.
