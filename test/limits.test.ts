@@ -58,8 +58,8 @@ class Twin extends TwinHarness {
   flowsOf(prefix: string): number { return sources(this.core).find((s) => s.prefix === prefix)?.flows ?? 0; }
 }
 
-test("rate: a source is limited exactly at the bucket's arithmetic from batch times; other sources are not", () => {
-  const h = new Twin(policy(["rate: 2/s", "burst: 3"]));
+for (const engine of ["v8", "wasmtime"] as const) test(`rate (${engine}): a source is limited exactly at the bucket's arithmetic from batch times; other sources are not`, () => {
+  const h = new Twin(policy(["rate: 2/s", "burst: 3"]), { engine });
   // A full bucket: three at once, the fourth over.
   assert.equal([0, 0, 0, 0].map((t) => h.syn("203.0.113.10", t)), ["rule_allow", "rule_allow", "rule_allow", "rate_limited"]);
   // 2/s is one flow per 500 ms: one ns short of it is still over, at it one passes.
