@@ -24,7 +24,7 @@
 // All multi-byte ABI fields are little-endian (wasm's order). Packet bytes in
 // DATA are as on the wire (network order).
 
-export const ABI_VERSION: u32 = 1;
+export const ABI_VERSION: u32 = 2; // 2: the source table and block lists (limits/)
 
 export const MAX_BATCH: u32 = 1024;
 export const DATA_CAP: u32 = 4 << 20;
@@ -124,13 +124,13 @@ export const RULE_NONE: u32 = 0xffffffff;
 //   ┌───────┬───────┬───────────────┬───────────────┬───────────────┐
 //   │default│ rsv   │ table_cap u32 │ max_rules u32 │ max_flows u32 │
 //   ├───────┴───────┴───────────────┼───────────────┼───────────────┤
-//   │ hash_seed                u64  │ max_frags u32 │ reserved      │ 16..32
+//   │ hash_seed                u64  │ max_frags u32 │ max_srcs  u32 │ 16..32
 //   ├───────────────────────────────┴───────────────┴───────────────┤
 //   │ timeouts: 16 x u32 seconds, indexed by flow state             │ 32..96
 //   │ (slot 0: fragments)                                           │
-//   ├───────────────────────────────────────────────────────────────┤
-//   │ reserved                                                      │ 96..200
-//   ├───────────────┬───────────────┬───────────────────────────────┤
+//   ├───────────────┬───────────────────────────────────────────────┤
+//   │ max_blocks u32│ reserved                                      │ 96..200
+//   ├───────────────┼───────────────┬───────────────────────────────┤
 //   │ offload  u32  │ offload_lease │ reserved                      │ 200..256
 //   └───────────────┴───────────────┴───────────────────────────────┘
 //
@@ -141,6 +141,10 @@ export const RULE_NONE: u32 = 0xffffffff;
 //   hash_seed  key of the flow hash: the host passes random bytes so nobody
 //              can aim packets at one bucket; read by init
 //   max_frags  fragment table capacity, power of two (0: DEFAULT_MAX_FRAGS)
+//   max_srcs   source table capacity (limits/sources.ts), rounded up to a
+//              power of two (0: DEFAULT_MAX_SOURCES); read by init
+//   max_blocks block-list entries, all lists together, rounded up to a
+//              power of two (0: DEFAULT_MAX_BLOCKS); read by init
 //   timeouts   0: the default of conntrack/entry.ts; read per packet, so the
 //              host may change them between batches
 export const CFG_DEFAULT_VERDICT: u32 = 0;
@@ -152,6 +156,10 @@ export const CFG_MAX_FLOWS: u32 = 12;
 export const CFG_HASH_SEED: u32 = 16;
 export const CFG_MAX_FRAGS: u32 = 24;
 export const CFG_TIMEOUTS: u32 = 32;
+export const CFG_MAX_SOURCES: u32 = 28;
+export const CFG_MAX_BLOCKS: u32 = 96;
+export const DEFAULT_MAX_SOURCES: u32 = 16384;
+export const DEFAULT_MAX_BLOCKS: u32 = 4096;
 export const DEFAULT_MAX_FLOWS: u32 = 65536;
 export const MAX_FLOWS_LIMIT: u32 = 1 << 21;
 export const DEFAULT_MAX_FRAGS: u32 = 4096;
@@ -187,13 +195,22 @@ export const CONFIG_SIZE: u32 = 256;
 //   │ flows live      │ flows created   │ flows expired   │ flows evicted   │  state table
 //   ├─────────────────┼─────────────────┼─────────────────┼─────────────────┤
 //   │ flows refused   │ flows ended     │ frags live      │ frags expired   │  (8 × 8)
-//   └─────────────────┴─────────────────┴─────────────────┴─────────────────┘
+//   ├─────────────────┼─────────────────┼─────────────────┼─────────────────┤
+//   │ sources live    │ sources evicted │ sources refused │ blocks live     │  limits/ (6 × 8)
+//   ├─────────────────┼─────────────────┼─────────────────┴─────────────────┘
+//   │ blocks refused  │ blocks expired  │
+//   └─────────────────┴─────────────────┘
 //
-//   flows ended: removed by a reload's re-check (`state_recheck`)
-//   offload: flows the kernel carries now (live), flows handed to it (total),
-//   offloaded flows ended because the kernel's entry ended (ended), and
-//   offloaded flows a re-check took back from the kernel, ended or
-//   inspected again (revoked); 4 x 8 after the fragment counters
+//   flows ended: removed by a reload's re-check (`state_recheck`), or
+//                ended by an overload's flush
+//   sources evicted: an entry with no live flows whose bucket still held
+//                information (not full) reused for another source
+//   sources refused: a new source found no reusable entry (source_table_full)
+//   blocks refused: an overload or `block add` found its buckets full
+//   offload (4 x 8 after the block counters): flows the kernel carries now
+//                (live), flows handed to it (total), offloaded flows ended
+//                because the kernel's entry ended (ended), and offloaded
+//                flows a re-check took back, ended or inspected again (revoked)
 export const REASON_SLOTS: u32 = 128;
 export const C_REASONS: u32 = 0;
 export const C_VERDICTS: u32 = REASON_SLOTS * 16;
@@ -208,11 +225,70 @@ export const C_FLOWS_REFUSED: u32 = C_FLOWS_EVICTED + 8;
 export const C_FLOWS_ENDED: u32 = C_FLOWS_REFUSED + 8;
 export const C_FRAGS_LIVE: u32 = C_FLOWS_ENDED + 8;
 export const C_FRAGS_EXPIRED: u32 = C_FRAGS_LIVE + 8;
-export const C_OFFLOAD_LIVE: u32 = C_FRAGS_EXPIRED + 8;
+export const C_SOURCES_LIVE: u32 = C_FRAGS_EXPIRED + 8;
+export const C_SOURCES_EVICTED: u32 = C_SOURCES_LIVE + 8;
+export const C_SOURCES_REFUSED: u32 = C_SOURCES_EVICTED + 8;
+export const C_BLOCKS_LIVE: u32 = C_SOURCES_REFUSED + 8;
+export const C_BLOCKS_REFUSED: u32 = C_BLOCKS_LIVE + 8;
+export const C_BLOCKS_EXPIRED: u32 = C_BLOCKS_REFUSED + 8;
+export const C_OFFLOAD_LIVE: u32 = C_BLOCKS_EXPIRED + 8;
 export const C_OFFLOAD_TOTAL: u32 = C_OFFLOAD_LIVE + 8;
 export const C_OFFLOAD_ENDED: u32 = C_OFFLOAD_TOTAL + 8;
 export const C_OFFLOAD_REVOKED: u32 = C_OFFLOAD_ENDED + 8;
 export const COUNTERS_SIZE: u32 = C_OFFLOAD_REVOKED + 8;
+
+// Source table entry (limits/sources.ts), SOURCE_SIZE bytes, read by the
+// host for `stats --sources`.
+//
+//   0               4               8       9       10      12              16
+//   ┌───────────────┬───────────────┬───────┬───────┬───────┬───────────────┐
+//   │ tag      u32  │ key      u32  │family │prefix │ rsv   │ flows    u32  │
+//   ├───────────────┴───────────────┼───────┴───────┴───────┴───────────────┤
+//   │ tokens                   u64  │ seen_ns                          u64  │ 16..32
+//   ├───────────────────────────────┴───────────────────────────────────────┤
+//   │ address (16 bytes, masked to prefix)                                  │ 32..48
+//   ├───────────────────────────────┬───────────────────────────────────────┤
+//   │ full_ns                  u64  │ flush_ns                         u64  │ 48..64
+//   └───────────────────────────────┴───────────────────────────────────────┘
+//
+//   tag      the key's hash with bit 0 set; 0 marks a free entry
+//   key      the rule extension's key (rules/format.ts X_KEY)
+//   flows    live flows of this source admitted under this key
+//   tokens   the bucket, in rate * ns units: a flow costs period_ns units,
+//            each ns adds `rate`; full at burst * period_ns
+//   seen_ns  batch time of the last new flow attempt (bucket last filled)
+//   full_ns  batch time from which the bucket is full again
+//   flush_ns 1 + batch time of the last overload flush (0: none): flows of
+//            this source created at or before it are ended at their next packet
+export const S_TAG: u32 = 0;
+export const S_KEY: u32 = 4;
+export const S_FAMILY: u32 = 8;
+export const S_PREFIX: u32 = 9;
+export const S_FLOWS: u32 = 12;
+export const S_TOKENS: u32 = 16;
+export const S_SEEN: u32 = 24;
+export const S_ADDR: u32 = 32;
+export const S_FULL: u32 = 48;
+export const S_FLUSH: u32 = 56;
+export const SOURCE_SIZE: u32 = 64;
+
+// Block-list entry (limits/blocklist.ts), BLOCK_SIZE bytes.
+//
+//   0               4               8                               16
+//   ┌───────────────┬───────────────┬───────────────────────────────┐
+//   │ tag      u32  │ list     u32  │ expires_ns (~0: never)   u64  │
+//   ├───────────────┴───────────────┴───────────────────────────────┤
+//   │ address (16 bytes, masked to prefix)                          │ 16..32
+//   ├───────┬───────┬───────────────────────────────────────────────┤
+//   │family │prefix │ reserved                                      │ 32..48
+//   └───────┴───────┴───────────────────────────────────────────────┘
+export const B_TAG: u32 = 0;
+export const B_LIST: u32 = 4;
+export const B_EXPIRES: u32 = 8;
+export const B_ADDR: u32 = 16;
+export const B_FAMILY: u32 = 32;
+export const B_PREFIX: u32 = 33;
+export const BLOCK_SIZE: u32 = 48;
 
 // Decoded packet (PKT): what the decoders found, for the stages after them.
 // Addresses are in network byte order; an IPv4 address fills bytes 0..3 of

@@ -11,6 +11,7 @@ import { live } from "./rules/active";
 import { track } from "./conntrack/track";
 import { sweep } from "./conntrack/table";
 import { offloadBatchStart } from "./conntrack/offload";
+import { blockSweep } from "./limits/blocklist";
 import { accept, Decision, drop, reasonOf, storeDecision, verdictOf } from "./verdict";
 
 let ready: bool = false;
@@ -70,7 +71,7 @@ export function classifyBatch(): i32 {
   const now = load<u64>(BATCH_PTR + A.BH_NOW);
   offloadBatchStart();
   for (let i: u32 = 0; i < n; i++) classifyOne(i, now);
-  if (live) sweep(now);
+  if (live) { sweep(now); blockSweep(now); }
   store<u32>(BATCH_PTR + A.BH_DONE, n);
   store<u32>(BATCH_PTR + A.BH_STATUS, A.STATUS_OK);
   countBatch(n);

@@ -28,6 +28,13 @@ import { COUNTERS_PTR } from "./layout";
   store<u64>(b, load<u64>(b) + 1);
 }
 
+// A u64 counter of COUNTERS (by its C_* offset) moved by `by`.
+// @ts-ignore: decorator
+@inline export function bumpCounter(counter: u32, by: i64): void {
+  const p = COUNTERS_PTR + <usize>counter;
+  store<i64>(p, load<i64>(p) + by);
+}
+
 export function resetCounters(): void {
   memory.fill(COUNTERS_PTR, 0, <usize>A.COUNTERS_SIZE);
 }

@@ -18,11 +18,23 @@ import { setHashSeed } from "./conntrack/key";
 import { recheckFlows } from "./conntrack/recheck";
 import { offloadAdopt, offloadEnd, offloadTouch } from "./conntrack/offload";
 import { flowCapacity, flowsBase, setupFlows } from "./conntrack/table";
+import { blockAdd, blockCapacity, blockDel, blocksBase, NEVER, setupBlocks } from "./limits/blocklist";
+import { MASKED } from "./limits/prefix";
+import { setupSources, sourceCapacity, sourcesBase } from "./limits/sources";
 
 // @ts-ignore: decorator
 @inline function nextPow2(x: u32): u32 { return x <= 1 ? 1 : 1 << (32 - clz(x - 1)); }
 
 let arenaEnd: usize = 0;
+
+// A table capacity from CONFIG field `field` (0: `dflt`), rounded up to a
+// power of two of at least `least`; 0 when over MAX_FLOWS_LIMIT.
+function capacityOf(field: u32, dflt: u32, least: u32): u32 {
+  let n = load<u32>(CONFIG_PTR + <usize>field);
+  if (n == 0) n = dflt;
+  if (n > A.MAX_FLOWS_LIMIT) return 0;
+  return max<u32>(least, nextPow2(n));
+}
 
 const enum InitError {
   OK = 0,
@@ -50,22 +62,23 @@ export function init(): u32 {
   const slot1 = slot0 + <u64>cap;
   const counters0 = slot1 + <u64>cap;
   const counters1 = counters0 + <u64>rules * RULE_COUNTER_SIZE;
-  let flows = load<u32>(CONFIG_PTR + A.CFG_MAX_FLOWS);
-  if (flows == 0) flows = A.DEFAULT_MAX_FLOWS;
-  if (flows > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
-  flows = max<u32>(16, nextPow2(flows));
-  let frags = load<u32>(CONFIG_PTR + A.CFG_MAX_FRAGS);
-  if (frags == 0) frags = A.DEFAULT_MAX_FRAGS;
-  if (frags > A.MAX_FLOWS_LIMIT) return InitError.MEMORY_TOO_SMALL;
-  frags = max<u32>(8, nextPow2(frags));
+  const flows = capacityOf(A.CFG_MAX_FLOWS, A.DEFAULT_MAX_FLOWS, 16);
+  const frags = capacityOf(A.CFG_MAX_FRAGS, A.DEFAULT_MAX_FRAGS, 8);
+  const srcs = capacityOf(A.CFG_MAX_SOURCES, A.DEFAULT_MAX_SOURCES, 16);
+  const blocks = capacityOf(A.CFG_MAX_BLOCKS, A.DEFAULT_MAX_BLOCKS, 16);
+  if (flows == 0 || frags == 0 || srcs == 0 || blocks == 0) return InitError.MEMORY_TOO_SMALL;
   const flowsAt = (counters1 + <u64>rules * RULE_COUNTER_SIZE + 63) & ~63;
   const fragsAt = flowsAt + <u64>flows * FLOW_SIZE;
-  const end = fragsAt + fragBytes(frags);
+  const srcsAt = (fragsAt + fragBytes(frags) + 63) & ~63;
+  const blocksAt = srcsAt + <u64>srcs * A.SOURCE_SIZE;
+  const end = blocksAt + <u64>blocks * A.BLOCK_SIZE;
   if (end > (<u64>memory.size() << 16)) return InitError.MEMORY_TOO_SMALL;
   setupSlots(<usize>slot0, <usize>slot1, <usize>counters0, <usize>counters1, cap, rules);
   setHashSeed(load<u64>(CONFIG_PTR + A.CFG_HASH_SEED));
   setupFlows(<usize>flowsAt, flows);
   setupFrags(<usize>fragsAt, frags);
+  setupSources(<usize>srcsAt, srcs);
+  setupBlocks(<usize>blocksAt, blocks);
   arenaEnd = <usize>end;
   crc32Init();
   memory.fill(BATCH_PTR, 0, <usize>A.BH_SIZE);
@@ -134,3 +147,26 @@ export function state_recheck(now: u64): u32 { return recheckFlows(now); }
 export function offload_touch(now: u64): u32 { return offloadTouch(now); }
 export function offload_end(now: u64): u32 { return offloadEnd(now); }
 export function offload_adopt(ctx: u32, now: u64): u32 { return offloadAdopt(ctx, now); }
+// Per-source limits and block lists (limits/; layouts in abi.ts S_*, B_*).
+export function source_capacity(): u32 { return sourceCapacity(); }
+export function sources_ptr(): usize { return sourcesBase(); }
+export function block_capacity(): u32 { return blockCapacity(); }
+export function blocks_ptr(): usize { return blocksBase(); }
+// The 16 address bytes block_add and block_del read (network order; IPv4
+// in bytes 0..3).
+export function block_addr_ptr(): usize { return MASKED; }
+// Puts the prefix at block_addr_ptr() on the list with key `list` for `ns`
+// from batch time `now` (ns 0: until removed). 1, or 0 when there is no room;
+// -1 for a bad family or prefix.
+export function block_add(list: u32, family: u32, prefix: u32, now: u64, ns: u64): i32 {
+  if (!prefixOk(family, prefix)) return -1;
+  return <i32>blockAdd(list, family, prefix, MASKED, ns == 0 ? NEVER : now + ns, now);
+}
+// Takes it off: 1 if it was there, 0 if not, -1 for a bad family or prefix.
+export function block_del(list: u32, family: u32, prefix: u32, now: u64): i32 {
+  if (!prefixOk(family, prefix)) return -1;
+  return <i32>blockDel(list, family, prefix, MASKED, now);
+}
+function prefixOk(family: u32, prefix: u32): bool {
+  return (family == 4 && prefix <= 32) || (family == 6 && prefix <= 128);
+}

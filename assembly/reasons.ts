@@ -53,6 +53,10 @@ export const enum Reason {
   FRAG_TOO_MANY, //          more pieces than the fragment tracker keeps
   FRAG_DENIED, //            a later fragment of a refused first fragment
   ICMP6_NDP, //              neighbour discovery with hop limit 255 (RFC 4861): always passes
+  RATE_LIMITED, //           a new flow over its rule's per-source rate (limits/sources.ts)
+  SOURCE_FLOWS_FULL, //      a new flow over its rule's live flows per source
+  SOURCE_BLOCKED, //         the source is on a block list a rule refers to (or was flushed)
+  SOURCE_TABLE_FULL, //      a limited rule's new source found no reusable source entry
   COUNT
 }
 
@@ -106,4 +110,8 @@ export const REASON_NAMES: StaticArray<string> = [
   "frag_too_many",
   "frag_denied",
   "icmp6_ndp",
+  "rate_limited",
+  "source_flows_full",
+  "source_blocked",
+  "source_table_full",
 ];

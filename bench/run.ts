@@ -30,9 +30,9 @@ import { buildWasm2cCore, WASM2C_RUNTIME_DIR } from "../test/wasm2c/harness.js";
 import { benchSet, type ClassBenchFigures, classbenchSection } from "./classbench.js";
 import { benchEstablished, establishedSection } from "./conntrack.js";
 import { benchCore } from "./core.js";
-import { coreSection, coreTargets } from "./core-report.js";
+import { coreSection, coreTargets, limitTargets } from "./core-report.js";
 import { compareReports, printSection, type RunMeta, type Section, writeJson, writeReport } from "./report.js";
-import { classbenchWorkload, mixWorkload, type Workload } from "./workloads.js";
+import { classbenchWorkload, MIX_LIMIT, mixWorkload, type Workload } from "./workloads.js";
 import { benchRecheck, benchReloadClassBench, benchReloadPolicy, benchReloadUnderTraffic, type ReloadFigures, reloadSection, reloadTrafficSection } from "./reload.js";
 import { measureDaemonMemory, memorySection } from "./memory.js";
 import { e2eSections } from "./e2e/index.js";
@@ -171,7 +171,7 @@ async function runBenchmarks(args: Args): Promise<void> {
   // ---- core throughput: V8, the TypeScript reference, wasm2c + gcc -O2 ---
   if (has("core")) {
     const perWorkload = quick ? 4096 : 8192;
-    const workloads: Workload[] = [mixWorkload(POLICY, perWorkload)];
+    const workloads: Workload[] = [mixWorkload(POLICY, perWorkload), mixWorkload(POLICY, perWorkload, undefined, MIX_LIMIT)];
     if (classbench) for (const name of CORE_SETS) workloads.push(classbenchWorkload(DIR, name, perWorkload));
     const why = wasm2cMissing();
     if (why) {
@@ -195,7 +195,7 @@ async function runBenchmarks(args: Args): Promise<void> {
       });
       report(coreSection(bench));
       if (bench.cells.some((c) => !c.agree)) process.exitCode = 1;
-      targets.push(...coreTargets(bench, headerFigs));
+      targets.push(...coreTargets(bench, headerFigs), ...limitTargets(bench));
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }

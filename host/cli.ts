@@ -9,7 +9,7 @@ import { Command } from "commander";
 import { checkCommand } from "./commands/check.js";
 import { classbenchCommand } from "./commands/classbench.js";
 import { compileCommand } from "./commands/compile.js";
-import { offloadCommand, reloadCommand, statsCommand } from "./commands/ctl.js";
+import { blockCommand, offloadCommand, reloadCommand, statsCommand } from "./commands/ctl.js";
 import { demoCommand } from "./commands/demo.js";
 import { explainCommand } from "./commands/explain.js";
 import { firstbootCommand } from "./commands/firstboot.js";
@@ -18,7 +18,7 @@ import { runCommand } from "./commands/run.js";
 import { rulesCommand } from "./commands/rules.js";
 import { guardStdout } from "./io/output.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, reloadCommand, offloadCommand, replayCommand, runCommand, rulesCommand, firstbootCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, blockCommand, reloadCommand, offloadCommand, replayCommand, runCommand, rulesCommand, firstbootCommand];
 
 function packageVersion(): string {
   try {

@@ -8,7 +8,9 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { explainFlow } from "../host/commands/explain.js";
 import { compilePolicyFile } from "../host/policy/compile.js";
+import { compilePolicyText } from "../host/policy/compile.js";
 import { buildTable } from "../host/rules/build.js";
+import { limitedDefaultPolicy } from "./helpers/limited-policy.js";
 
 const POLICY = "host/policy/default.yaml";
 const table = buildTable(compilePolicyFile(POLICY, { mode: "host" }).spec).bytes;
@@ -119,6 +121,19 @@ test("bad input: a clear error and exit 1", () => {
   const badIface = run(POLICY, ...base.map((x) => (x === "external" ? "dmz" : x)), "--proto", "tcp", "--dport", "1");
   assert.is(badIface.status, 1);
   assert.match(badIface.stderr, /Allowed choices are external, internal/);
+});
+
+test("a limited rule: explain says it has a limit; a deny rule on a block list is passed over (the lists start empty)", () => {
+  const text = limitedDefaultPolicy().replace("rules:\n", "rules:\n  - name: abusers-first\n    action: deny\n    interface: external\n    direction: in\n    from: abusers\n");
+  const t = buildTable(compilePolicyText(text, "limited.yaml").spec).bytes;
+  const e = explainFlow(t, { iface: "external", dir: "in", proto: 6, src: "192.0.2.7", dst: "203.0.113.1", sport: 40000, dport: 443, flags: 2 }, "host");
+  assert.is(e.reason, "rule_allow");
+  assert.is(e.rule, 2);
+  assert.equal(e.steps.map((s) => [s.rule, s.failed]), [[0, ["from_list"]], [1, ["dport"]], [2, []]]);
+  assert.is(e.limited, true);
+  const c = run("--iface", "external", "--dir", "in", "--proto", "tcp", "--src", "192.0.2.7", "--dst", "203.0.113.1", "--dport", "80", POLICY);
+  assert.is(c.status, 0, c.stderr);
+  assert.not.match(c.stdout, /per-source limit/, "no limit on the default policy's 80 rule");
 });
 
 test.run();

@@ -21,6 +21,7 @@ import { type PcapRecord, readCaptureFile } from "../host/pcap/read.js";
 import { MAX_REPLAY_BATCH, type ReplayPacket } from "../host/replay/engine.js";
 import { RolePlacer } from "../host/replay/roles.js";
 import { parsePrefix, type Prefix } from "../host/policy/addr.js";
+import { limitedDefaultPolicy } from "./helpers/limited-policy.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const BIN = join(root, "bin", "portcullis.js");
@@ -662,6 +663,23 @@ test("CLI: output into a closed pipe (| head) ends quietly with status 0", () =>
 
 test.after(() => {
   rmSync(work, { recursive: true, force: true });
+});
+
+test("limits apply with capture timestamps: the audit shows which SYNs a per-source rate would drop, and the block that follows", () => {
+  const policy = join(work, "limited.yaml");
+  writeFileSync(policy, limitedDefaultPolicy(["rate: 5/s", "burst: 2", "overload: abusers for 1m"]));
+  const syn = (src: string, sport: number): Uint8Array => ipv4({ src, dst: "203.0.113.1", proto: PROTO_TCP, payload: tcp({ sport, dport: 443, flags: TCP_SYN }) });
+  const A = "203.0.113.10", B = "203.0.113.11";
+  const path = writeCapture("limits.pcap", pcap(RAW, [
+    { t: 0, frame: syn(A, 40001) }, { t: 0, frame: syn(A, 40002) }, //   the burst
+    { t: 0.1, frame: syn(A, 40003) }, //                                 half a token: over, listed
+    { t: 0.1, frame: syn(B, 40004) }, //                                 another source
+    { t: 30, frame: syn(A, 40005) }, //                                  still on the list (a minute)
+    { t: 60.2, frame: syn(A, 40006) }, //                                off it, bucket full
+  ]));
+  const r = replayIn({ policy }, path);
+  assert.equal(r.result.packets.map((p) => p.reason), ["rule_allow", "rule_allow", "rate_limited", "rule_allow", "source_blocked", "rule_allow"]);
+  assert.is(r.result.summary.reasons.rate_limited!.packets, 1);
 });
 
 test.run();

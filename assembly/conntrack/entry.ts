@@ -9,7 +9,7 @@
 //   ├───────┬───────┼───────┴───────┴───────┴───────┼───────────────┤
 //   │ ctx   │ rsv   │ icmp (u16)                    │ 16..24: expires_ns u64
 //   ├───────┴───────┴───────────────┬───────────────┴───────────────┤
-//   │ rule                     u32  │ reserved                 u32  │ 24..32
+//   │ rule                     u32  │ source                   u32  │ 24..32
 //   ├───────────────────────────────┴───────────────────────────────┤
 //   │ address A (16 bytes)                                          │ 32..48
 //   │ address B (16 bytes)                                          │ 48..64
@@ -27,6 +27,8 @@
 //   ctx      interface context (hook | in_role << 3 | out_role << 5) of the
 //            packet that created the flow: reload re-checks flows with it
 //   rule     the rule that admitted the flow
+//   source   1 + the source-table entry the flow is counted in (limits/
+//            sources.ts), 0 when its rule has no limit
 //   icmp     the opening packet's ICMP type << 8 | code (0 for others):
 //            reload re-checks ICMP query flows with it
 //   closer   which direction sent the first FIN (DIR_ORIG / DIR_REPLY)
@@ -47,6 +49,7 @@ export const E_CTX: u32 = 12;
 export const E_ICMP: u32 = 14;
 export const E_EXPIRES: u32 = 16;
 export const E_RULE: u32 = 24;
+export const E_SOURCE: u32 = 28;
 export const E_ADDR_A: u32 = 32;
 export const E_ADDR_B: u32 = 48;
 export const E_END: u32 = 64; //     + 4 * dir

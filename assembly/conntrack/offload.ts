@@ -136,7 +136,7 @@ export function offloadAdopt(ctx: u32, now: u64): u32 {
   store<u32>(e + E.E_MAXWIN + 4, E.LIBERAL_WINDOW);
   store<u32>(e + E.E_PACKETS, A.tOffloadAfter);
   store<u64>(e + E.E_EXPIRES, now + leaseNs());
-  if (!recheckOne(e)) {
+  if (!recheckOne(e, now)) {
     freeSlot(e, ABI.C_FLOWS_ENDED);
     return ABI.ADOPT_REFUSED;
   }

@@ -10,13 +10,14 @@ import { PROTO_TCP, PROTO_UDP } from "../decode/proto";
 import { TH_SYN } from "../decode/tcp";
 import * as E from "./entry";
 import { bump, flowCapacity, flowSlot, freeSlot } from "./table";
+import { setCondSource } from "../limits/match";
 
 // @ts-ignore: decorator
 @inline function be64(p: usize): u64 { return bswap<u64>(load<u64>(p)); }
 
 // Re-decides tracked flow `e` by the live table as if its first packet
 // arrived now; true (and the rule that allows it recorded) when allowed.
-export function recheckOne(e: usize): bool {
+export function recheckOne(e: usize, now: u64): bool {
   const origB = (load<u8>(e + E.E_FLAGS) & E.EF_ORIG_IS_B) != 0;
   const src = e + (origB ? E.E_ADDR_B : E.E_ADDR_A);
   const dst = e + (origB ? E.E_ADDR_A : E.E_ADDR_B);
@@ -30,6 +31,7 @@ export function recheckOne(e: usize): bool {
   const ctx = <u32>load<u8>(e + E.E_CTX);
   const flags = tcp ? TH_SYN : 0;
   const icmp = <u32>load<u16>(e + E.E_ICMP);
+  if (A.tConds) setCondSource(<u32>load<u8>(e + E.E_FAMILY), src, now);
   const r = load<u8>(e + E.E_FAMILY) == 4
     ? lookup4(ctx, bswap<u32>(load<u32>(src)), bswap<u32>(load<u32>(dst)), proto, sport, dport, flags, icmp)
     : lookup6(ctx, be64(src), be64(src + 8), be64(dst), be64(dst + 8), proto, sport, dport, flags, icmp);
@@ -52,7 +54,7 @@ export function recheckFlows(now: u64): u32 {
     if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); continue; }
     const f = load<u8>(e + E.E_FLAGS);
     const offloaded = (f & E.EF_OFFLOADED) != 0;
-    if (recheckOne(e)) {
+    if (recheckOne(e, now)) {
       if (offloaded && !A.ruleOffloads(load<u32>(e + E.E_RULE))) {
         store<u8>(e + E.E_FLAGS, f & ~E.EF_OFFLOADED);
         bump(ABI.C_OFFLOAD_LIVE, -1);

@@ -16,6 +16,7 @@ import * as ABI from "../abi";
 import { DEBUG } from "../debug";
 import { COUNTERS_PTR } from "../layout";
 import * as E from "./entry";
+import { sourceFlowEnded } from "../limits/sources";
 import { KEY, K_ADDR_A, K_ADDR_B, K_FAMILY, K_ORIG_B, K_PORT_A, K_PORT_B, K_PROTO, keyHash } from "./key";
 
 export const BUCKET_SLOTS: u32 = 8;
@@ -64,6 +65,8 @@ export function flowsBase(): usize { return flows; }
 
 export function freeSlot(e: usize, counter: u32): void {
   if (load<u8>(e + E.E_FLAGS) & E.EF_OFFLOADED) bump(ABI.C_OFFLOAD_LIVE, -1);
+  const s = load<u32>(e + E.E_SOURCE);
+  if (s != 0) sourceFlowEnded(s);
   store<u32>(e + E.E_TAG, 0);
   store<u8>(e + E.E_STATE, 0);
   bump(ABI.C_FLOWS_LIVE, -1);

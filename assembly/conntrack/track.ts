@@ -27,6 +27,8 @@ import { offloadStep } from "./offload";
 import { KEY, K_ORIG_B, makeKey } from "./key";
 import { claim, freeSlot, lookup } from "./table";
 import { TCP_REOPEN, tcpOpen, tcpTrack } from "./tcp";
+import { admitFlow, newFlowSource, releaseClosed, unadmitFlow } from "../limits/admit";
+import { sourceFlushed } from "../limits/sources";
 
 export function timeoutNs(state: u32): u64 {
   let s = load<u32>(CONFIG_PTR + ABI.CFG_TIMEOUTS + (<usize>state << 2));
@@ -83,6 +85,12 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
   const h = makeKey(family, proto, fieldAt(ABI.P_SRC), sport, fieldAt(ABI.P_DST), dport);
   let e = lookup(h, now);
   if (e) {
+    // An overload with flush ends the source's flows at their next packet.
+    const s = load<u32>(e + E.E_SOURCE);
+    if (s != 0 && sourceFlushed(s, load<u64>(e + E.E_CREATED))) {
+      freeSlot(e, ABI.C_FLOWS_ENDED);
+      return drop(Reason.SOURCE_BLOCKED);
+    }
     const senderIsB = load<u8>(KEY + K_ORIG_B) != 0;
     const origIsB = (load<u8>(e + E.E_FLAGS) & E.EF_ORIG_IS_B) != 0;
     const dir = senderIsB == origIsB ? E.DIR_ORIG : E.DIR_REPLY;
@@ -104,6 +112,7 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
       return drop(Reason.NO_FLOW);
     }
     if (e) {
+      if (proto == PROTO_TCP) releaseClosed(e);
       store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
       // (offload.ts: established flows of offloading rules go to the kernel)
       return withFlags(accept(Reason.STATE_MATCH, load<u32>(e + E.E_RULE)), offloadStep(e, d, now));
@@ -114,10 +123,11 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
   const tflags = getU8(ABI.P_TCP_FLAGS);
   const opens = proto == PROTO_TCP ? (tflags & (TH_SYN | TH_ACK)) == TH_SYN : !icmp || isIcmpRequest(v6, type);
   if (!opens) return drop(Reason.NO_FLOW);
-  const decided = decideByRules(d, wire, false);
+  const decided = admitFlow(decideByRules(d, wire, false), now);
   if (!accepted(decided)) return decided;
   e = claim(h, now);
-  if (e == 0) return drop(Reason.STATE_FULL);
+  if (e == 0) { unadmitFlow(decided); return drop(Reason.STATE_FULL); }
+  store<u32>(e + E.E_SOURCE, newFlowSource);
   store<u8>(e + E.E_CTX, <u8>ctxOf(d));
   store<u32>(e + E.E_RULE, ruleOf(decided));
   store<u16>(e + E.E_ICMP, <u16>icmpKey());

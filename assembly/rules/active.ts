@@ -32,6 +32,21 @@ export let tDst6B: usize = 0;
 export let tDst6I: usize = 0;
 export let tCounters: usize = 0;
 export let tOffloadAfter: u32 = 1;
+// Rule extensions and lists (limits/): tConds says whether any rule has a
+// block-list condition, so first match checks none when no rule does.
+export let tExt: usize = 0;
+export let tLists: usize = 0;
+export let tNlists: u32 = 0;
+export let tConds: bool = false;
+
+// The extension of live rule r, or 0.
+// @ts-ignore: decorator
+@inline export function ruleExt(r: u32): usize {
+  const x = <u32>load<u16>(tRules + <usize>r * F.RULE_SIZE + F.R_EXT);
+  return x == 0 ? 0 : tExt + <usize>(x - 1) * F.EXT_SIZE;
+}
+// @ts-ignore: decorator
+@inline export function listKey(i: u32): u32 { return load<u32>(tLists + <usize>i * F.LIST_SIZE + F.L_KEY); }
 
 // Whether live rule r allows, and whether the live default does.
 // @ts-ignore: decorator
@@ -75,6 +90,14 @@ export function activate(t: usize, counters: usize): void {
   h += F.IFIELD_SIZE;
   tDst6N = load<u32>(h + F.IF_COUNT); tDst6B = at(t, F.T_IFIELDS + 3 * F.IFIELD_SIZE + F.IF_BOUNDS_OFF); tDst6I = at(t, F.T_IFIELDS + 3 * F.IFIELD_SIZE + F.IF_IDS_OFF);
   tCounters = counters;
+  tExt = at(t, F.T_EXT_OFF);
+  tLists = at(t, F.T_LISTS_OFF);
+  tNlists = load<u32>(t + F.T_NLISTS);
+  tConds = false;
+  const next = load<u32>(t + F.T_NEXT);
+  for (let i: u32 = 0; i < next; i++) {
+    if (load<u8>(tExt + <usize>i * F.EXT_SIZE + F.X_FLAGS) & F.XF_FROM_LIST) tConds = true;
+  }
   memory.fill(counters, 0, <usize>tNrules * F.RULE_COUNTER_SIZE);
   live = true;
 }

@@ -6,6 +6,7 @@ import { DEBUG } from "../debug";
 import { activate } from "./active";
 import { TableError } from "./format";
 import { validateTable } from "./validate";
+import { blocksRetain } from "../limits/blocklist";
 
 let slot0: usize = 0;
 let slot1: usize = 0;
@@ -52,5 +53,6 @@ export function commit(ticket: u32): i32 {
   activate(next == 0 ? slot0 : slot1, next == 0 ? counters0 : counters1);
   liveSlot = next;
   stagedTicket = 0;
+  blocksRetain(); // block lists are state: kept, unless the new table drops the list
   return 0;
 }

@@ -9,6 +9,9 @@ import { accept, Decision, decision, drop } from "../verdict";
 import * as A from "./active";
 import * as F from "./format";
 import { lookup4, lookup6, NO_MATCH } from "./lookup";
+import { BATCH_PTR } from "../layout";
+import { condIsList, condSkipped, setCondSource } from "../limits/match";
+import { fieldAt } from "../decode/pkt";
 
 // The interface context of a packet: hook | in_role << 3 | out_role << 5.
 // @ts-ignore: decorator
@@ -35,6 +38,7 @@ export function decideByRules(d: usize, wire: u32, unrelatedError: bool): Decisi
   const tcpFlags = getU8(ABI.P_TCP_FLAGS);
   const icmp = icmpKey();
   let r: u32;
+  if (A.tConds) setCondSource(getU8(ABI.P_FAMILY), fieldAt(ABI.P_SRC), load<u64>(BATCH_PTR + ABI.BH_NOW));
   if (getU8(ABI.P_FAMILY) == 4) {
     r = lookup4(ctx, bswap<u32>(getU32(ABI.P_SRC)), bswap<u32>(getU32(ABI.P_DST)),
       proto, sport, dport, tcpFlags, icmp);
@@ -46,12 +50,15 @@ export function decideByRules(d: usize, wire: u32, unrelatedError: bool): Decisi
   }
   if (r == NO_MATCH) {
     if (unrelatedError) return drop(Reason.ICMP_UNRELATED);
-    return A.defaultAllows() ? accept(Reason.DEFAULT_ALLOW, ABI.RULE_NONE) : drop(Reason.DEFAULT_DENY);
+    if (A.defaultAllows()) return accept(Reason.DEFAULT_ALLOW, ABI.RULE_NONE);
+    return drop(A.tConds && condSkipped ? Reason.SOURCE_BLOCKED : Reason.DEFAULT_DENY);
   }
   if (DEBUG) assert(r < A.tNrules, "first match past the live table");
   const c = A.tCounters + <usize>r * F.RULE_COUNTER_SIZE;
   store<u64>(c + F.RC_PACKETS, load<u64>(c + F.RC_PACKETS) + 1);
   store<u64>(c + F.RC_BYTES, load<u64>(c + F.RC_BYTES) + <u64>wire);
   store<u64>(c + F.RC_LAST_HIT, load<u64>(d + ABI.D_TS));
-  return A.ruleAllows(r) ? decision(ABI.VERDICT_ACCEPT, Reason.RULE_ALLOW, r) : decision(ABI.VERDICT_DROP, Reason.RULE_DENY, r);
+  if (A.ruleAllows(r)) return decision(ABI.VERDICT_ACCEPT, Reason.RULE_ALLOW, r);
+  const listed = A.tConds && (condSkipped || condIsList(r));
+  return decision(ABI.VERDICT_DROP, listed ? Reason.SOURCE_BLOCKED : Reason.RULE_DENY, r);
 }

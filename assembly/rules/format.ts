@@ -40,7 +40,9 @@
 //   ├───────────────┴───────────────┴───────────────┴───────────────┤
 //   │ 4 interval fields (src4, dst4, src6, dst6), 12 bytes each:     │ 80..128
 //   │   count u32 │ bounds_off u32 │ ids_off u32                     │
-//   └───────────────────────────────────────────────────────────────┘
+//   ├───────────────┬───────────────┬───────────────┬───────────────┤
+//   │ ext_off       │ next (X)      │ lists_off     │ nlists (L)    │ 128..144
+//   └───────────────┴───────────────┴───────────────┴───────────────┘
 //
 //   W = ceil(nrules / 64) (at least 1), A = ceil(W / 64): each bitmap is A
 //   summary words then W rule words, all u64; bit r of word w is rule
@@ -74,12 +76,44 @@
 //   └───────┴───────┴───────────────┴───────────────┴───────────────┴───────┘
 //   action ACTION_*; flags RF_LOG, RF_OFFLOAD; info: UTF-8 text in the info section for
 //   tools (explain, logs) that the core only bounds-checks; line: the
-//   policy's source line.
+//   policy's source line. reserved (offset 2, u16): the rule's extension,
+//   1 + its index in the ext section, 0 for none (R_EXT).
+//
+// Rule extension (EXT_SIZE = 48 bytes), X of them: a per-source limit and/or
+// a block-list condition of one rule (limits/sources.ts, limits/blocklist.ts).
+//   0               4               8                               16
+//   ┌───────────────┬───────────────┬───────────────────────────────┐
+//   │ key      u32  │ rate     u32  │ period_ns                u64  │
+//   ├───────────────┼───────────────┼───────────────────────────────┤
+//   │ burst    u32  │ flows    u32  │ block_ns                 u64  │ 16..32
+//   ├───────┬───────┼───────┬───────┼───────────────┬───────────────┤
+//   │pfx4   │pfx6   │xflags │ rsv   │ from_list u16 │ overload u16  │ 32..40
+//   ├───────┴───────┴───────┴───────┴───────────────┴───────────────┤
+//   │ reserved (zero)                                               │ 40..48
+//   └───────────────────────────────────────────────────────────────┘
+//   key       names the rule's sources in the source table across reloads
+//             (the host derives it from the rule's text: an unchanged rule
+//             keeps its buckets and counts)
+//   rate      new flows per period_ns per source (0: no rate limit); burst:
+//             the bucket's depth (>= 1 when rate is set)
+//   flows     live flows per source (0: no such limit)
+//   pfx4/6    the source's aggregation: prefix lengths (<= 32, <= 128)
+//   xflags    XF_LIMIT: the limit applies; XF_FLUSH: overload ends the
+//             source's flows of this rule; XF_FROM_LIST: the rule matches
+//             only a source on list from_list (XF_NOT: only one not on it)
+//   overload  list index a source over the limit is put on (0xffff: none),
+//             for block_ns (0: until removed)
+//
+// List record (LIST_SIZE = 16 bytes), L of them: key u32 (the host's hash of
+// the list's name; block entries carry it, so a list survives a reload that
+// keeps its name), reserved u32, then the name as UTF-8 text in the info
+// section: name_off u32, name_len u32 (for the operator's tools).
 
 export const TABLE_MAGIC: u32 = 0x544c4350; // "PCLT"
-// Version 2 added the icmp field (version 1 tables are refused: recompile).
-export const TABLE_VERSION: u32 = 2;
-export const HDR_SIZE: u32 = 128;
+// Version 2 added the icmp field, version 3 the rule extensions and lists
+// (older tables are refused: recompile).
+export const TABLE_VERSION: u32 = 3;
+export const HDR_SIZE: u32 = 144;
 
 export const T_MAGIC: u32 = 0;
 export const T_VERSION: u32 = 4;
@@ -110,6 +144,11 @@ export const IF_COUNT: u32 = 0;
 export const IF_BOUNDS_OFF: u32 = 4;
 export const IF_IDS_OFF: u32 = 8;
 
+export const T_EXT_OFF: u32 = 128;
+export const T_NEXT: u32 = 132;
+export const T_LISTS_OFF: u32 = 136;
+export const T_NLISTS: u32 = 140;
+
 export const IFIELD_SRC4: u32 = 0;
 export const IFIELD_DST4: u32 = 1;
 export const IFIELD_SRC6: u32 = 2;
@@ -120,7 +159,34 @@ export const R_FLAGS: u32 = 1;
 export const R_INFO_OFF: u32 = 4;
 export const R_INFO_LEN: u32 = 8;
 export const R_LINE: u32 = 12;
+export const R_EXT: u32 = 2;
 export const RULE_SIZE: u32 = 16;
+
+export const X_KEY: u32 = 0;
+export const X_RATE: u32 = 4;
+export const X_PERIOD: u32 = 8;
+export const X_BURST: u32 = 16;
+export const X_FLOWS: u32 = 20;
+export const X_BLOCK_NS: u32 = 24;
+export const X_PFX4: u32 = 32;
+export const X_PFX6: u32 = 33;
+export const X_FLAGS: u32 = 34;
+export const X_FROM_LIST: u32 = 36;
+export const X_OVERLOAD: u32 = 38;
+export const EXT_SIZE: u32 = 48;
+export const XF_LIMIT: u8 = 1;
+export const XF_FLUSH: u8 = 2;
+export const XF_FROM_LIST: u8 = 4;
+export const XF_NOT: u8 = 8;
+export const XF_ALL: u8 = 15;
+export const LIST_NONE: u32 = 0xffff;
+export const L_KEY: u32 = 0;
+export const L_NAME_OFF: u32 = 8;
+export const L_NAME_LEN: u32 = 12;
+export const LIST_SIZE: u32 = 16;
+// Limits on a rate: the bucket's depth in period_ns units must fit a u64.
+export const MAX_BURST: u32 = 1000000;
+export const MAX_PERIOD_NS: u64 = 86400 * 1000000000;
 
 export const ACTION_DENY: u8 = 0;
 export const ACTION_ALLOW: u8 = 1;
@@ -167,6 +233,8 @@ export const enum TableError {
   SUMMARY_MISMATCH, //    a summary word disagrees with its rule words
   STALE_TICKET, //        commit with a ticket that is not the last staged one
   NOTHING_STAGED,
+  BAD_EXT, //             a rule extension out of range or with impossible values
+  BAD_LIST, //            a list index past the lists section
   COUNT
 }
 
@@ -193,4 +261,6 @@ export const TABLE_ERROR_NAMES: StaticArray<string> = [
   "summary_mismatch",
   "stale_ticket",
   "nothing_staged",
+  "bad_ext",
+  "bad_list",
 ];

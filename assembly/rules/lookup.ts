@@ -2,6 +2,7 @@
 // One bitmap per field, then the AND of their summary words picks the only
 // 64-rule words worth ANDing; the lowest set bit there is the first match.
 import * as A from "./active";
+import { condPasses } from "../limits/match";
 
 export const NO_MATCH: u32 = 0xffffffff;
 
@@ -45,8 +46,13 @@ function firstMatch(b0: usize, b1: usize, b2: usize, b3: usize, b4: usize, b5: u
     let s = and8(b0, b1, b2, b3, b4, b5, b6, b7, <usize>a << 3);
     while (s != 0) {
       const w = (a << 6) + <u32>ctz(s);
-      const word = and8(b0, b1, b2, b3, b4, b5, b6, b7, <usize>(aggs + w) << 3);
-      if (word != 0) return (w << 6) + <u32>ctz(word);
+      let word = and8(b0, b1, b2, b3, b4, b5, b6, b7, <usize>(aggs + w) << 3);
+      // A rule with a block-list condition that does not hold is passed over.
+      while (word != 0) {
+        const r = (w << 6) + <u32>ctz(word);
+        if (!A.tConds || condPasses(r)) return r;
+        word &= word - 1;
+      }
       s &= s - 1;
     }
   }

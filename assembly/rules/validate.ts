@@ -81,6 +81,36 @@ function checkIntervals(t: usize, field: u32, len: u32, nbitmaps: u32): TableErr
   return TableError.OK;
 }
 
+// The rule extensions and the lists: in range, and every limit possible
+// (a rate with a bucket that holds at least one flow, whose depth in
+// burst * period_ns fits below 2^63; prefixes no longer than the address).
+function checkExts(t: usize, len: u32): TableError {
+  const extOff = load<u32>(t + F.T_EXT_OFF), next = load<u32>(t + F.T_NEXT);
+  const listsOff = load<u32>(t + F.T_LISTS_OFF), nlists = load<u32>(t + F.T_NLISTS);
+  let e = section(extOff, <u64>next * F.EXT_SIZE, len);
+  if (e) return fail(e, F.T_EXT_OFF);
+  e = section(listsOff, <u64>nlists * F.LIST_SIZE, len);
+  if (e) return fail(e, F.T_LISTS_OFF);
+  if (nlists >= F.LIST_NONE) return fail(TableError.BAD_LIST, F.T_NLISTS);
+  for (let i: u32 = 0; i < next; i++) {
+    const at = extOff + i * F.EXT_SIZE;
+    const x = t + <usize>at;
+    const fl = load<u8>(x + F.X_FLAGS);
+    if (fl & ~F.XF_ALL) return fail(TableError.BAD_EXT, at + F.X_FLAGS);
+    if (load<u8>(x + F.X_PFX4) > 32 || load<u8>(x + F.X_PFX6) > 128) return fail(TableError.BAD_EXT, at + F.X_PFX4);
+    const rate = load<u32>(x + F.X_RATE), burst = load<u32>(x + F.X_BURST), period = load<u64>(x + F.X_PERIOD);
+    // The full bucket, burst * period_ns, must fit below 2^63.
+    if (rate != 0 && (burst == 0 || burst > F.MAX_BURST || period == 0 || period > F.MAX_PERIOD_NS ||
+      period > <u64>0x7fffffffffffffff / <u64>burst)) {
+      return fail(TableError.BAD_EXT, at + F.X_RATE);
+    }
+    const from = <u32>load<u16>(x + F.X_FROM_LIST), over = <u32>load<u16>(x + F.X_OVERLOAD);
+    if ((fl & F.XF_FROM_LIST) && from >= nlists) return fail(TableError.BAD_LIST, at + F.X_FROM_LIST);
+    if (over != F.LIST_NONE && over >= nlists) return fail(TableError.BAD_LIST, at + F.X_OVERLOAD);
+  }
+  return TableError.OK;
+}
+
 // Checks the `len` bytes at `t`. `cap` is the slot size, `maxRules` the
 // number of per-rule counter records available.
 export function validateTable(t: usize, len: u32, cap: u32, maxRules: u32): TableError {
@@ -129,11 +159,28 @@ export function validateTable(t: usize, len: u32, cap: u32, maxRules: u32): Tabl
     if (e) return e;
   }
 
+  e = checkExts(t, len);
+  if (e) return e;
+  const listsOff = load<u32>(t + F.T_LISTS_OFF);
+  for (let l: u32 = 0; l < load<u32>(t + F.T_NLISTS); l++) {
+    const rec = t + <usize>listsOff + <usize>l * F.LIST_SIZE;
+    if (<u64>load<u32>(rec + F.L_NAME_OFF) + <u64>load<u32>(rec + F.L_NAME_LEN) > <u64>infoLen) {
+      return fail(TableError.INFO_OUT_OF_RANGE, listsOff + l * F.LIST_SIZE + F.L_NAME_OFF);
+    }
+  }
+  const next = load<u32>(t + F.T_NEXT);
   for (let r: u32 = 0; r < nrules; r++) {
     const rec = t + <usize>rulesOff + <usize>r * F.RULE_SIZE;
     const at = rulesOff + r * F.RULE_SIZE;
     const action = load<u8>(rec + F.R_ACTION);
     if (action != F.ACTION_DENY && action != F.ACTION_ALLOW) return fail(TableError.BAD_ACTION, at);
+    const x = <u32>load<u16>(rec + F.R_EXT);
+    if (x > next) return fail(TableError.BAD_EXT, at + F.R_EXT);
+    // A limit admits flows, so only an allow rule may carry one.
+    if (x != 0 && action != F.ACTION_ALLOW &&
+      (load<u8>(t + <usize>load<u32>(t + F.T_EXT_OFF) + <usize>(x - 1) * F.EXT_SIZE + F.X_FLAGS) & F.XF_LIMIT)) {
+      return fail(TableError.BAD_EXT, at + F.R_EXT);
+    }
     if (<u64>load<u32>(rec + F.R_INFO_OFF) + <u64>load<u32>(rec + F.R_INFO_LEN) > <u64>infoLen) {
       return fail(TableError.INFO_OUT_OF_RANGE, at + F.R_INFO_OFF);
     }

@@ -10,6 +10,7 @@
 import * as ABI from "../../host/core/abi.js";
 import * as R from "./codes.js";
 import { Conntrack } from "./conntrack.js";
+import { type Limits } from "./limits.js";
 import { Decoder } from "./decode.js";
 import { RuleTable } from "./rules.js";
 
@@ -40,11 +41,16 @@ export class Reference {
   loadTable(bytes: Uint8Array): void {
     const table = new RuleTable(bytes);
     const old = this.conntrack;
-    this.conntrack = new Conntrack(table, this.options.timeouts);
+    this.conntrack = new Conntrack(table, this.options.timeouts, old?.limits);
     if (old) for (const [k, f] of old.flows) this.conntrack.flows.set(k, f);
   }
 
   get flowCount(): number { return this.conntrack?.flows.size ?? 0; }
+
+  // The block lists and sources (limits.ts), for tests; times as the core's.
+  get limits(): Limits | null { return this.conntrack?.limits ?? null; }
+  // Batch time in the reference's clock (ns since its first batch).
+  relNs(nowNs: bigint): bigint { return nowNs - (this.epoch ?? nowNs); }
 
   // Classifies the batch; returns the number of packets (answers in
   // verdicts/reasons/rules), or -1 for a count above MAX_BATCH.
@@ -81,6 +87,7 @@ export class Reference {
       this.reasons[i] = reason;
       this.rules[i] = rule;
     }
+    this.conntrack?.sweepEnd(now);
     return n;
   }
 }

@@ -53,6 +53,10 @@ export const FRAG_OVERLAP = Reason.frag_overlap;
 export const FRAG_TOO_MANY = Reason.frag_too_many;
 export const FRAG_DENIED = Reason.frag_denied;
 export const ICMP6_NDP = Reason.icmp6_ndp;
+export const RATE_LIMITED = Reason.rate_limited;
+export const SOURCE_FLOWS_FULL = Reason.source_flows_full;
+export const SOURCE_BLOCKED = Reason.source_blocked;
+export const SOURCE_TABLE_FULL = Reason.source_table_full;
 
 export const DROP = ABI.VERDICT_DROP;
 export const ACCEPT = ABI.VERDICT_ACCEPT;

@@ -21,7 +21,8 @@ import * as R from "./codes.js";
 import { type Packet, PF_FIRST_FRAG, PF_FRAGMENT, PF_HAS_PORTS, PF_ICMP_ERROR, TH_ACK, TH_FIN, TH_RST, TH_SYN } from "./decode.js";
 import { Fragments } from "./frag.js";
 import { NO_MATCH, type RuleTable } from "./rules.js";
-import { CTX_ERROR } from "../../host/rules/format.js";
+import { CTX_ERROR, XF_FROM_LIST, XF_LIMIT, XF_NOT } from "../../host/rules/format.js";
+import { Limits, type RefSource } from "./limits.js";
 
 export const enum State {
   FREE = 0,
@@ -48,6 +49,7 @@ export class Flow {
   readonly maxwin: [number, number] = [0, 0]; // per direction: largest window offered (scaled)
   readonly wscale: [number, number] = [0, 0]; // per direction: window scale of its SYN, 0xff none
   closer = ORIG; //                which direction sent the first FIN
+  source: RefSource | null = null; // where its rule's limit counts it
 }
 
 export class Conntrack {
@@ -58,10 +60,26 @@ export class Conntrack {
   rule = R.RULE_NONE;
   private key = "";
   private senderIsB = false;
+  private now = 0;
 
   // Timeouts in seconds by state (slot 0: fragments); 0 or absent: the default.
-  constructor(readonly rules: RuleTable, timeouts: readonly number[] = []) {
+  constructor(readonly rules: RuleTable, timeouts: readonly number[] = [], readonly limits = new Limits()) {
     this.timeoutNs = DEFAULT_TIMEOUTS.map((d, i) => (timeouts[i] || d) * 1e9);
+    limits.retain(rules.lists);
+  }
+
+  private forget(key: string, f: Flow): void {
+    this.flows.delete(key);
+    f.source?.live.delete(f);
+  }
+
+  // End of a batch: counted flows that expired stop counting (see limits.ts).
+  sweepEnd(now: number): void {
+    for (const s of this.limits.sources.values()) {
+      for (const f of s.live as Set<Flow>) {
+        if (f.expires <= now) { s.live.delete(f); for (const [k, g] of this.flows) if (g === f) { this.flows.delete(k); break; } }
+      }
+    }
   }
 
   private pass(reason: number, rule: number): number { this.verdict = R.ACCEPT; this.rule = rule; return reason; }
@@ -69,6 +87,7 @@ export class Conntrack {
 
   // Decides the decoded packet `p` of interface context `ctx` at time `now`.
   track(p: Packet, ctx: number, now: number): number {
+    this.now = now;
     if ((p.flags & (PF_FRAGMENT | PF_FIRST_FRAG)) === PF_FRAGMENT) {
       const r = this.frags.follow(p, now);
       return r === R.NONE ? this.pass(R.FRAG_FOLLOWS, this.frags.followRule) : this.drop(r);
@@ -109,11 +128,15 @@ export class Conntrack {
     this.makeKey(p.family, p.proto, p.src, sport, p.dst, dport);
     let f = this.lookup(now);
     if (f) {
+      if (f.source && BigInt(f.created) < f.source.flush) { // ended by an overload's flush
+        this.forget(this.key, f);
+        return this.drop(R.SOURCE_BLOCKED);
+      }
       const dir = this.senderIsB === f.origIsB ? ORIG : REPLY;
       if (p.proto === PROTO_TCP) {
         const r = tcpTrack(f, dir, p);
         if (r === TCP_REOPEN) {
-          this.flows.delete(this.key); // a new connection over a closed one
+          this.forget(this.key, f); // a new connection over a closed one
           f = undefined;
         } else if (r !== R.NONE) {
           return this.drop(r);
@@ -127,6 +150,7 @@ export class Conntrack {
         return this.drop(R.NO_FLOW);
       }
       if (f) {
+        if (f.source && (f.state === State.TIME_WAIT || f.state === State.CLOSE)) { f.source.live.delete(f); f.source = null; } // closed: no longer counted
         f.expires = now + this.timeoutNs[f.state]!;
         return this.pass(R.STATE_MATCH, f.rule);
       }
@@ -137,7 +161,16 @@ export class Conntrack {
     if (!opens) return this.drop(R.NO_FLOW);
     const reason = this.byRules(p, ctx, false);
     if (this.verdict !== R.ACCEPT) return reason;
+    const x = this.rule === R.RULE_NONE ? null : this.rules.exts[this.rule]!;
+    let source: RefSource | null = null;
+    if (x && (x.flags & XF_LIMIT)) {
+      const a = this.limits.admit(x, p.family, p.src, BigInt(now), this.rules.lists);
+      if (a.reason !== R.NONE) { this.verdict = R.DROP; return a.reason; }
+      source = a.source;
+    }
     f = new Flow();
+    f.source = source;
+    source?.live.add(f);
     f.origIsB = this.senderIsB;
     f.created = now;
     f.ctx = ctx;
@@ -152,25 +185,40 @@ export class Conntrack {
   // unrelatedError: an ICMP error no tracked flow owns; it meets only the
   // rules that name ICMP types, and no match drops it as unrelated.
   private byRules(p: Packet, ctx: number, unrelatedError: boolean): number {
+    // Rules on a block list: `from: NAME` matches only listed sources,
+    // `from: not NAME` only the others; a drop after passing over the latter
+    // for a listed source, or by a deny rule of the former, is the list's.
+    let skipped = false;
+    const bigNow = BigInt(this.now);
+    const cond = (rule: number): boolean => {
+      const x = this.rules.exts[rule];
+      if (!x || !(x.flags & XF_FROM_LIST)) return true;
+      const listed = this.limits.listed(this.rules.lists[x.fromList]!, p.family, p.src, bigNow);
+      if (x.flags & XF_NOT) { if (listed) skipped = true; return !listed; }
+      return listed;
+    };
     const r = this.rules.match(ctx | (unrelatedError ? CTX_ERROR : 0), p.family, p.src, p.dst, p.proto, p.sport, p.dport,
-      p.tcpFlags, (p.icmpType << 8) | p.icmpCode);
+      p.tcpFlags, (p.icmpType << 8) | p.icmpCode, cond);
     if (r === NO_MATCH && unrelatedError) return this.drop(R.ICMP_UNRELATED);
     if (r === NO_MATCH) {
       this.verdict = this.rules.defaultAllow ? R.ACCEPT : R.DROP;
       this.rule = R.RULE_NONE;
-      return this.rules.defaultAllow ? R.DEFAULT_ALLOW : R.DEFAULT_DENY;
+      return this.rules.defaultAllow ? R.DEFAULT_ALLOW : skipped ? R.SOURCE_BLOCKED : R.DEFAULT_DENY;
     }
     this.rule = r;
     const allow = this.rules.isAllow(r);
     this.verdict = allow ? R.ACCEPT : R.DROP;
-    return allow ? R.RULE_ALLOW : R.RULE_DENY;
+    if (allow) return R.RULE_ALLOW;
+    const x = this.rules.exts[r];
+    const listRule = x !== null && x !== undefined && (x.flags & (XF_FROM_LIST | XF_NOT)) === XF_FROM_LIST;
+    return skipped || listRule ? R.SOURCE_BLOCKED : R.RULE_DENY;
   }
 
   // The live flow under `key`; an expired one is forgotten.
   private lookup(now: number): Flow | undefined {
     const f = this.flows.get(this.key);
     if (f !== undefined && f.expires <= now) {
-      this.flows.delete(this.key);
+      this.forget(this.key, f);
       return undefined;
     }
     return f;

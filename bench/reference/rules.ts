@@ -7,6 +7,7 @@
 // The table is assumed valid: the core validates it before committing it,
 // and every test loads the same bytes into the core first.
 import * as F from "../../host/rules/format.js";
+import { readExts, type RefExt } from "./limits.js";
 
 export const NO_MATCH = -1;
 
@@ -26,6 +27,9 @@ export class RuleTable {
   private readonly icmp: Uint32Array;
   private readonly v4: Array<{ bounds: Uint32Array; ids: Uint32Array }>;
   private readonly v6: Array<{ bounds: Uint32Array; ids: Uint32Array }>; // 4 words per bound, most significant first
+  readonly exts: Array<RefExt | null>; //   per rule: its limit and list condition (limits.ts)
+  readonly lists: number[]; //              list keys by index
+  readonly hasConds: boolean;
 
   constructor(bytes: Uint8Array) {
     // A copy on a fresh buffer, so that 4-byte sections are 4-byte aligned.
@@ -71,6 +75,8 @@ export class RuleTable {
     // Interval fields in order: src4, dst4, src6, dst6.
     this.v4 = [field(0, false), field(1, false)];
     this.v6 = [field(2, true), field(3, true)];
+    ({ exts: this.exts, lists: this.lists } = readExts(t));
+    this.hasConds = this.exts.some((x) => x !== null && (x.flags & F.XF_FROM_LIST) !== 0);
   }
 
   isAllow(rule: number): boolean { return this.allow[rule] === 1; }
@@ -79,7 +85,11 @@ export class RuleTable {
   // words, most significant first (IPv4: word 0). Ports 0 when the packet has
   // none; tcpFlags 0 for other protocols; icmp is type << 8 | code (0 for
   // other protocols). ctx carries CTX_ERROR for an unrelated ICMP error.
-  match(ctx: number, family: number, src: Uint32Array, dst: Uint32Array, proto: number, sport: number, dport: number, tcpFlags: number, icmp: number): number {
+  // `cond`: whether a rule with a block-list condition matches (the first
+  // match passes over one whose condition does not hold).
+  match(ctx: number, family: number, src: Uint32Array, dst: Uint32Array, proto: number, sport: number, dport: number, tcpFlags: number, icmp: number,
+    cond: ((r: number) => boolean) | null = null): number {
+    this.cond = this.hasConds ? cond : null;
     let s: number, d: number;
     if (family === 4) {
       s = this.search4(0, src[0]!);
@@ -92,7 +102,18 @@ export class RuleTable {
       this.bitmap(this.sport[sport]!), this.bitmap(this.dport[dport]!), this.bitmap(this.icmp[icmp]!), this.bitmap(s), this.bitmap(d));
   }
 
+  private cond: ((r: number) => boolean) | null = null;
   private bitmap(id: number): number { return this.bitmaps + id * this.stride; }
+
+  // The lowest rule of the 32 in `bits` (from rule `base`) that the condition lets match, or NO_MATCH.
+  private pick(bits: number, base: number): number {
+    while (bits !== 0) {
+      const r = base + lowestBit(bits);
+      if (this.cond === null || this.cond(r)) return r;
+      bits &= bits - 1;
+    }
+    return NO_MATCH;
+  }
 
   // The bitmap id of the last interval whose lower bound is <= key.
   private search4(k: number, key: number): number {
@@ -124,9 +145,11 @@ export class RuleTable {
         const word = a * 32 + lowestBit(s); //    a 64-rule word that may match
         const o = this.summary + 2 * word;
         const lo = w[b0 + o]! & w[b1 + o]! & w[b2 + o]! & w[b3 + o]! & w[b4 + o]! & w[b5 + o]! & w[b6 + o]! & w[b7 + o]!;
-        if (lo !== 0) return word * 64 + lowestBit(lo);
+        const a0 = this.pick(lo, word * 64);
+        if (a0 !== NO_MATCH) return a0;
         const hi = w[b0 + o + 1]! & w[b1 + o + 1]! & w[b2 + o + 1]! & w[b3 + o + 1]! & w[b4 + o + 1]! & w[b5 + o + 1]! & w[b6 + o + 1]! & w[b7 + o + 1]!;
-        if (hi !== 0) return word * 64 + 32 + lowestBit(hi);
+        const a1 = this.pick(hi, word * 64 + 32);
+        if (a1 !== NO_MATCH) return a1;
         s &= s - 1;
       }
     }

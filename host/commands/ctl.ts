@@ -3,6 +3,7 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { DEFAULT_CONTROL, request } from "../daemon/control.js";
+import { parseDuration } from "../policy/limit-text.js";
 
 interface Stats {
   started: string; policy: string; mode: string;
@@ -24,6 +25,7 @@ interface Stats {
     revocations: number; lastRevocation: string | null; lastRevocationMs: number | null; bytes: number; packets: number;
     adopted: number; adoptRefused: number; endedAtStart: number; removedUntracked: number;
   } | null;
+  limits?: Record<string, number>;
 }
 
 export function formatStats(s: Stats): string {
@@ -38,6 +40,7 @@ export function formatStats(s: Stats): string {
       `  revocations ${s.offload.revocations}${s.offload.lastRevocation ? `, last ${s.offload.lastRevocation} (${s.offload.lastRevocationMs?.toFixed(1)} ms)` : ""}; ` +
         `at start adopted ${s.offload.adopted}, refused ${s.offload.adoptRefused}, ended ${s.offload.endedAtStart}; untracked kernel entries removed ${s.offload.removedUntracked}`,
     ] : []),
+    ...(s.limits ? [formatSources([], s.limits)] : []),
     "rules:",
     ...s.rules.map((r) => `  [${r.rule}] ${String(r.packets).padStart(10)} packets  ${r.info}`),
     "reasons:",
@@ -59,7 +62,15 @@ export function statsCommand(): Command {
     .description("counters of the running daemon: per rule, per reason, per queue, flows, reload history")
     .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
     .option("--json", "print the daemon's answer as JSON")
-    .action(async (o: { control: string; json?: boolean }) => {
+    .option("--sources [n]", "instead: the top N sources of the limited rules, by live flows and new-flow rate (default 20)")
+    .action(async (o: { control: string; json?: boolean; sources?: string | boolean }) => {
+      if (o.sources !== undefined) {
+        const top = o.sources === true ? 20 : Number(o.sources);
+        const r = await request(o.control, { cmd: "sources", top });
+        if (r.ok !== true) throw new Error(String(r.error));
+        process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatSources(r.sources as SourceRow[], r.limits as Record<string, number>)}\n`);
+        return;
+      }
       const r = await request(o.control, { cmd: "stats" });
       if (r.ok !== true) throw new Error(String(r.error));
       process.stdout.write(o.json ? `${JSON.stringify(r.stats, null, 2)}\n` : `${formatStats(r.stats as Stats)}\n`);
@@ -134,4 +145,54 @@ export function reloadCommand(): Command {
         `${rec?.recheck ? `; re-check ended ${rec.recheck.ended} flows` : ""}` +
         `${rec?.recheck?.revoked ? `, took ${rec.recheck.revoked} offloaded flows back from the kernel (${rec.recheck.revokeMs?.toFixed(1)} ms)` : ""}\n`);
     });
+}
+
+// `portcullis block list|add ADDR [--for DURATION] [--list NAME]|del ADDR [--list NAME]`
+export function blockCommand(): Command {
+  const ask = async (control: string, req: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    const r = await request(control, { cmd: "block", ...req });
+    if (r.ok !== true) throw new Error(String(r.error));
+    return r;
+  };
+  const cmd = new Command("block").description("the running daemon's block lists (a limit's overload: list, or one under lists:)");
+  cmd.command("list").description("every live entry, with its list and the time it has left")
+    .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
+    .option("--json", "print the daemon's answer as JSON")
+    .action(async (o: { control: string; json?: boolean }) => {
+      const r = await ask(o.control, { op: "list" });
+      const rows = r.blocks as Array<{ list: string; prefix: string; expiresInS: number | null }>;
+      if (o.json) { process.stdout.write(`${JSON.stringify(rows, null, 2)}\n`); return; }
+      process.stdout.write(rows.length === 0 ? "no blocked sources\n"
+        : rows.map((b) => `${b.list.padEnd(16)} ${b.prefix.padEnd(44)} ${b.expiresInS === null ? "until removed" : `${Math.ceil(b.expiresInS)} s left`}`).join("\n") + "\n");
+    });
+  cmd.command("add").description("block ADDR (an address or prefix) until removed, or --for a time")
+    .argument("<addr>", "address or prefix, e.g. 203.0.113.7 or 2001:db8:1::/64")
+    .option("--for <duration>", "how long: 90s, 10m, 1h, 2d", (v) => { const d = parseDuration(v); if (typeof d === "string") throw new Error(d); return v; })
+    .option("--list <name>", "which list (default: the only one)")
+    .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
+    .action(async (addr: string, o: { control: string; for?: string; list?: string }) => {
+      const r = await ask(o.control, { op: "add", addr, ...(o.for ? { for: o.for } : {}), ...(o.list ? { list: o.list } : {}) });
+      const a = r.added as { list: string; addr: string; for: string };
+      process.stdout.write(`blocked ${a.addr} on ${a.list} (${a.for})\n`);
+    });
+  cmd.command("del").description("take ADDR (as it was added) off a list")
+    .argument("<addr>", "address or prefix")
+    .option("--list <name>", "which list (default: the only one)")
+    .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
+    .action(async (addr: string, o: { control: string; list?: string }) => {
+      const r = await ask(o.control, { op: "del", addr, ...(o.list ? { list: o.list } : {}) });
+      if (r.removed !== true) { process.stderr.write(`portcullis: ${addr} is not on ${String(r.list)}\n`); process.exitCode = 1; return; }
+      process.stdout.write(`released ${addr} from ${String(r.list)}\n`);
+    });
+  return cmd;
+}
+
+interface SourceRow { prefix: string; rule: string | null; flows: number; refillS: number; idleS: number }
+
+export function formatSources(rows: SourceRow[], limits: Record<string, number>): string {
+  return [
+    `source table: ${limits.sourcesLive} of ${limits.sourceCapacity} entries (evicted ${limits.sourcesEvicted}, refused ${limits.sourcesRefused}); ` +
+      `block lists: ${limits.blocksLive} of ${limits.blockCapacity} entries (refused ${limits.blocksRefused}, expired ${limits.blocksExpired})`,
+    ...rows.map((s) => `  ${s.prefix.padEnd(44)} ${String(s.flows).padStart(7)} flows  bucket full in ${s.refillS.toFixed(1).padStart(7)} s  ${s.rule ?? ""}`),
+  ].join("\n");
 }

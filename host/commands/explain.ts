@@ -93,7 +93,8 @@ export interface Explanation {
   rule: number | null;
   ruleInfo: string | null;
   defaultAction: "allow" | "deny";
-  steps: Array<{ rule: number; info: string; action: string; failed: FieldName[] }>;
+  steps: Array<{ rule: number; info: string; action: string; failed: Array<FieldName | "from_list"> }>;
+  limited: boolean; //  the deciding rule has a per-source limit
 }
 
 export function explainFlow(table: Uint8Array, flow: Flow, mode: Mode): Explanation {
@@ -129,10 +130,12 @@ export function explainFlow(table: Uint8Array, flow: Flow, mode: Mode): Explanat
     flow, mode, verdict: core.verdict(0) === ABI.VERDICT_ACCEPT ? "accept" : "drop", reason, reasonText: reasonText(core.reason(0)),
     rule, ruleInfo: rule === null ? null : view.rules[rule]!.info, defaultAction: view.defaultAction,
     steps: ex.steps.map((s) => ({ rule: s.rule.index, info: s.rule.info, action: s.rule.action, failed: s.failed })),
+    limited: rule !== null && view.ruleKeys[rule] !== null,
   };
 }
 
-const FIELD_WORDS: Record<FieldName, string> = {
+const FIELD_WORDS: Record<FieldName | "from_list", string> = {
+  from_list: "the source is on no block list here (lists fill at run time)",
   interface: "interface/direction", proto: "protocol", tcp_flags: "TCP flags", sport: "source port",
   dport: "destination port", icmp_type: "ICMP type/code", src: "source address", dst: "destination address",
 };
@@ -157,6 +160,10 @@ export function formatExplanation(e: Explanation): string {
     out.push("no rule matched: an ICMP error about no tracked flow meets only the rules that name its ICMP type, and without one it is dropped (the default does not apply)");
   } else if (e.rule === null) out.push(`no rule matched: the default (${e.defaultAction}) decides`);
   else out.push(`decided by rule [${e.rule}]: ${e.ruleInfo}`);
+  if (e.limited) {
+    out.push("the rule has a per-source limit: a source over it gets rate_limited or source_flows_full instead (see its limit above); " +
+      "explain decides one packet on an empty source table and empty block lists");
+  }
   return out.join("\n");
 }
 

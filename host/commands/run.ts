@@ -52,6 +52,8 @@ export interface RunOptions {
   control: string;
   set: Record<string, boolean>;
   maxFlows?: number;
+  maxSources?: number;
+  maxBlocks?: number;
   copyRange?: number; //   default: the board's copy_range:, else DEFAULT_COPY_RANGE (headers only)
   queueMaxlen: number;
   failOpen?: boolean;
@@ -88,7 +90,8 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   if (o.metrics) checkMetricsHost(o.metrics.host, o.internal);
   const daemon = new Daemon({
     policy: o.policy, mode: o.mode, switches: o.set, control: o.control,
-    core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.engine ? { engine: o.engine } : {}) }, stateDir: o.stateDir,
+    core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.maxSources ? { maxSources: o.maxSources } : {}),
+      ...(o.maxBlocks ? { maxBlocks: o.maxBlocks } : {}), ...(o.engine ? { engine: o.engine } : {}) }, stateDir: o.stateDir,
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
   const { fallback } = await startDaemon(daemon, log);
@@ -145,6 +148,8 @@ export function runCommand(): Command {
     .addOption(new Option("--set <switch=on|off>", "turn a switch of the policy on or off (repeatable)").argParser(parseSwitchOverride).default({}))
     .addOption(engineOption("the core (overrides the board config's engine:)"))
     .option("--max-flows <n>", "state table capacity", int("--max-flows", 16, 2097152))
+    .option("--max-sources <n>", "source table capacity (per-source limits; default 16384)", int("--max-sources", 16, 2097152))
+    .option("--max-blocks <n>", "block-list entries, all lists together (default 4096)", int("--max-blocks", 16, 2097152))
     .option("--copy-range <bytes>", `bytes of each packet copied from the kernel (default ${DEFAULT_COPY_RANGE}: the headers the core reads; ` +
       "a packet whose headers run past it is dropped as snap_truncated; 65535: whole packets)", parseCopyRangeArg)
     .option("--queue-maxlen <n>", "kernel queue length", int("--queue-maxlen", 1, 1 << 20), 4096)

@@ -71,6 +71,13 @@ export interface CoreExports {
   offload_touch(now: bigint): number;
   offload_end(now: bigint): number;
   offload_adopt(ctx: number, now: bigint): number;
+  source_capacity(): number;
+  sources_ptr(): number;
+  block_capacity(): number;
+  blocks_ptr(): number;
+  block_addr_ptr(): number;
+  block_add(list: number, family: number, prefix: number, now: bigint, ns: bigint): number;
+  block_del(list: number, family: number, prefix: number, now: bigint): number;
 }
 
 // Sizes the core lays out at init (0 or absent: the core's default).
@@ -81,6 +88,8 @@ export interface CoreConfig {
   maxFlows?: number; // state table capacity (rounded up to a power of two)
   maxFrags?: number; // fragment tracker capacity
   hashSeed?: bigint; // key of the flow hash (default: random)
+  maxSources?: number; // source table capacity, per-source limits (rounded up to a power of two)
+  maxBlocks?: number; // block-list entries, all lists together (rounded up to a power of two)
   timeouts?: Partial<Record<string, number>>; // seconds, by state name ("fragment" for fragments)
 }
 
@@ -166,6 +175,8 @@ export function instantiateCore(build: Build = "release", bytes?: Uint8Array<Arr
   cfg.setUint32(ABI.CFG_MAX_RULES, config.maxRules ?? 0, true);
   cfg.setUint32(ABI.CFG_MAX_FLOWS, config.maxFlows ?? 0, true);
   cfg.setUint32(ABI.CFG_MAX_FRAGS, config.maxFrags ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_SOURCES, config.maxSources ?? 0, true);
+  cfg.setUint32(ABI.CFG_MAX_BLOCKS, config.maxBlocks ?? 0, true);
   cfg.setBigUint64(ABI.CFG_HASH_SEED, config.hashSeed ?? randomBytes(8).readBigUInt64LE(), true);
   setTimeouts(x, config.timeouts ?? {});
   const err = x.init();

@@ -52,6 +52,10 @@ export const REASONS = [
   ["frag_too_many", "a datagram in more pieces than the fragment tracker keeps"],
   ["frag_denied", "a later fragment of a refused first fragment"],
   ["icmp6_ndp", "IPv6 neighbour discovery with hop limit 255 (RFC 4861)"],
+  ["rate_limited", "a new flow over its rule's per-source rate limit"],
+  ["source_flows_full", "a new flow over its rule's limit of live flows per source"],
+  ["source_blocked", "the source is on a block list (or its flows were flushed by an overload)"],
+  ["source_table_full", "a new source of a limited rule found no free source-table entry (all hold live flows)"],
 ] as const;
 
 export type ReasonName = (typeof REASONS)[number][0];

@@ -6,6 +6,8 @@
 // was and says why. Reloads, canary starts and promotions run one at a time,
 // in the order they were asked for (a queue, at most MAX_TABLE_JOBS deep).
 import { Core } from "../core/core.js";
+import { limitCounters } from "../core/limits.js";
+import { blockListSizes, blockRequest, sourcesRequest } from "./blocks.js";
 import { type CoreConfig } from "../core/load.js";
 import { type Mode } from "../policy/compile.js";
 import { TableView } from "../rules/inspect.js";
@@ -273,7 +275,9 @@ export class Daemon {
         this.discard();
         return { ok: true, shadow: report };
       }
-      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard, offload)` };
+      case "block": return blockRequest(this.core, this.table, req);
+      case "sources": return sourcesRequest(this.core, this.table, req);
+      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard, block, sources, offload)` };
     }
   }
 
@@ -295,6 +299,8 @@ export class Daemon {
       reasons: c.reasons.filter((r) => r.packets > 0n).map((r) => ({ reason: r.name, packets: r.packets, bytes: r.bytes })),
       rules,
       flows: { ...c.flows, capacity: this.core.flowCapacity },
+      limits: limitCounters(this.core),
+      blockLists: blockListSizes(this.core, this.table),
       undecided,
       queues,
       engine: { ...this.engine.stats },

@@ -42,6 +42,8 @@ interface StatsShape {
   shadow?: { packets: number; differ: number; liveAcceptCandidateDrop: number; liveDropCandidateAccept: number } | null;
   offload?: { live: number; total: number; ended: number; revoked: number; revocations: number; lastRevocation: string | null; bytes: number; packets: number } | null;
   started: string;
+  limits?: Record<string, bigint | number>;
+  blockLists?: Array<{ list: string; entries: number }>;
 }
 
 const num = (v: bigint | number | undefined): string =>
@@ -113,6 +115,22 @@ export function renderMetrics(src: MetricsSource): string {
   t.family("portcullis_fragments", "gauge", "Fragmented datagrams being tracked.").sample("portcullis_fragments", { state: "live" }, f.fragsLive);
   t.family("portcullis_fragments_expired_total", "counter", "Fragmented datagrams that timed out.").sample("portcullis_fragments_expired_total", {}, f.fragsExpired);
   t.family("portcullis_batches_total", "counter", "Batches classified by the core.").sample("portcullis_batches_total", {}, s.batches);
+  if (s.limits) {
+    const l = s.limits;
+    t.family("portcullis_sources", "gauge", "Entries of the source table (per-source limits).").sample("portcullis_sources", {}, l.sourcesLive);
+    t.family("portcullis_sources_capacity", "gauge", "Capacity of the source table.").sample("portcullis_sources_capacity", {}, l.sourceCapacity);
+    t.family("portcullis_sources_evicted_total", "counter", "Source entries without live flows reused while their bucket still held state.")
+      .sample("portcullis_sources_evicted_total", {}, l.sourcesEvicted);
+    t.family("portcullis_sources_refused_total", "counter", "New sources refused: every candidate entry held live flows (source_table_full).")
+      .sample("portcullis_sources_refused_total", {}, l.sourcesRefused);
+    t.family("portcullis_blocks_capacity", "gauge", "Capacity of the block lists, all lists together.").sample("portcullis_blocks_capacity", {}, l.blockCapacity);
+    t.family("portcullis_blocks_refused_total", "counter", "Block-list additions refused for want of room.").sample("portcullis_blocks_refused_total", {}, l.blocksRefused);
+    t.family("portcullis_blocks_expired_total", "counter", "Block-list entries that expired.").sample("portcullis_blocks_expired_total", {}, l.blocksExpired);
+  }
+  if (s.blockLists) {
+    t.family("portcullis_block_list_entries", "gauge", "Live entries of each block list of the live table.");
+    for (const b of s.blockLists) t.sample("portcullis_block_list_entries", { list: b.list }, b.entries);
+  }
   const eng = { engine: s.coreEngine ?? "v8" };
   t.family("portcullis_core_traps_total", "counter",
     "Trap events: batches whose classify trapped in the core's engine (a core bug; the batch was dropped, its packets counted in portcullis_undecided_dropped_total{cause=\"core_error\"}).")

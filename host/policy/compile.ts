@@ -16,8 +16,10 @@ import { basename, resolve as resolvePath } from "node:path";
 import * as ABI from "../core/abi.js";
 import { MAX_OPERATOR_FILE, OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { buildTable, type BuiltTable, MAX_BUILD_BYTES, TableTooLargeError } from "../rules/build.js";
+import { crc32 } from "../rules/crc32.js";
+import { durationText } from "./limit-text.js";
 import { ctxValue } from "../rules/format.js";
-import { type AddrRanges, type Range32, type RuleSpec, type TableSpec } from "../rules/model.js";
+import { type AddrRanges, type Range32, type RuleExt, type RuleSpec, type TableSpec } from "../rules/model.js";
 import { countAddresses, FULL_V4, FULL_V6, parseSetText, prefixesToRanges, unionAddr, unionRanges32 } from "./addr.js";
 import { type ConfigWarning, Diagnostics, type Pos } from "../config/errors.js";
 import { suggest } from "../config/yaml.js";
@@ -121,9 +123,22 @@ export function ruleInfo(file: string, r: RuleAst): string {
   if (r.log) parts.push("log");
   if (r.offload?.value) parts.push("offload");
   if (r.when) parts.push(`when ${r.when.value}`);
+  if (r.from) parts.push(`from ${r.from.value.not ? "not " : ""}${r.from.value.list}`);
+  if (r.limit) parts.push(limitText(r.limit));
   let s = `${basename(file)}:${r.pos.line} ${r.name?.value ?? `#${r.index}`}: ${parts.join(" ")}`;
   if (r.comment) s += ` # ${oneLine(r.comment, 80)}`;
   return s;
+}
+
+// "limit rate 20/s burst 40 flows 200 per /32,/64 overload abusers for 10m flush"
+export function limitText(l: NonNullable<RuleAst["limit"]>): string {
+  const out = ["limit"];
+  if (l.rate) out.push("rate", l.rate.text, "burst", String(l.burst));
+  if (l.flows !== null) out.push("flows", String(l.flows));
+  out.push("per", `/${l.prefix4},/${l.prefix6}`);
+  if (l.overload) out.push("overload", l.overload.list + (l.overload.blockNs > 0n ? ` for ${durationText(l.overload.blockNs)}` : ""));
+  if (l.flush) out.push("flush");
+  return out.join(" ");
 }
 
 // Reads a policy (or a table) file once, for every later step to see the same
@@ -250,6 +265,20 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
     return parts.length === 1 ? parts[0]! : unionAddr(parts);
   };
 
+  // Block lists: declared under lists:, or by an overload: that names one.
+  const lists = [...ast.lists.keys()];
+  for (const r of ast.rules) {
+    const o = r.limit?.overload;
+    if (o && !lists.includes(o.list)) lists.push(o.list);
+  }
+  for (const name of lists) {
+    if (ast.groups.has(name) || ast.sets.has(name)) {
+      diag.error("duplicate_name", ast.lists.get(name)?.pos ?? ast.rules.find((r) => r.limit?.overload?.list === name)!.limit!.overload!.pos,
+        `"${name}" names both a block list and a ${ast.groups.has(name) ? "group" : "set"}; use distinct names`);
+    }
+  }
+  const usedLists = new Set<string>();
+
   const rules: RuleSpec[] = [];
   const ruleSummaries: RuleSummary[] = [];
   const byPlace = new Map<string, number>();
@@ -266,6 +295,14 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
         enabled = sw;
       }
     }
+    if (r.from && !lists.includes(r.from.value.list)) {
+      const known = ast.groups.has(r.from.value.list) || ast.sets.has(r.from.value.list)
+        ? `; "${r.from.value.list}" is a ${ast.groups.has(r.from.value.list) ? "group" : "set"}: name it in src:` : "";
+      diag.error("unknown_list", r.from.pos, `no block list named "${r.from.value.list}"${suggest(r.from.value.list, lists)}${known}` +
+        (lists.length ? `; the policy's lists are ${lists.join(", ")}` : "; declare it under lists: or name it in a limit's overload:"));
+      continue;
+    }
+    if (r.from) usedLists.add(r.from.value.list);
     const src = resolve(r.src);
     const dst = resolve(r.dst);
     if (src === undefined || dst === undefined || !r.ok || !r.action || !r.iface || !r.direction) continue;
@@ -316,7 +353,11 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
         : unionRanges32(r.icmpTypes.value.map((t): Range32 => (t.code === null ? [t.type << 8, (t.type << 8) | 0xff] : [(t.type << 8) | t.code, (t.type << 8) | t.code]))),
       line: r.pos.line,
       info,
+      ext: ruleExt(r, info, lists),
     });
+  }
+  for (const name of lists) {
+    if (!usedLists.has(name)) diag.warn("unused", ast.lists.get(name)?.pos ?? cmdline, `block list "${name}" is not referred to by any rule (from: ${name}); its entries block nothing`);
   }
   diag.check(); // a missing default or version is an error, so both are set past here
 
@@ -345,7 +386,30 @@ export function compilePolicyText(text: string, file: string, opts: CompileOptio
     warnings: diag.warnings,
     ms: performance.now() - t0,
   };
-  return { spec: { rules, defaultAction: ast.defaultAction!.value, offloadAfter: ast.offload?.after ?? DEFAULT_OFFLOAD_AFTER }, summary };
+  return { spec: { rules, defaultAction: ast.defaultAction!.value, lists, offloadAfter: ast.offload?.after ?? DEFAULT_OFFLOAD_AFTER }, summary };
+}
+
+// The table's extension of a rule: its limit and list condition; the key
+// names the rule's sources in the core across reloads, from the rule's text
+// after FILE:LINE (so an unchanged rule keeps its buckets, even moved).
+function ruleExt(r: RuleAst, info: string, lists: string[]): RuleExt | null {
+  if (!r.limit && !r.from) return null;
+  const l = r.limit;
+  return {
+    key: crc32(new TextEncoder().encode(info.slice(info.indexOf(" ") + 1))),
+    limit: l === null ? null : {
+      rate: l.rate?.count ?? 0,
+      periodNs: l.rate?.periodNs ?? 0n,
+      burst: l.rate ? l.burst : 0,
+      flows: l.flows ?? 0,
+      prefix4: l.prefix4,
+      prefix6: l.prefix6,
+      overload: l.overload ? lists.indexOf(l.overload.list) : null,
+      blockNs: l.overload?.blockNs ?? 0n,
+      flush: l.flush,
+    },
+    fromList: r.from ? { list: lists.indexOf(r.from.value.list), not: r.from.value.not } : null,
+  };
 }
 
 // The table of a compiled policy, refused (a ConfigError at FILE, line 0)

@@ -11,6 +11,7 @@ import { type Diagnostics, type Pos } from "../config/errors.js";
 import { isEmpty, suggest, YamlReader } from "../config/yaml.js";
 import { type IcmpFamily, icmpText, resolveIcmp, splitIcmpText } from "../packets/icmp-names.js";
 import { isPrefix, parsePrefix, type Prefix } from "./addr.js";
+import { parseDuration, parseRate, type Rate } from "./limit-text.js";
 
 export type Action = "allow" | "deny";
 export type Iface = "external" | "internal" | "any";
@@ -48,7 +49,23 @@ export interface RuleAst {
   offload: Located<boolean> | null; // offload: true (the kernel carries its established TCP flows)
   comment: string | null;
   when: Located<string> | null;
+  limit: LimitAst | null;
+  from: Located<{ list: string; not: boolean }> | null; // a block list the source must (not) be on
 }
+
+// `limit:` of an allow rule (host/policy/README.md). At least one of rate and flows.
+export interface LimitAst {
+  pos: Pos;
+  rate: (Rate & { pos: Pos }) | null;
+  burst: number; //                 the bucket's depth; the rate's count when not given
+  flows: number | null;
+  prefix4: number; //               the source's aggregation, default /32
+  prefix6: number; //               default /64
+  overload: { list: string; pos: Pos; blockNs: bigint } | null; // blockNs 0n: until removed
+  flush: boolean;
+}
+export const MAX_LIMIT_FLOWS = 1_000_000;
+export const MAX_LIMIT_BURST = 1_000_000;
 
 export interface GroupAst { name: string; pos: Pos; entries: Array<{ prefix: Prefix; text: string; pos: Pos }> }
 export interface SetAst { name: string; pos: Pos; file: Located<string>; path: string }
@@ -66,6 +83,7 @@ export interface PolicyAst {
   // offload: { after: N, all: bool }: packets a flow passes through the core
   // before the kernel carries it, and whether every allow rule offloads.
   offload: { after: number; all: boolean; pos: Pos } | null;
+  lists: Map<string, { name: string; pos: Pos }>; // declared under lists: (overload: declares its own)
 }
 
 export const DEFAULT_OFFLOAD_AFTER = 10;
@@ -81,10 +99,11 @@ export const PROTO_NAMES: Readonly<Record<number, string>> = { 6: "tcp", 17: "ud
 export const TCP_FLAG_LETTERS = "FSRPAUEW";
 
 export const MAX_ALIAS_ENTRIES = 100_000;
-const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "rules", "offload"];
+const TOP_KEYS = ["version", "default", "switches", "groups", "sets", "lists", "rules", "offload"];
 const OFFLOAD_KEYS = ["after", "all"];
 const RULE_KEYS = ["name", "action", "interface", "direction", "proto", "src", "dst", "sport", "dport",
-  "tcp_flags", "icmp_type", "log", "offload", "comment", "when"];
+  "tcp_flags", "icmp_type", "log", "offload", "comment", "when", "limit", "from"];
+const LIMIT_KEYS = ["rate", "burst", "flows", "per", "overload", "flush"];
 const SET_KEYS = ["file"];
 
 // Parses one policy. Returns null when the YAML itself is broken (the
@@ -244,7 +263,7 @@ class Parser extends YamlReader {
     const pos = e.pos;
     const ast: PolicyAst = {
       file: this.file, pos, version: null, defaultAction: null,
-      switches: new Map(), groups: new Map(), sets: new Map(), rules: [], offload: null,
+      switches: new Map(), groups: new Map(), sets: new Map(), rules: [], lists: new Map(), offload: null,
     };
 
     const ver = e.need("version", "write version: 1");
@@ -290,6 +309,19 @@ class Parser extends YamlReader {
         const all = al && this.boolean(al, "offload.all");
         if (all !== undefined) off.all = all;
         ast.offload = off;
+      }
+    }
+
+    const li = e.get("lists");
+    if (li && !isEmpty(li.value)) {
+      for (const it of this.list(li.value, li.key, "lists", "leave the key out when there are none") ?? []) {
+        const s = this.str(it);
+        const p = this.pos(it, li.key);
+        if (s === null || !NAME_RE.test(s) || RESERVED_NAMES.has(s)) {
+          this.diag.error("bad_name", p, "lists: names block lists, each a word like abusers (lower-case letter first)");
+        } else if (ast.lists.has(s)) {
+          this.diag.error("duplicate_name", p, `list "${s}" is declared twice`);
+        } else ast.lists.set(s, { name: s, pos: p });
       }
     }
 
@@ -363,6 +395,7 @@ class Parser extends YamlReader {
     const r: RuleAst = {
       index, pos, ok: true, name: null, action: null, iface: null, direction: null, proto: null,
       src: null, dst: null, sport: null, dport: null, tcpFlags: null, icmpTypes: null, log: false, offload: null, comment: null, when: null,
+      limit: null, from: null,
     };
     const act = e.need("action", "allow or deny");
     if (act) r.action = this.choice<Action>(act.value, act.key, ["allow", "deny"], "bad_action", "action");
@@ -456,8 +489,92 @@ class Parser extends YamlReader {
       if (s !== null && NAME_RE.test(s)) r.when = { value: s, pos: this.pos(wh.value, wh.key) };
       else this.diag.error("bad_name", this.pos(wh.value, wh.key), "when names a switch (from switches:), e.g. when: http_redirect");
     }
+    const lm = e.get("limit");
+    if (lm) {
+      if (r.action?.value === "deny") {
+        this.diag.error("limit_on_deny", lm.key, "limit: belongs on an allow rule (it limits the flows a rule admits); a deny rule admits none");
+      } else r.limit = this.limit(lm.value, lm.key);
+    }
+    const fr = e.get("from");
+    if (fr) {
+      const s = this.str(fr.value);
+      const m = s === null ? null : /^\s*(not\s+)?([a-z][a-z0-9_-]*)\s*$/.exec(s);
+      if (m) r.from = { value: { list: m[2]!, not: m[1] !== undefined }, pos: this.pos(fr.value, fr.key) };
+      else this.diag.error("bad_list_ref", this.pos(fr.value, fr.key), "from: names a block list, as from: abusers (only sources on it) or from: not abusers (only sources not on it)");
+    }
     r.ok = this.diag.errors.length === errorsBefore;
     return r;
+  }
+
+  private limit(n: Node | null, key: Pos): LimitAst | null {
+    const e = this.mapping(n, LIMIT_KEYS, "limit", key);
+    if (e === null) return null;
+    const before = this.diag.errors.length;
+    const out: LimitAst = { pos: e.pos, rate: null, burst: 0, flows: null, prefix4: 32, prefix6: 64, overload: null, flush: false };
+    const count = (x: { key: Pos; value: Node | null }, what: string, max: number): number | null => {
+      const v = x.value && isScalar(x.value) ? x.value.value : null;
+      if (typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= max) return v;
+      this.diag.error("bad_limit", this.pos(x.value, x.key), `${what} must be a whole number from 1 to ${max}, not ${JSON.stringify(v)}`);
+      return null;
+    };
+    const ra = e.get("rate");
+    if (ra) {
+      const s = this.str(ra.value);
+      const rt = parseRate(s ?? String(ra.value && isScalar(ra.value) ? ra.value.value : ""));
+      if (typeof rt === "string") this.diag.error("bad_rate", this.pos(ra.value, ra.key), rt);
+      else out.rate = { ...rt, pos: this.pos(ra.value, ra.key) };
+    }
+    const bu = e.get("burst");
+    if (bu) {
+      const b = count(bu, "burst", MAX_LIMIT_BURST);
+      if (!ra) this.diag.error("bad_limit", bu.key, "burst: is the depth of a rate's bucket; give rate: too");
+      else if (b !== null) out.burst = b;
+    }
+    if (out.rate && out.burst === 0) out.burst = out.rate.count;
+    const fl = e.get("flows");
+    if (fl) out.flows = count(fl, "flows", MAX_LIMIT_FLOWS);
+    if (!ra && !fl) this.diag.error("bad_limit", e.pos, "limit: needs rate: (new flows per time), flows: (live flows per source) or both");
+    const pe = e.get("per");
+    if (pe) this.per(pe.value, pe.key, out);
+    const ov = e.get("overload");
+    if (ov) {
+      const s = this.str(ov.value);
+      const m = s === null ? null : /^\s*([a-z][a-z0-9_-]*)(?:\s+for\s+(.+?))?\s*$/.exec(s);
+      const p = this.pos(ov.value, ov.key);
+      if (!m) this.diag.error("bad_overload", p, "overload: names a block list, optionally for how long: overload: abusers for 10m");
+      else {
+        const ns = m[2] === undefined ? 0n : parseDuration(m[2]);
+        if (typeof ns === "string") this.diag.error("bad_duration", p, ns);
+        else out.overload = { list: m[1]!, pos: p, blockNs: ns };
+      }
+    }
+    const fs = e.get("flush");
+    if (fs) {
+      const f = this.boolean(fs, "flush");
+      if (f && !ov) this.diag.error("bad_limit", fs.key, "flush: true ends the flows of a source put on the overload list; give overload: too");
+      else if (f !== undefined) out.flush = f;
+    }
+    return this.diag.errors.length === before ? out : null;
+  }
+
+  // per: address (/32 and /128), or { ipv4: /N, ipv6: /M } (defaults /32, /64).
+  private per(n: Node | null, key: Pos, out: LimitAst): void {
+    if (this.str(n) === "address") { out.prefix4 = 32; out.prefix6 = 128; return; }
+    const bad = (p: Pos): void => {
+      this.diag.error("bad_per", p, "per: is address (each address alone) or prefix lengths per family, like per: { ipv4: /24, ipv6: /56 } (defaults /32 and /64)");
+    };
+    if (!isMap(n)) { bad(this.pos(n, key)); return; }
+    const e = this.mapping(n, ["ipv4", "ipv6"], "per", key);
+    if (e === null) return;
+    for (const [k, max] of [["ipv4", 32], ["ipv6", 128]] as const) {
+      const x = e.get(k);
+      if (!x) continue;
+      const s = this.str(x.value);
+      const m = s === null ? null : /^\s*\/?(\d+)\s*$/.exec(s);
+      const v = m ? Number(m[1]) : x.value && isScalar(x.value) && typeof x.value.value === "number" ? x.value.value : -1;
+      if (!Number.isInteger(v) || v < 0 || v > max) { bad(this.pos(x.value, x.key)); continue; }
+      if (k === "ipv4") out.prefix4 = v; else out.prefix6 = v;
+    }
   }
 
   private protos(n: Node | null, key: Pos): Located<ProtoAst[]> | null {

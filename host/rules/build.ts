@@ -3,7 +3,7 @@
 // the bitmap of rules that match there; equal bitmaps are stored once.
 import { crc32 } from "./crc32.js";
 import * as F from "./format.js";
-import { type AddrRanges, MAX_V4, MAX_V6, type Range128, type Range32, type RuleSpec, type TableSpec } from "./model.js";
+import { type AddrRanges, MAX_V4, MAX_V6, type Range128, type Range32, type RuleExt, type RuleSpec, type TableSpec } from "./model.js";
 
 // Bitmaps of rules as u32 words (bit r is rule r), stored once each.
 class BitmapPool {
@@ -135,7 +135,10 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
 
   const enc = new TextEncoder();
   const infos = rules.map((r) => enc.encode(r.info));
-  const infoLen = infos.reduce((s, b) => s + b.length, 0);
+  const lists = spec.lists ?? [];
+  const names = lists.map((n) => enc.encode(n)); // after the rules' texts in the info section
+  const infoLen = [...infos, ...names].reduce((s, b) => s + b.length, 0);
+  const exts = rules.map((r) => r.ext ?? null).filter((x): x is NonNullable<typeof x> => x !== null);
 
   // Section sizes, in layout order, each 8-aligned.
   let off = F.HDR_SIZE;
@@ -150,6 +153,8 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
     { iv: src4 as Interval<number | bigint>, wide: false }, { iv: dst4 as Interval<number | bigint>, wide: false },
     { iv: src6 as Interval<number | bigint>, wide: true }, { iv: dst6 as Interval<number | bigint>, wide: true },
   ].map((f) => ({ ...f, boundsOff: place(f.iv.bounds.length * (f.wide ? 16 : 4)), idsOff: place(f.iv.ids.length * 4) }));
+  const extOff = place(exts.length * F.EXT_SIZE);
+  const listsOff = place(lists.length * F.LIST_SIZE);
   const total = off;
   if (total > maxBytes) throw new TableTooLargeError(total, maxBytes);
 
@@ -176,6 +181,11 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
   v.setUint32(F.T_SPORT_OFF, sportOff, true);
   v.setUint32(F.T_DPORT_OFF, dportOff, true);
   v.setUint32(F.T_ICMP_OFF, icmpOff, true);
+  v.setUint32(F.T_EXT_OFF, extOff, true);
+  v.setUint32(F.T_NEXT, exts.length, true);
+  v.setUint32(F.T_LISTS_OFF, listsOff, true);
+  v.setUint32(F.T_NLISTS, lists.length, true);
+  exts.forEach((x, i) => writeExt(v, extOff + i * F.EXT_SIZE, x));
 
   // Bitmaps: summary words, then the rule words (two u32 halves each).
   pool.maps.forEach((m, id) => {
@@ -192,8 +202,10 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
     }
   });
   let infoAt = 0;
+  let extAt = 0;
   rules.forEach((r, i) => {
     const at = rulesOff + i * F.RULE_SIZE;
+    if (r.ext) v.setUint16(at + F.R_EXT, ++extAt, true);
     bytes[at + F.R_ACTION] = r.action === "allow" ? F.ACTION_ALLOW : F.ACTION_DENY;
     bytes[at + F.R_FLAGS] = (r.log ? F.RF_LOG : 0) | (r.offload ? F.RF_OFFLOAD : 0);
     v.setUint32(at + F.R_INFO_OFF, infoAt, true);
@@ -201,6 +213,14 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
     v.setUint32(at + F.R_LINE, r.line, true);
     bytes.set(infos[i]!, infoOff + infoAt);
     infoAt += infos[i]!.length;
+  });
+  lists.forEach((name, i) => {
+    const at = listsOff + i * F.LIST_SIZE;
+    v.setUint32(at, listKey(name), true);
+    v.setUint32(at + F.L_NAME_OFF, infoAt, true);
+    v.setUint32(at + F.L_NAME_LEN, names[i]!.length, true);
+    bytes.set(names[i]!, infoOff + infoAt);
+    infoAt += names[i]!.length;
   });
   const putIds = (at: number, ids: ArrayLike<number>): void => { for (let i = 0; i < ids.length; i++) v.setUint32(at + 4 * i, ids[i]!, true); };
   putIds(ctxOff, ctx); putIds(protoOff, proto); putIds(flagsOff, flags);
@@ -233,4 +253,32 @@ export function buildTable(spec: TableSpec, o: { maxBytes?: number } = {}): Buil
       ms: performance.now() - t0,
     },
   };
+}
+
+// The key of a block list in the table and in the core's entries: a hash of
+// its name, so a reload that keeps the name keeps the list's entries.
+export function listKey(name: string): number {
+  return crc32(new TextEncoder().encode(`list:${name}`), 0);
+}
+
+function writeExt(v: DataView, at: number, x: RuleExt): void {
+  v.setUint32(at + F.X_KEY, x.key >>> 0, true);
+  let flags = 0;
+  const l = x.limit;
+  if (l) {
+    flags |= F.XF_LIMIT | (l.flush ? F.XF_FLUSH : 0);
+    v.setUint32(at + F.X_RATE, l.rate, true);
+    v.setBigUint64(at + F.X_PERIOD, l.periodNs, true);
+    v.setUint32(at + F.X_BURST, l.burst, true);
+    v.setUint32(at + F.X_FLOWS, l.flows, true);
+    v.setBigUint64(at + F.X_BLOCK_NS, l.blockNs, true);
+    v.setUint8(at + F.X_PFX4, l.prefix4);
+    v.setUint8(at + F.X_PFX6, l.prefix6);
+  }
+  v.setUint16(at + F.X_OVERLOAD, l?.overload ?? F.LIST_NONE, true);
+  if (x.fromList) {
+    flags |= F.XF_FROM_LIST | (x.fromList.not ? F.XF_NOT : 0);
+    v.setUint16(at + F.X_FROM_LIST, x.fromList.list, true);
+  }
+  v.setUint8(at + F.X_FLAGS, flags);
 }

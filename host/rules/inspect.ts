@@ -40,6 +40,9 @@ export class TableView {
   readonly defaultAction: "allow" | "deny";
   readonly offloadAfter: number; // packets before an offloading rule's flow goes to the kernel
   readonly rules: TableRule[];
+  readonly lists: Array<{ name: string; key: number }>; // block lists by index (assembly/limits/blocklist.ts)
+  readonly ruleKeys: Array<number | null>; //              per rule: its source-table key when it has a limit
+  readonly ruleLists: Array<{ list: string; not: boolean } | null>; // per rule: its block-list condition (from:)
 
   constructor(readonly bytes: Uint8Array) {
     const refuse = (what: string, at: number): never => {
@@ -91,6 +94,32 @@ export class TableView {
         info: dec.decode(bytes.subarray(infoOff + io, infoOff + io + il)),
       } as TableRule;
     });
+    const next = this.u32(F.T_NEXT);
+    const extOff = span(F.T_EXT_OFF, next * F.EXT_SIZE, "the rule extensions");
+    const extAt = (r: number): number | null => {
+      const x = this.view.getUint16(rulesOff + r * F.RULE_SIZE + F.R_EXT, true);
+      return x === 0 || x > next ? null : extOff + (x - 1) * F.EXT_SIZE;
+    };
+    this.ruleKeys = this.rules.map((r) => {
+      const x = this.view.getUint16(rulesOff + r.index * F.RULE_SIZE + F.R_EXT, true);
+      if (x === 0 || x > next) return null;
+      const at = extOff + (x - 1) * F.EXT_SIZE;
+      return (bytes[at + F.X_FLAGS]! & F.XF_LIMIT) ? this.u32(at + F.X_KEY) : null;
+    });
+    const nlists = this.u32(F.T_NLISTS);
+    const listsOff = span(F.T_LISTS_OFF, nlists * F.LIST_SIZE, "the lists section");
+    this.lists = Array.from({ length: nlists }, (_, i) => {
+      const at = listsOff + i * F.LIST_SIZE;
+      const no = this.u32(at + F.L_NAME_OFF), nl = this.u32(at + F.L_NAME_LEN);
+      if (no + nl > infoLen) refuse(`list ${i}'s name runs past the rule text section`, at + F.L_NAME_OFF);
+      return { key: this.u32(at), name: dec.decode(bytes.subarray(infoOff + no, infoOff + no + nl)) };
+    });
+    this.ruleLists = this.rules.map((r) => {
+      const at = extAt(r.index);
+      if (at === null || !(bytes[at + F.X_FLAGS]! & F.XF_FROM_LIST)) return null;
+      const l = this.lists[this.view.getUint16(at + F.X_FROM_LIST, true)];
+      return { list: l?.name ?? "?", not: (bytes[at + F.X_FLAGS]! & F.XF_NOT) !== 0 };
+    });
   }
 
   private u32(at: number): number { return this.view.getUint32(at, true); }
@@ -136,11 +165,16 @@ export class TableView {
   }
 
   // For each rule in order until the first match: the fields that exclude it.
-  explain(k: FlowKey): { match: number; steps: Array<{ rule: TableRule; failed: FieldName[] }> } {
+  // A rule that matches only sources on a block list (`from: NAME`) is
+  // passed over here as if its lists were empty (their entries are the
+  // core's state, not the table's): "from_list" in its failed fields.
+  explain(k: FlowKey): { match: number; steps: Array<{ rule: TableRule; failed: Array<FieldName | "from_list"> }> } {
     const b = this.bitmaps(k);
-    const steps: Array<{ rule: TableRule; failed: FieldName[] }> = [];
+    const steps: Array<{ rule: TableRule; failed: Array<FieldName | "from_list"> }> = [];
     for (const rule of this.rules) {
-      const failed = FIELDS.filter((f) => !this.hasRule(b[f], rule.index));
+      const failed: Array<FieldName | "from_list"> = FIELDS.filter((f) => !this.hasRule(b[f], rule.index));
+      const cond = this.ruleLists[rule.index];
+      if (cond && !cond.not) failed.push("from_list");
       steps.push({ rule, failed });
       if (failed.length === 0) return { match: rule.index, steps };
     }

@@ -31,6 +31,25 @@ export interface RuleSpec {
   icmp?: Range32[] | null;
   line: number; //                source line, 0 when none
   info: string; //                for people: where it came from and what it says
+  ext?: RuleExt | null; //        a per-source limit and/or a block-list condition
+}
+
+// A rule's per-source limit and block-list condition (assembly/rules/format.ts,
+// the rule extension). Lists are indices into TableSpec.lists.
+export interface RuleExt {
+  key: number; //                 u32 naming the rule's sources across reloads
+  limit: {
+    rate: number; //              new flows per periodNs per source; 0: none
+    periodNs: bigint;
+    burst: number;
+    flows: number; //             live flows per source; 0: none
+    prefix4: number;
+    prefix6: number;
+    overload: number | null; //   list index, or none
+    blockNs: bigint; //           0n: until removed
+    flush: boolean;
+  } | null;
+  fromList: { list: number; not: boolean } | null;
 }
 
 export interface TableSpec {
@@ -38,4 +57,5 @@ export interface TableSpec {
   defaultAction: "allow" | "deny";
   serial?: number;
   offloadAfter?: number; // packets before an offloading rule's flow goes to the kernel (T_OFFLOAD_AFTER; default 10)
+  lists?: string[]; //            block-list names, in index order (the table keeps their keys)
 }
