@@ -39,10 +39,12 @@ for n in ext0:203.0.113.1/24 int0:198.51.100.1/24; do
 done
 ln -sf /lib/systemd/system/systemd-networkd.service "$R/etc/systemd/system/multi-user.target.wants/"
 echo portcullis > "$R/etc/hostname"
+# No apt run of the system's own beside the check's (the dpkg lock).
+for t in apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer; do ln -sf /dev/null "$R/etc/systemd/system/$t"; done
 cat > "$R/etc/systemd/system/pdeb-check.service" <<'EOF'
 [Unit]
 Description=Portcullis package check (board/deb-nspawn-check.sh)
-After=systemd-networkd.service multi-user.target
+After=systemd-networkd.service
 [Service]
 Type=oneshot
 ExecStart=/bin/sh /root/pdeb-check.sh
@@ -62,11 +64,10 @@ state() { echo "$(systemctl show -p ActiveState --value portcullis.service)/$(sy
 # The self-test of the installed tree: its queue rules as the board config
 # makes them, the daemon on its socket, every queue bound.
 selftest() { /usr/lib/portcullis/node/bin/node /usr/lib/portcullis/app/board/bench/selftest.mjs --app /usr/lib/portcullis/app \
-  --out /var/tmp/pdeb-selftest --checks kernel-rules,daemon,queues-bound 2>&1 | sed -n 's/^selftest: \([0-9]* passed, [0-9]* failed\).*/\1/p'; }
+  --out /var/tmp/pdeb-selftest --checks installed,kernel-rules,daemon,queues-bound 2>&1 | sed -n 's/^selftest: \([0-9]* passed, [0-9]* failed\).*/\1/p'; }
 queues() { { iptables-legacy-save 2>/dev/null; nft list ruleset 2>/dev/null; } | grep -ci 'queue'; }
 pkg() { dpkg-query -W -f='${Status} ${Version}' portcullis 2>/dev/null; }
 ai() { apt-get install -y -q --allow-downgrades -o Dpkg::Options::=--force-confold "$1" > /var/tmp/apt.log 2>&1; s=$?; sed 's/^/apt: /' /var/tmp/apt.log; return $s; }
-systemctl is-system-running --wait >/dev/null 2>&1 || true
 
 ai /root/debs/old.deb; r install $?
 r enabled "$(systemctl is-enabled portcullis-rules.service portcullis.service portcullis-firstboot.service | tr '\n' ' ')"

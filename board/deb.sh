@@ -125,7 +125,8 @@ find "$P" -type f ! -perm -u+x -exec chmod 0644 {} +
 
 size="$(du -sk --exclude=DEBIAN "$P" | cut -f1)"
 sed -e "s|#VERSION#|$version|" -e "s|#ARCH#|$arch|" -e "s|#SIZE#|$size|" board/deb/control > "$P/DEBIAN/control"
-(cd "$P" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums)
+# md5sums: every file but the conffiles (as dh_md5sums; dpkg keeps their sums itself).
+(cd "$P" && find . \( -path ./DEBIAN -o -path ./etc \) -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum > DEBIAN/md5sums)
 chmod 0644 "$P/DEBIAN/control" "$P/DEBIAN/conffiles" "$P/DEBIAN/md5sums"
 
 mkdir -p "$out"
