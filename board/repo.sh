@@ -49,7 +49,7 @@ if [ "$test_key" = 1 ]; then
   export GNUPGHOME="$tmp/gnupg"
   mkdir -m 0700 "$GNUPGHOME"
   gpg --batch --quiet --passphrase '' --quick-gen-key "Portcullis test repository <repo@example.org>" ed25519 sign never 2>/dev/null
-  key="$(gpg --batch --with-colons --list-secret-keys | awk -F: '$1 == "fpr" { print $10; exit }')"
+  key="$(gpg --batch --with-colons --list-secret-keys 2>/dev/null | awk -F: '$1 == "fpr" { print $10; exit }')"
 fi
 gpg --batch --list-secret-keys "$key" >/dev/null 2>&1 || die "no secret key $(printf '%q' "$key") in ${GNUPGHOME:-~/.gnupg}"
 

@@ -263,13 +263,13 @@ test("board:repo: a signed repository; a client root upgrades with apt upgrade, 
   assert.match(seen(), new RegExp(`portcullis\\s*\\|\\s*${NEXT.replace(/\./g, "\\.")}\\s*\\|\\s*file:/srv/repo bookworm/main amd64 Packages`));
   ok(inRoot(r, "apt-get upgrade -y -q"), "apt upgrade");
   assert.is(installed(), NEXT);
-  // Unsigned: the same repository without its signatures.
+  // Unsigned: the same repository without its signatures (apt: "no longer signed", as this client had it signed).
   client(wrong);
   rmSync(join(r, "srv/repo/dists/bookworm/InRelease"));
   rmSync(join(r, "srv/repo/dists/bookworm/Release.gpg"));
   u = inRoot(r, "apt-get update -q");
   assert.is.not(u.status, 0, u.stdout);
-  assert.match(u.stdout + u.stderr, /^E: The repository 'file:\/srv\/repo bookworm Release' is not signed\.$/m);
+  assert.match(u.stdout + u.stderr, /^E: The repository 'file:\/srv\/repo bookworm Release' is no longer signed\.$/m);
   assert.not.match(seen(), new RegExp(BROKEN.replace(/\./g, "\\.")));
   ok(inRoot(r, "apt-get upgrade -y -q"), "apt upgrade");
   assert.is(installed(), NEXT);

@@ -66,7 +66,7 @@ left=""
 while read -r p; do if { [ -e "$p" ] || [ -L "$p" ]; } && [ ! -d "$p" ]; then left="$left $p"; fi; done < /var/tmp/pdeb-files
 r purge_left_files "${left:-none}"
 r purge_left_dirs "$(ls -d /etc/portcullis /usr/lib/portcullis /var/lib/portcullis /run/portcullis 2>/dev/null | tr '\n' ' ' | grep . || echo none)"
-r purge_links "$(ls /etc/systemd/system/multi-user.target.wants/ | grep -c portcullis)"
+r purge_links "$(ls /etc/systemd/system/multi-user.target.wants/ | grep -c '^portcullis\(-rules\|-firstboot\)\?\.service$')"
 r purge_user "$(getent passwd portcullis; getent group portcullis; grep -c '^portcullis:' /etc/shadow /etc/gshadow | tr '\n' ' ')"
 r done yes
 systemctl poweroff --no-block
