@@ -8,8 +8,12 @@
 #
 # Usage: npm run board:bundle -- --arch x64|arm64 [--ext-mac MAC --int-mac MAC]
 #                                [--out DIR] [--no-build] [--wasmtime-lib FILE]
+#                                [--tree DIR]
 #   --ext-mac/--int-mac  fill the .link templates now (else install.sh does)
 #   --no-build           ship dist/ and build/ as they are (no npm run build)
+#   --tree DIR           only stage app/ and overlay/ into DIR (a new directory) and
+#                        stop: what board/deb.sh packages, so the bundle and the
+#                        Debian package ship the same files from this one list
 #   --wasmtime-lib FILE  the wasmtime C API library of the target (arm64: needed for
 #                        --engine wasmtime; x64: default .wasmtime/, from ensure.sh)
 #
@@ -24,10 +28,10 @@ root="$PWD"
 
 die() { echo "bundle: $*" >&2; exit 1; }
 shown() { printf '%q' "$1"; }
-arch="" ext_mac="" int_mac="" out="dist-board" build=1 wasmtime_lib=""
+arch="" ext_mac="" int_mac="" out="dist-board" build=1 wasmtime_lib="" tree=""
 while [ $# -gt 0 ]; do
   case "$1" in
-    --arch|--ext-mac|--int-mac|--out|--wasmtime-lib) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
+    --arch|--ext-mac|--int-mac|--out|--wasmtime-lib|--tree) [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value" ;;
   esac
   case "$1" in
     --arch) arch="$2"; shift 2 ;;
@@ -36,6 +40,7 @@ while [ $# -gt 0 ]; do
     --out) out="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
     --wasmtime-lib) wasmtime_lib="$2"; shift 2 ;;
+    --tree) tree="$2"; shift 2 ;;
     *) die "unknown argument: $(shown "$1")" ;;
   esac
 done
@@ -44,6 +49,7 @@ case "$arch" in
   *) die "--arch x64|arm64 is required" ;;
 esac
 [ ! -e "$out" ] || [ -d "$out" ] || die "--out $(shown "$out"): not a directory"
+[ -z "$tree" ] || [ ! -e "$tree" ] || die "--tree $(shown "$tree"): already there (give a new directory)"
 version="$(node -p 'require("./package.json").version')"
 [[ "$version" =~ ^[0-9A-Za-z][0-9A-Za-z._-]*$ ]] && [[ "$version" != *..* ]] || die "package.json's version $(shown "$version") is not a version"
 name="portcullis-$version-$arch"
@@ -63,6 +69,7 @@ ext_mac="${ext_mac,,}" int_mac="${int_mac,,}"
 stage="$(mktemp -d "${TMPDIR:-/var/tmp}/portcullis-bundle.XXXXXX")"
 trap 'rm -rf "$stage"' EXIT
 b="$stage/$name"
+[ -z "$tree" ] || { mkdir -p "$tree"; b="$(cd "$tree" && pwd)"; }
 mkdir -p "$b/app/build/Release" "$b/app/bin" "$b/app/node_modules" "$b/app/host/native"
 
 # The application: the repository's layout, so paths relative to
@@ -185,6 +192,8 @@ if [ -n "$ext_mac" ]; then
     rm "$t"
   done
 fi
+# --tree: the staged files are all board/deb.sh takes.
+if [ -n "$tree" ]; then echo "$b"; exit 0; fi
 cp board/install.sh "$b/install.sh"
 chmod 0755 "$b/install.sh"
 printf '%s\n' "$version" > "$b/VERSION"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `npm run test:board` needs beyond `npm test` (host/setup/ensure.sh):
 # the arm64 cross toolchain and libraries, qemu-user, debootstrap,
-# systemd-analyze, systemd-nspawn; for `npm run board:image` mtools, dosfstools, fdisk,
+# systemd-analyze, systemd-nspawn; for `npm run board:deb`/`board:repo` and
+# their test dpkg (dpkg-deb), fakeroot, lintian, reprepro, gnupg; for `npm run board:image` mtools, dosfstools, fdisk,
 # e2fsprogs, bmap-tools, xz-utils; for its test qemu-system-arm. Installs
 # only what is missing (apt-get, as root).
 set -eu
@@ -14,6 +15,12 @@ command -v systemd-analyze >/dev/null || missing+=(systemd)
 command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
 command -v file >/dev/null || missing+=(file)
 command -v setpriv >/dev/null || missing+=(util-linux)
+# board:deb (board/deb.sh), its lintian run and board:repo (board/repo.sh).
+command -v dpkg-deb >/dev/null || missing+=(dpkg)
+command -v fakeroot >/dev/null || missing+=(fakeroot)
+command -v lintian >/dev/null || missing+=(lintian)
+command -v reprepro >/dev/null || missing+=(reprepro)
+command -v gpg >/dev/null || missing+=(gnupg)
 # board:image: FAT and ext4 file systems made as files, the MBR, the bmap.
 command -v mkfs.vfat >/dev/null || missing+=(dosfstools)
 command -v mcopy >/dev/null || missing+=(mtools)

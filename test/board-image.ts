@@ -30,6 +30,10 @@ function ok(r: SpawnSyncReturns<string>, what: string): string {
 }
 
 let image = process.env.PORTCULLIS_IMAGE ?? "";
+// A unit as the package ships it: the overlay's, its paths pointed at the package's tree and Node (board/deb.sh).
+const packaged = (u: string) => readFileSync(join(ROOT, "board/rootfs_overlay/etc/systemd/system", u), "utf8")
+  .replace(/\/usr\/bin\/node \/opt\/portcullis\/current\//g, "/usr/lib/portcullis/node/bin/node /usr/lib/portcullis/app/")
+  .replace(/file:\/opt\/portcullis\/current\//g, "file:/usr/lib/portcullis/app/");
 let boot = "", rootfs = "", dumped = "";
 interface Part { start: number; size: number; type: string; bootable?: boolean }
 
@@ -89,16 +93,17 @@ test("the boot partition: Pi firmware, kernel, initrd, device trees, config.txt,
   assert.ok(statSync(boot).size === 524288 * 512);
 });
 
-test("the root file system: label, fstab, Portcullis installed, units enabled, Node 20 for aarch64, no SSH host keys", () => {
+test("the root file system: label, fstab, the Portcullis package installed, units enabled, its Node 20 for aarch64, no SSH host keys", () => {
   assert.match(ok(sh("dumpe2fs", ["-h", rootfs]), "dumpe2fs"), /^Filesystem volume name:\s+RASPIROOT$/m);
   assert.is(dfs("cat /etc/fstab"), readFileSync(join(ROOT, "board/image/rootfs/etc/fstab"), "utf8"));
-  assert.match(dfs("stat /opt/portcullis/current"), new RegExp(`Fast link dest: "${VERSION.replace(/\./g, "\\.")}"`));
+  // The Debian package (board/deb.sh), installed by dpkg: its units are the overlay's with the package's paths.
+  assert.match(dfs("cat /var/lib/dpkg/status"), new RegExp(`^Package: portcullis\nStatus: install ok installed\n(?:.+\n)*?Version: ${VERSION.replace(/\./g, "\\.")}\n`, "m"));
   for (const u of ["portcullis.service", "portcullis-rules.service", "portcullis-firstboot.service"]) {
-    assert.is(dfs(`cat /etc/systemd/system/${u}`), readFileSync(join(ROOT, "board/rootfs_overlay/etc/systemd/system", u), "utf8"), u);
+    assert.is(dfs(`cat /lib/systemd/system/${u}`), packaged(u), u);
   }
-  for (const [link, dest] of [["portcullis.service", "/etc/systemd/system/portcullis.service"],
-    ["portcullis-rules.service", "/etc/systemd/system/portcullis-rules.service"],
-    ["portcullis-firstboot.service", "/etc/systemd/system/portcullis-firstboot.service"],
+  for (const [link, dest] of [["portcullis.service", "/lib/systemd/system/portcullis.service"],
+    ["portcullis-rules.service", "/lib/systemd/system/portcullis-rules.service"],
+    ["portcullis-firstboot.service", "/lib/systemd/system/portcullis-firstboot.service"],
     ["portcullis-ssh-keygen.service", "/etc/systemd/system/portcullis-ssh-keygen.service"],
     ["portcullis-growroot.service", "/etc/systemd/system/portcullis-growroot.service"],
     ["systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"]]) {
@@ -106,9 +111,8 @@ test("the root file system: label, fstab, Portcullis installed, units enabled, N
   }
   assert.is(dfs("cat /etc/portcullis/policy.yaml"), readFileSync(join(ROOT, "host/policy/default.yaml"), "utf8"));
   assert.match(dfs("cat /etc/passwd"), /^portcullis:x:\d+:\d+::\/var\/lib\/portcullis:\/usr\/sbin\/nologin$/m);
-  assert.match(dfs("stat /usr/bin/node"), /Fast link dest: "\/usr\/local\/lib\/nodejs\/bin\/node"/);
   const node = join(TMP, "node");
-  ok(sh("debugfs", ["-R", `dump /usr/local/lib/nodejs/bin/node ${node}`, rootfs]), "dump node");
+  ok(sh("debugfs", ["-R", `dump /usr/lib/portcullis/node/bin/node ${node}`, rootfs]), "dump node");
   assert.match(ok(sh("file", ["-b", node]), "file"), /^ELF 64-bit LSB (pie )?executable, ARM aarch64/);
   assert.not.match(dfs("ls -l /etc/ssh"), /ssh_host_/);
   assert.is(dfs("cat /etc/machine-id"), "");
@@ -124,15 +128,16 @@ test("the installed arm64 Portcullis runs in the image's root under qemu: check,
   // The character devices programs expect (rdump may not recreate them).
   ok(sh("bash", ["-c", `mkdir -p ${dumped}/dev && cd ${dumped}/dev && for d in null:3 zero:5 random:8 urandom:9; do rm -f \${d%:*}; mknod -m 666 \${d%:*} c 1 \${d#*:}; done`]), "mknod");
   const chroot = (...args: string[]) => sh("chroot", [dumped, ...args]);
-  assert.match(ok(chroot("/usr/bin/node", "--version"), "node --version"), /^v20\.\d+\.\d+$/m);
-  assert.match(ok(chroot("/usr/bin/node", "-p", "process.arch"), "arch"), /^arm64$/m);
-  const check = ok(chroot("/usr/local/bin/portcullis", "check", "/etc/portcullis/policy.yaml"), "portcullis check");
+  const NODE = "/usr/lib/portcullis/node/bin/node";
+  assert.match(ok(chroot(NODE, "--version"), "node --version"), /^v20\.\d+\.\d+$/m);
+  assert.match(ok(chroot(NODE, "-p", "process.arch"), "arch"), /^arm64$/m);
+  const check = ok(chroot("/usr/bin/portcullis", "check", "/etc/portcullis/policy.yaml"), "portcullis check");
   assert.match(check, /^\/etc\/portcullis\/policy\.yaml: ok \(mode host, default deny\)$/m);
-  ok(chroot("/usr/bin/node", "-e", "require('/opt/portcullis/current/build/Release/nfq.node')"), "the addon loads");
+  ok(chroot(NODE, "-e", "require('/usr/lib/portcullis/app/build/Release/nfq.node')"), "the addon loads");
   // The first boot, as the unit runs it (without --set-hostname in a chroot).
   mkdirSync(join(dumped, "boot/firmware"), { recursive: true });
   ok(sh("mcopy", ["-i", boot, "::/portcullis-firstboot.yaml", join(dumped, "boot/firmware/")]), "mcopy");
-  const fb = ok(chroot("/usr/local/bin/portcullis", "firstboot", "--boot", "/boot/firmware", "--root", "/"), "firstboot");
+  const fb = ok(chroot("/usr/bin/portcullis", "firstboot", "--boot", "/boot/firmware", "--root", "/"), "firstboot");
   assert.match(fb, /created user admin/);
   assert.match(fb, /renamed it portcullis-firstboot\.yaml\.done$/m);
   const r = (p: string) => readFileSync(join(dumped, p), "utf8");
@@ -142,17 +147,18 @@ test("the installed arm64 Portcullis runs in the image's root under qemu: check,
   assert.match(r("etc/passwd"), /^admin:x:1000:1000:Portcullis admin:\/home\/admin:\/bin\/bash$/m);
   assert.ok(existsSync(join(dumped, "home/admin/.bashrc")), "the home made from /etc/skel");
   assert.is(r("etc/hostname"), "portcullis\n");
-  assert.match(ok(chroot("/usr/local/bin/portcullis", "check", "/etc/portcullis/policy.yaml"), "check after"),
+  assert.match(ok(chroot("/usr/bin/portcullis", "check", "/etc/portcullis/policy.yaml"), "check after"),
     /^ {2}front_end +2 entries: 2 IPv4 addresses, 0 IPv6 addresses/m);
   // The image's own systemd accepts the units.
-  const v = chroot("systemd-analyze", "verify", "/etc/systemd/system/portcullis-firstboot.service",
+  const v = chroot("systemd-analyze", "verify", "/lib/systemd/system/portcullis-firstboot.service",
     "/etc/systemd/system/portcullis-ssh-keygen.service", "/etc/systemd/system/portcullis-growroot.service");
   assert.is(v.status, 0, v.stderr);
 });
 
 test("the image's own systemd scores each unit's sandbox (offline): portcullis.service at most 2.0, the others at most 5.0", () => {
   for (const u of unitFiles(ROOT)) {
-    const r = sh("chroot", [dumped, "systemd-analyze", "security", "--offline=yes", "--no-pager", `/etc/systemd/system/${u.name}`]);
+    const dir = existsSync(join(dumped, "lib/systemd/system", u.name)) ? "/lib/systemd/system" : "/etc/systemd/system"; // the package's, the image's own
+    const r = sh("chroot", [dumped, "systemd-analyze", "security", "--offline=yes", "--no-pager", `${dir}/${u.name}`]);
     assert.is(r.status, 0, r.stderr);
     const s = readSecurity(r.stdout);
     console.log(`  ${u.name}: exposure ${s.exposure.toFixed(1)} (the image's systemd)`);
@@ -198,7 +204,7 @@ test("the image boots under qemu-system-aarch64 (virt): the first boot applied, 
   assert.is(line("selftest: ok   kernel-rules:"), "selftest: ok   kernel-rules: nftables table inet portcullis: 8 queue rules as /etc/portcullis/board.yaml generates");
   assert.match(line("selftest: ok   queues-bound:"), /^selftest: ok {3}queues-bound: queues 0, 1: reported by the daemon and bound in the kernel \(queue 0 peer \d+, queue 1 peer \d+\)$/);
   assert.match(line("selftest: ok   daemon:"), /; portcullis\.service active$/);
-  assert.match(line("selftest: ok   installed:"), /files match \.MANIFEST\.sha256$/);
+  assert.match(line("selftest: ok   installed:"), /files match the package's md5sums$/);
   // Packets decided by the policy's rules, in the daemon's sandbox.
   assert.match(line("selftest: ok   counters-moving:"), /^selftest: ok {3}counters-moving: \d+ packets? of traffic in \d+\.\d s, decided by a rule or a tracked flow \(rule_allow \+\d+.*; rules int-https-4443 \+\d+\)/);
   assert.not.ok(check.some((l) => l.startsWith("selftest: FAIL")), check.join("\n"));

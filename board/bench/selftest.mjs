@@ -3,7 +3,8 @@
 // report goes to OUT/selftest-<host>-<date>.json; exit status 1 if any
 // check failed, 2 on bad usage.
 //
-//   installed        the installed tree matches its .MANIFEST.sha256
+//   installed        the installed tree matches its .MANIFEST.sha256 (a bundle's), or
+//                    dpkg's md5sums of the package (a Debian package's tree)
 //   board-config     the board config parses (mode, devices, queues)
 //   kernel-rules     the kernel's queue rules are the ones the board config
 //                    generates (nftables table, or the iptables-legacy and
@@ -85,6 +86,22 @@ let config = null;
 
 await check("installed", () => {
   const manifest = join(app, ".MANIFEST.sha256");
+  // The Debian package's tree (board/deb.sh): dpkg's md5sums of its files.
+  const md5sums = "/var/lib/dpkg/info/portcullis.md5sums";
+  if (!existsSync(manifest) && app.startsWith("/usr/lib/portcullis/") && existsSync(md5sums)) {
+    let n = 0;
+    const bad = [];
+    for (const line of readFileSync(md5sums, "utf8").split("\n")) {
+      const m = /^([0-9a-f]{32}) {2}(.+)$/.exec(line);
+      if (!m) continue;
+      n++;
+      const f = `/${m[2]}`;
+      if (!existsSync(f) || createHash("md5").update(readFileSync(f)).digest("hex") !== m[1]) bad.push(f);
+    }
+    if (n === 0) throw new Error(`${md5sums} lists no files`);
+    if (bad.length) throw new Error(`${bad.length} of ${n} files differ from ${md5sums}: ${bad.slice(0, 5).join(", ")}${bad.length > 5 ? ", ..." : ""}`);
+    return `portcullis ${version} in ${app}: ${n} files match the package's md5sums`;
+  }
   if (!existsSync(manifest)) throw new Error(`no ${manifest}: not a tree that install.sh installed`);
   let n = 0;
   const bad = [];

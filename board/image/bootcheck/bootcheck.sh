@@ -5,7 +5,13 @@
 say() { echo "bootcheck: $*"; }
 show() { systemctl show -p "$2" "$1" | sort | tr '\n' ' ' | sed 's/ *$//'; } # UNIT PROPS: "A=x B=y", sorted
 here=/usr/local/lib/portcullis-bootcheck
-app=/opt/portcullis/current
+# The Debian package's tree, Node and unit (the image), or the bundle's
+# (install.sh: board/nspawn-check.sh).
+if [ -d /usr/lib/portcullis/app ]; then
+  app=/usr/lib/portcullis/app node=/usr/lib/portcullis/node/bin/node unit=/lib/systemd/system/portcullis.service
+else
+  app=/opt/portcullis/current node=/usr/bin/node unit=/etc/systemd/system/portcullis.service
+fi
 
 # The units as systemd ran them: state, result, restarts.
 for u in portcullis-growroot portcullis-firstboot portcullis-rules portcullis portcullis-ssh-keygen; do
@@ -22,7 +28,7 @@ say "ssh host keys: $(ls /etc/ssh/ssh_host_*_key 2>/dev/null | wc -l)"
 
 # The rules the rules unit loaded, and the daemon's queues (the self-test,
 # which reads nftables or iptables-legacy and /proc/net/netfilter).
-"$app/board/bench/selftest.sh" --out /var/tmp/bootcheck --checks installed,board-config,kernel-rules,daemon,queues-bound 2>&1 | sed 's/^/bootcheck: selftest: /'
+"$node" "$app/board/bench/selftest.mjs" --app "$app" --out /var/tmp/bootcheck --checks installed,board-config,kernel-rules,daemon,queues-bound 2>&1 | sed 's/^/bootcheck: selftest: /'
 
 # Traffic the policy decides: connections from proxy_internal (int0,
 # 198.51.100.1) to the Front End pool's 4443 (198.51.100.10), let in by the
@@ -31,13 +37,13 @@ say "ssh host keys: $(ls /etc/ssh/ssh_host_*_key 2>/dev/null | wc -l)"
 # nothing leaves; the SYNs are decided all the same.
 (while :; do timeout 2 bash -c 'exec 3<>/dev/tcp/198.51.100.10/4443' 2>/dev/null; sleep 1; done) &
 conn=$!
-"$app/board/bench/selftest.sh" --out /var/tmp/bootcheck --checks board-config,daemon,counters-moving --wait 30 2>&1 | sed 's/^/bootcheck: selftest: /'
+"$node" "$app/board/bench/selftest.mjs" --app "$app" --out /var/tmp/bootcheck --checks board-config,daemon,counters-moving --wait 30 2>&1 | sed 's/^/bootcheck: selftest: /'
 kill "$conn"
 
 # A reload through the unit's ExecReload, inside the sandbox.
 pid="$(systemctl show -p MainPID --value portcullis.service)"
 if systemctl reload portcullis.service; then
-  last="$(portcullis stats --json | node -e 'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>{const r=JSON.parse(s).reloads.at(-1);console.log(`${r.trigger} ${r.ok?"ok":"FAILED "+r.error}`)})')"
+  last="$(portcullis stats --json | "$node" -e 'let s="";process.stdin.on("data",(d)=>s+=d).on("end",()=>{const r=JSON.parse(s).reloads.at(-1);console.log(`${r.trigger} ${r.ok?"ok":"FAILED "+r.error}`)})')"
   say "reload: $last; the daemon pid $pid -> $(systemctl show -p MainPID --value portcullis.service), $(systemctl is-active portcullis.service), restarts $(systemctl show -p NRestarts --value portcullis.service)"
 else
   say "reload: systemctl reload failed"
@@ -49,11 +55,11 @@ fi
 # root outside any sandbox: what the allow list changes.
 sandbox() { # NAME EXTRA-SETTING
   { echo "[Service]"
-    sed -n '/^\[Service\]/,/^\[Install\]/p' /etc/systemd/system/portcullis.service |
+    sed -n '/^\[Service\]/,/^\[Install\]/p' "$unit" |
       grep -Ev '^(\[Service\]|\[Install\]|Type=|NotifyAccess=|WatchdogSec=|Exec|KillSignal=|TimeoutStopSec=|Restart|StateDirectory|RuntimeDirectory)'
     echo "Type=oneshot"
     echo "$2"
-    echo "ExecStart=/usr/bin/node $here/sandbox.mjs"
+    echo "ExecStart=$node $here/sandbox.mjs"
   } > "/run/systemd/system/$1.service"
   systemctl daemon-reload
   systemctl start "$1.service" 2>/dev/null
@@ -61,7 +67,7 @@ sandbox() { # NAME EXTRA-SETTING
   say "$3 output: $(journalctl -b -u "$1.service" -o cat | grep '^sandbox: ' | tail -1 | sed 's/^sandbox: //')"
 }
 say "ip allow list: $(show portcullis.service IPAddressAllow,IPAddressDeny)"
-say "unsandboxed output: $(/usr/bin/node $here/sandbox.mjs --net-only | sed 's/^sandbox: //')"
+say "unsandboxed output: $("$node" $here/sandbox.mjs --net-only | sed 's/^sandbox: //')"
 sandbox portcullis-sandbox "" sandbox
 sandbox portcullis-sandbox-mdwe MemoryDenyWriteExecute=yes mdwe
 
