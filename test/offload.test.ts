@@ -12,7 +12,8 @@ import { type TableSpec } from "../host/rules/model.js";
 import { TableView } from "../host/rules/inspect.js";
 import { compilePolicyText } from "../host/policy/compile.js";
 import { parseBoardText } from "../host/kernel/board.js";
-import { iptablesRestore, nftRuleset } from "../host/kernel/rules.js";
+import { apply, iptablesRestore, nftRuleset, remove } from "../host/kernel/rules.js";
+import { spawnSync } from "node:child_process";
 import * as OFF from "../host/kernel/offload.js";
 import { A, CLIENT4, CLIENT6, F_, Harness, IN_EXT, OUT_EXT, P, PROXY4, PROXY6, PROXY_SPEC, R, Tcp } from "./helpers/conn.js";
 
@@ -223,11 +224,48 @@ test("kernel rules: the offload chain first in each of our chains, marks of othe
   assert.equal(inRules.slice(0, 2), ["-A PORTCULLIS-IN -j PORTCULLIS-OFF", "-A PORTCULLIS-IN -m mark --mark 0x80000000/0x80000000 -j DROP"]);
   assert.match(inRules[2]!, /-j NFQUEUE/);
   const nft = nftRuleset(b, 5);
-  assert.match(nft, /chain offload \{\n\t\tct state invalid drop\n\t\tct mark & 0xff000000 == 0x85000000 accept\n\t\tmeta mark & 0xff000000 == 0x85000000 ct mark set meta mark accept\n\t\}/);
-  assert.match(nft, /chain input \{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tjump offload\n\t\tmeta mark & 0x80000000 == 0x80000000 drop\n\t\tiifname "ext0" queue/);
+  assert.match(nft, /chain offloaded \{\n\t\tct state invalid drop\n\t\tct mark & 0xff000000 == 0x85000000 accept\n\t\tmeta mark & 0xff000000 == 0x85000000 ct mark set meta mark accept\n\t\}/);
+  assert.match(nft, /chain input \{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tjump offloaded\n\t\tmeta mark & 0x80000000 == 0x80000000 drop\n\t\tiifname "ext0" queue/);
   assert.is(OFF.offloadMark(5, CTX_IN_EXT), 0x85090000);
   assert.equal([OFF.markGeneration(0x85090000), OFF.markCtx(0x85090000), OFF.markGeneration(0x05090000)], [5, CTX_IN_EXT, null]);
   assert.throws(() => OFF.generationMark(128), /0-127/);
+});
+
+// The offload chain through the kernel's own tools, in a namespace of this
+// test: iptables-legacy (loaded by apply, replaced by setGeneration, read
+// back), and the nftables chain's rules (ct mark, meta mark, ct state):
+// this kernel has no nft queue, so the table is made by hand without it.
+test("kernel: the offload chain loads, its generation is replaced and read back, in both backends", () => {
+  const ns = `pofl${process.pid}`;
+  const ip = (...a: string[]): number => spawnSync("ip", a, { encoding: "utf8" }).status ?? -1;
+  ip("netns", "del", ns);
+  assert.is(ip("netns", "add", ns), 0);
+  try {
+    const inNs = (argv: string[], input = ""): { status: number | null; stdout: string; stderr: string } =>
+      spawnSync("ip", ["netns", "exec", ns, ...argv], { input, encoding: "utf8" });
+    inNs(["ip", "link", "add", "ext0", "type", "dummy"]); inNs(["ip", "link", "add", "int0", "type", "dummy"]);
+    assert.is(OFF.readGeneration(ns), null, "nothing loaded");
+    const b = parseBoardText(`${BOARD}offload: { enabled: true }\n`, "b.yaml");
+    apply(b, { backend: "iptables", netns: ns });
+    assert.equal(OFF.readGeneration(ns), { backend: "iptables", gen: 0 });
+    OFF.setGeneration("iptables", 7, ns);
+    assert.equal(OFF.readGeneration(ns), { backend: "iptables", gen: 7 });
+    for (const save of ["iptables-legacy-save", "ip6tables-legacy-save"]) {
+      assert.match(inNs([save, "-t", "filter"]).stdout, /-A PORTCULLIS-OFF -m connmark --mark 0x87000000\/0xff000000 -j ACCEPT/, save);
+    }
+    apply(b, { backend: "iptables", netns: ns });
+    assert.equal(OFF.readGeneration(ns), { backend: "iptables", gen: 7 }, "a second apply keeps the generation the kernel has");
+    assert.is(remove({ netns: ns }), true);
+    assert.is(OFF.readGeneration(ns), null, "remove takes the offload chain too");
+    const nft = inNs(["nft", "-f", "-"], `table inet portcullis {\n\tchain offloaded {\n${OFF.nftOffloadChain(0).map((r) => `\t\t${r}`).join("\n")}\n\t}\n` +
+      `\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n${OFF.nftOffloadEntry().map((r) => `\t\t${r}`).join("\n")}\n\t}\n}\n`);
+    assert.is(nft.status, 0, nft.stderr);
+    assert.equal(OFF.readGeneration(ns), { backend: "nft", gen: 0 });
+    OFF.setGeneration("nft", 9, ns);
+    assert.equal(OFF.readGeneration(ns), { backend: "nft", gen: 9 });
+  } finally {
+    ip("netns", "del", ns);
+  }
 });
 
 test.run();

@@ -34,7 +34,7 @@ export const OFFLOAD_BIT = 0x80000000;
 export const OFFLOAD_MASK = 0xff000000; // offload bit + generation
 export const GENERATIONS = 128;
 export const CHAIN = "PORTCULLIS-OFF"; // iptables-legacy
-export const NFT_CHAIN = "offload"; //   in table inet portcullis
+export const NFT_CHAIN = "offloaded"; // in table inet portcullis ("offload" is an nft keyword)
 
 const hex = (n: number): string => `0x${(n >>> 0).toString(16).padStart(8, "0")}`;
 
@@ -94,7 +94,8 @@ export function readGeneration(netns?: string): { backend: "nft" | "iptables"; g
   if (findTool("nft") !== null) {
     const r = run(["nft", "list", "chain", "inet", "portcullis", NFT_CHAIN], { netns });
     if (r.status === 0) {
-      const g = /ct mark & 0xff000000 == 0x([0-9a-f]{8}) accept/.exec(r.stdout);
+      // nft lists `ct mark & 0xff000000 == V` as `ct mark V/8`.
+      const g = /ct mark (?:& 0xff000000 == )?0x([0-9a-f]{8})(?:\/8)? accept/.exec(r.stdout);
       return { backend: "nft", gen: g ? markGeneration(parseInt(g[1]!, 16)) ?? 0 : 0 };
     }
   }
