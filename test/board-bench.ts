@@ -262,7 +262,7 @@ test("core.sh --quick writes the core JSON from the installed tree (no vega, no 
   assert.equal(doc.skipped, [`ClassBench sets: not in ${join(R, "opt/portcullis/shared/classbench/hypersplit")} (pass --classbench DIR, a copy of the repository's ../shared/classbench/hypersplit): left out the ClassBench workloads of the core part`]);
   assert.equal(doc.sections.map((s) => s.id), ["established", "memory", "core"]);
   const core = doc.sections[2]!;
-  assert.equal(core.table.rows.map((row) => [row[0], row[3]]), [["mix", "1"], ["mix", "32"], ["mix", "256"]]);
+  assert.equal(core.table.rows.map((row) => [row[0], row[3]]), ["mix", "mix-limited"].flatMap((w) => ["1", "32", "256"].map((b) => [w, b])));
   assert.is(core.chart?.kind, "bar");
   // Beside "another machine": the same file under another host name.
   const other = join(TMP, "other.json");
