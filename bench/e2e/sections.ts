@@ -197,7 +197,9 @@ export function buildSections(res: Results, fw1: Fw1Info, s: Setup): { sections:
   let revokeSec: Section | null = null;
   if (rv.length) {
     const ms = figure(rv.map((x) => x.recheckMs)), km = figure(rv.map((x) => x.kernelMs)), rq = figure(rv.map((x) => x.requestMs)), cn = figure(rv.map((x) => x.ctnetlinkMs));
-    const all = rv.every((x) => x.revoked === x.flows && x.adopted === x.flows);
+    // Every created flow adopted and revoked (a few more when the bench's own
+    // offload contenders left marked flows behind: those are adopted too).
+    const all = rv.every((x) => x.revoked >= x.flows && x.adopted >= x.flows && x.revoked === x.adopted);
     targets.push(`E2E revocation of ${rv[0]!.flows} offloaded flows (reload --recheck refusing them): ${fmt(ms, 1)} ms in the daemon, of which the kernel rules ${fmt(km, 1)} ms ` +
       `(< 200 ms: ${ms.median < 200 && all ? "met" : "MISSED"}${all ? "" : "; not every flow was adopted and revoked"}); ctnetlink deletion of the same entries ${fmt(cn, 1)} ms`);
     revokeSec = {
