@@ -93,11 +93,13 @@ export function offloadStep(e: usize, d: usize, now: u64): u8 {
 // original direction).
 
 // @ts-ignore: decorator
-@inline function tupleFlow(now: u64): usize {
-  const h = makeKey(getU8(ABI.P_FAMILY), getU8(ABI.P_PROTO), fieldAt(ABI.P_SRC), getU16(ABI.P_SPORT),
+@inline function tupleKey(): u64 {
+  return makeKey(getU8(ABI.P_FAMILY), getU8(ABI.P_PROTO), fieldAt(ABI.P_SRC), getU16(ABI.P_SPORT),
     fieldAt(ABI.P_DST), getU16(ABI.P_DPORT));
-  return lookup(h, now);
 }
+
+// @ts-ignore: decorator
+@inline function tupleFlow(now: u64): usize { return lookup(tupleKey(), now); }
 
 // The kernel still carries the flow: renew its lease.
 export function offloadTouch(now: u64): u32 {
@@ -123,8 +125,7 @@ export function offloadEnd(now: u64): u32 {
 // tracked, offloaded when its rule says so.
 export function offloadAdopt(ctx: u32, now: u64): u32 {
   if (!A.live || getU8(ABI.P_PROTO) != PROTO_TCP || ctx > <u32>ABI.VF_CTX_MASK) return ABI.ADOPT_REFUSED;
-  const h = makeKey(getU8(ABI.P_FAMILY), getU8(ABI.P_PROTO), fieldAt(ABI.P_SRC), getU16(ABI.P_SPORT),
-    fieldAt(ABI.P_DST), getU16(ABI.P_DPORT));
+  const h = tupleKey();
   if (lookup(h, now)) return ABI.ADOPT_KNOWN;
   const e = claim(h, now);
   if (e == 0) return ABI.ADOPT_REFUSED;
