@@ -20,7 +20,7 @@ const STREAM_RULE = "  - name: load-stream\n    action: allow\n    interface: ex
 // A: the stream rule last. B: first, and an unrelated deny before the rest.
 const POLICY_A = POLICY.replace(/rules:\n/, "rules:\n") + STREAM_RULE;
 const POLICY_B = POLICY.replace(/rules:\n/, `rules:\n${STREAM_RULE}  - name: no-telnet\n    action: deny\n    interface: external\n    direction: in\n    proto: tcp\n    dport: 23\n`);
-const LOAD = "dist/test/helpers/stream-load.js";
+const LOAD = "dist/host/topology/stream-load.js";
 
 type Stats = {
   verdicts: { accept: { packets: number }; drop: { packets: number } };

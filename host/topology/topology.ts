@@ -20,10 +20,11 @@ import { findTool, type RunResult } from "../kernel/detect.js";
 import { type BoardConfig } from "../kernel/board.js";
 import { type Mode } from "../policy/compile.js";
 import { nginxBinary, nginxConfig } from "./nginx.js";
-import { NS_ROLES, type NsRole, type Plan, plan } from "./plan.js";
+import { NS_ROLES, type NsRole, type Plan, pairPlan, plan } from "./plan.js";
 
 export interface TopologyOptions {
   mode?: Mode; //       default host
+  pair?: boolean; //    two appliances on shared segments (plan.ts pairPlan; gateway mode only)
   prefix?: string; //   namespace name prefix, default "" (tests: a unique one, e.g. `pct${process.pid}-`)
   proxy?: boolean; //   start nginx (default true)
   services?: boolean; // start the lan servers (default true)
@@ -88,8 +89,8 @@ export class Topology {
   private readonly procs: Proc[] = [];
   private ownsDir = false;
 
-  constructor(readonly mode: Mode, readonly prefix: string, private readonly detach: boolean) {
-    this.plan = plan(mode);
+  constructor(readonly mode: Mode, readonly prefix: string, private readonly detach: boolean, pair = false) {
+    this.plan = pair ? pairPlan() : plan(mode);
     this.dir = stateDir(prefix);
   }
 
@@ -158,8 +159,15 @@ export class Topology {
       if (r.status !== 0) throw new Error(`sysctl in ${this.ns(role)}: ${r.stderr.trim()}`);
       shOk([IP, "-n", this.ns(role), "link", "set", "lo", "up"]);
     }
+    // Plain learning bridges: no STP (no forwarding delay), no multicast
+    // snooping (VRRP's multicast reaches every port without IGMP).
+    for (const b of p.bridges) {
+      shOk([IP, "-n", this.ns(b.ns), "link", "add", b.dev, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"]);
+      shOk([IP, "-n", this.ns(b.ns), "link", "set", b.dev, "up"]);
+    }
     for (const l of p.links) {
       shOk([IP, "-n", this.ns(l.a), "link", "add", l.aDev, "type", "veth", "peer", "name", l.bDev, "netns", this.ns(l.b)]);
+      if (l.bBridge) shOk([IP, "-n", this.ns(l.b), "link", "set", l.bDev, "master", l.bBridge]);
     }
     for (const a of p.addrs) {
       shOk([IP, "-n", this.ns(a.ns), "addr", "add", a.cidr, "dev", a.dev, ...(a.cidr.includes(":") ? ["nodad"] : [])]);
@@ -215,7 +223,8 @@ export class Topology {
 export async function up(opts: TopologyOptions = {}): Promise<Topology> {
   const prefix = opts.prefix ?? "";
   if (!PREFIX_RE.test(prefix)) throw new Error(`topology prefix "${prefix}": up to 20 letters, digits, _ . -`);
-  const t = new Topology(opts.mode ?? "host", prefix, opts.detach ?? false);
+  if (opts.pair && opts.mode !== "gateway") throw new Error("a pair of appliances is a gateway-mode topology (mode: gateway)");
+  const t = new Topology(opts.mode ?? "host", prefix, opts.detach ?? false, opts.pair ?? false);
   try {
     await t.build(opts);
   } catch (e) {
@@ -261,10 +270,10 @@ export async function clearLeftovers(prefix = ""): Promise<string[]> {
 }
 
 // The topologies of runs that name theirs TAG<pid>- (the tests: pct, the
-// end-to-end bench: pcb) whose process is gone, or that this process left
+// pair's tests: pct-ha, the end-to-end bench: pcb, its failover part: pcb-ha) whose process is gone, or that this process left
 // behind: each cleared with clearLeftovers. Returns what it removed.
 export async function clearStaleRuns(tag: string): Promise<string[]> {
-  if (!/^[a-z]{1,8}$/.test(tag)) throw new Error(`run tag "${tag}": 1 to 8 of a-z`);
+  if (!/^[a-z][a-z-]{0,7}$/.test(tag)) throw new Error(`run tag "${tag}": 1 to 8 of a-z and -`);
   const re = new RegExp(`^(${tag}(\\d+)-)`);
   const prefixes = new Set<string>();
   for (const line of sh([ip(), "netns", "list"]).stdout.split("\n")) {

@@ -1,0 +1,288 @@
+// Two appliances as one (issue 17): the pair topology of plan.ts (pairPlan)
+// with, in each appliance namespace, the kernel queue rules, the Portcullis
+// daemon (gateway mode, its queues bound: a hot standby) and keepalived
+// holding the virtual addresses; a node failed as a dead box fails (its
+// ports on the segments down, then kill -9 of its daemon and keepalived),
+// and brought back as a rebooted one (no addresses or conntrack entries
+// left over); where the virtual addresses are and how long they took to
+// move. Used by the failover test, `portcullis demo --ha` and the bench.
+//
+//   const p = await Pair.up({ prefix: "pct-ha123-", vrrp: { version: 3, advertMs: 100 } });
+//   try { await p.fail("a"); await p.waitForVirtual("b") } finally { await p.down() }
+//
+// Every process is started with Topology.spawn (tracked, ended by pid by
+// down(), its pid file read by clearLeftovers after a crash); keepalived's
+// VRRP child is ended by the pid from its own pid file.
+import { type ChildProcess } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { stringify } from "yaml";
+import { request } from "../daemon/control.js";
+import { findTool } from "../kernel/detect.js";
+import { apply } from "../kernel/rules.js";
+import { PAIR_ADDRS, PAIR_NODES, PAIR_ROLE, type PairNode, VIRTUAL } from "./plan.js";
+import { type Topology, up } from "./topology.js";
+
+const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const CLI = join(ROOT, "dist", "host", "cli.js");
+export const DEFAULT_POLICY = join(ROOT, "host", "policy", "default.yaml");
+export const STREAM_LOAD = fileURLToPath(new URL("./stream-load.js", import.meta.url));
+
+export interface Vrrp { version: 2 | 3; advertMs: number }
+export interface PairOptions {
+  prefix: string;
+  vrrp: Vrrp;
+  preempt?: boolean; //  the old master takes the addresses back when it returns (default true)
+  pickup?: boolean; //   the daemons pick up mid-stream flows (default true)
+  policy?: string; //    default: host/policy/default.yaml
+  offload?: boolean; //  the board's offload on (and the kernel rules' offload chain)
+  detach?: boolean; //   processes outlive this one (a demo left running)
+}
+
+interface NodeProcs { daemon: ChildProcess | null; keepalived: ChildProcess | null }
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function keepalivedBinary(): string {
+  const p = findTool("keepalived");
+  if (p === null) throw new Error("keepalived is not installed (Debian: keepalived; bash host/setup/ensure.sh test installs it)");
+  return p;
+}
+
+export class Pair {
+  private readonly procs: Record<PairNode, NodeProcs> = { a: { daemon: null, keepalived: null }, b: { daemon: null, keepalived: null } };
+
+  private constructor(readonly t: Topology, readonly o: Required<Omit<PairOptions, "detach">>) {}
+
+  static async up(o: PairOptions): Promise<Pair> {
+    const t = await up({ mode: "gateway", pair: true, prefix: o.prefix, detach: o.detach ?? false, proxy: false, services: false });
+    const p = new Pair(t, { preempt: true, pickup: true, policy: DEFAULT_POLICY, offload: false, ...o });
+    try {
+      await p.startServers();
+      for (const n of PAIR_NODES) {
+        p.applyRules(n);
+        await p.startDaemon(n);
+      }
+      // a first: it becomes the master (the higher priority, and first).
+      await p.startKeepalived("a");
+      await p.waitForVirtual("a", 10_000);
+      await p.startKeepalived("b");
+      await sleep(4 * p.o.vrrp.advertMs);
+    } catch (e) {
+      await p.down().catch(() => undefined);
+      throw e;
+    }
+    return p;
+  }
+
+  ns(n: PairNode): string { return this.t.ns(PAIR_ROLE[n]); }
+  sock(n: PairNode): string { return join(this.t.dir, `control-${n}.sock`); }
+  log(n: PairNode, what: "daemon" | "keepalived"): string { return join(this.t.dir, `${what}-${n}.log`); }
+  other(n: PairNode): PairNode { return n === "a" ? "b" : "a"; }
+
+  // The proxy's echo server on the listener's 80 and 443 (long-lived
+  // streams need a server that keeps them open: no nginx here).
+  private async startServers(): Promise<void> {
+    const child = this.t.spawn("proxy", [process.execPath, STREAM_LOAD, "server", "203.0.113.1", "80", "443"], { name: "echo" });
+    await waitForLine(join(this.t.dir, "echo.log"), /listening/, child, "the echo server");
+  }
+
+  // The board of node n: gateway mode, ext0 and int0, fail closed.
+  boardFile(n: PairNode): string {
+    const file = join(this.t.dir, `board-${n}.yaml`);
+    writeFileSync(file, stringify({
+      version: 1, mode: "gateway",
+      external: { dev: "ext0", fail_open: false, bypass: false }, internal: { dev: "int0", fail_open: false, bypass: false },
+      queues: { first: 0, count: 1 },
+      ...(this.o.offload ? { offload: { enabled: true, on_start: "adopt" } } : {}),
+    }));
+    return file;
+  }
+
+  applyRules(n: PairNode): void {
+    const b = this.t.board;
+    apply({ ...b, ...(this.o.offload ? { offload: { enabled: true, onStart: "adopt" } } : {}) }, { backend: "auto", netns: this.ns(n) });
+    // VRRP (IP protocol 112) to and from the segments, ahead of the queues.
+    for (const chain of ["INPUT", "OUTPUT"]) {
+      this.t.exec(PAIR_ROLE[n], ["iptables-legacy", "-w", "-I", chain, "1", "-p", "vrrp", "-j", "ACCEPT"]);
+    }
+  }
+
+  async startDaemon(n: PairNode): Promise<void> {
+    const argv = [process.execPath, CLI, "run", "--policy", this.o.policy, "--board", this.boardFile(n), "--control", this.sock(n),
+      "--state-dir", join(this.t.dir, `state-${n}`), ...(this.o.pickup ? ["--pickup"] : [])];
+    const child = this.t.spawn(PAIR_ROLE[n], argv, { name: `daemon-${n}`, log: this.log(n, "daemon") });
+    this.procs[n].daemon = child;
+    for (let t = 0; t < 15_000; t += 50) {
+      if (child.exitCode !== null || child.signalCode !== null) break;
+      try {
+        const r = await request(this.sock(n), { cmd: "stats" }, 1000);
+        if (r.ok === true) return;
+      } catch { /* not yet */ }
+      await sleep(50);
+    }
+    throw new Error(`the daemon of appliance ${n} did not come up: ${tail(this.log(n, "daemon"))}`);
+  }
+
+  keepalivedConfig(n: PairNode): string {
+    const { version, advertMs } = this.o.vrrp;
+    const prio = n === "a" ? 200 : 100;
+    const inst = (name: string, dev: string, vrid: number, vip: string): string[] => [
+      `vrrp_instance ${name} {`,
+      "    state BACKUP",
+      `    interface ${dev}`,
+      `    virtual_router_id ${vrid}`,
+      `    priority ${prio}`,
+      `    advert_int ${advertMs / 1000}`,
+      ...(this.o.preempt ? [] : ["    nopreempt"]),
+      `    virtual_ipaddress { ${vip}/${VIRTUAL.prefix} dev ${dev} }`,
+      "}",
+    ];
+    return [
+      "global_defs {",
+      `    router_id portcullis-${n}`,
+      `    vrrp_version ${version}`,
+      "    vrrp_garp_master_delay 0",
+      "    vrrp_garp_master_refresh 0",
+      "}",
+      "vrrp_sync_group portcullis {",
+      "    group { external internal }",
+      "}",
+      ...inst("external", "ext0", 17, VIRTUAL.external),
+      ...inst("internal", "int0", 18, VIRTUAL.internal),
+      "",
+    ].join("\n");
+  }
+
+  async startKeepalived(n: PairNode): Promise<void> {
+    const conf = join(this.t.dir, `keepalived-${n}.conf`);
+    writeFileSync(conf, this.keepalivedConfig(n));
+    const log = this.log(n, "keepalived");
+    const child = this.t.spawn(PAIR_ROLE[n], [keepalivedBinary(), "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
+      "-f", conf, "-p", join(this.t.dir, `keepalived-${n}.pid`), "-r", this.vrrpPidFile(n)], { name: `keepalived-${n}`, log });
+    this.procs[n].keepalived = child;
+    for (let t = 0; t < 5000; t += 20) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`keepalived in appliance ${n} exited: ${tail(log)}`);
+      if (this.vrrpPid(n) !== null) return;
+      await sleep(20);
+    }
+    throw new Error(`keepalived in appliance ${n} did not start its VRRP process: ${tail(log)}`);
+  }
+
+  private vrrpPidFile(n: PairNode): string { return join(this.t.dir, `keepalived-vrrp-${n}.pid`); }
+  private vrrpPid(n: PairNode): number | null {
+    try {
+      const pid = Number(readFileSync(this.vrrpPidFile(n), "utf8").trim());
+      return Number.isInteger(pid) && pid > 1 ? pid : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // Whether node n holds both virtual addresses.
+  holds(n: PairNode): boolean {
+    const ext = this.t.exec(PAIR_ROLE[n], ["ip", "-4", "-o", "addr", "show", "dev", "ext0"]).stdout;
+    const int = this.t.exec(PAIR_ROLE[n], ["ip", "-4", "-o", "addr", "show", "dev", "int0"]).stdout;
+    return ext.includes(` ${VIRTUAL.external}/`) && int.includes(` ${VIRTUAL.internal}/`);
+  }
+
+  master(): PairNode | null {
+    const m = PAIR_NODES.filter((n) => this.holds(n));
+    return m.length === 1 ? m[0]! : null;
+  }
+
+  // Polls (every 10 ms) until node n holds both virtual addresses; the ms it took.
+  async waitForVirtual(n: PairNode, ms: number, from = Date.now()): Promise<number> {
+    while (Date.now() - from < ms) {
+      if (this.holds(n)) return Date.now() - from;
+      await sleep(10);
+    }
+    throw new Error(`appliance ${n} did not take the virtual addresses within ${ms} ms: ${tail(this.log(n, "keepalived"))}`);
+  }
+
+  // Node n dies: its ports on both segments go down (the cables are cut),
+  // then its daemon and keepalived (both processes) are killed with SIGKILL.
+  // Returns the instant (Date.now()) of the cut.
+  async fail(n: PairNode): Promise<number> {
+    const at = Date.now();
+    for (const side of ["ext", "int"]) this.t.exec("seg", ["ip", "link", "set", `${n}-${side}`, "down"]);
+    const pids = [this.procs[n].keepalived?.pid, this.vrrpPid(n), this.procs[n].daemon?.pid].filter((p): p is number => p !== undefined && p !== null);
+    for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+    for (const c of [this.procs[n].keepalived, this.procs[n].daemon]) if (c) await exited(c);
+    this.procs[n] = { daemon: null, keepalived: null };
+    return at;
+  }
+
+  // Node n boots again: no virtual address or conntrack entry is left from
+  // before, its ports come up, its daemon starts, then keepalived.
+  async revive(n: PairNode): Promise<void> {
+    for (const [dev, vip] of [["ext0", VIRTUAL.external], ["int0", VIRTUAL.internal]] as const) {
+      this.t.exec(PAIR_ROLE[n], ["ip", "addr", "del", `${vip}/${VIRTUAL.prefix}`, "dev", dev]);
+    }
+    this.t.exec(PAIR_ROLE[n], ["conntrack", "-F"]);
+    await this.startDaemon(n);
+    for (const side of ["ext", "int"]) this.t.exec("seg", ["ip", "link", "set", `${n}-${side}`, "up"]);
+    await this.startKeepalived(n);
+  }
+
+  // Stops both keepalived and both daemons (SIGTERM) and starts them again
+  // with other options (e.g. preemption off); a is the master again.
+  async restart(o: Partial<Pick<PairOptions, "preempt" | "pickup" | "vrrp">>): Promise<void> {
+    Object.assign(this.o, o);
+    for (const n of ["b", "a"] as const) await this.stopNode(n);
+    for (const n of PAIR_NODES) await this.startDaemon(n);
+    await this.startKeepalived("a");
+    await this.waitForVirtual("a", 10_000);
+    await this.startKeepalived("b");
+    await sleep(4 * this.o.vrrp.advertMs);
+  }
+
+  private async stopNode(n: PairNode): Promise<void> {
+    for (const c of [this.procs[n].keepalived, this.procs[n].daemon]) {
+      if (!c || c.exitCode !== null || c.signalCode !== null) continue;
+      try { process.kill(c.pid!, "SIGTERM"); } catch { continue; }
+      const t = setTimeout(() => { try { process.kill(c.pid!, "SIGKILL"); } catch { /* gone */ } }, 3000);
+      await exited(c);
+      clearTimeout(t);
+    }
+    this.procs[n] = { daemon: null, keepalived: null };
+  }
+
+  async stats(n: PairNode): Promise<Record<string, unknown>> {
+    const r = await request(this.sock(n), { cmd: "stats" }, 3000);
+    if (r.ok !== true) throw new Error(`stats of appliance ${n}: ${String(r.error)}`);
+    return r.stats as Record<string, unknown>;
+  }
+
+  addr(n: PairNode): { external: string; internal: string; sync: string } { return PAIR_ADDRS[n]; }
+
+  // Ends every process (by pid) and removes the namespaces.
+  async down(): Promise<void> {
+    await this.t.down();
+  }
+}
+
+function exited(c: ChildProcess): Promise<void> {
+  if (c.exitCode !== null || c.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => c.once("exit", () => r()));
+}
+
+export function tail(file: string, lines = 5): string {
+  try {
+    return readFileSync(file, "utf8").trim().split("\n").slice(-lines).join(" | ");
+  } catch {
+    return `(no log at ${file})`;
+  }
+}
+
+async function waitForLine(file: string, re: RegExp, child: ChildProcess, what: string): Promise<void> {
+  for (let t = 0; t < 10_000; t += 20) {
+    let text = "";
+    try { text = readFileSync(file, "utf8"); } catch { /* not yet */ }
+    if (re.test(text)) return;
+    if (child.exitCode !== null) break;
+    await sleep(20);
+  }
+  throw new Error(`${what} did not start: ${tail(file)}`);
+}
