@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command, Option } from "commander";
 import { applianceDemo, demoDown } from "../demo/appliance.js";
+import { pairDemo } from "../demo/pair.js";
 import * as ABI from "../core/abi.js";
 import { Batch } from "../core/batch.js";
 import { Core, type PacketMeta } from "../core/core.js";
@@ -155,6 +156,7 @@ export function demoCommand(): Command {
   return new Command("demo")
     .description("the appliance in network namespaces with the default policy and real traffic (root); " +
       "with --pcap, a capture through the core without a rule table instead")
+    .option("--ha", "two appliances as one (keepalived, gateway mode): kill the master under 50 streams, show the failover; torn down at the end")
     .option("--keep", "leave the topology and the daemon running, and print how to poke them")
     .option("--down", "remove what an earlier --keep left (safe to run twice)")
     .addOption(new Option("--mode <mode>", "host: the appliance is the proxy; gateway: it forwards to one").choices(["host", "gateway"]).default("host"))
@@ -164,10 +166,19 @@ export function demoCommand(): Command {
     .option("--control <path>", "the demo daemon's control socket (default /run/portcullis/control.sock)")
     .option("--report <file>", "also write each probe's outcome as JSON to this file")
     .addOption(engineOption("the core (the demo daemon's, or --pcap's)"))
-    .action(async (opts: { pcap?: string; json?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway"; prefix?: string; control?: string; report?: string; engine?: EngineName }) => {
+    .action(async (opts: { pcap?: string; json?: boolean; ha?: boolean; keep?: boolean; down?: boolean; mode: "host" | "gateway"; prefix?: string; control?: string; report?: string; engine?: EngineName }, cmd: Command) => {
       if (opts.pcap !== undefined || opts.json) return runDemo(opts);
       if (opts.prefix !== undefined && !/^[A-Za-z0-9_.-]{1,20}$/.test(opts.prefix)) throw new Error(`--prefix ${opts.prefix}: 1 to 20 of A-Z a-z 0-9 _ . -`);
       if (opts.down) return demoDown(undefined, opts.prefix);
+      if (opts.ha) {
+        const clash = ["keep", "control", "engine"].filter((k) => opts[k as keyof typeof opts] !== undefined)
+          .concat(cmd.getOptionValueSource("mode") === "cli" ? ["mode"] : []);
+        if (clash.length) throw new Error(`--ha does not take --${clash.join(", --")} (the pair is gateway mode, and is torn down at the end)`);
+        const r = await pairDemo({ prefix: opts.prefix });
+        if (opts.report) writeFileSync(opts.report, `${JSON.stringify(r, null, 2)}\n`);
+        if (r.survived !== r.streams) process.exitCode = 1;
+        return;
+      }
       const r = await applianceDemo({ keep: opts.keep ?? false, mode: opts.mode, prefix: opts.prefix, control: opts.control, ...(opts.engine ? { engine: opts.engine } : {}) });
       if (opts.report) writeFileSync(opts.report, `${JSON.stringify(r, null, 2)}\n`);
       if (r.failed > 0) process.exitCode = 1;

@@ -21,7 +21,8 @@ import { stringify } from "yaml";
 import { request } from "../daemon/control.js";
 import { findTool } from "../kernel/detect.js";
 import { apply } from "../kernel/rules.js";
-import { PAIR_ADDRS, PAIR_NODES, PAIR_ROLE, type PairNode, VIRTUAL } from "./plan.js";
+import { LISTENER, PAIR_ADDRS, PAIR_NODES, PAIR_ROLE, type PairNode, VIRTUAL } from "./plan.js";
+import { type LoadResult } from "./stream-load.js";
 import { type Topology, up } from "./topology.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -40,6 +41,21 @@ export interface PairOptions {
   detach?: boolean; //   processes outlive this one (a demo left running)
 }
 
+export interface LoadOptions {
+  streams?: number; // long-lived streams to 443 (default 50)
+  paceMs?: number; //  a 64-byte message on each every PACE ms, echoed (default 100)
+  newMs?: number; //   a new connection to 80 every NEW ms (default 100)
+  seconds?: number; // at most (default 60); stop() ends it sooner
+}
+
+// A running stream-load client in inet: streams to the listener's 443, new
+// connections to its 80, through the virtual gateway.
+export interface Load {
+  startedAt: number; // epoch ms, the client's own start
+  stop(): Promise<LoadResult>; // ends it now (SIGUSR1) and reads its result
+  result: Promise<LoadResult>;
+}
+
 interface NodeProcs { daemon: ChildProcess | null; keepalived: ChildProcess | null }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -52,6 +68,7 @@ function keepalivedBinary(): string {
 
 export class Pair {
   private readonly procs: Record<PairNode, NodeProcs> = { a: { daemon: null, keepalived: null }, b: { daemon: null, keepalived: null } };
+  private loads = 0;
 
   private constructor(readonly t: Topology, readonly o: Required<Omit<PairOptions, "detach">>) {}
 
@@ -84,7 +101,7 @@ export class Pair {
   // The proxy's echo server on the listener's 80 and 443 (long-lived
   // streams need a server that keeps them open: no nginx here).
   private async startServers(): Promise<void> {
-    const child = this.t.spawn("proxy", [process.execPath, STREAM_LOAD, "server", "203.0.113.1", "80", "443"], { name: "echo" });
+    const child = this.t.spawn("proxy", [process.execPath, STREAM_LOAD, "server", LISTENER.v4, "80", "443"], { name: "echo" });
     await waitForLine(join(this.t.dir, "echo.log"), /listening/, child, "the echo server");
   }
 
@@ -253,6 +270,27 @@ export class Pair {
     const r = await request(this.sock(n), { cmd: "stats" }, 3000);
     if (r.ok !== true) throw new Error(`stats of appliance ${n}: ${String(r.error)}`);
     return r.stats as Record<string, unknown>;
+  }
+
+  // Starts the load and resolves once every stream is connected.
+  async startLoad(o: LoadOptions = {}): Promise<Load> {
+    const streams = o.streams ?? 50;
+    const name = `load-${++this.loads}`;
+    const log = join(this.t.dir, `${name}.log`);
+    const child = this.t.spawn("inet", [process.execPath, STREAM_LOAD, "client", LISTENER.v4, "443", String(streams), String(o.seconds ?? 60),
+      String(o.paceMs ?? 100), "80", String(o.newMs ?? 100)], { name, log });
+    const result = exited(child).then((): LoadResult => {
+      const line = readFileSync(log, "utf8").trim().split("\n").reverse().find((l) => l.startsWith("{"));
+      if (!line) throw new Error(`the load client ended without a result: ${tail(log)}`);
+      return JSON.parse(line) as LoadResult;
+    });
+    result.catch(() => undefined);
+    await waitForLine(log, new RegExp(`^connected ${streams}$`, "m"), child, `${streams} streams through the virtual address`);
+    const startedAt = Date.now();
+    return {
+      startedAt, result,
+      stop: () => { try { process.kill(child.pid!, "SIGUSR1"); } catch { /* ended */ } return result; },
+    };
   }
 
   addr(n: PairNode): { external: string; internal: string; sync: string } { return PAIR_ADDRS[n]; }

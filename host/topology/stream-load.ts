@@ -5,18 +5,21 @@
 // The client keeps STREAMS long-lived connections to PORT, each sending 64
 // bytes every PACE_MS (default 20) and checking the echo, and opens a new
 // connection to NEW_PORT (default PORT) every NEW_MS (default 25) that must
-// answer what it sends within 3 s (the last of them 3.5 s after the end). When every stream is connected it says
-// "connected N" on stderr; at the end it prints one JSON line: per stream
-// bytes, the longest wait for an echo and when that wait ended, when the
-// last echo came (ms since the start), errors; the new connections that worked or failed, and when each
-// failure was attempted (ms since the start, the first 500).
+// answer what it sends within 3 s (the last of them 3.5 s after the end).
+// When every stream is connected it says
+// "connected N" on stderr; it ends after SECONDS, or at once on SIGUSR1,
+// and prints one JSON line (LoadResult): per stream bytes, the longest wait
+// for an echo and when that wait ended, when the last echo came (ms since
+// the start), errors; the new connections that worked or failed and when
+// each failure was attempted (ms since the start, the first 500); the start
+// (epoch ms) and when it stopped.
 import { createConnection, createServer, type Socket } from "node:net";
 
 const [mode, host, portText, streamsText, secondsText, paceText, newPortText, newMsText] = process.argv.slice(2);
 const port = Number(portText);
 
 export interface StreamStat { sent: number; echoed: number; maxGapMs: number; maxGapEndMs: number; lastEchoMs: number; error: string }
-export interface LoadResult { streams: StreamStat[]; newOk: number; newFail: number; failures: string[]; newFailAtMs: number[] }
+export interface LoadResult { startedAt: number; stoppedMs: number; streams: StreamStat[]; newOk: number; newFail: number; failures: string[]; newFailAtMs: number[] }
 
 if (mode === "server") {
   let pending = process.argv.slice(4).length;
@@ -79,7 +82,10 @@ if (mode === "server") {
     c.on("data", () => { if (done) return; done = true; clearTimeout(timer); newOk++; c.end(); });
     c.on("error", (e) => { clearTimeout(timer); fail(e.message); });
   }, newMs);
-  setTimeout(() => {
+  let finished = false;
+  const finish = (): void => {
+    if (finished) return;
+    finished = true;
     clearInterval(tick);
     clearInterval(opener);
     const stopped = Date.now();
@@ -87,12 +93,17 @@ if (mode === "server") {
     // waiting then has waited (at least) since its last echo to the stop.
     setTimeout(() => {
       for (const st of stats) if (st.lastEcho < stopped) gap(st, stopped);
-      const result: LoadResult = { streams: stats.map(({ lastEcho, ...x }) => ({ ...x, lastEchoMs: lastEcho - started })), newOk, newFail, failures, newFailAtMs };
+      const result: LoadResult = {
+        startedAt: started, stoppedMs: stopped - started,
+        streams: stats.map(({ lastEcho, ...x }) => ({ ...x, lastEchoMs: lastEcho - started })), newOk, newFail, failures, newFailAtMs,
+      };
       process.stdout.write(`${JSON.stringify(result)}\n`);
       for (const s of socks) s.destroy();
       process.exit(0);
     }, 3500);
-  }, seconds * 1000);
+  };
+  setTimeout(finish, seconds * 1000);
+  process.on("SIGUSR1", finish);
 } else {
   process.stderr.write("usage: stream-load.js server HOST PORT... | client HOST PORT STREAMS SECONDS [PACE_MS [NEW_PORT [NEW_MS]]]\n");
   process.exit(2);

@@ -1,0 +1,191 @@
+// Two appliances as one (issue 17), through the real kernel with real
+// keepalived: the pair topology (host/topology/pair.ts; gateway mode, the
+// segments bridges in a namespace of their own), VRRPv3 with 100 ms adverts,
+// the daemon with the default policy and pickup on in both appliances.
+//   failover     kill -9 of the master's daemon and keepalived, its links
+//                down, while 50 long-lived streams (a message every 100 ms,
+//                echoed) and new connections run through the virtual
+//                address: every stream survives, the largest gap is printed
+//                and bounded, new connections work through the backup; the
+//                old master's return (preemption on: it takes over again)
+//                loses no stream
+//   preempt off  the old master returns as the backup; no stream lost
+//   scans        nmap SYN scans through the virtual address find exactly 80
+//                and 443 before, during and after; ACK scans learn nothing
+//                on either appliance
+//   no pickup    the same failover kills every stream (they get no echo
+//                again): pickup is what keeps them
+// Every process is ended by its pid (Topology.spawn, pair.ts); namespaces
+// are pct-ha<pid>-*, those of dead runs cleared first.
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { LISTENER, PAIR_ADDRS, type PairNode } from "../host/topology/plan.js";
+import { type Load, Pair } from "../host/topology/pair.js";
+import { type LoadResult } from "../host/topology/stream-load.js";
+import { clearStaleRuns } from "../host/topology/topology.js";
+import { nmap, reason, type Stats } from "./helpers/appliance.js";
+
+const PREFIX = `pct-ha${process.pid}-`;
+const VRRP = { version: 3, advertMs: 100 } as const;
+// VRRPv3 at 100 ms: the backup takes over after 3 adverts and its skew
+// (about 0.36 s); the bound leaves room for a loaded machine.
+const MOVE_BOUND_MS = 1500;
+// TCP retransmits at 200 ms, 600 ms, 1.4 s... after the loss: one of them
+// after the move gets through.
+const GAP_BOUND_MS = 3000;
+
+const s = suite("a pair of appliances: failover through the real kernel and keepalived");
+let pair: Pair | null = null;
+let setupError: unknown = null;
+const P = (): Pair => {
+  if (setupError !== null) throw setupError;
+  if (pair === null) throw new Error("the pair is not up");
+  return pair;
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// The ports nmap found in STATE, sorted.
+function ports(scan: ReturnType<typeof nmap>, state: string): number[] {
+  return [...scan.ports].filter(([, st]) => st === state).map(([p]) => p).sort((a, b) => a - b);
+}
+function synScan(): void {
+  const scan = nmap(P().t, "inet", LISTENER.v4, ["-sS", "-p-"]);
+  assert.equal(ports(scan, "open"), [80, 443], scan.raw);
+  assert.equal(scan.ignored, { state: "filtered", count: 65533 }, scan.raw);
+}
+
+// Every stream alive to the end with every byte echoed; the largest gap.
+function survived(r: LoadResult, what: string): number {
+  assert.is(r.streams.length, 50);
+  for (const [i, st] of r.streams.entries()) {
+    assert.is(st.error, "", `${what}: stream ${i}`);
+    assert.is(st.echoed, st.sent, `${what}: stream ${i} got every byte back`);
+    assert.ok(st.lastEchoMs > r.stoppedMs - 1000, `${what}: stream ${i} moved until the end`);
+  }
+  return Math.max(...r.streams.map((st) => st.maxGapMs));
+}
+
+// New connections: each failure attempted within a failover window (ms
+// since the load's start, [from, to]); some succeeded after each.
+function newConnections(r: LoadResult, windows: Array<[number, number]>, what: string): void {
+  const outside = r.newFailAtMs.filter((t) => !windows.some(([a, b]) => t >= a && t <= b));
+  assert.equal(outside, [], `${what}: new connections failed outside the failovers (${r.failures.join(", ")})`);
+  assert.ok(r.newFail <= r.newFailAtMs.length, "every failure has its time");
+  assert.ok(r.newOk > 20, `${what}: ${r.newOk} new connections worked`);
+}
+
+async function stats(n: PairNode): Promise<Stats> {
+  return await P().stats(n) as unknown as Stats;
+}
+
+s.before(async () => {
+  try {
+    await clearStaleRuns("pct-ha");
+    pair = await Pair.up({ prefix: PREFIX, vrrp: VRRP, preempt: true, pickup: true });
+  } catch (e) {
+    setupError = e;
+  }
+});
+
+s.after(async () => {
+  if (pair !== null) await pair.down();
+  pair = null;
+});
+
+s("the pair: a holds both virtual addresses, b is a hot standby (its daemon up, queues bound); a SYN scan through the virtual address finds exactly 80 and 443", async () => {
+  assert.is(P().master(), "a");
+  for (const n of ["a", "b"] as const) {
+    const st = await stats(n);
+    assert.ok(st.queues.length === 2, `appliance ${n} has both queues bound`);
+  }
+  synScan();
+});
+
+s("ACK scans learn nothing on either appliance: through the virtual address only the allowed 80 and 443 answer (picked up, reset by the proxy), each appliance's own address nothing", async () => {
+  const via = nmap(P().t, "inet", LISTENER.v4, ["-sA", "-p-"]);
+  assert.equal(ports(via, "unfiltered"), [80, 443], via.raw);
+  assert.equal(via.ignored, { state: "filtered", count: 65533 }, via.raw);
+  for (const n of ["a", "b"] as const) {
+    const before = await stats(n);
+    const own = nmap(P().t, "inet", PAIR_ADDRS[n].external, ["-sA", "-p-"]);
+    assert.equal(ports(own, "unfiltered"), [], own.raw);
+    assert.equal(own.ignored?.state, "filtered", own.raw);
+    assert.is(own.ignored?.count, 65535, own.raw);
+    assert.ok(reason(await stats(n), "no_flow") - reason(before, "no_flow") >= 65535, `appliance ${n}: every ACK met no flow`);
+  }
+});
+
+async function failover(load: Load, dead: PairNode): Promise<{ cutMs: number; moveMs: number }> {
+  const r0 = Date.now();
+  const at = await P().fail(dead);
+  const moveMs = await P().waitForVirtual(P().other(dead), 10_000, at);
+  assert.ok(P().master() === P().other(dead), "one master");
+  void r0;
+  return { cutMs: at, moveMs };
+}
+
+s("failover, preemption on: a dies under 50 streams and new connections; b takes over, every stream survives, new connections work through b; a's return takes over again and loses no stream", async () => {
+  const load = await P().startLoad();
+  await sleep(1500);
+  const cut = await failover(load, "a");
+  // During: b holds the addresses, a is dead.
+  synScan();
+  const duringOk = (await stats("b")) as unknown as { reasons: Array<{ reason: string; packets: number }> };
+  assert.ok(reason(duringOk as Stats, "picked_up") >= 50, "b picked up every stream");
+  await P().revive("a");
+  const back = Date.now();
+  const backMs = await P().waitForVirtual("a", 10_000, back);
+  await sleep(2000);
+  const r = await load.stop();
+  const gap = survived(r, "preempt on");
+  const rel = (t: number): number => t - r.startedAt;
+  newConnections(r, [[rel(cut.cutMs) - 3100, rel(cut.cutMs) + cut.moveMs + 1500], [rel(back) - 3100, rel(back) + backMs + 1500]], "preempt on");
+  process.stdout.write(`    VRRPv3 0.1 s: the addresses moved to b in ${cut.moveMs} ms and back to a in ${backMs} ms after its keepalived started; ` +
+    `largest gap of 50 streams ${gap} ms; new connections ${r.newOk} ok, ${r.newFail} failed during the moves\n`);
+  assert.ok(cut.moveMs < MOVE_BOUND_MS, `moved in ${cut.moveMs} ms`);
+  assert.ok(gap < GAP_BOUND_MS, `largest gap ${gap} ms`);
+  // After: a is the master again.
+  assert.is(P().master(), "a");
+  synScan();
+});
+
+s("failover, preemption off: a returns as the backup, b stays the master, no stream lost", async () => {
+  await P().restart({ preempt: false });
+  assert.is(P().master(), "a");
+  const load = await P().startLoad();
+  await sleep(1500);
+  const cut = await failover(load, "a");
+  await P().revive("a");
+  await sleep(2000);
+  assert.is(P().master(), "b", "b keeps the addresses");
+  const r = await load.stop();
+  const gap = survived(r, "preempt off");
+  newConnections(r, [[cut.cutMs - r.startedAt - 3100, cut.cutMs - r.startedAt + cut.moveMs + 1500]], "preempt off");
+  process.stdout.write(`    preemption off: moved to b in ${cut.moveMs} ms, a came back as the backup; largest gap ${gap} ms\n`);
+  assert.ok(gap < GAP_BOUND_MS, `largest gap ${gap} ms`);
+  // The ACK scan with b as the master learns nothing either.
+  const via = nmap(P().t, "inet", LISTENER.v4, ["-sA", "-p-"]);
+  assert.equal(ports(via, "unfiltered"), [80, 443], via.raw);
+});
+
+s("without pickup the same failover kills every stream: the backup meets them as no_flow and no echo comes after the cut; new connections still work", async () => {
+  await P().restart({ preempt: true, pickup: false });
+  const load = await P().startLoad();
+  await sleep(1500);
+  const before = await stats("b");
+  const cut = await failover(load, "a");
+  await sleep(3000);
+  const r = await load.stop();
+  const cutRel = cut.cutMs - r.startedAt;
+  const after = await stats("b");
+  for (const [i, st] of r.streams.entries()) {
+    assert.ok(st.lastEchoMs < cutRel + 50, `stream ${i}: no echo after the cut (last at ${st.lastEchoMs} ms, cut at ${cutRel} ms)`);
+  }
+  assert.ok(reason(after, "no_flow") - reason(before, "no_flow") >= 50, "b dropped the streams' segments as no_flow");
+  assert.is(reason(after, "picked_up"), 0, "nothing picked up");
+  newConnections(r, [[cutRel - 3100, cutRel + cut.moveMs + 1500]], "no pickup");
+  await P().revive("a");
+  await P().waitForVirtual("a", 10_000);
+});
+
+s.run();
