@@ -8,7 +8,7 @@
 //   node dist/bench/run.js --compare A.json B.json ... [--out DIR] [--name BASE]
 //
 // Parts: classbench, established, reload, memory, core, e2e (the end-to-end
-// benchmarks of bench/e2e/). --json-only writes just the
+// benchmarks of bench/e2e/), failover (a pair's failover gap, failover.ts). --json-only writes just the
 // JSON and never loads vega (the board bundle has no vega); --compare runs
 // nothing and renders several result files side by side. The ClassBench
 // data (--classbench, default ../shared/classbench/hypersplit beside the
@@ -16,7 +16,7 @@
 // the parts that need it leave it out and say so in the report.
 //
 // Each part's module returns its report Section(s) (classbench.ts,
-// conntrack.ts, reload.ts, memory.ts, core-report.ts, e2e/index.ts): titles,
+// conntrack.ts, reload.ts, memory.ts, core-report.ts, e2e/index.ts, failover.ts): titles,
 // notes and tables are drawn there once; this file only runs the parts,
 // prints their sections (report.ts printSection) and writes the report.
 import { existsSync, mkdtempSync, rmSync, statSync } from "node:fs";
@@ -36,6 +36,7 @@ import { classbenchWorkload, MIX_LIMIT, mixWorkload, type Workload } from "./wor
 import { benchRecheck, benchReloadClassBench, benchReloadPolicy, benchReloadUnderTraffic, type ReloadFigures, reloadSection, reloadTrafficSection } from "./reload.js";
 import { measureDaemonMemory, memorySection } from "./memory.js";
 import { e2eSections } from "./e2e/index.js";
+import { benchFailover, FAILOVER_VRRP, failoverSection } from "./failover.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const POLICY = join(ROOT, "host", "policy", "default.yaml");
@@ -44,7 +45,7 @@ const HEADER_SETS = ["acl1_1K", "fw1_1K", "ipc1_1K", "acl1_10K", "fw1_10K", "ipc
 const CORE_SETS = ["100", "1K", "10K"].flatMap((size) => ["acl1", "fw1", "ipc1"].map((f) => `${f}_${size}`));
 const RELOAD_SETS = ["acl1_10K", "fw1_10K", "ipc1_10K"];
 
-export const PARTS = ["classbench", "established", "reload", "memory", "core", "e2e"] as const;
+export const PARTS = ["classbench", "established", "reload", "memory", "core", "e2e", "failover"] as const;
 type Part = (typeof PARTS)[number];
 
 interface Args { quick: boolean; parts: Part[]; jsonOnly: boolean; out: string; classbench: string | null; compare: string[] | null; name: string | null }
@@ -207,6 +208,12 @@ async function runBenchmarks(args: Args): Promise<void> {
     const e2e = await e2eSections({ quick, reps: quick ? 3 : 5, classbench: DIR });
     report(...e2e.sections);
     targets.push(...e2e.targets);
+  }
+
+  if (has("failover")) {
+    const figs = [];
+    for (const v of FAILOVER_VRRP) figs.push(await benchFailover(v, quick ? 3 : 10));
+    report(failoverSection(figs));
   }
 
   if (targets.length) {

@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { establishedSection } from "../bench/conntrack.js";
+import { failoverSection } from "../bench/failover.js";
 import { reloadSection } from "../bench/reload.js";
 import { printSection, SCHEMA, SCHEMA_VERSION, sideBySideTable } from "../bench/report.js";
 
@@ -169,7 +170,7 @@ test("--compare refuses bad input with a clear error and exit status 1", () => {
   assert.is(one.stderr, "bench: error: --compare needs at least two result files (got 1)\n");
   const unknown = run("--only", "core,bogus");
   assert.is(unknown.status, 1);
-  assert.is(unknown.stderr, "bench: error: --only: unknown part bogus; the parts are classbench, established, reload, memory, core, e2e\n");
+  assert.is(unknown.stderr, "bench: error: --only: unknown part bogus; the parts are classbench, established, reload, memory, core, e2e, failover\n");
   const mixed = run("--compare", good, good, "--quick");
   assert.is(mixed.stderr, "bench: error: --compare runs no benchmark: it takes only result files, --out and --name\n");
   assert.not.ok(existsSync(join(TMP, "never")));
@@ -210,6 +211,22 @@ test("a part returns its Section and run.js prints it: the title once, the notes
   try { printSection(est); printSection(rel); } finally { console.log = log; }
   assert.equal(printed, ["", est.title, "batch  Mpps", "1      1.00 (1.00-2.00)", "256    12.50 (12.50-13.50)", est.lines[0],
     "", rel.title, rel.notes[0], ...rel.lines]);
+});
+
+test("the failover part's section: p50/p99 of the address move and of every stream's gap, streams lost, the prototype's figures beside", () => {
+  const run = (dead: "a" | "b", moveMs: number, gaps: number[], lost = 0) => ({ dead, moveMs, gapsMs: gaps, lost, newFail: 3, newOk: 40 });
+  const sec = failoverSection([
+    { vrrp: { version: 2, advertMs: 1000 }, streams: 3, runs: [run("a", 3100, [3300, 3400, 3500]), run("b", 2900, [3200, 3250, 9000], 1)] },
+    { vrrp: { version: 3, advertMs: 100 }, streams: 3, runs: [run("a", 380, [610, 620, 700])] },
+  ]);
+  assert.is(sec.id, "failover");
+  assert.equal(sec.table, {
+    head: ["VRRP", "failovers", "moved p50 s", "moved p99 s", "gap p50 s", "gap p99 s", "largest gap s", "streams lost", "prototype moved / gap s"],
+    rows: [
+      ["VRRPv2, 1.00 s adverts", "2", "2.90", "3.10", "3.30", "9.00", "9.00", "1 of 6", "2.90 / 3.20"],
+      ["VRRPv3, 0.10 s adverts", "1", "0.38", "0.38", "0.62", "0.70", "0.70", "0 of 3", "0.31 / 0.74"],
+    ],
+  });
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));
