@@ -13,8 +13,8 @@
 // Every process is started with Topology.spawn (tracked, ended by pid by
 // down(), its pid file read by clearLeftovers after a crash); keepalived's
 // VRRP child is ended by the pid from its own pid file.
-import { type ChildProcess } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { type ChildProcess, spawnSync } from "node:child_process";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
@@ -176,6 +176,7 @@ export class Pair {
     const conf = join(this.t.dir, `keepalived-${n}.conf`);
     writeFileSync(conf, this.keepalivedConfig(n));
     const log = this.log(n, "keepalived");
+    rmSync(this.vrrpPidFile(n), { force: true });
     const child = this.t.spawn(PAIR_ROLE[n], [keepalivedBinary(), "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
       "-f", conf, "-p", join(this.t.dir, `keepalived-${n}.pid`), "-r", this.vrrpPidFile(n)], { name: `keepalived-${n}`, log });
     this.procs[n].keepalived = child;
@@ -226,6 +227,8 @@ export class Pair {
     for (const side of ["ext", "int"]) this.t.exec("seg", ["ip", "link", "set", `${n}-${side}`, "down"]);
     const pids = [this.procs[n].keepalived?.pid, this.vrrpPid(n), this.procs[n].daemon?.pid].filter((p): p is number => p !== undefined && p !== null);
     for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
+    // And whatever else ran in the box (conntrackd, a hook).
+    this.killAll(n);
     for (const c of [this.procs[n].keepalived, this.procs[n].daemon]) if (c) await exited(c);
     this.procs[n] = { daemon: null, keepalived: null };
     return at;
@@ -234,20 +237,28 @@ export class Pair {
   // Node n boots again: no virtual address or conntrack entry is left from
   // before, its ports come up, its daemon starts, then keepalived.
   async revive(n: PairNode): Promise<void> {
+    this.boot(n);
+    await this.startDaemon(n);
+    await this.startKeepalived(n);
+  }
+
+  // What a box has when it comes up: its own addresses only, no conntrack
+  // entries, its ports on the segments up.
+  private boot(n: PairNode): void {
     for (const [dev, vip] of [["ext0", VIRTUAL.external], ["int0", VIRTUAL.internal]] as const) {
       this.t.exec(PAIR_ROLE[n], ["ip", "addr", "del", `${vip}/${VIRTUAL.prefix}`, "dev", dev]);
     }
     this.t.exec(PAIR_ROLE[n], ["conntrack", "-F"]);
-    await this.startDaemon(n);
     for (const side of ["ext", "int"]) this.t.exec("seg", ["ip", "link", "set", `${n}-${side}`, "up"]);
-    await this.startKeepalived(n);
   }
 
-  // Stops both keepalived and both daemons (SIGTERM) and starts them again
-  // with other options (e.g. preemption off); a is the master again.
+  // Stops both keepalived and both daemons (SIGTERM), boots both (a node
+  // left dead comes back too) and starts them again with other options
+  // (e.g. preemption off); a is the master again.
   async restart(o: Partial<Pick<PairOptions, "preempt" | "pickup" | "vrrp">>): Promise<void> {
     Object.assign(this.o, o);
     for (const n of ["b", "a"] as const) await this.stopNode(n);
+    for (const n of PAIR_NODES) this.boot(n);
     for (const n of PAIR_NODES) await this.startDaemon(n);
     await this.startKeepalived("a");
     await this.waitForVirtual("a", 10_000);
@@ -295,8 +306,20 @@ export class Pair {
 
   addr(n: PairNode): { external: string; internal: string; sync: string } { return PAIR_ADDRS[n]; }
 
-  // Ends every process (by pid) and removes the namespaces.
+  // SIGKILL to every process in node n's namespace, by pid.
+  private killAll(n: PairNode): void {
+    const r = spawnSync("ip", ["netns", "pids", this.ns(n)], { encoding: "utf8" });
+    for (const pid of (r.stdout ?? "").split("\n").map(Number).filter((x) => Number.isInteger(x) && x > 1)) {
+      try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+    }
+  }
+
+  // Ends every process (by pid: those started here, then any other left in
+  // the appliances, such as a conntrackd a hook started) and removes the
+  // namespaces.
   async down(): Promise<void> {
+    for (const n of PAIR_NODES) await this.stopNode(n);
+    for (const n of PAIR_NODES) this.killAll(n);
     await this.t.down();
   }
 }
