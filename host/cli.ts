@@ -12,13 +12,14 @@ import { compileCommand } from "./commands/compile.js";
 import { blockCommand, offloadCommand, reloadCommand, statsCommand } from "./commands/ctl.js";
 import { demoCommand } from "./commands/demo.js";
 import { explainCommand } from "./commands/explain.js";
+import { haCommand } from "./commands/ha.js";
 import { firstbootCommand } from "./commands/firstboot.js";
 import { replayCommand } from "./commands/replay.js";
 import { runCommand } from "./commands/run.js";
 import { rulesCommand } from "./commands/rules.js";
 import { guardStdout } from "./io/output.js";
 
-const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, blockCommand, reloadCommand, offloadCommand, replayCommand, runCommand, rulesCommand, firstbootCommand];
+const COMMANDS: ReadonlyArray<() => Command> = [demoCommand, classbenchCommand, checkCommand, compileCommand, explainCommand, statsCommand, blockCommand, reloadCommand, offloadCommand, haCommand, replayCommand, runCommand, rulesCommand, firstbootCommand];
 
 function packageVersion(): string {
   try {

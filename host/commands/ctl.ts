@@ -3,6 +3,7 @@
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { DEFAULT_CONTROL, request } from "../daemon/control.js";
+import { type HaStats } from "../daemon/ha.js";
 import { parseDuration } from "../policy/limit-text.js";
 
 interface Stats {
@@ -23,8 +24,9 @@ interface Stats {
   offload?: {
     generation: number; backend: string; live: number; total: number; ended: number; revoked: number;
     revocations: number; lastRevocation: string | null; lastRevocationMs: number | null; bytes: number; packets: number;
-    adopted: number; adoptRefused: number; endedAtStart: number; removedUntracked: number;
+    adopted: number; adoptRefused: number; endedAtStart: number; removedUntracked: number; leftReplicated?: number;
   } | null;
+  ha?: HaStats | null;
   limits?: Record<string, number>;
 }
 
@@ -38,8 +40,10 @@ export function formatStats(s: Stats): string {
       `offload (${s.offload.backend}, generation ${s.offload.generation}): ${s.offload.live} flows with the kernel now, ${s.offload.total} offloaded, ` +
         `${s.offload.ended} ended with the kernel's entry, ${s.offload.revoked} revoked; ${s.offload.bytes} bytes / ${s.offload.packets} packets carried by the kernel`,
       `  revocations ${s.offload.revocations}${s.offload.lastRevocation ? `, last ${s.offload.lastRevocation} (${s.offload.lastRevocationMs?.toFixed(1)} ms)` : ""}; ` +
-        `at start adopted ${s.offload.adopted}, refused ${s.offload.adoptRefused}, ended ${s.offload.endedAtStart}; untracked kernel entries removed ${s.offload.removedUntracked}`,
+        `at start adopted ${s.offload.adopted}, refused ${s.offload.adoptRefused}, ended ${s.offload.endedAtStart}; untracked kernel entries removed ${s.offload.removedUntracked}` +
+        `${s.offload.leftReplicated ? `, left to the master ${s.offload.leftReplicated}` : ""}`,
     ] : []),
+    ...(s.ha ? [formatHa(s.ha)] : []),
     ...(s.limits ? [formatSources([], s.limits)] : []),
     "rules:",
     ...s.rules.map((r) => `  [${r.rule}] ${String(r.packets).padStart(10)} packets  ${r.info}`),
@@ -55,6 +59,13 @@ export function formatStats(s: Stats): string {
     ...(s.shadow ? [formatShadow(s.shadow)] : []),
   ];
   return out.join("\n");
+}
+
+// One line: the role, since when, how often it changed, what the
+// transitions to master adopted.
+export function formatHa(h: HaStats): string {
+  return `ha: ${h.role}${h.since ? ` since ${h.since}` : " (keepalived has not said yet)"}, ${h.transitions} transition${h.transitions === 1 ? "" : "s"}` +
+    `${h.adopted || h.adoptRefused || h.lastAdoption ? `; offloaded flows adopted at transitions to master ${h.adopted}, refused ${h.adoptRefused}` : ""}`;
 }
 
 export function statsCommand(): Command {

@@ -5,7 +5,7 @@
 // when the kernel can queue from it, else iptables-legacy); --remove deletes
 // every rule and chain of ours from both.
 import { Command, Option } from "commander";
-import { ConfigError } from "../config/errors.js";
+import { ConfigError, reportConfigError } from "../config/errors.js";
 import { readBoardFile } from "../kernel/board.js";
 import { apply, iptablesScript, nftRuleset, remove } from "../kernel/rules.js";
 
@@ -32,9 +32,7 @@ export function rulesCommand(): Command {
         config = readBoardFile(o.config);
       } catch (e) {
         if (!(e instanceof ConfigError)) throw e;
-        for (const err of e.all) process.stderr.write(`${err.message}\n`);
-        process.stderr.write(`portcullis: ${e.all.length} error${e.all.length === 1 ? "" : "s"} in ${o.config}\n`);
-        process.exitCode = 1;
+        reportConfigError(e, o.config);
         return;
       }
       if (o.apply) {

@@ -64,6 +64,7 @@ export interface RunOptions {
   metrics?: { host: string; port: number };
   engine?: EngineName; //   default: the board's engine:, else V8
   offload?: OffloadStart; // the board's offload: (enabled), with what to do at start
+  ha?: boolean; //          the board has ha: (one of a pair; host/daemon/ha.ts)
 }
 
 // The queues to bind and their flags, from the command line.
@@ -79,7 +80,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     const b = readBoardFile(o.board);
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
     return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange,
-      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}) }, specs, log);
+      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}), ...(b.ha ? { ha: true } : {}) }, specs, log);
   }
   return start(o, queueSpecs(o), log);
 }
@@ -92,6 +93,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
     policy: o.policy, mode: o.mode, switches: o.set, control: o.control,
     core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.maxSources ? { maxSources: o.maxSources } : {}),
       ...(o.maxBlocks ? { maxBlocks: o.maxBlocks } : {}), ...(o.engine ? { engine: o.engine } : {}) }, stateDir: o.stateDir,
+    ...(o.ha ? { ha: true } : {}),
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
   const { fallback } = await startDaemon(daemon, log);

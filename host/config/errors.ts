@@ -93,3 +93,11 @@ export class Diagnostics {
     throw first;
   }
 }
+
+// A command's report of a file's ConfigError on stderr: every error, then a
+// count line; the exit status becomes 1.
+export function reportConfigError(e: ConfigError, file: string): void {
+  for (const err of e.all) process.stderr.write(`${err.message}\n`);
+  process.stderr.write(`portcullis: ${e.all.length} error${e.all.length === 1 ? "" : "s"} in ${file}\n`);
+  process.exitCode = 1;
+}

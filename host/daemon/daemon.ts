@@ -16,6 +16,7 @@ import { ControlServer, type ControlLimits } from "./control.js";
 import { Engine, type PacketSource, UNDECIDED_CAUSES, UNDECIDED_KEY, type UndecidedCause } from "./engine.js";
 import { type Logger } from "./log.js";
 import { type Offload } from "./offload.js";
+import { haRequestRole, HaState } from "./ha.js";
 import { LastGoodWriter } from "./state.js";
 import { Shadow } from "./shadow.js";
 
@@ -29,6 +30,7 @@ export interface DaemonOptions {
   stateDir?: string; //         the last good table is saved here after each commit (state.ts)
   controlLimits?: ControlLimits; // connections and idle timeout of the control socket (control.ts)
   compiler?: CompilerOptions; //  the compile worker's timeout and heap (compiler.ts)
+  ha?: boolean; //               one of an HA pair (the board's ha:): its role is in the stats from the start
 }
 
 // Table operations (reload, canary start, promote) queued or running at once;
@@ -62,6 +64,7 @@ export class Daemon {
   readonly engine: Engine;
   private sources: PacketSource[] = [];
   private offload: Offload | null = null;
+  private ha: HaState | null = null; // the first notify makes it when the board had no ha:
   private control: ControlServer | null = null;
   private table: TableView | null = null;
   private policyPath: string;
@@ -80,6 +83,7 @@ export class Daemon {
     this.policyPath = opts.policy;
     this.lastGood = opts.stateDir ? new LastGoodWriter(opts.stateDir, log) : null;
     this.compiler = new TableCompiler(opts.compiler ?? {});
+    if (opts.ha) this.ha = new HaState();
   }
 
   // Reads and compiles (or reads) a table in the worker. Throws with the reason.
@@ -178,6 +182,19 @@ export class Daemon {
     this.offload = o;
     this.engine.offload = o;
     o.start();
+    // A pair's daemon stands by until keepalived says it is master.
+    if (this.ha) o.standby = this.ha.role !== "master";
+  }
+
+  // keepalived's notify (ha.ts): the role, and on master the adoption of
+  // the kernel's offloaded flows.
+  haNotify(role: "master" | "backup" | "fault"): Record<string, unknown> {
+    this.ha ??= new HaState();
+    const off = this.offload;
+    const r = this.ha.notify(role, off ? () => off.adoptMarked(`ha: ${role}`) : null);
+    if (off && role !== "master") off.standby = true;
+    if (r.changed) this.log.log("info", "ha role", { role, adopted: r.adopted });
+    return { ...this.ha.stats(), adoptedNow: r.adopted };
   }
 
   // Counts, saves, keeps and logs a finished (or refused) reload.
@@ -275,9 +292,15 @@ export class Daemon {
         this.discard();
         return { ok: true, shadow: report };
       }
+      case "ha": {
+        const role = haRequestRole(req);
+        if (role !== "master" && role !== "backup" && role !== "fault") return { ok: false, error: role };
+        const a = this.haNotify(role);
+        return { ok: true, ha: { role: a.role, transitions: a.transitions, since: a.since, adopted: a.adoptedNow } };
+      }
       case "block": return blockRequest(this.core, this.table, req);
       case "sources": return sourcesRequest(this.core, this.table, req);
-      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard, block, sources, offload)` };
+      default: return { ok: false, error: `unknown command ${JSON.stringify(req.cmd)} (stats, reload, shadow, promote, discard, block, sources, offload, ha)` };
     }
   }
 
@@ -311,6 +334,7 @@ export class Daemon {
       reloadTotals: { ...this.reloadTotals },
       shadow: this.engine.shadow?.report() ?? null,
       offload: this.offload?.stats() ?? null,
+      ha: this.ha?.stats() ?? null,
     };
   }
 

@@ -19,6 +19,7 @@ import { networkInterfaces, type NetworkInterfaceInfo } from "node:os";
 import { type Core } from "../core/core.js";
 import { type ReloadRecord } from "./daemon.js";
 import { UNDECIDED_CAUSES, UNDECIDED_KEY } from "./engine.js";
+import { HA_ROLES, type HaStats } from "./ha.js";
 import { type Logger } from "./log.js";
 
 // What the endpoint reads (Daemon has it).
@@ -42,6 +43,7 @@ interface StatsShape {
   shadow?: { packets: number; differ: number; liveAcceptCandidateDrop: number; liveDropCandidateAccept: number } | null;
   offload?: { live: number; total: number; ended: number; revoked: number; revocations: number; lastRevocation: string | null; bytes: number; packets: number } | null;
   started: string;
+  ha?: HaStats | null;
   limits?: Record<string, bigint | number>;
   blockLists?: Array<{ list: string; entries: number }>;
 }
@@ -111,6 +113,18 @@ export function renderMetrics(src: MetricsSource): string {
     }
     t.family("portcullis_offload_last_revocation_timestamp_seconds", "gauge", "When offloaded flows were last revoked (0: never).")
       .sample("portcullis_offload_last_revocation_timestamp_seconds", {}, off.lastRevocation ? Date.parse(off.lastRevocation) / 1000 : 0);
+  }
+  const ha = s.ha;
+  if (ha) {
+    // One series per role, 1 for the current one (all 0 before keepalived's first notify).
+    t.family("portcullis_ha_role", "gauge", "The VRRP role keepalived last told the daemon (1: this one).");
+    for (const r of HA_ROLES) t.sample("portcullis_ha_role", { role: r }, ha.role === r ? 1 : 0);
+    t.family("portcullis_ha_last_transition_timestamp_seconds", "gauge", "When the role last changed (0: never).")
+      .sample("portcullis_ha_last_transition_timestamp_seconds", {}, ha.since ? Date.parse(ha.since) / 1000 : 0);
+    t.family("portcullis_ha_transitions_total", "counter", "Role changes since the daemon started.").sample("portcullis_ha_transitions_total", {}, ha.transitions);
+    t.family("portcullis_ha_adopted_total", "counter", "Offloaded flows adopted at transitions to master.").sample("portcullis_ha_adopted_total", {}, ha.adopted);
+    t.family("portcullis_ha_adopt_refused_total", "counter", "Offloaded flows the live table refused at transitions to master (removed).")
+      .sample("portcullis_ha_adopt_refused_total", {}, ha.adoptRefused);
   }
   t.family("portcullis_fragments", "gauge", "Fragmented datagrams being tracked.").sample("portcullis_fragments", { state: "live" }, f.fragsLive);
   t.family("portcullis_fragments_expired_total", "counter", "Fragmented datagrams that timed out.").sample("portcullis_fragments_expired_total", {}, f.fragsExpired);

@@ -14,7 +14,9 @@
 //    family), after a re-check took an offloaded flow back, or on demand;
 //  - start: the marked entries an earlier daemon left are adopted (decided
 //    again by the live table; kept, offloaded or inspected, when allowed,
-//    removed when not) or ended (removed), per the board's on_start.
+//    removed when not) or ended (removed), per the board's on_start;
+//  - an HA pair (host/daemon/ha.ts): while standing by (backup) untracked
+//    marked entries are left alone; the transition to master adopts them.
 import * as ABI from "../core/abi.js";
 import { type Core, type FlowTuple } from "../core/core.js";
 import { type Conntrack, type CtEntry } from "../native/ct.js";
@@ -29,6 +31,9 @@ export const LEASE_S = 30;
 // Kernel TCP states of a closing flow: the core's entry may end.
 const CLOSING = new Set(["FIN_WAIT", "CLOSE_WAIT", "LAST_ACK", "TIME_WAIT", "CLOSE"]);
 const ANY_OFFLOAD = { mark: OFF.OFFLOAD_BIT, mask: OFF.OFFLOAD_BIT };
+
+// What an adoption of the kernel's marked entries did (TCP entries only).
+export interface AdoptCounts { found: number; adopted: number; known: number; refused: number }
 
 export interface OffloadOptions {
   onStart: OffloadStart;
@@ -48,6 +53,7 @@ export interface OffloadStats {
   adoptRefused: number; //  at start: flows the live table refused, removed
   endedAtStart: number; //  at start (on_start: end): marked flows removed
   removedUntracked: number; // marked kernel entries the core did not track, removed
+  leftReplicated: number; //   ... left alone while standing by (a backup: they are the master's), per poll
   destroyEvents: number;
   polls: number;
   pollErrors: number;
@@ -62,13 +68,16 @@ export class Offload {
   private readonly ct: Conntrack;
   private readonly clock: () => bigint;
   private timer: NodeJS.Timeout | null = null;
+  // The backup of an HA pair (host/daemon/ha.ts): marked kernel entries the
+  // core does not track are the master's (replicated), left alone.
+  standby = false;
   private liveBytes = 0;
   private livePackets = 0;
   private endedBytes = 0;
   private endedPackets = 0;
   readonly totals = {
     revocations: 0, lastRevocation: null as string | null, lastRevocationMs: null as number | null,
-    adopted: 0, adoptRefused: 0, endedAtStart: 0, removedUntracked: 0, destroyEvents: 0, polls: 0, pollErrors: 0,
+    adopted: 0, adoptRefused: 0, endedAtStart: 0, removedUntracked: 0, leftReplicated: 0, destroyEvents: 0, polls: 0, pollErrors: 0,
   };
 
   // Throws a one-line Error when the kernel rules have no offload chain.
@@ -95,19 +104,9 @@ export class Offload {
       this.totals.endedAtStart = this.ct.removeMarked(ANY_OFFLOAD).removed;
       if (left.length) this.revoke("start: on_start end");
     } else {
-      for (const e of left) {
-        if (e.proto !== 6) continue; // only TCP flows are offloaded
-        const r = this.core.offloadAdopt(e, OFF.markCtx(e.mark), now);
-        if (r === ABI.ADOPT_REFUSED) {
-          try { this.ct.remove(e); } catch { /* ended meanwhile */ }
-          this.totals.adoptRefused++;
-        } else {
-          this.totals.adopted++;
-          // Carried on under this generation, or back to the queue.
-          if (r === ABI.ADOPT_OFFLOADED && OFF.markGeneration(e.mark) !== this.gen) this.setMark(e, OFF.offloadMark(this.gen, OFF.markCtx(e.mark)));
-          if (r === ABI.ADOPT_INSPECTED) this.setMark(e, 0);
-        }
-      }
+      const a = this.adoptEntries(left, now);
+      this.totals.adopted += a.adopted + a.known;
+      this.totals.adoptRefused += a.refused;
     }
     this.log.log("info", "offload on", {
       backend: this.backend, generation: this.gen, onStart: this.o.onStart, found: left.length,
@@ -120,6 +119,52 @@ export class Offload {
       this.timer = setInterval(() => this.poll(), ms);
       this.timer.unref();
     }
+  }
+
+  // Decides the marked entries again by the live table: kept (re-marked to
+  // this generation when offloaded, unmarked when inspected) or removed.
+  // An entry the core already tracks keeps its state; one of a foreign
+  // generation goes back to the queue (unmarked), which decides it again.
+  private adoptEntries(entries: CtEntry[], now: bigint): AdoptCounts {
+    const n: AdoptCounts = { found: 0, adopted: 0, known: 0, refused: 0 };
+    for (const e of entries) {
+      if (e.proto !== 6) continue; // only TCP flows are offloaded
+      n.found++;
+      const r = this.core.offloadAdopt(e, OFF.markCtx(e.mark), now);
+      if (r === ABI.ADOPT_REFUSED) {
+        try { this.ct.remove(e); } catch { /* ended meanwhile */ }
+        n.refused++;
+      } else if (r === ABI.ADOPT_KNOWN) {
+        n.known++;
+        if (OFF.markGeneration(e.mark) !== this.gen) this.setMark(e, 0);
+      } else {
+        n.adopted++;
+        // Carried on under this generation, or back to the queue.
+        if (r === ABI.ADOPT_OFFLOADED && OFF.markGeneration(e.mark) !== this.gen) this.setMark(e, OFF.offloadMark(this.gen, OFF.markCtx(e.mark)));
+        if (r === ABI.ADOPT_INSPECTED) this.setMark(e, 0);
+      }
+    }
+    return n;
+  }
+
+  // The HA pair's transition to master (host/daemon/ha.ts): the kernel's
+  // marked entries, the other appliance's replicated by conntrackd and
+  // committed by the hook, adopted as at a start with on_start: adopt
+  // (whatever on_start says: these flows were never this daemon's). Ends
+  // the standby. One line in the log.
+  adoptMarked(why: string): AdoptCounts {
+    this.standby = false;
+    let entries: CtEntry[];
+    try {
+      entries = this.ct.dump(ANY_OFFLOAD);
+    } catch (e) {
+      this.totals.pollErrors++;
+      this.log.log("error", "reading the kernel's conntrack table failed; nothing adopted", { why, error: (e as Error).message });
+      return { found: 0, adopted: 0, known: 0, refused: 0 };
+    }
+    const n = this.adoptEntries(entries, this.clock());
+    this.log.log("info", "offloaded flows adopted", { why, generation: this.gen, ...n });
+    return n;
   }
 
   private setMark(t: FlowTuple, mark: number): void {
@@ -177,7 +222,8 @@ export class Offload {
       const r = this.core.offloadTouch(e, now);
       if (r === ABI.TOUCH_NONE) {
         // Not the core's (revoked and ended, or its lease ran out): the
-        // kernel must not carry it.
+        // kernel must not carry it. A backup's are the master's.
+        if (this.standby) { this.totals.leftReplicated++; continue; }
         try { if (this.ct.remove(e)) this.totals.removedUntracked++; } catch { /* ended meanwhile */ }
         continue;
       }

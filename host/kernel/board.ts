@@ -10,6 +10,7 @@
 //   engine: v8              # v8 | wasmtime: what runs the core (default v8)
 //   copy_range: 256         # bytes of each packet the kernel copies (default 256: headers)
 //   offload: { enabled: false, on_start: adopt }   # kernel offload (host/kernel/offload.ts)
+//   ha: { vrid: 51, priority: 150, external: { virtual: [203.0.113.10/24] }, ... }   # a pair (board-ha.ts)
 //
 // fail_open and bypass default to false (fail closed) on both sides; queues
 // defaults to { first: 0, count: 1 }. Unknown keys and wrong values are errors
@@ -20,6 +21,7 @@ import { type Entry, isEmpty, suggest, YamlReader } from "../config/yaml.js";
 import { ENGINES, type EngineName } from "../core/load.js";
 import { COPY_RANGE_RULE, isCopyRange, MAX_COPY_RANGE, MIN_COPY_RANGE } from "./copy-range.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
+import { type HaConfig, haProblem, readHa } from "./board-ha.js";
 import { type Mode, MODES } from "../policy/compile.js";
 
 export type Side = "external" | "internal";
@@ -44,6 +46,9 @@ export interface BoardConfig {
   // flows an earlier one offloaded: adopt them (decided again by the
   // policy, kept if allowed) or end them.
   offload?: { enabled: boolean; onStart: OffloadStart };
+  // One appliance of a keepalived pair (board-ha.ts): virtual addresses,
+  // VRRP, conntrackd. Absent: a single appliance.
+  ha?: HaConfig;
 }
 
 export const OFFLOAD_START = ["adopt", "end"] as const;
@@ -54,7 +59,7 @@ export type OffloadStart = (typeof OFFLOAD_START)[number];
 const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAX_QUEUE = 65535;
 
-const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range", "offload"];
+const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range", "offload", "ha"];
 const OFFLOAD_KEYS = ["enabled", "on_start"];
 const SIDE_KEYS = ["dev", "fail_open", "bypass"];
 const QUEUE_KEYS = ["first", "count"];
@@ -72,6 +77,10 @@ export function boardProblem(c: BoardConfig): string | null {
   if (c.copyRange !== undefined && !isCopyRange(c.copyRange)) return `copy_range must be ${COPY_RANGE_RULE}, not ${String(c.copyRange)}`;
   if (c.offload !== undefined && (typeof c.offload.enabled !== "boolean" || !OFFLOAD_START.includes(c.offload.onStart))) {
     return `offload must be { enabled: true|false, on_start: ${OFFLOAD_START.join("|")} }`;
+  }
+  if (c.ha !== undefined) {
+    const p = haProblem(c.ha, devOk);
+    if (p !== null) return p;
   }
   const q = c.queues ?? { first: 0, count: 1 };
   if (!Number.isInteger(q.first) || q.first < 0 || q.first > MAX_QUEUE) return `queues.first must be 0-${MAX_QUEUE}, not ${q.first}`;
@@ -171,6 +180,8 @@ function readBoard(y: YamlReader, config: BoardConfig): void {
     const onStart = os ? word(os, "offload.on_start", OFFLOAD_START, "bad_offload") : undefined;
     config.offload = { enabled: enabled ?? false, onStart: onStart ?? "adopt" };
   }
+  const ha = top.get("ha");
+  if (ha) config.ha = readHa(y, ha, devOk);
   const q = top.get("queues");
   if (q) {
     const e = y.mapping(q.value, QUEUE_KEYS, "queues", q.key);

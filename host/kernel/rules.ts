@@ -32,6 +32,7 @@
 import { type BoardConfig, boardProblem, type Side, SIDES } from "./board.js";
 import { detect, type Detection, KernelError, findTool, run, runOk } from "./detect.js";
 import * as OFF from "./offload.js";
+import { haPasses, haDescribe, iptHaRule, nftHaRule } from "./rules-ha.js";
 
 export type { BoardConfig, Side, SideConfig } from "./board.js";
 
@@ -100,6 +101,7 @@ function describe(config: BoardConfig): string[] {
   return [
     `portcullis queue rules, mode ${config.mode}: ${what}`,
     ...(config.offload?.enabled ? ["  offload on: flows the daemon hands over (their connmark) pass before the queue"] : []),
+    ...haDescribe(config),
     ...queuePlan(config).map((s) => `  ${s.side} ${s.dev}: queue ${s.first === s.last ? s.first : `${s.first}-${s.last}`}` +
       `, ${s.bypass ? "bypass (no daemon: packets pass)" : "no bypass (no daemon: packets dropped)"}` +
       `, ${s.failOpen ? "fail open" : "fail closed"} (queue full: ${s.failOpen ? "packets pass" : "packets dropped"})`),
@@ -128,6 +130,7 @@ export function nftRuleset(config: BoardConfig, gen = 0): string {
   for (const hook of HOOK_ORDER) {
     if (m[hook].length === 0) continue;
     out.push(`\tchain ${hook} {`, `\t\ttype filter hook ${hook} priority filter; policy accept;`);
+    out.push(...haPasses(config, hook).map((r) => `\t\t${nftHaRule(r)}`));
     if (off) out.push(...OFF.nftOffloadEntry().map((r) => `\t\t${r}`));
     for (const { dir, q } of m[hook]) out.push(`\t\t${dir === "in" ? "iifname" : "oifname"} "${q.dev}" ${nftQueue(q)}`);
     out.push("\t}");
@@ -147,16 +150,18 @@ function iptHooks(config: BoardConfig): Hook[] {
 }
 
 // iptables-legacy-restore --noflush input for one family (the same rules for
-// both): declaring a chain creates it or empties it, so loading it again
-// replaces the rules in one commit. `jumpsToAdd` are the hooks whose base
-// chain does not jump to our chain yet (apply() reads that first).
-export function iptablesRestore(config: BoardConfig, jumpsToAdd: readonly Hook[] = iptHooks(config), gen = 0): string {
+// both, but for the HA pair's, which name addresses of one family):
+// declaring a chain creates it or empties it, so loading it again replaces
+// the rules in one commit. `jumpsToAdd` are the hooks whose base chain does
+// not jump to our chain yet (apply() reads that first).
+export function iptablesRestore(config: BoardConfig, jumpsToAdd: readonly Hook[] = iptHooks(config), gen = 0, family: 4 | 6 = 4): string {
   const m = matches(config);
   const hooks = iptHooks(config);
   const off = config.offload?.enabled === true;
   const out = ["*filter", ...(off ? [`:${OFF.CHAIN} - [0:0]`] : []), ...hooks.map((h) => `:${CHAINS[h]} - [0:0]`)];
   if (off) out.push(...OFF.iptablesOffloadChain(gen));
   for (const h of hooks) {
+    out.push(...haPasses(config, h).filter((r) => r.family === family).map((r) => `-A ${CHAINS[h]} ${iptHaRule(r)}`));
     if (off) out.push(...OFF.iptablesOffloadEntry(CHAINS[h]));
     for (const { dir, q } of m[h]) out.push(`-A ${CHAINS[h]} ${dir === "in" ? "-i" : "-o"} ${q.dev} ${iptQueue(q)}`);
   }
@@ -166,19 +171,28 @@ export function iptablesRestore(config: BoardConfig, jumpsToAdd: readonly Hook[]
 }
 
 // The same as a shell script for an operator: both families, idempotent.
+// (With ha: the two families' rules differ, so each has its own block.)
 export function iptablesScript(config: BoardConfig): string {
   const hooks = iptHooks(config);
-  const out = [
-    "#!/bin/sh",
-    ...describe(config).map((l) => `# ${l}`),
-    "# For kernels without nft_queue: iptables-legacy and ip6tables-legacy.",
-    "set -eu",
+  const jumps = (ipt: string, indent: string): string[] =>
+    hooks.map((h) => `${indent}${ipt} -w -C ${BASE[h]} -j ${CHAINS[h]} 2>/dev/null || ${ipt} -w -I ${BASE[h]} 1 -j ${CHAINS[h]}`);
+  const head = ["#!/bin/sh", ...describe(config).map((l) => `# ${l}`), "# For kernels without nft_queue: iptables-legacy and ip6tables-legacy.", "set -eu"];
+  const out = config.ha === undefined ? [
+    ...head,
     "for ipt in iptables-legacy ip6tables-legacy; do",
     "\t\"$ipt-restore\" -w --noflush <<'EOF'",
     iptablesRestore(config, []).trimEnd(),
     "EOF",
-    ...hooks.map((h) => `\t"$ipt" -w -C ${BASE[h]} -j ${CHAINS[h]} 2>/dev/null || "$ipt" -w -I ${BASE[h]} 1 -j ${CHAINS[h]}`),
+    ...jumps('"$ipt"', "\t"),
     "done",
+  ] : [
+    ...head,
+    ...([[4, "iptables-legacy"], [6, "ip6tables-legacy"]] as const).flatMap(([family, ipt]) => [
+      `${ipt}-restore -w --noflush <<'EOF'`,
+      iptablesRestore(config, [], 0, family).trimEnd(),
+      "EOF",
+      ...jumps(ipt, ""),
+    ]),
   ];
   return `${out.join("\n")}\n`;
 }
@@ -190,8 +204,8 @@ export interface ApplyOptions { backend?: Backend | "auto"; netns?: string }
 export interface ApplyResult { backend: Backend; netns: string | null; detection: Detection | null; queues: QueueFlags[] }
 
 const IPT = [
-  { cmd: "iptables-legacy", save: "iptables-legacy-save", restore: "iptables-legacy-restore" },
-  { cmd: "ip6tables-legacy", save: "ip6tables-legacy-save", restore: "ip6tables-legacy-restore" },
+  { cmd: "iptables-legacy", save: "iptables-legacy-save", restore: "iptables-legacy-restore", family: 4 },
+  { cmd: "ip6tables-legacy", save: "ip6tables-legacy-save", restore: "ip6tables-legacy-restore", family: 6 },
 ] as const;
 
 // What of ours is in a family's filter table: our chains, and which base
@@ -218,7 +232,7 @@ function applyIptables(config: BoardConfig, gen: number, netns?: string): void {
   for (const f of IPT) {
     const st = iptState(f.save, netns);
     const missing = iptHooks(config).filter((h) => !st.jumps.some((j) => j.chain === CHAINS[h]));
-    runOk([f.restore, "-w", "--noflush"], { netns, input: iptablesRestore(config, missing, gen) });
+    runOk([f.restore, "-w", "--noflush"], { netns, input: iptablesRestore(config, missing, gen, f.family) });
   }
   // A chain of ours this mode does not use (the other mode's, or the
   // offload chain with offload off) goes.

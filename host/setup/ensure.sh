@@ -9,7 +9,8 @@ what="${1:-test}"
 # Debian packages each command needs, as "command-to-look-for:package".
 need=(gcc:gcc wasm2c:wabt ip:iproute2 tcpdump:tcpdump
   iptables-legacy:iptables make:make g++:g++ python3:python3
-  nft:nftables nginx:nginx curl:curl nmap:nmap ping:iputils-ping conntrack:conntrack)
+  nft:nftables nginx:nginx curl:curl nmap:nmap ping:iputils-ping conntrack:conntrack
+  keepalived:keepalived conntrackd:conntrackd)
 
 missing=()
 for pair in "${need[@]}"; do
@@ -31,6 +32,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
   echo "ensure: installing Debian packages: ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
+  # keepalived and conntrackd (the HA pair, test/ha.test.ts) come with
+  # system services; the tests run their own instances in namespaces with
+  # their own files and never use a system instance: no service starts
+  # during this install (policy-rc.d exit 101).
+  ha_pkgs=$(printf '%s\n' "${missing[@]}" | grep -cx 'keepalived\|conntrackd' || true)
+  if [ "$ha_pkgs" -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -qq >&2
   apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >&2
 fi
