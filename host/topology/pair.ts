@@ -1,7 +1,9 @@
 // Two appliances as one (issue 17): the pair topology of plan.ts (pairPlan)
 // with, in each appliance namespace, the kernel queue rules, the Portcullis
 // daemon (gateway mode, its queues bound: a hot standby) and keepalived
-// holding the virtual addresses; a node failed as a dead box fails (its
+// holding the virtual addresses (and conntrackd with offload on), each
+// appliance's board with its ha: half and keepalived's and conntrackd's
+// files as `portcullis ha --apply` writes them from it; a node failed as a dead box fails (its
 // ports on the segments down, then kill -9 of its daemon and keepalived),
 // and brought back as a rebooted one (no addresses or conntrack entries
 // left over); where the virtual addresses are and how long they took to
@@ -14,12 +16,14 @@
 // down(), its pid file read by clearLeftovers after a crash); keepalived's
 // VRRP child is ended by the pid from its own pid file.
 import { type ChildProcess, spawnSync } from "node:child_process";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { stringify } from "yaml";
 import { request } from "../daemon/control.js";
 import { findTool } from "../kernel/detect.js";
+import { CONNTRACKD_FILE, KEEPALIVED_FILE } from "../ha/files.js";
+import { readBoardFile } from "../kernel/board.js";
 import { apply } from "../kernel/rules.js";
 import { LISTENER, PAIR_ADDRS, PAIR_NODES, PAIR_ROLE, type PairNode, VIRTUAL } from "./plan.js";
 import { type LoadResult } from "./stream-load.js";
@@ -56,18 +60,21 @@ export interface Load {
   result: Promise<LoadResult>;
 }
 
-interface NodeProcs { daemon: ChildProcess | null; keepalived: ChildProcess | null }
+interface NodeProcs { daemon: ChildProcess | null; keepalived: ChildProcess | null; conntrackd: ChildProcess | null }
+const NO_PROCS = (): NodeProcs => ({ daemon: null, keepalived: null, conntrackd: null });
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-function keepalivedBinary(): string {
-  const p = findTool("keepalived");
-  if (p === null) throw new Error("keepalived is not installed (Debian: keepalived; bash host/setup/ensure.sh test installs it)");
+function tool(name: string): string {
+  const p = findTool(name);
+  if (p === null) throw new Error(`${name} is not installed (Debian: ${name}; bash host/setup/ensure.sh test installs it)`);
   return p;
 }
+const keepalivedBinary = (): string => tool("keepalived");
+const conntrackdBinary = (): string => tool("conntrackd");
 
 export class Pair {
-  private readonly procs: Record<PairNode, NodeProcs> = { a: { daemon: null, keepalived: null }, b: { daemon: null, keepalived: null } };
+  private readonly procs: Record<PairNode, NodeProcs> = { a: NO_PROCS(), b: NO_PROCS() };
   private loads = 0;
 
   private constructor(readonly t: Topology, readonly o: Required<Omit<PairOptions, "detach">>) {}
@@ -95,7 +102,7 @@ export class Pair {
 
   ns(n: PairNode): string { return this.t.ns(PAIR_ROLE[n]); }
   sock(n: PairNode): string { return join(this.t.dir, `control-${n}.sock`); }
-  log(n: PairNode, what: "daemon" | "keepalived"): string { return join(this.t.dir, `${what}-${n}.log`); }
+  log(n: PairNode, what: "daemon" | "keepalived" | "conntrackd"): string { return join(this.t.dir, `${what}-${n}.log`); }
   other(n: PairNode): PairNode { return n === "a" ? "b" : "a"; }
 
   // The proxy's echo server on the listener's 80 and 443 (long-lived
@@ -105,25 +112,31 @@ export class Pair {
     await waitForLine(join(this.t.dir, "echo.log"), /listening/, child, "the echo server");
   }
 
-  // The board of node n: gateway mode, ext0 and int0, fail closed.
+  // The board of node n: gateway mode, ext0 and int0, fail closed, and
+  // its half of the pair (ha:): a the higher priority; conntrackd over
+  // sync0 when offload is on.
   boardFile(n: PairNode): string {
     const file = join(this.t.dir, `board-${n}.yaml`);
+    const peer = PAIR_ADDRS[this.other(n)];
+    const { version, advertMs } = this.o.vrrp;
     writeFileSync(file, stringify({
       version: 1, mode: "gateway",
       external: { dev: "ext0", fail_open: false, bypass: false }, internal: { dev: "int0", fail_open: false, bypass: false },
       queues: { first: 0, count: 1 },
       ...(this.o.offload ? { offload: { enabled: true, on_start: "adopt" } } : {}),
+      ha: {
+        vrid: 17, priority: n === "a" ? 200 : 100, version, advert: advertMs / 1000, preempt: this.o.preempt,
+        external: { virtual: [`${VIRTUAL.external}/${VIRTUAL.prefix}`], peer: peer.external },
+        internal: { virtual: [`${VIRTUAL.internal}/${VIRTUAL.prefix}`], peer: peer.internal },
+        ...(this.o.offload ? { sync: { enabled: true, dev: "sync0", address: PAIR_ADDRS[n].sync, peer: peer.sync } } : {}),
+      },
     }));
     return file;
   }
 
+  // The kernel rules of the board: the queues, and VRRP (and the sync) let through.
   applyRules(n: PairNode): void {
-    const b = this.t.board;
-    apply({ ...b, ...(this.o.offload ? { offload: { enabled: true, onStart: "adopt" } } : {}) }, { backend: "auto", netns: this.ns(n) });
-    // VRRP (IP protocol 112) to and from the segments, ahead of the queues.
-    for (const chain of ["INPUT", "OUTPUT"]) {
-      this.t.exec(PAIR_ROLE[n], ["iptables-legacy", "-w", "-I", chain, "1", "-p", "vrrp", "-j", "ACCEPT"]);
-    }
+    apply(readBoardFile(this.boardFile(n)), { backend: "auto", netns: this.ns(n) });
   }
 
   async startDaemon(n: PairNode): Promise<void> {
@@ -142,43 +155,25 @@ export class Pair {
     throw new Error(`the daemon of appliance ${n} did not come up: ${tail(this.log(n, "daemon"))}`);
   }
 
-  keepalivedConfig(n: PairNode): string {
-    const { version, advertMs } = this.o.vrrp;
-    const prio = n === "a" ? 200 : 100;
-    const inst = (name: string, dev: string, vrid: number, vip: string): string[] => [
-      `vrrp_instance ${name} {`,
-      "    state BACKUP",
-      `    interface ${dev}`,
-      `    virtual_router_id ${vrid}`,
-      `    priority ${prio}`,
-      `    advert_int ${advertMs / 1000}`,
-      ...(this.o.preempt ? [] : ["    nopreempt"]),
-      `    virtual_ipaddress { ${vip}/${VIRTUAL.prefix} dev ${dev} }`,
-      "}",
-    ];
-    return [
-      "global_defs {",
-      `    router_id portcullis-${n}`,
-      `    vrrp_version ${version}`,
-      "    vrrp_garp_master_delay 0",
-      "    vrrp_garp_master_refresh 0",
-      "}",
-      "vrrp_sync_group portcullis {",
-      "    group { external internal }",
-      "}",
-      ...inst("external", "ext0", 17, VIRTUAL.external),
-      ...inst("internal", "int0", 18, VIRTUAL.internal),
-      "",
-    ].join("\n");
+  // keepalived's configuration, its notify hook and conntrackd's, as
+  // `portcullis ha --config BOARD --apply` writes them (host/ha/), in the
+  // node's own directory, the hook telling this node's daemon.
+  private haFiles(n: PairNode): { dir: string; keepalived: string; conntrackd: string } {
+    const dir = join(this.t.dir, `ha-${n}`);
+    mkdirSync(dir, { recursive: true });
+    const r = spawnSync(process.execPath, [CLI, "ha", "--config", this.boardFile(n), "--apply", "--dir", dir, "--run-dir", join(dir, "run"),
+      "--control", this.sock(n), "--portcullis", `${process.execPath} ${CLI}`], { encoding: "utf8" });
+    if (r.status !== 0) throw new Error(`portcullis ha --apply for appliance ${n}: ${(r.stderr ?? "").trim() || `exit ${r.status}`}`);
+    return { dir, keepalived: join(dir, KEEPALIVED_FILE), conntrackd: join(dir, CONNTRACKD_FILE) };
   }
 
   async startKeepalived(n: PairNode): Promise<void> {
-    const conf = join(this.t.dir, `keepalived-${n}.conf`);
-    writeFileSync(conf, this.keepalivedConfig(n));
+    const files = this.haFiles(n);
+    if (this.o.offload) await this.startConntrackd(n, files.conntrackd);
     const log = this.log(n, "keepalived");
     rmSync(this.vrrpPidFile(n), { force: true });
     const child = this.t.spawn(PAIR_ROLE[n], [keepalivedBinary(), "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
-      "-f", conf, "-p", join(this.t.dir, `keepalived-${n}.pid`), "-r", this.vrrpPidFile(n)], { name: `keepalived-${n}`, log });
+      "-f", files.keepalived, "-p", join(this.t.dir, `keepalived-${n}.pid`), "-r", this.vrrpPidFile(n)], { name: `keepalived-${n}`, log });
     this.procs[n].keepalived = child;
     for (let t = 0; t < 5000; t += 20) {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`keepalived in appliance ${n} exited: ${tail(log)}`);
@@ -186,6 +181,22 @@ export class Pair {
       await sleep(20);
     }
     throw new Error(`keepalived in appliance ${n} did not start its VRRP process: ${tail(log)}`);
+  }
+
+  // conntrackd in the foreground (tracked), before keepalived: its hook
+  // finds it running (Debian's primary-backup steps).
+  private async startConntrackd(n: PairNode, conf: string): Promise<void> {
+    rmSync(join(this.t.dir, `ha-${n}`, "run"), { recursive: true, force: true });
+    mkdirSync(join(this.t.dir, `ha-${n}`, "run"), { recursive: true });
+    const log = this.log(n, "conntrackd");
+    const child = this.t.spawn(PAIR_ROLE[n], [conntrackdBinary(), "-C", conf], { name: `conntrackd-${n}`, log });
+    this.procs[n].conntrackd = child;
+    for (let t = 0; t < 5000; t += 50) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`conntrackd in appliance ${n} exited: ${tail(log)}`);
+      if (this.t.exec(PAIR_ROLE[n], [conntrackdBinary(), "-C", conf, "-s"]).status === 0) return;
+      await sleep(50);
+    }
+    throw new Error(`conntrackd in appliance ${n} did not answer: ${tail(log)}`);
   }
 
   private vrrpPidFile(n: PairNode): string { return join(this.t.dir, `keepalived-vrrp-${n}.pid`); }
@@ -229,8 +240,8 @@ export class Pair {
     for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
     // And whatever else ran in the box (conntrackd, a hook).
     this.killAll(n);
-    for (const c of [this.procs[n].keepalived, this.procs[n].daemon]) if (c) await exited(c);
-    this.procs[n] = { daemon: null, keepalived: null };
+    for (const c of Object.values(this.procs[n])) if (c) await exited(c);
+    this.procs[n] = NO_PROCS();
     return at;
   }
 
@@ -267,14 +278,14 @@ export class Pair {
   }
 
   private async stopNode(n: PairNode): Promise<void> {
-    for (const c of [this.procs[n].keepalived, this.procs[n].daemon]) {
+    for (const c of [this.procs[n].keepalived, this.procs[n].conntrackd, this.procs[n].daemon]) {
       if (!c || c.exitCode !== null || c.signalCode !== null) continue;
       try { process.kill(c.pid!, "SIGTERM"); } catch { continue; }
       const t = setTimeout(() => { try { process.kill(c.pid!, "SIGKILL"); } catch { /* gone */ } }, 3000);
       await exited(c);
       clearTimeout(t);
     }
-    this.procs[n] = { daemon: null, keepalived: null };
+    this.procs[n] = NO_PROCS();
   }
 
   async stats(n: PairNode): Promise<Record<string, unknown>> {
