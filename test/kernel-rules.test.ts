@@ -145,6 +145,110 @@ test("iptables-legacy script, gateway mode: --queue-balance, --queue-bypass, bot
   ));
 });
 
+// An HA pair (the board's ha:, host/kernel/rules-ha.ts): VRRP in and out on
+// the sides it runs on, per family, and conntrackd's sync on a guarded NIC;
+// before the queue rules, nothing else.
+const HA_BOARD = parseBoardText(`version: 1
+mode: gateway
+external: { dev: ext0 }
+internal: { dev: int0 }
+ha:
+  vrid: 51
+  priority: 150
+  external: { virtual: [203.0.113.10/24, "2001:db8:1::10/64"], peer: 203.0.113.3 }
+  internal: { virtual: [198.51.100.1/24] }
+  sync: { side: internal, address: 198.51.100.2, peer: 198.51.100.3, port: 3781 }
+`, "ha.yaml");
+const HA_HEAD = [
+  "# portcullis queue rules, mode gateway: packets forwarded between the two NICs, and the appliance's own packets on them, go to the daemon.",
+  "#   ha: VRRP (IP protocol 112, to 224.0.0.18 / ff02::12) passes on external ext0, internal int0",
+  "#   ha: conntrackd's sync (UDP 3781 with 198.51.100.3) passes on int0",
+  "#   external ext0: queue 0, no bypass (no daemon: packets dropped), fail closed (queue full: packets dropped)",
+  "#   internal int0: queue 1, no bypass (no daemon: packets dropped), fail closed (queue full: packets dropped)",
+];
+
+test("nftables with ha: VRRP to 224.0.0.18 (from the peer) and ff02::12 (from link-local), the sync with its peer, before the queue", () => {
+  assert.is(nftRuleset(HA_BOARD), lines(
+    "#!/usr/sbin/nft -f", ...HA_HEAD,
+    "table inet portcullis",
+    "delete table inet portcullis",
+    "table inet portcullis {",
+    "\tchain input {",
+    "\t\ttype filter hook input priority filter; policy accept;",
+    "\t\tiifname \"ext0\" ip saddr 203.0.113.3 ip daddr 224.0.0.18 meta l4proto 112 accept",
+    "\t\tiifname \"ext0\" ip6 saddr fe80::/10 ip6 daddr ff02::12 meta l4proto 112 accept",
+    "\t\tiifname \"int0\" ip daddr 224.0.0.18 meta l4proto 112 accept",
+    "\t\tiifname \"int0\" ip saddr 198.51.100.3 udp dport 3781 accept",
+    "\t\tiifname \"ext0\" queue num 0",
+    "\t\tiifname \"int0\" queue num 1",
+    "\t}",
+    "\tchain forward {",
+    "\t\ttype filter hook forward priority filter; policy accept;",
+    "\t\tiifname \"ext0\" queue num 0",
+    "\t\tiifname \"int0\" queue num 1",
+    "\t\toifname \"ext0\" queue num 0",
+    "\t\toifname \"int0\" queue num 1",
+    "\t}",
+    "\tchain output {",
+    "\t\ttype filter hook output priority filter; policy accept;",
+    "\t\toifname \"ext0\" ip daddr 224.0.0.18 meta l4proto 112 accept",
+    "\t\toifname \"ext0\" ip6 daddr ff02::12 meta l4proto 112 accept",
+    "\t\toifname \"int0\" ip daddr 224.0.0.18 meta l4proto 112 accept",
+    "\t\toifname \"int0\" ip daddr 198.51.100.3 udp dport 3781 accept",
+    "\t\toifname \"ext0\" queue num 0",
+    "\t\toifname \"int0\" queue num 1",
+    "\t}",
+    "}",
+  ));
+});
+
+test("iptables-legacy with ha: each family its own rules, the script a block per family", () => {
+  const queues = [
+    "-A PORTCULLIS-IN -i ext0 -j NFQUEUE --queue-num 0", "-A PORTCULLIS-IN -i int0 -j NFQUEUE --queue-num 1",
+    "-A PORTCULLIS-FWD -i ext0 -j NFQUEUE --queue-num 0", "-A PORTCULLIS-FWD -i int0 -j NFQUEUE --queue-num 1",
+    "-A PORTCULLIS-FWD -o ext0 -j NFQUEUE --queue-num 0", "-A PORTCULLIS-FWD -o int0 -j NFQUEUE --queue-num 1",
+  ];
+  const out = ["-A PORTCULLIS-OUT -o ext0 -j NFQUEUE --queue-num 0", "-A PORTCULLIS-OUT -o int0 -j NFQUEUE --queue-num 1"];
+  const chains = ["*filter", ":PORTCULLIS-IN - [0:0]", ":PORTCULLIS-FWD - [0:0]", ":PORTCULLIS-OUT - [0:0]"];
+  const v4 = [...chains,
+    "-A PORTCULLIS-IN -i ext0 -s 203.0.113.3/32 -d 224.0.0.18/32 -p 112 -j ACCEPT",
+    "-A PORTCULLIS-IN -i int0 -d 224.0.0.18/32 -p 112 -j ACCEPT",
+    "-A PORTCULLIS-IN -i int0 -s 198.51.100.3/32 -p udp -m udp --dport 3781 -j ACCEPT",
+    ...queues,
+    "-A PORTCULLIS-OUT -o ext0 -d 224.0.0.18/32 -p 112 -j ACCEPT",
+    "-A PORTCULLIS-OUT -o int0 -d 224.0.0.18/32 -p 112 -j ACCEPT",
+    "-A PORTCULLIS-OUT -o int0 -d 198.51.100.3/32 -p udp -m udp --dport 3781 -j ACCEPT",
+    ...out, "COMMIT"];
+  const v6 = [...chains,
+    "-A PORTCULLIS-IN -i ext0 -s fe80::/10 -d ff02::12/128 -p 112 -j ACCEPT",
+    ...queues,
+    "-A PORTCULLIS-OUT -o ext0 -d ff02::12/128 -p 112 -j ACCEPT",
+    ...out, "COMMIT"];
+  assert.is(iptablesRestore(HA_BOARD, [], 0, 4), lines(...v4));
+  assert.is(iptablesRestore(HA_BOARD, [], 0, 6), lines(...v6));
+  const jumps = (ipt: string): string[] => [["INPUT", "PORTCULLIS-IN"], ["FORWARD", "PORTCULLIS-FWD"], ["OUTPUT", "PORTCULLIS-OUT"]]
+    .map(([b, c]) => `${ipt} -w -C ${b} -j ${c} 2>/dev/null || ${ipt} -w -I ${b} 1 -j ${c}`);
+  assert.is(iptablesScript(HA_BOARD), lines(
+    "#!/bin/sh", ...HA_HEAD, "# For kernels without nft_queue: iptables-legacy and ip6tables-legacy.", "set -eu",
+    "iptables-legacy-restore -w --noflush <<'EOF'", ...v4, "EOF", ...jumps("iptables-legacy"),
+    "ip6tables-legacy-restore -w --noflush <<'EOF'", ...v6, "EOF", ...jumps("ip6tables-legacy"),
+  ));
+});
+
+test("ha with unicast and a sync link of its own: VRRP only with the peer, no sync rule (that link is not queued)", () => {
+  const b = parseBoardText("version: 1\nmode: host\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\nha:\n  vrid: 9\n  priority: 90\n  unicast: true\n" +
+    "  internal: { virtual: [198.51.100.1/24, \"2001:db8:2::1/64\"], peer: [198.51.100.3, \"2001:db8:2::3\"] }\n" +
+    "  sync: { dev: sync0, address: 192.0.2.1, peer: 192.0.2.2 }\n", "u.yaml");
+  const ha = nftRuleset(b).split("\n").filter((l) => l.includes(" 112 ") || l.includes("udp") || l.includes("ha:"));
+  assert.equal(ha, [
+    "#   ha: VRRP (IP protocol 112, unicast with the peer) passes on internal int0",
+    "\t\tiifname \"int0\" ip saddr 198.51.100.3 meta l4proto 112 accept",
+    "\t\tiifname \"int0\" meta l4proto 112 accept",
+    "\t\toifname \"int0\" ip daddr 198.51.100.3 meta l4proto 112 accept",
+    "\t\toifname \"int0\" ip6 daddr 2001:db8:2::3 meta l4proto 112 accept",
+  ]);
+});
+
 test("a configuration built in code is checked too", () => {
   assert.throws(() => nftRuleset({ ...DEFAULT, internal: { dev: "ext0" } }), /same device "ext0"/);
   assert.throws(() => nftRuleset({ ...DEFAULT, external: { dev: "eth0; reboot" } }), /external\.dev must be a network device name/);

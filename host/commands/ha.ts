@@ -59,8 +59,10 @@ export function haCommand(): Command {
       return v;
     })
     .option("--control <path>", "control socket of the daemon", DEFAULT_CONTROL)
-    .action(async (role: HaRole, o: { control: string }) => {
-      const r = await request(o.control, { cmd: "ha", role }, 30_000);
+    .action(async (role: HaRole, _o: unknown, self: Command) => {
+      // `ha` has a --control of its own (for the hook it writes): either names the socket.
+      const control = (self.optsWithGlobals() as { control: string }).control;
+      const r = await request(control, { cmd: "ha", role }, 30_000);
       if (r.ok !== true) throw new Error(String(r.error));
       const a = r.ha as { role: string; transitions: number; adopted?: { adopted: number; refused: number } | null };
       process.stdout.write(`portcullis ha: the daemon is ${a.role} (transition ${a.transitions})` +
