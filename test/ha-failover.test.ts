@@ -15,15 +15,21 @@
 //                on either appliance
 //   no pickup    the same failover kills every stream (they get no echo
 //                again): pickup is what keeps them
+//   offload      with offload on, conntrackd replicates the kernel's entries
+//                of offloaded transfers; the backup commits and adopts them
+//                at the failover and the transfers go on (a strict backup:
+//                pickup off, so nothing else could carry them)
 // Every process is ended by its pid (Topology.spawn, pair.ts); namespaces
 // are pct-ha<pid>-*, those of dead runs cleared first.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { LISTENER, PAIR_ADDRS, type PairNode } from "../host/topology/plan.js";
-import { type Load, Pair } from "../host/topology/pair.js";
+import { DEFAULT_POLICY, Pair } from "../host/topology/pair.js";
 import { type LoadResult } from "../host/topology/stream-load.js";
 import { clearStaleRuns } from "../host/topology/topology.js";
-import { nmap, reason, type Stats } from "./helpers/appliance.js";
+import { BULK_PORT, endProcess, nmap, reason, startTool, type Stats, TOOLS } from "./helpers/appliance.js";
 
 const PREFIX = `pct-ha${process.pid}-`;
 const VRRP = { version: 3, advertMs: 100 } as const;
@@ -94,9 +100,11 @@ s.after(async () => {
 
 s("the pair: a holds both virtual addresses, b is a hot standby (its daemon up, queues bound); a SYN scan through the virtual address finds exactly 80 and 443", async () => {
   assert.is(P().master(), "a");
+  await role("a", "master");
+  await role("b", "backup");
   for (const n of ["a", "b"] as const) {
     const st = await stats(n);
-    assert.ok(st.queues.length === 2, `appliance ${n} has both queues bound`);
+    assert.is(st.queues.length, 2, `appliance ${n} has both queues bound`);
   }
   synScan();
 });
@@ -115,26 +123,38 @@ s("ACK scans learn nothing on either appliance: through the virtual address only
   }
 });
 
-async function failover(load: Load, dead: PairNode): Promise<{ cutMs: number; moveMs: number }> {
-  const r0 = Date.now();
+// The master dies; the other takes both addresses (and is told it is master).
+async function failover(dead: PairNode): Promise<{ cutMs: number; moveMs: number }> {
   const at = await P().fail(dead);
   const moveMs = await P().waitForVirtual(P().other(dead), 10_000, at);
-  assert.ok(P().master() === P().other(dead), "one master");
-  void r0;
+  assert.is(P().master(), P().other(dead), "one master");
   return { cutMs: at, moveMs };
+}
+
+// The role keepalived's hook told the daemon (stats.ha), once it has.
+async function role(n: PairNode, want: string): Promise<void> {
+  let got = "";
+  for (let t = 0; t < 5000; t += 100) {
+    got = ((await P().stats(n)).ha as { role: string }).role;
+    if (got === want) return;
+    await sleep(100);
+  }
+  assert.is(got, want, `appliance ${n}'s daemon is told it is ${want}`);
 }
 
 s("failover, preemption on: a dies under 50 streams and new connections; b takes over, every stream survives, new connections work through b; a's return takes over again and loses no stream", async () => {
   const load = await P().startLoad();
   await sleep(1500);
-  const cut = await failover(load, "a");
+  const cut = await failover("a");
+  await role("b", "master");
   // During: b holds the addresses, a is dead.
   synScan();
-  const duringOk = (await stats("b")) as unknown as { reasons: Array<{ reason: string; packets: number }> };
-  assert.ok(reason(duringOk as Stats, "picked_up") >= 50, "b picked up every stream");
+  assert.ok(reason(await stats("b"), "picked_up") >= 50, "b picked up every stream");
   await P().revive("a");
   const back = Date.now();
   const backMs = await P().waitForVirtual("a", 10_000, back);
+  await role("a", "master");
+  await role("b", "backup");
   await sleep(2000);
   const r = await load.stop();
   const gap = survived(r, "preempt on");
@@ -154,8 +174,9 @@ s("failover, preemption off: a returns as the backup, b stays the master, no str
   assert.is(P().master(), "a");
   const load = await P().startLoad();
   await sleep(1500);
-  const cut = await failover(load, "a");
+  const cut = await failover("a");
   await P().revive("a");
+  await role("a", "backup");
   await sleep(2000);
   assert.is(P().master(), "b", "b keeps the addresses");
   const r = await load.stop();
@@ -173,7 +194,7 @@ s("without pickup the same failover kills every stream: the backup meets them as
   const load = await P().startLoad();
   await sleep(1500);
   const before = await stats("b");
-  const cut = await failover(load, "a");
+  const cut = await failover("a");
   await sleep(3000);
   const r = await load.stop();
   const cutRel = cut.cutMs - r.startedAt;
@@ -184,8 +205,45 @@ s("without pickup the same failover kills every stream: the backup meets them as
   assert.ok(reason(after, "no_flow") - reason(before, "no_flow") >= 50, "b dropped the streams' segments as no_flow");
   assert.is(reason(after, "picked_up"), 0, "nothing picked up");
   newConnections(r, [[cutRel - 3100, cutRel + cut.moveMs + 1500]], "no pickup");
-  await P().revive("a");
-  await P().waitForVirtual("a", 10_000);
+});
+
+s("offload on, a strict backup (no pickup): conntrackd replicates the offloaded flows' entries, b's hook commits them and its daemon adopts them; the transfers go on across the failover", async () => {
+  const policy = join(P().t.dir, "offload-policy.yaml");
+  writeFileSync(policy, `${readFileSync(DEFAULT_POLICY, "utf8").trimEnd()}\n  - name: test-bulk\n    action: allow\n    interface: external\n    direction: forward\n` +
+    `    proto: tcp\n    dst: listener\n    dport: ${BULK_PORT}\n    offload: true\noffload:\n  after: 10\n`);
+  await P().restart({ offload: true, policy, pickup: false });
+  const sinkFile = join(P().t.dir, "sink.json");
+  const sink = await startTool(P().t, "proxy", "sink", ["stream-sink", sinkFile, String(BULK_PORT), LISTENER.v4], sinkFile);
+  const bytes = (): number => (JSON.parse(readFileSync(sinkFile, "utf8")) as { bytes: number; reset: number }).bytes;
+  const senders = [1, 2, 3].map((i) => P().t.spawn("inet", [process.execPath, TOOLS, "stream-send", LISTENER.v4, String(BULK_PORT), "60000",
+    join(P().t.dir, `send-${i}.json`), "fin"], { name: `send-${i}` }));
+  try {
+    let off = { live: 0 };
+    for (let t = 0; t < 10_000 && off.live < 3; t += 100) {
+      await sleep(100);
+      off = (await P().stats("a")).offload as { live: number };
+    }
+    assert.is(off.live, 3, "a offloaded the three transfers");
+    await sleep(1000);
+    const cache = P().t.exec("appliance-b", ["conntrackd", "-C", P().conntrackdConf("b"), "-e"]).stdout;
+    assert.is(cache.split("\n").filter((l) => l.includes(`dport=${BULK_PORT} `) && l.includes("ESTABLISHED")).length, 3, `b's external cache: ${cache}`);
+    const cut = await failover("a");
+    await role("b", "master");
+    await sleep(1000);
+    const b1 = bytes();
+    await sleep(2000);
+    const b2 = bytes();
+    const st = await P().stats("b");
+    const ha = st.ha as { lastAdoption: { found: number; adopted: number; refused: number } | null };
+    process.stdout.write(`    offload: moved in ${cut.moveMs} ms; b adopted ${ha.lastAdoption?.adopted} offloaded flows; ${((b2 - b1) / 2e6).toFixed(0)} MB/s through b after the failover\n`);
+    assert.equal({ found: ha.lastAdoption?.found, adopted: ha.lastAdoption?.adopted, refused: ha.lastAdoption?.refused }, { found: 3, adopted: 3, refused: 0 });
+    assert.is((st.offload as { live: number }).live, 3, "b's kernel carries them");
+    assert.ok(b2 - b1 > 50e6, `the transfers went on through b (${b2 - b1} bytes in 2 s)`);
+    assert.is((JSON.parse(readFileSync(sinkFile, "utf8")) as { reset: number }).reset, 0, "none was reset");
+  } finally {
+    for (const c of senders) await endProcess(c, "SIGKILL");
+    await endProcess(sink.child);
+  }
 });
 
 s.run();

@@ -158,13 +158,15 @@ export class Pair {
   // keepalived's configuration, its notify hook and conntrackd's, as
   // `portcullis ha --config BOARD --apply` writes them (host/ha/), in the
   // node's own directory, the hook telling this node's daemon.
+  conntrackdConf(n: PairNode): string { return join(this.t.dir, `ha-${n}`, CONNTRACKD_FILE); }
+
   private haFiles(n: PairNode): { dir: string; keepalived: string; conntrackd: string } {
     const dir = join(this.t.dir, `ha-${n}`);
     mkdirSync(dir, { recursive: true });
     const r = spawnSync(process.execPath, [CLI, "ha", "--config", this.boardFile(n), "--apply", "--dir", dir, "--run-dir", join(dir, "run"),
       "--control", this.sock(n), "--portcullis", `${process.execPath} ${CLI}`], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`portcullis ha --apply for appliance ${n}: ${(r.stderr ?? "").trim() || `exit ${r.status}`}`);
-    return { dir, keepalived: join(dir, KEEPALIVED_FILE), conntrackd: join(dir, CONNTRACKD_FILE) };
+    return { dir, keepalived: join(dir, KEEPALIVED_FILE), conntrackd: this.conntrackdConf(n) };
   }
 
   async startKeepalived(n: PairNode): Promise<void> {
@@ -265,11 +267,15 @@ export class Pair {
 
   // Stops both keepalived and both daemons (SIGTERM), boots both (a node
   // left dead comes back too) and starts them again with other options
-  // (e.g. preemption off); a is the master again.
-  async restart(o: Partial<Pick<PairOptions, "preempt" | "pickup" | "vrrp">>): Promise<void> {
+  // (e.g. preemption off; offload on: the kernel rules again, with the
+  // offload chain, and conntrackd); a is the master again.
+  async restart(o: Partial<Pick<PairOptions, "preempt" | "pickup" | "vrrp" | "offload" | "policy">>): Promise<void> {
     Object.assign(this.o, o);
     for (const n of ["b", "a"] as const) await this.stopNode(n);
-    for (const n of PAIR_NODES) this.boot(n);
+    for (const n of PAIR_NODES) {
+      this.boot(n);
+      this.applyRules(n);
+    }
     for (const n of PAIR_NODES) await this.startDaemon(n);
     await this.startKeepalived("a");
     await this.waitForVirtual("a", 10_000);
