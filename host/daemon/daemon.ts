@@ -311,6 +311,7 @@ export class Daemon {
       reloadTotals: { ...this.reloadTotals },
       shadow: this.engine.shadow?.report() ?? null,
       offload: this.offload?.stats() ?? null,
+      tcp: { ...this.core.tcp, pickedUp: c.pickedUp },
     };
   }
 
