@@ -217,7 +217,8 @@ export const CONFIG_SIZE: u32 = 256;
 //   └─────────────────┴─────────────────┘
 //
 //   flows ended: removed by a reload's re-check (`state_recheck`), or
-//                ended by an overload's flush
+//                ended by an overload's flush, or by a RST answering a
+//                picked-up segment (pickup_reset: conntrack/tcp.ts)
 //   sources evicted: an entry with no live flows whose bucket still held
 //                information (not full) reused for another source
 //   sources refused: a new source found no reusable entry (source_table_full)

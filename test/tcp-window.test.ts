@@ -228,6 +228,34 @@ for (const build of BUILDS) {
     agree(h);
   });
 
+  test(`${build}: pickup on: the receiver's RST answering a picked-up segment is dropped (pickup_reset) and ends the flow; unanswered flows live 60 s`, () => {
+    const h = twin(build, { tcp: { pickup: true } });
+    const scan = new Conv(h, 45000, 443);
+    assert.is(scan.c(A, {}, 1), "rule_allow", "an ACK probe to an allowed port is picked up");
+    assert.is(scan.sRaw(R, { seq: scan.cack }), "pickup_reset", "the host's RST (no such connection) does not go back");
+    assert.equal(h.states(), [], "the flow ended");
+    assert.is(scan.cRaw(A), "rule_allow", "the next probe is picked up again");
+    assert.is(scan.sRaw(R, { seq: scan.cack }), "pickup_reset");
+    // A client's own RST of a picked-up flow ends it as any RST does.
+    const c = new Conv(h, 45001, 443);
+    assert.is(c.c(A | P, { len: 10 }), "rule_allow");
+    assert.is(c.cRaw(R, { seq: c.cseq }), "state_match");
+    assert.equal(h.states(), ["close"]);
+    // Nobody answers: the flow lives by the SYN_RECV timeout (60 s), not 5 days.
+    const quiet = new Conv(h, 45002, 443);
+    assert.is(quiet.c(A | P, { len: 10 }, 100), "rule_allow");
+    assert.is(quiet.c(A | P, { len: 10 }, 159), "state_match");
+    const expired = h.core.counters().flows.expired;
+    assert.is(quiet.c(A | P, { len: 10 }, 220), "rule_allow", "61 s after its last segment it had expired: picked up anew");
+    assert.is(h.core.counters().flows.expired, expired + 1n);
+    // Answered, it is established for the established timeout.
+    const ok = new Conv(h, 45003, 443);
+    assert.is(ok.c(A | P, { len: 10 }, 300), "rule_allow");
+    assert.is(ok.s(A, {}, 300), "state_match");
+    assert.is(ok.c(A | P, { len: 10 }, 300 + 3600), "state_match", "an hour later");
+    agree(h);
+  });
+
   test(`${build}: pickup off (the default): a mid-stream ACK is no_flow`, () => {
     const h = twin(build);
     const c = new Conv(h);

@@ -181,9 +181,25 @@ export function tcpPickup(e: usize): void {
 
 export const TCP_REOPEN: i32 = -1; // a SYN that starts over a closed flow
 
+// A picked-up flow whose other side has not answered yet.
+// @ts-ignore: decorator
+@inline export function unanswered(e: usize): bool {
+  return (load<u8>(e + E.E_FLAGS) & E.EF_PICKED_UP) != 0 && load<u32>(winAt(e, E.DIR_REPLY)) == 0;
+}
+
+// The state whose timeout a flow lives by: a picked-up flow that no answer
+// confirmed yet lives as a SYN_RECV flow does (and may be evicted as one:
+// table.ts), so segments nobody answers cannot fill the table with 5-day
+// established flows.
+// @ts-ignore: decorator
+@inline export function timeoutState(e: usize): u32 {
+  const st = <u32>load<u8>(e + E.E_STATE);
+  return st == State.ESTABLISHED && unanswered(e) ? State.SYN_RECV : st;
+}
+
 // Advances the flow `e` by the segment in PKT from direction `dir`. Returns
 // Reason.NONE to pass it, TCP_REOPEN, or a drop reason; a drop changes
-// nothing in the flow.
+// nothing in the flow, but PICKUP_RESET ends it (track.ts).
 export function tcpTrack(e: usize, dir: u32): i32 {
   const flags = getU8(ABI.P_TCP_FLAGS);
   const seq = getU32(ABI.P_TCP_SEQ);
@@ -196,6 +212,11 @@ export function tcpTrack(e: usize, dir: u32): i32 {
   let next = st;
 
   if (rst) {
+    // The first answer to a picked-up segment is a RST: the receiver has
+    // no such connection (an ACK scan, or a flow that died meanwhile). The
+    // RST is dropped and the flow ended (track.ts), so the scan sees the
+    // silence of a filtered port, as without pickup.
+    if (!orig && unanswered(e)) return Reason.PICKUP_RESET;
     if (st == State.SYN_SENT) {
       // Only the answer to our SYN may reset it: an ACK of exactly SYN + 1;
       // our own RST comes within a segment of our SYN.

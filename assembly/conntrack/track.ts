@@ -32,7 +32,7 @@ import { fragFirst, fragFollow } from "./frag";
 import { offloadStep } from "./offload";
 import { KEY, K_ORIG_B, makeKey } from "./key";
 import { bump, claim, freeSlot, lookup } from "./table";
-import { TCP_REOPEN, tcpOpen, tcpPickup, tcpTrack } from "./tcp";
+import { TCP_REOPEN, tcpOpen, tcpPickup, tcpTrack, timeoutState } from "./tcp";
 import { admitFlow, newFlowSource, releaseClosed, unadmitFlow } from "../limits/admit";
 import { sourceFlushed } from "../limits/sources";
 
@@ -106,6 +106,9 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
       if (r == TCP_REOPEN) {
         freeSlot(e, ABI.C_FLOWS_EXPIRED);
         e = 0;
+      } else if (r == Reason.PICKUP_RESET) {
+        freeSlot(e, ABI.C_FLOWS_ENDED);
+        return drop(Reason.PICKUP_RESET);
       } else if (r != Reason.NONE) {
         return drop(<Reason>r);
       }
@@ -119,7 +122,7 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
     }
     if (e) {
       if (proto == PROTO_TCP) releaseClosed(e);
-      store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
+      store<u64>(e + E.E_EXPIRES, now + timeoutNs(proto == PROTO_TCP ? timeoutState(e) : load<u8>(e + E.E_STATE)));
       // (offload.ts: established flows of offloading rules go to the kernel)
       return withFlags(accept(Reason.STATE_MATCH, load<u32>(e + E.E_RULE)), offloadStep(e, d, now));
     }
@@ -144,6 +147,6 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
   if (pickup) { tcpPickup(e); bump(ABI.C_PICKED_UP, 1); }
   else if (proto == PROTO_TCP) tcpOpen(e);
   else store<u8>(e + E.E_STATE, <u8>(proto == PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED));
-  store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
+  store<u64>(e + E.E_EXPIRES, now + timeoutNs(proto == PROTO_TCP ? timeoutState(e) : load<u8>(e + E.E_STATE)));
   return decided;
 }

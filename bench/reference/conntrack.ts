@@ -141,6 +141,9 @@ export class Conntrack {
         if (r === TCP_REOPEN) {
           this.forget(this.key, f); // a new connection over a closed one
           f = undefined;
+        } else if (r === R.PICKUP_RESET) {
+          this.forget(this.key, f);
+          return this.drop(r);
         } else if (r !== R.NONE) {
           return this.drop(r);
         }
@@ -154,7 +157,7 @@ export class Conntrack {
       }
       if (f) {
         if (f.source && (f.state === State.TIME_WAIT || f.state === State.CLOSE)) { f.source.live.delete(f); f.source = null; } // closed: no longer counted
-        f.expires = now + this.timeoutNs[f.state]!;
+        f.expires = now + this.timeoutNs[timeoutState(f)]!;
         return this.pass(R.STATE_MATCH, f.rule);
       }
     }
@@ -185,7 +188,7 @@ export class Conntrack {
     if (pickup) tcpPickup(f, p);
     else if (p.proto === PROTO_TCP) tcpOpen(f, p);
     else f.state = p.proto === PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED;
-    f.expires = now + this.timeoutNs[f.state]!;
+    f.expires = now + this.timeoutNs[timeoutState(f)]!;
     this.flows.set(this.key, f);
     return reason;
   }
@@ -342,6 +345,11 @@ export function tcpOpen(f: Flow, p: Packet): void {
   openSide(f, ORIG, p);
 }
 
+// A picked-up flow the other side has not answered: it lives by the
+// SYN_RECV timeout (tcp.ts timeoutState).
+function unanswered(f: Flow): boolean { return f.pickedUp && f.maxwin[REPLY] === 0; }
+export function timeoutState(f: Flow): State { return f.state === State.ESTABLISHED && unanswered(f) ? State.SYN_RECV : f.state; }
+
 export function tcpPickup(f: Flow, p: Packet): void {
   f.state = State.ESTABLISHED;
   f.pickedUp = true;
@@ -360,6 +368,7 @@ export function tcpTrack(f: Flow, dir: number, p: Packet, liberal = false): numb
   let next = st;
 
   if (rst) {
+    if (!orig && unanswered(f)) return R.PICKUP_RESET; // no such connection: the flow ends
     if (st === State.SYN_SENT) {
       // Only the answer to our SYN may reset it: an ACK of exactly SYN + 1;
       // our own RST comes within a segment of our SYN.

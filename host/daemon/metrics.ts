@@ -95,7 +95,7 @@ export function renderMetrics(src: MetricsSource): string {
   t.family("portcullis_flows_capacity", "gauge", "Capacity of the state table.").sample("portcullis_flows_capacity", {}, f.capacity);
   for (const [k, help] of [
     ["created", "Flows created."], ["expired", "Flows that timed out."], ["evicted", "Flows evicted to make room."],
-    ["refused", "New flows refused because the state table was full."], ["ended", "Flows ended by a reload's re-check."],
+    ["refused", "New flows refused because the state table was full."], ["ended", "Flows ended by a reload's re-check, an overload's flush, or a RST answering a picked-up segment (pickup_reset)."],
   ] as const) {
     t.family(`portcullis_flows_${k}_total`, "counter", help).sample(`portcullis_flows_${k}_total`, {}, f[k]);
   }
