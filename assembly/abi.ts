@@ -24,7 +24,7 @@
 // All multi-byte ABI fields are little-endian (wasm's order). Packet bytes in
 // DATA are as on the wire (network order).
 
-export const ABI_VERSION: u32 = 2; // 2: the source table and block lists (limits/)
+export const ABI_VERSION: u32 = 3; // 2: the source table and block lists (limits/); 3: TCP pickup and window tracking
 
 export const MAX_BATCH: u32 = 1024;
 export const DATA_CAP: u32 = 4 << 20;
@@ -131,8 +131,11 @@ export const RULE_NONE: u32 = 0xffffffff;
 //   ├───────────────┬───────────────────────────────────────────────┤
 //   │ max_blocks u32│ reserved                                      │ 96..200
 //   ├───────────────┼───────────────┬───────────────────────────────┤
-//   │ offload  u32  │ offload_lease │ reserved                      │ 200..256
-//   └───────────────┴───────────────┴───────────────────────────────┘
+//   ├───────────────┼───────────────┼───────────────┬───────────────┤
+//   │ offload  u32  │ offload_lease │ tcp_pickup    │ tcp_liberal   │ 200..216
+//   ├───────────────┴───────────────┴───────────────┴───────────────┤
+//   │ reserved                                                      │ 216..256
+//   └───────────────────────────────────────────────────────────────┘
 //
 //   default    verdict for well-formed packets while no rule table is committed
 //   table_cap  bytes per rule-table slot (0: DEFAULT_TABLE_CAP); read by init
@@ -171,6 +174,18 @@ export const DEFAULT_MAX_FRAGS: u32 = 4096;
 export const CFG_OFFLOAD: u32 = 200;
 export const CFG_OFFLOAD_LEASE: u32 = 204;
 export const DEFAULT_OFFLOAD_LEASE: u32 = 60;
+// tcp_pickup     nonzero: a TCP segment with ACK alone (no SYN, FIN or RST) of
+//                no tracked flow meets the rules as if it were the flow's
+//                SYN; allowed, it creates the flow ESTABLISHED (counted in
+//                C_PICKED_UP; conntrack/tcp.ts tcpPickup); refused, it is
+//                no_flow as without pickup. Zero (the default): no_flow.
+// tcp_liberal    nonzero: window tracking off (conntrack's be_liberal=1):
+//                only RST and FIN are checked, against a rough window, as
+//                before window tracking (conntrack/tcp.ts); zero: every
+//                segment meets the four bounds (the default)
+// Both are read per packet; the host writes them before the first batch.
+export const CFG_TCP_PICKUP: u32 = 208;
+export const CFG_TCP_LIBERAL: u32 = 212;
 // Answers of offload_touch (the kernel still carries the flow):
 export const TOUCH_NONE: u32 = 0; //      no such flow
 export const TOUCH_RENEWED: u32 = 1; //   offloaded: lease renewed
@@ -202,7 +217,8 @@ export const CONFIG_SIZE: u32 = 256;
 //   └─────────────────┴─────────────────┘
 //
 //   flows ended: removed by a reload's re-check (`state_recheck`), or
-//                ended by an overload's flush
+//                ended by an overload's flush, or by a RST answering a
+//                picked-up segment (pickup_reset: conntrack/tcp.ts)
 //   sources evicted: an entry with no live flows whose bucket still held
 //                information (not full) reused for another source
 //   sources refused: a new source found no reusable entry (source_table_full)
@@ -211,6 +227,8 @@ export const CONFIG_SIZE: u32 = 256;
 //                (live), flows handed to it (total), offloaded flows ended
 //                because the kernel's entry ended (ended), and offloaded
 //                flows a re-check took back, ended or inspected again (revoked)
+//   picked up (8 after them): TCP flows created mid-stream by pickup
+//                (CFG_TCP_PICKUP)
 export const REASON_SLOTS: u32 = 128;
 export const C_REASONS: u32 = 0;
 export const C_VERDICTS: u32 = REASON_SLOTS * 16;
@@ -235,7 +253,8 @@ export const C_OFFLOAD_LIVE: u32 = C_BLOCKS_EXPIRED + 8;
 export const C_OFFLOAD_TOTAL: u32 = C_OFFLOAD_LIVE + 8;
 export const C_OFFLOAD_ENDED: u32 = C_OFFLOAD_TOTAL + 8;
 export const C_OFFLOAD_REVOKED: u32 = C_OFFLOAD_ENDED + 8;
-export const COUNTERS_SIZE: u32 = C_OFFLOAD_REVOKED + 8;
+export const C_PICKED_UP: u32 = C_OFFLOAD_REVOKED + 8;
+export const COUNTERS_SIZE: u32 = C_PICKED_UP + 8;
 
 // Source table entry (limits/sources.ts), SOURCE_SIZE bytes, read by the
 // host for `stats --sources`.
@@ -316,7 +335,9 @@ export const BLOCK_SIZE: u32 = 48;
 //   ├───────┴───────┴───────────────┴───────────────┴───────────────┤
 //   │ inner src address (16 bytes)                                  │ 88..104
 //   │ inner dst address (16 bytes)                                  │ 104..120
-//   └───────────────────────────────────────────────────────────────┘ 128
+//   ├───────────────────────────────┬───────────────────────────────┘
+//   │ tcp_sack                 u32  │ 120..124
+//   └───────────────────────────────┘ 128
 //
 //   pflags  PF_* bits below
 //   sport/dport  TCP/UDP ports (PF_HAS_PORTS)
@@ -331,6 +352,9 @@ export const BLOCK_SIZE: u32 = 48;
 //   frag_data    for fragments: where the fragmentable part starts (after the
 //                IPv4 header, or after the IPv6 fragment header)
 //   inner        for ICMP errors: the 5-tuple of the packet the error is about
+//   tcp_sack     the highest SACK right edge (RFC 2018) of a segment with ACK,
+//                when above its ack; else the ack itself (conntrack/tcp.ts
+//                takes it as the ack for the window bounds, as Linux does)
 export const P_FAMILY: u32 = 0;
 export const P_PROTO: u32 = 1;
 export const P_FLAGS: u32 = 2;
@@ -361,6 +385,7 @@ export const P_IN_SPORT: u32 = 84;
 export const P_IN_DPORT: u32 = 86;
 export const P_IN_SRC: u32 = 88;
 export const P_IN_DST: u32 = 104;
+export const P_TCP_SACK: u32 = 120;
 export const PKT_SIZE: u32 = 128;
 
 export const PF_FRAGMENT: u8 = 1; //   part of a fragmented packet (not atomic)

@@ -57,6 +57,7 @@ export const enum Reason {
   SOURCE_FLOWS_FULL, //      a new flow over its rule's live flows per source
   SOURCE_BLOCKED, //         the source is on a block list a rule refers to (or was flushed)
   SOURCE_TABLE_FULL, //      a limited rule's new source found no reusable source entry
+  PICKUP_RESET, //           a RST answering a picked-up segment: no such connection (the flow ends)
   COUNT
 }
 
@@ -114,4 +115,5 @@ export const REASON_NAMES: StaticArray<string> = [
   "source_flows_full",
   "source_blocked",
   "source_table_full",
+  "pickup_reset",
 ];

@@ -16,12 +16,14 @@
 //   ├───────────────────────────────┬───────────────────────────────┤
 //   │ end[orig]                u32  │ end[reply]               u32  │ 64..72  highest seq + len seen
 //   ├───────────────────────────────┼───────────────────────────────┤
-//   │ maxwin[orig]             u32  │ maxwin[reply]            u32  │ 72..80  largest window (scaled)
+//   │ maxwin[orig]             u32  │ maxwin[reply]            u32  │ 72..80  largest window (scaled); 0: side not seen
 //   ├───────┬───────┬───────┬───────┼───────────────────────────────┤
 //   │wscaleO│wscaleR│closer │ rsv   │ packets                  u32  │ 80..88
 //   ├───────┴───────┴───────┴───────┴───────────────────────────────┤
 //   │ created_ns                                               u64  │ 88..96
-//   └───────────────────────────────────────────────────────────────┘
+//   ├───────────────────────────────┬───────────────────────────────┤
+//   │ maxend[orig]             u32  │ maxend[reply]            u32  │ 96..104 highest seq the other side allows
+//   └───────────────────────────────┴───────────────────────────────┘
 //
 //   tag      the key's hash with bit 0 set; 0 marks a free slot
 //   ctx      interface context (hook | in_role << 3 | out_role << 5) of the
@@ -32,11 +34,15 @@
 //   icmp     the opening packet's ICMP type << 8 | code (0 for others):
 //            reload re-checks ICMP query flows with it
 //   closer   which direction sent the first FIN (DIR_ORIG / DIR_REPLY)
-//   wscale   window scale of each side's SYN, 0xff when none
+//   wscale   window scale of each side's SYN, 0xff when none (a flow picked
+//            up mid-stream: 14 for both, the largest RFC 7323 allows)
+//   end, maxend, maxwin  per direction, Linux conntrack's td_end,
+//            td_maxend, td_maxwin (tcp.ts draws the bounds they make)
 //   packets  packets the core has passed on state, both directions
 //            (saturating): offload waits for the table's offload_after
 //   OFFLOADED (flag) the kernel carries the flow (offload.ts): its expiry
 //            is a lease that news from the kernel's conntrack renews
+//   PICKED_UP (flag) created mid-stream by pickup (tcp.ts tcpPickup)
 
 export const E_TAG: u32 = 0;
 export const E_STATE: u32 = 4;
@@ -58,10 +64,12 @@ export const E_WSCALE: u32 = 80; //  + dir
 export const E_CLOSER: u32 = 82;
 export const E_PACKETS: u32 = 84;
 export const E_CREATED: u32 = 88;
-export const FLOW_SIZE: u32 = 96;
+export const E_MAXEND: u32 = 96; //  + 4 * dir
+export const FLOW_SIZE: u32 = 104;
 
 export const EF_ORIG_IS_B: u8 = 1; // which endpoint opened the flow
 export const EF_OFFLOADED: u8 = 2; // the kernel carries the flow (offload.ts)
+export const EF_PICKED_UP: u8 = 4; // created mid-stream (tcp.ts tcpPickup)
 
 // maxwin of both sides of a flow the kernel carried (offload.ts): the core
 // did not see its sequence numbers advance, so its checks are liberal

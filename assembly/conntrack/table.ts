@@ -4,7 +4,8 @@
 // reads at most 16 slots: the probe length is bounded.
 //
 // Pressure: when both buckets are full of live flows, the oldest embryonic
-// one (SYN sent, unreplied UDP/ICMP) is evicted; established flows never
+// one (SYN sent, unreplied UDP/ICMP, a picked-up TCP flow nobody answered
+// yet) is evicted; established flows never
 // are, so a new flow is refused instead. Expired slots are reused on the way
 // and reclaimed by a bounded sweep each batch; time comes from the batch.
 //
@@ -112,7 +113,7 @@ export function claim(h: u64, now: u64): usize {
       const e = flowSlot(first + i);
       if (load<u32>(e + E.E_TAG) == 0) return fill(e, tagOf(h), now);
       if (load<u64>(e + E.E_EXPIRES) <= now) { freeSlot(e, ABI.C_FLOWS_EXPIRED); return fill(e, tagOf(h), now); }
-      if (E.isEmbryonic(load<u8>(e + E.E_STATE)) && load<u64>(e + E.E_CREATED) < victimAge) {
+      if (embryonic(e) && load<u64>(e + E.E_CREATED) < victimAge) {
         victim = e; victimAge = load<u64>(e + E.E_CREATED);
       }
     }
@@ -120,6 +121,14 @@ export function claim(h: u64, now: u64): usize {
   if (victim == 0) { bump(ABI.C_FLOWS_REFUSED, 1); return 0; }
   freeSlot(victim, ABI.C_FLOWS_EVICTED);
   return fill(victim, tagOf(h), now);
+}
+
+// Evictable under pressure: an embryonic state (entry.ts), or a picked-up
+// flow nobody answered yet (conntrack/tcp.ts timeoutState).
+// @ts-ignore: decorator
+@inline function embryonic(e: usize): bool {
+  return E.isEmbryonic(load<u8>(e + E.E_STATE)) ||
+    ((load<u8>(e + E.E_FLAGS) & E.EF_PICKED_UP) != 0 && load<u32>(e + E.E_MAXWIN + 4) == 0);
 }
 
 // The caller gives the new flow its state before the next packet is read.

@@ -9,24 +9,30 @@
 //     flow's state machine allows it (tcp.ts), without a rule lookup;
 //  5. otherwise only a packet that may open a flow (TCP SYN, UDP, an ICMP
 //     query, other protocols) is matched against the rules, and an allowed
-//     one creates the flow; anything else claims a flow that does not exist.
+//     one creates the flow; anything else claims a flow that does not exist
+//     (no_flow), except, with pickup on (CFG_TCP_PICKUP), a TCP segment
+//     with ACK alone: it meets the rules as its flow's SYN would, and an
+//     allowed one creates the flow ESTABLISHED (tcp.ts tcpPickup). SYN-ACK,
+//     FIN and RST never create a flow (conntrack's loose mode picks up
+//     none of them either): a RST ends, a FIN closes, a SYN-ACK answers a
+//     SYN the table would have seen.
 // Each path returns its Decision (verdict.ts): no verdict is kept in globals.
 import * as ABI from "../abi";
 import { CONFIG_PTR } from "../layout";
 import { Reason } from "../reasons";
-import { ctxOf, decideByRules, icmpKey } from "../rules/decide";
+import { ctxOf, decideByRules, decidePickup, icmpKey } from "../rules/decide";
 import { isIcmpReply, isIcmpRequest } from "../decode/icmp";
 import { fieldAt, getU16, getU64, getU8 } from "../decode/pkt";
 import { PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP } from "../decode/proto";
-import { TH_ACK, TH_SYN } from "../decode/tcp";
+import { TH_ACK, TH_FIN, TH_RST, TH_SYN } from "../decode/tcp";
 import { accept, accepted, Decision, drop, ruleOf, withFlags } from "../verdict";
 import * as E from "./entry";
 import { State } from "./entry";
 import { fragFirst, fragFollow } from "./frag";
 import { offloadStep } from "./offload";
 import { KEY, K_ORIG_B, makeKey } from "./key";
-import { claim, freeSlot, lookup } from "./table";
-import { TCP_REOPEN, tcpOpen, tcpTrack } from "./tcp";
+import { bump, claim, freeSlot, lookup } from "./table";
+import { TCP_REOPEN, tcpOpen, tcpPickup, tcpTrack, timeoutState } from "./tcp";
 import { admitFlow, newFlowSource, releaseClosed, unadmitFlow } from "../limits/admit";
 import { sourceFlushed } from "../limits/sources";
 
@@ -100,6 +106,9 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
       if (r == TCP_REOPEN) {
         freeSlot(e, ABI.C_FLOWS_EXPIRED);
         e = 0;
+      } else if (r == Reason.PICKUP_RESET) {
+        freeSlot(e, ABI.C_FLOWS_ENDED);
+        return drop(Reason.PICKUP_RESET);
       } else if (r != Reason.NONE) {
         return drop(<Reason>r);
       }
@@ -113,7 +122,7 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
     }
     if (e) {
       if (proto == PROTO_TCP) releaseClosed(e);
-      store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
+      store<u64>(e + E.E_EXPIRES, now + timeoutNs(proto == PROTO_TCP ? timeoutState(e) : load<u8>(e + E.E_STATE)));
       // (offload.ts: established flows of offloading rules go to the kernel)
       return withFlags(accept(Reason.STATE_MATCH, load<u32>(e + E.E_RULE)), offloadStep(e, d, now));
     }
@@ -122,8 +131,11 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
   // No flow: only a packet that may open one meets the rules.
   const tflags = getU8(ABI.P_TCP_FLAGS);
   const opens = proto == PROTO_TCP ? (tflags & (TH_SYN | TH_ACK)) == TH_SYN : !icmp || isIcmpRequest(v6, type);
-  if (!opens) return drop(Reason.NO_FLOW);
-  const decided = admitFlow(decideByRules(d, wire, false), now);
+  const pickup = !opens && proto == PROTO_TCP && (tflags & (TH_SYN | TH_FIN | TH_RST | TH_ACK)) == TH_ACK &&
+    load<u32>(CONFIG_PTR + ABI.CFG_TCP_PICKUP) != 0;
+  if (!opens && !pickup) return drop(Reason.NO_FLOW);
+  // A picked-up flow meets its rule's per-source limits as a new flow does.
+  const decided = admitFlow(pickup ? decidePickup(d, wire) : decideByRules(d, wire, false), now);
   if (!accepted(decided)) return decided;
   e = claim(h, now);
   if (e == 0) { unadmitFlow(decided); return drop(Reason.STATE_FULL); }
@@ -132,8 +144,9 @@ function decideStateful(d: usize, wire: u32, now: u64): Decision {
   store<u32>(e + E.E_RULE, ruleOf(decided));
   store<u16>(e + E.E_ICMP, <u16>icmpKey());
   store<u32>(e + E.E_PACKETS, 1); // the opening packet
-  if (proto == PROTO_TCP) tcpOpen(e);
+  if (pickup) { tcpPickup(e); bump(ABI.C_PICKED_UP, 1); }
+  else if (proto == PROTO_TCP) tcpOpen(e);
   else store<u8>(e + E.E_STATE, <u8>(proto == PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED));
-  store<u64>(e + E.E_EXPIRES, now + timeoutNs(load<u8>(e + E.E_STATE)));
+  store<u64>(e + E.E_EXPIRES, now + timeoutNs(proto == PROTO_TCP ? timeoutState(e) : load<u8>(e + E.E_STATE)));
   return decided;
 }

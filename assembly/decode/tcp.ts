@@ -40,17 +40,24 @@ export function decodeTcp(off: u32): i32 {
   setU32(A.P_TCP_SEQ, be32(off + 4));
   setU32(A.P_TCP_ACK, be32(off + 8));
   setU16(A.P_TCP_WIN, be16(off + 14));
-  setU8(A.P_TCP_WSCALE, flags & TH_SYN ? windowScale(off + 20, off + doff) : 0xff);
+  const ack = be32(off + 8);
+  setU32(A.P_TCP_SACK, ack);
+  setU8(A.P_TCP_WSCALE, 0xff);
+  if (doff > 20) tcpOptions(off + 20, off + doff, flags, ack);
   // The IP length fields bound the segment: payload = segment - header.
   setU32(A.P_TCP_PAYLOAD, getU32(A.P_L4_LEN) - doff);
   addFlags(A.PF_HAS_PORTS);
   return <i32>(off + doff);
 }
 
-// The window scale option (RFC 7323) among a SYN's options in [at, end),
-// which `short` already proved present. 0xff when absent or when the option
-// list is malformed (conntrack then tracks the window unscaled, as Linux does).
-function windowScale(at: u32, end: u32): u32 {
+// The options in [at, end), which `short` already proved present: a SYN's
+// window scale (RFC 7323; P_TCP_WSCALE, 0xff when absent), and with ACK the
+// highest right edge of a SACK block (RFC 2018) above the ack (P_TCP_SACK,
+// conntrack takes it as the ack, as Linux does). A malformed list ends the
+// walk with what it found: conntrack then tracks the window unscaled and
+// the ack as sent, as Linux does. Bounded: every step advances `at`.
+function tcpOptions(at: u32, end: u32, flags: u32, ack: u32): void {
+  let sack = ack;
   while (at < end) {
     const kind = u8at(at);
     if (kind == 0) break;
@@ -58,8 +65,14 @@ function windowScale(at: u32, end: u32): u32 {
     if (at + 1 >= end) break;
     const len = u8at(at + 1);
     if (len < 2 || at + len > end) break;
-    if (kind == 3 && len == 3) return min<u32>(u8at(at + 2), 14);
+    if (kind == 3 && len == 3 && (flags & TH_SYN)) setU8(A.P_TCP_WSCALE, min<u32>(u8at(at + 2), 14));
+    if (kind == 5 && (flags & TH_ACK) && len >= 10 && ((len - 2) & 7) == 0) {
+      for (let b: u32 = at + 2; b < at + len; b += 8) {
+        const right = be32(b + 4);
+        if (<i32>(right - sack) > 0) sack = right;
+      }
+    }
     at += len;
   }
-  return 0xff;
+  setU32(A.P_TCP_SACK, sack);
 }

@@ -12,6 +12,7 @@ import { lookup4, lookup6, NO_MATCH } from "./lookup";
 import { BATCH_PTR } from "../layout";
 import { condIsList, condSkipped, setCondSource } from "../limits/match";
 import { fieldAt } from "../decode/pkt";
+import { TH_SYN } from "../decode/tcp";
 
 // The interface context of a packet: hook | in_role << 3 | out_role << 5.
 // @ts-ignore: decorator
@@ -24,6 +25,25 @@ import { fieldAt } from "../decode/pkt";
 // @ts-ignore: decorator
 @inline export function icmpKey(): u32 { return (getU8(ABI.P_ICMP_TYPE) << 8) | getU8(ABI.P_ICMP_CODE); }
 
+// The first rule matching the packet in PKT, its TCP flags taken as
+// `tcpFlags`, or NO_MATCH. Counts nothing.
+function matchRules(d: usize, unrelatedError: bool, tcpFlags: u32): u32 {
+  const ctx = ctxOf(d) | (unrelatedError ? F.CTX_ERROR : 0);
+  const proto = getU8(ABI.P_PROTO);
+  const sport = getU16(ABI.P_SPORT);
+  const dport = getU16(ABI.P_DPORT);
+  const icmp = icmpKey();
+  if (A.tConds) setCondSource(getU8(ABI.P_FAMILY), fieldAt(ABI.P_SRC), load<u64>(BATCH_PTR + ABI.BH_NOW));
+  if (getU8(ABI.P_FAMILY) == 4) {
+    return lookup4(ctx, bswap<u32>(getU32(ABI.P_SRC)), bswap<u32>(getU32(ABI.P_DST)),
+      proto, sport, dport, tcpFlags, icmp);
+  }
+  return lookup6(ctx,
+    bswap<u64>(getU64(ABI.P_SRC)), bswap<u64>(getU64(ABI.P_SRC + 8)),
+    bswap<u64>(getU64(ABI.P_DST)), bswap<u64>(getU64(ABI.P_DST + 8)),
+    proto, sport, dport, tcpFlags, icmp);
+}
+
 // The rules' decision on the packet in PKT (never a non-first fragment: it
 // has no ports; conntrack/frag.ts decides those). A matching rule is named
 // in the decision whether it allows or denies; the default names none.
@@ -31,23 +51,20 @@ import { fieldAt } from "../decode/pkt";
 // rules that name ICMP types (the CTX_ERROR half of the ctx field), and when
 // none matches it is dropped as ICMP_UNRELATED, whatever the default.
 export function decideByRules(d: usize, wire: u32, unrelatedError: bool): Decision {
-  const ctx = ctxOf(d) | (unrelatedError ? F.CTX_ERROR : 0);
-  const proto = getU8(ABI.P_PROTO);
-  const sport = getU16(ABI.P_SPORT);
-  const dport = getU16(ABI.P_DPORT);
-  const tcpFlags = getU8(ABI.P_TCP_FLAGS);
-  const icmp = icmpKey();
-  let r: u32;
-  if (A.tConds) setCondSource(getU8(ABI.P_FAMILY), fieldAt(ABI.P_SRC), load<u64>(BATCH_PTR + ABI.BH_NOW));
-  if (getU8(ABI.P_FAMILY) == 4) {
-    r = lookup4(ctx, bswap<u32>(getU32(ABI.P_SRC)), bswap<u32>(getU32(ABI.P_DST)),
-      proto, sport, dport, tcpFlags, icmp);
-  } else {
-    r = lookup6(ctx,
-      bswap<u64>(getU64(ABI.P_SRC)), bswap<u64>(getU64(ABI.P_SRC + 8)),
-      bswap<u64>(getU64(ABI.P_DST)), bswap<u64>(getU64(ABI.P_DST + 8)),
-      proto, sport, dport, tcpFlags, icmp);
-  }
+  return decideMatch(d, wire, unrelatedError, matchRules(d, unrelatedError, getU8(ABI.P_TCP_FLAGS)));
+}
+
+// Pickup (conntrack/track.ts): a mid-stream TCP segment meets the rules as
+// if it were its flow's SYN. Refused, by a rule or the default, it is
+// no_flow, as it would be without pickup, and no rule counts it: what an
+// ACK scan sees and what the counters say do not change.
+export function decidePickup(d: usize, wire: u32): Decision {
+  const r = matchRules(d, false, TH_SYN);
+  if (!(r == NO_MATCH ? A.defaultAllows() : A.ruleAllows(r))) return drop(Reason.NO_FLOW);
+  return decideMatch(d, wire, false, r);
+}
+
+function decideMatch(d: usize, wire: u32, unrelatedError: bool, r: u32): Decision {
   if (r == NO_MATCH) {
     if (unrelatedError) return drop(Reason.ICMP_UNRELATED);
     if (A.defaultAllows()) return accept(Reason.DEFAULT_ALLOW, ABI.RULE_NONE);

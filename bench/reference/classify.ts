@@ -24,6 +24,7 @@ export interface RefBatch {
 export interface ReferenceOptions {
   defaultVerdict?: number; //       verdict for well-formed packets while no table is loaded
   timeouts?: readonly number[]; //  seconds by state, slot 0 fragments; 0 or absent: the default
+  tcp?: { pickup?: boolean; liberal?: boolean }; // the core's CFG_TCP_PICKUP, CFG_TCP_LIBERAL
 }
 
 export class Reference {
@@ -41,7 +42,7 @@ export class Reference {
   loadTable(bytes: Uint8Array): void {
     const table = new RuleTable(bytes);
     const old = this.conntrack;
-    this.conntrack = new Conntrack(table, this.options.timeouts, old?.limits);
+    this.conntrack = new Conntrack(table, this.options.timeouts, old?.limits, this.options.tcp);
     if (old) for (const [k, f] of old.flows) this.conntrack.flows.set(k, f);
   }
 

@@ -57,6 +57,7 @@ export const RATE_LIMITED = Reason.rate_limited;
 export const SOURCE_FLOWS_FULL = Reason.source_flows_full;
 export const SOURCE_BLOCKED = Reason.source_blocked;
 export const SOURCE_TABLE_FULL = Reason.source_table_full;
+export const PICKUP_RESET = Reason.pickup_reset;
 
 export const DROP = ABI.VERDICT_DROP;
 export const ACCEPT = ABI.VERDICT_ACCEPT;

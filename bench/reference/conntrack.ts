@@ -46,7 +46,9 @@ export class Flow {
   expires = 0;
   created = 0;
   readonly end: [number, number] = [0, 0]; //    per direction: highest seq + len sent
-  readonly maxwin: [number, number] = [0, 0]; // per direction: largest window offered (scaled)
+  readonly maxwin: [number, number] = [0, 0]; // per direction: largest window offered (scaled); 0 not seen
+  readonly maxend: [number, number] = [0, 0]; // per direction: highest seq the other side allows
+  pickedUp = false; //             created mid-stream (pickup)
   readonly wscale: [number, number] = [0, 0]; // per direction: window scale of its SYN, 0xff none
   closer = ORIG; //                which direction sent the first FIN
   source: RefSource | null = null; // where its rule's limit counts it
@@ -63,7 +65,8 @@ export class Conntrack {
   private now = 0;
 
   // Timeouts in seconds by state (slot 0: fragments); 0 or absent: the default.
-  constructor(readonly rules: RuleTable, timeouts: readonly number[] = [], readonly limits = new Limits()) {
+  constructor(readonly rules: RuleTable, timeouts: readonly number[] = [], readonly limits = new Limits(),
+    readonly tcp: { pickup?: boolean; liberal?: boolean } = {}) {
     this.timeoutNs = DEFAULT_TIMEOUTS.map((d, i) => (timeouts[i] || d) * 1e9);
     limits.retain(rules.lists);
   }
@@ -134,10 +137,13 @@ export class Conntrack {
       }
       const dir = this.senderIsB === f.origIsB ? ORIG : REPLY;
       if (p.proto === PROTO_TCP) {
-        const r = tcpTrack(f, dir, p);
+        const r = tcpTrack(f, dir, p, this.tcp.liberal ?? false);
         if (r === TCP_REOPEN) {
           this.forget(this.key, f); // a new connection over a closed one
           f = undefined;
+        } else if (r === R.PICKUP_RESET) {
+          this.forget(this.key, f);
+          return this.drop(r);
         } else if (r !== R.NONE) {
           return this.drop(r);
         }
@@ -151,15 +157,19 @@ export class Conntrack {
       }
       if (f) {
         if (f.source && (f.state === State.TIME_WAIT || f.state === State.CLOSE)) { f.source.live.delete(f); f.source = null; } // closed: no longer counted
-        f.expires = now + this.timeoutNs[f.state]!;
+        f.expires = now + this.timeoutNs[timeoutState(f)]!;
         return this.pass(R.STATE_MATCH, f.rule);
       }
     }
 
     // No flow: only a packet that may open one meets the rules.
     const opens = p.proto === PROTO_TCP ? (p.tcpFlags & (TH_SYN | TH_ACK)) === TH_SYN : !icmp || isRequest(v6, type);
-    if (!opens) return this.drop(R.NO_FLOW);
-    const reason = this.byRules(p, ctx, false);
+    // Pickup: a segment with ACK alone meets the rules as its flow's SYN;
+    // refused, it is no_flow as without pickup.
+    const pickup = !opens && p.proto === PROTO_TCP && (p.tcpFlags & (TH_SYN | TH_FIN | TH_RST | TH_ACK)) === TH_ACK && (this.tcp.pickup ?? false);
+    if (!opens && !pickup) return this.drop(R.NO_FLOW);
+    const reason = this.byRules(p, ctx, false, pickup ? TH_SYN : p.tcpFlags);
+    if (pickup && this.verdict !== R.ACCEPT) return this.drop(R.NO_FLOW);
     if (this.verdict !== R.ACCEPT) return reason;
     const x = this.rule === R.RULE_NONE ? null : this.rules.exts[this.rule]!;
     let source: RefSource | null = null;
@@ -175,16 +185,17 @@ export class Conntrack {
     f.created = now;
     f.ctx = ctx;
     f.rule = this.rule;
-    if (p.proto === PROTO_TCP) tcpOpen(f, p);
+    if (pickup) tcpPickup(f, p);
+    else if (p.proto === PROTO_TCP) tcpOpen(f, p);
     else f.state = p.proto === PROTO_UDP ? State.UDP_UNREPLIED : icmp ? State.ICMP_QUERY : State.OTHER_UNREPLIED;
-    f.expires = now + this.timeoutNs[f.state]!;
+    f.expires = now + this.timeoutNs[timeoutState(f)]!;
     this.flows.set(this.key, f);
     return reason;
   }
 
   // unrelatedError: an ICMP error no tracked flow owns; it meets only the
   // rules that name ICMP types, and no match drops it as unrelated.
-  private byRules(p: Packet, ctx: number, unrelatedError: boolean): number {
+  private byRules(p: Packet, ctx: number, unrelatedError: boolean, tcpFlags = p.tcpFlags): number {
     // Rules on a block list: `from: NAME` matches only listed sources,
     // `from: not NAME` only the others; a drop after passing over the latter
     // for a listed source, or by a deny rule of the former, is the list's.
@@ -198,7 +209,7 @@ export class Conntrack {
       return listed;
     };
     const r = this.rules.match(ctx | (unrelatedError ? CTX_ERROR : 0), p.family, p.src, p.dst, p.proto, p.sport, p.dport,
-      p.tcpFlags, (p.icmpType << 8) | p.icmpCode, cond);
+      tcpFlags, (p.icmpType << 8) | p.icmpCode, cond);
     if (r === NO_MATCH && unrelatedError) return this.drop(R.ICMP_UNRELATED);
     if (r === NO_MATCH) {
       this.verdict = this.rules.defaultAllow ? R.ACCEPT : R.DROP;
@@ -256,42 +267,100 @@ function isRequest(v6: boolean, t: number): boolean { return v6 ? t === 128 : t 
 function isReply(v6: boolean, t: number): boolean { return v6 ? t === 129 : t === 0 || t === 14 || t === 16 || t === 18; }
 
 // ---- TCP, after Linux conntrack -----------------------------------------
-// States and transitions by direction and segment kind; RST and FIN change
-// state only when their sequence number lies in the window the other side
-// allowed. Sequence numbers are 32-bit and compared modulo 2^32 (RFC 1982).
+// States and transitions by direction and segment kind, and window tracking
+// for every segment: the four bounds of conntrack's tcp_in_window, drawn in
+// assembly/conntrack/tcp.ts. Sequence numbers are 32-bit and compared modulo
+// 2^32 (RFC 1982).
 
 export const TCP_REOPEN = -1; // a SYN that starts over a closed flow
+const MAX_ACK_WIN = 66000, PICKUP_SCALE = 14, LIBERAL_WINDOW = 0x7fffffff;
 
+const u32 = (x: number): number => x >>> 0;
 function before(a: number, b: number): boolean { return ((a - b) | 0) < 0; }
+function after(a: number, b: number): boolean { return ((b - a) | 0) < 0; }
+function segEnd(p: Packet): number { return u32(p.tcpSeq + p.tcpPayload + (p.tcpFlags & TH_SYN ? 1 : 0) + (p.tcpFlags & TH_FIN ? 1 : 0)); }
+function scaleOf(f: Flow, dir: number): number { return f.wscale[0] === 0xff || f.wscale[1] === 0xff ? 0 : f.wscale[dir]!; }
 
-function inWindow(f: Flow, dir: number, seq: number): boolean {
-  const end = f.end[dir]!;
-  const w = Math.max(f.maxwin[dir ^ 1]!, 1460); // what the receiver offered, at least a segment
-  return !before(seq, (end - w) >>> 0) && before(seq, (end + w + 1) >>> 0);
+function openSide(f: Flow, dir: number, p: Packet): void {
+  f.end[dir] = f.maxend[dir] = segEnd(p);
+  f.maxwin[dir] = Math.max(p.tcpWin, 1);
+  f.wscale[dir] = p.wscale;
 }
 
-// Records how far the sender has sent and the largest window it offered
-// (scaled only once both SYNs carried the option).
-function note(f: Flow, dir: number, p: Packet, syn: boolean): void {
-  const len = p.tcpPayload + (p.tcpFlags & TH_SYN ? 1 : 0) + (p.tcpFlags & TH_FIN ? 1 : 0);
-  const end = (p.tcpSeq + len) >>> 0;
-  if (syn || before(f.end[dir]!, end)) f.end[dir] = end;
-  let w = p.tcpWin;
-  if (!syn && f.wscale[0] !== 0xff && f.wscale[1] !== 0xff) w = (w << f.wscale[dir]!) >>> 0;
-  if (w > f.maxwin[dir]!) f.maxwin[dir] = w;
+function advance(f: Flow, dir: number, end: number, ack: number, sack: number, win: number): void {
+  const r = dir ^ 1;
+  const swin = u32(win + u32(sack - ack));
+  if (f.maxwin[dir]! < swin) f.maxwin[dir] = swin;
+  if (after(end, f.end[dir]!)) f.end[dir] = end;
+  if (f.maxwin[r] !== 0 && after(end, f.maxend[dir]!)) f.maxwin[r] = u32(f.maxwin[r]! + u32(end - f.maxend[dir]!));
+  if (after(u32(sack + win), u32(f.maxend[r]! - 1))) f.maxend[r] = u32(sack + win + (win === 0 ? 1 : 0));
+}
+
+function liberalWindow(f: Flow, dir: number, p: Packet): boolean {
+  const sw = f.maxwin[dir]!, rw = f.maxwin[dir ^ 1]!;
+  if ((p.tcpFlags & (TH_RST | TH_FIN)) && sw !== 0 && rw !== 0) {
+    const end = f.end[dir]!, w = Math.max(rw, 1460);
+    if (before(p.tcpSeq, u32(end - w)) || !before(p.tcpSeq, u32(end + w + 1))) return false;
+  }
+  const end = segEnd(p);
+  if (sw === 0 || after(end, f.end[dir]!)) f.end[dir] = end;
+  const w = Math.max(u32(p.tcpWin << scaleOf(f, dir)), 1);
+  if (w > sw) f.maxwin[dir] = w;
+  return true;
+}
+
+function inWindow(f: Flow, dir: number, p: Packet, liberal: boolean): boolean {
+  if (f.maxwin[dir ^ 1] === LIBERAL_WINDOW) { f.end[dir] = segEnd(p); return true; }
+  if (liberal) return liberalWindow(f, dir, p);
+  const r = dir ^ 1;
+  let seq = p.tcpSeq, end = segEnd(p), ack = p.tcpAck, sack = p.tcpSack;
+  const rst = (p.tcpFlags & TH_RST) !== 0;
+  const swin = u32(p.tcpWin << scaleOf(f, dir));
+  if (!(p.tcpFlags & TH_ACK) || (rst && ack === 0)) ack = sack = f.end[r]!;
+  const sw = f.maxwin[dir]!, rw = f.maxwin[r]!;
+  if (sw === 0 || rw === 0) {
+    if (sw === 0) {
+      if (rw === 0 || after(end, f.end[dir]!)) f.end[dir] = end;
+      f.maxwin[dir] = Math.max(swin, 1);
+      const me = u32(end + Math.max(swin, 1));
+      if (rw === 0 || after(me, f.maxend[dir]!)) f.maxend[dir] = me;
+      if (rw === 0) { f.end[r] = sack; f.maxend[r] = u32(sack + Math.max(swin, 1)); }
+      return true;
+    }
+    if (after(sack, f.end[r]!)) f.end[r] = sack;
+    advance(f, dir, end, ack, sack, swin);
+    return true;
+  }
+  if (seq === end && !rst) seq = end = f.end[dir]!;
+  const rend = f.end[r]!;
+  if (after(seq, f.maxend[dir]!) || before(end, u32(f.end[dir]! - rw)) || after(sack, rend) ||
+      before(sack, u32(rend - Math.max(sw, MAX_ACK_WIN)))) return false;
+  advance(f, dir, end, ack, sack, swin);
+  return true;
 }
 
 export function tcpOpen(f: Flow, p: Packet): void {
   f.state = State.SYN_SENT;
-  f.wscale[ORIG] = p.wscale;
   f.wscale[REPLY] = 0xff;
-  note(f, ORIG, p, true);
+  openSide(f, ORIG, p);
+}
+
+// A picked-up flow the other side has not answered: it lives by the
+// SYN_RECV timeout (tcp.ts timeoutState).
+function unanswered(f: Flow): boolean { return f.pickedUp && f.maxwin[REPLY] === 0; }
+export function timeoutState(f: Flow): State { return f.state === State.ESTABLISHED && unanswered(f) ? State.SYN_RECV : f.state; }
+
+export function tcpPickup(f: Flow, p: Packet): void {
+  f.state = State.ESTABLISHED;
+  f.pickedUp = true;
+  f.wscale[ORIG] = f.wscale[REPLY] = PICKUP_SCALE;
+  inWindow(f, ORIG, p, false);
 }
 
 // Advances flow f by segment p from direction dir: NONE to pass it,
-// TCP_REOPEN, or a drop reason.
-export function tcpTrack(f: Flow, dir: number, p: Packet): number {
-  const flags = p.tcpFlags, seq = p.tcpSeq, ack = p.tcpAck;
+// TCP_REOPEN, or a drop reason (a drop changes nothing).
+export function tcpTrack(f: Flow, dir: number, p: Packet, liberal = false): number {
+  const flags = p.tcpFlags, seq = p.tcpSeq, ack = p.tcpAck, win = p.tcpWin;
   const st = f.state;
   const syn = (flags & TH_SYN) !== 0, hasAck = (flags & TH_ACK) !== 0;
   const rst = (flags & TH_RST) !== 0, fin = (flags & TH_FIN) !== 0;
@@ -299,10 +368,13 @@ export function tcpTrack(f: Flow, dir: number, p: Packet): number {
   let next = st;
 
   if (rst) {
+    if (!orig && unanswered(f)) return R.PICKUP_RESET; // no such connection: the flow ends
     if (st === State.SYN_SENT) {
-      // Only the answer to our SYN may reset it: an ACK of exactly SYN + 1.
-      if (orig ? !inWindow(f, dir, seq) : !hasAck || ack !== f.end[ORIG]) return R.TCP_OUT_OF_WINDOW;
-    } else if (!inWindow(f, dir, seq)) {
+      // Only the answer to our SYN may reset it: an ACK of exactly SYN + 1;
+      // our own RST comes within a segment of our SYN.
+      const end = f.end[ORIG]!;
+      if (orig ? before(seq, u32(end - 1460)) || after(seq, u32(end + 1460)) : !hasAck || ack !== end) return R.TCP_OUT_OF_WINDOW;
+    } else if (!inWindow(f, dir, p, liberal)) {
       return R.TCP_OUT_OF_WINDOW;
     }
     f.state = State.CLOSE;
@@ -313,8 +385,7 @@ export function tcpTrack(f: Flow, dir: number, p: Packet): number {
     if (orig && (st === State.TIME_WAIT || st === State.CLOSE)) return TCP_REOPEN;
     if (st === State.SYN_SENT) {
       // Our SYN again (perhaps with a new ISN), or the other side's: a simultaneous open.
-      f.wscale[dir] = p.wscale;
-      note(f, dir, p, true);
+      openSide(f, dir, p);
       if (!orig) f.state = State.SYN_SENT2;
       return R.NONE;
     }
@@ -332,22 +403,21 @@ export function tcpTrack(f: Flow, dir: number, p: Packet): number {
     } else {
       return R.TCP_INVALID_STATE;
     }
-    f.wscale[dir] = p.wscale;
-    note(f, dir, p, true);
+    openSide(f, dir, p);
+    const o = dir ^ 1;
+    if (after(u32(ack + win), u32(f.maxend[o]! - 1))) f.maxend[o] = u32(ack + win + (win === 0 ? 1 : 0));
     f.state = next;
     return R.NONE;
   }
   if (fin) {
-    if (st === State.FREE || st === State.SYN_SENT || st === State.SYN_SENT2) return R.TCP_INVALID_STATE;
-    if (!inWindow(f, dir, seq)) return R.TCP_OUT_OF_WINDOW;
+    if (st === State.FREE || st === State.SYN_SENT || st === State.SYN_SENT2 || st === State.CLOSE) return R.TCP_INVALID_STATE;
     if (st === State.SYN_RECV || st === State.ESTABLISHED) {
       next = State.FIN_WAIT;
-      f.closer = dir;
     } else if (st === State.FIN_WAIT || st === State.CLOSE_WAIT) {
       if (f.closer !== dir) next = State.LAST_ACK; // the other side's FIN: both have closed
-    } else if (st === State.CLOSE) {
-      return R.TCP_INVALID_STATE;
     }
+    if (!inWindow(f, dir, p, liberal)) return R.TCP_OUT_OF_WINDOW;
+    if (next === State.FIN_WAIT && st !== State.FIN_WAIT) f.closer = dir;
   } else if (hasAck) {
     if (st === State.SYN_SENT || st === State.SYN_SENT2 || st === State.CLOSE) return R.TCP_INVALID_STATE;
     if (st === State.SYN_RECV) {
@@ -357,10 +427,10 @@ export function tcpTrack(f: Flow, dir: number, p: Packet): number {
     } else if (st === State.LAST_ACK) {
       next = State.TIME_WAIT;
     }
+    if (!inWindow(f, dir, p, liberal)) return R.TCP_OUT_OF_WINDOW;
   } else {
     return R.TCP_INVALID_STATE; // no SYN, ACK, FIN or RST: the decoder refuses these already
   }
-  if (inWindow(f, dir, seq) || st === State.SYN_RECV) note(f, dir, p, false);
   f.state = next;
   return R.NONE;
 }

@@ -42,6 +42,7 @@ export class Packet {
   tcpAck = 0;
   tcpWin = 0;
   wscale = 0; //      window scale option of a SYN, 0xff when none
+  tcpSack = 0; //     highest SACK right edge above the ack, else the ack
   tcpPayload = 0;
   readonly src = new Uint32Array(4);
   readonly dst = new Uint32Array(4);
@@ -55,7 +56,7 @@ export class Packet {
   reset(): void {
     this.family = this.proto = this.flags = this.tcpFlags = this.sport = this.dport = 0;
     this.icmpType = this.icmpCode = this.icmpId = this.ttl = this.fragId = this.fragOff = this.fragData = 0;
-    this.ipLen = this.l4Len = this.tcpSeq = this.tcpAck = this.tcpWin = this.wscale = this.tcpPayload = 0;
+    this.ipLen = this.l4Len = this.tcpSeq = this.tcpAck = this.tcpWin = this.wscale = this.tcpPayload = this.tcpSack = 0;
     this.inFamily = this.inProto = this.inSport = this.inDport = 0;
     this.src.fill(0); this.dst.fill(0); this.inSrc.fill(0); this.inDst.fill(0);
   }
@@ -290,15 +291,19 @@ export class Decoder {
     p.tcpSeq = this.be32(off + 4);
     p.tcpAck = this.be32(off + 8);
     p.tcpWin = this.be16(off + 14);
-    p.wscale = flags & TH_SYN ? this.windowScale(off + 20, off + doff) : 0xff;
+    this.options(off + 20, off + doff, flags);
     p.tcpPayload = p.l4Len - doff;
     p.flags |= PF_HAS_PORTS;
     return off + doff;
   }
 
-  // RFC 7323's window scale among a SYN's options; 0xff when absent or when
-  // the list is malformed (conntrack then tracks the window unscaled).
-  private windowScale(at: number, end: number): number {
+  // A SYN's window scale (RFC 7323; 0xff when absent) and, with ACK, the
+  // highest SACK right edge (RFC 2018) above the ack; a malformed list ends
+  // the walk with what it found (as assembly/decode/tcp.ts).
+  private options(at: number, end: number, flags: number): void {
+    const p = this.p;
+    p.wscale = 0xff;
+    let sack = p.tcpAck;
     while (at < end) {
       const kind = this.u8(at);
       if (kind === 0) break;
@@ -306,10 +311,16 @@ export class Decoder {
       if (at + 1 >= end) break;
       const len = this.u8(at + 1);
       if (len < 2 || at + len > end) break;
-      if (kind === 3 && len === 3) return Math.min(this.u8(at + 2), 14);
+      if (kind === 3 && len === 3 && (flags & TH_SYN)) p.wscale = Math.min(this.u8(at + 2), 14);
+      if (kind === 5 && (flags & TH_ACK) && len >= 10 && ((len - 2) & 7) === 0) {
+        for (let b = at + 2; b < at + len; b += 8) {
+          const right = this.be32(b + 4);
+          if (((right - sack) | 0) > 0) sack = right;
+        }
+      }
       at += len;
     }
-    return 0xff;
+    p.tcpSack = sack >>> 0;
   }
 
   private udp(off: number): number {

@@ -28,6 +28,7 @@ interface Stats {
   } | null;
   ha?: HaStats | null;
   limits?: Record<string, number>;
+  tcp?: { pickup?: boolean; liberal?: boolean; pickedUp: number };
 }
 
 export function formatStats(s: Stats): string {
@@ -36,6 +37,7 @@ export function formatStats(s: Stats): string {
     `engine ${s.coreEngine ?? "v8"}: ${s.engine?.traps ?? 0} batches trapped (${s.undecided?.core_error ?? 0} packets dropped for it)`,
     `verdicts: accept ${s.verdicts.accept.packets} packets / ${s.verdicts.accept.bytes} bytes, drop ${s.verdicts.drop.packets} packets / ${s.verdicts.drop.bytes} bytes`,
     `flows: ${s.flows.live} of ${s.flows.capacity} (created ${s.flows.created}, expired ${s.flows.expired}, evicted ${s.flows.evicted}, refused ${s.flows.refused}, ended by reload ${s.flows.ended})`,
+    ...(s.tcp ? [`tcp: pickup ${s.tcp.pickup ? "on" : "off"} (picked up ${s.tcp.pickedUp}), window tracking ${s.tcp.liberal ? "off (liberal)" : "on"}`] : []),
     ...(s.offload ? [
       `offload (${s.offload.backend}, generation ${s.offload.generation}): ${s.offload.live} flows with the kernel now, ${s.offload.total} offloaded, ` +
         `${s.offload.ended} ended with the kernel's entry, ${s.offload.revoked} revoked; ${s.offload.bytes} bytes / ${s.offload.packets} packets carried by the kernel`,

@@ -65,6 +65,8 @@ export interface RunOptions {
   engine?: EngineName; //   default: the board's engine:, else V8
   offload?: OffloadStart; // the board's offload: (enabled), with what to do at start
   ha?: boolean; //          the board has ha: (one of a pair; host/daemon/ha.ts)
+  pickup?: boolean; //     TCP pickup (default: the board's tcp.pickup, else off)
+  liberal?: boolean; //    window tracking off (the board's tcp.liberal; no flag)
 }
 
 // The queues to bind and their flags, from the command line.
@@ -80,7 +82,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     const b = readBoardFile(o.board);
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
     return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange,
-      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}), ...(b.ha ? { ha: true } : {}) }, specs, log);
+      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}), ...(b.ha ? { ha: true } : {}),
+      pickup: o.pickup ?? b.tcp?.pickup ?? false, liberal: b.tcp?.liberal ?? false }, specs, log);
   }
   return start(o, queueSpecs(o), log);
 }
@@ -92,7 +95,8 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   const daemon = new Daemon({
     policy: o.policy, mode: o.mode, switches: o.set, control: o.control,
     core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.maxSources ? { maxSources: o.maxSources } : {}),
-      ...(o.maxBlocks ? { maxBlocks: o.maxBlocks } : {}), ...(o.engine ? { engine: o.engine } : {}) }, stateDir: o.stateDir,
+      ...(o.maxBlocks ? { maxBlocks: o.maxBlocks } : {}), ...(o.engine ? { engine: o.engine } : {}),
+      tcp: { pickup: o.pickup ?? false, liberal: o.liberal ?? false } }, stateDir: o.stateDir,
     ...(o.ha ? { ha: true } : {}),
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
@@ -115,6 +119,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
   log.log("info", "started", {
     pid: process.pid, policy: o.policy, mode: o.mode, engine: daemon.core.engine, queues, roles, control: o.control, flows: daemon.core.flowCapacity,
     watch: o.watch, stateDir: o.stateDir, recheck: o.recheck ?? false, metrics: o.metrics ?? null, lastGoodTable: fallback, offload: o.offload ?? null,
+    tcp: daemon.core.tcp,
   });
   // Under systemd (Type=notify): ready once the queues are bound, and a
   // watchdog ping from the event loop while it keeps turning.
@@ -157,6 +162,8 @@ export function runCommand(): Command {
     .option("--queue-maxlen <n>", "kernel queue length", int("--queue-maxlen", 1, 1 << 20), 4096)
     .option("--fail-open", "when a queue is full the kernel accepts packets uninspected (default: drops them)")
     .option("--gso", "take GSO packets unsegmented (headers only are classified)")
+    .option("--pickup", "TCP pickup: a mid-stream segment of a 5-tuple the rules allow creates its flow (a hot standby's setting; " +
+      "default: the board config's tcp.pickup, else off)")
     .option("--no-watch", "do not reload when the policy file changes (default: saving the policy applies it)")
     .option("--state-dir <dir>", "keep the last committed table here; a start whose policy does not load uses it", DEFAULT_STATE_DIR)
     .option("--recheck", "reloads the daemon starts itself (SIGHUP, file watch) re-check every tracked flow and end those the new table refuses")

@@ -1,7 +1,7 @@
 // The host's handle on one core instance: typed-array views over its memory
 // (fixed size, so they never detach), the batch region, and counters.
 import * as ABI from "./abi.js";
-import { type Build, type CoreConfig, CoreError, type CoreExports, type CoreMemory, DEFAULT_ENGINE, type EngineName, instantiateCore, readCoreString, stateNames } from "./load.js";
+import { type Build, type CoreConfig, CoreError, type CoreExports, type CoreMemory, DEFAULT_ENGINE, type EngineName, instantiateCore, readCoreString, stateNames, type TcpSettings, writeTcp } from "./load.js";
 import { addrBytes, formatAddr } from "../packets/addr.js";
 import { RULE_COUNTER_SIZE, T_VERSION, TABLE_VERSION } from "../rules/format.js";
 
@@ -16,6 +16,7 @@ export interface FlowView {
   rule: number;
   expiresNs: bigint;
   offloaded: boolean; // the kernel carries it (offload)
+  pickedUp: boolean; //  created mid-stream by pickup
   packets: number; //    packets the core passed on state
 }
 
@@ -83,6 +84,7 @@ export interface Counters {
   badBatches: bigint;
   flows: FlowCounters;
   offload: OffloadCounters;
+  pickedUp: bigint; // TCP flows created mid-stream by pickup (setTcp)
 }
 
 export class Core {
@@ -178,6 +180,7 @@ export class Core {
         ended: this.view.getBigUint64(base + ABI.C_OFFLOAD_ENDED, true),
         revoked: this.view.getBigUint64(base + ABI.C_OFFLOAD_REVOKED, true),
       },
+      pickedUp: this.view.getBigUint64(base + ABI.C_PICKED_UP, true),
     };
   }
 
@@ -245,7 +248,7 @@ export class Core {
       out.push({
         state: names[v.getUint8(e + ABI.E_STATE)] ?? "unknown", proto: v.getUint8(e + ABI.E_PROTO), family,
         orig: origB ? b : a, reply: origB ? a : b, ctx: v.getUint8(e + ABI.E_CTX), rule: v.getUint32(e + ABI.E_RULE, true), expiresNs,
-        offloaded: (v.getUint8(e + ABI.E_FLAGS) & ABI.EF_OFFLOADED) !== 0, packets: v.getUint32(e + ABI.E_PACKETS, true),
+        offloaded: (v.getUint8(e + ABI.E_FLAGS) & ABI.EF_OFFLOADED) !== 0, pickedUp: (v.getUint8(e + ABI.E_FLAGS) & ABI.EF_PICKED_UP) !== 0, packets: v.getUint32(e + ABI.E_PACKETS, true),
       });
     }
     return out;
@@ -267,6 +270,17 @@ export class Core {
     if (!Number.isInteger(leaseS) || leaseS < 0 || leaseS > 0xffffffff) throw new CoreError("EINVAL", `offload lease must be whole seconds, not ${leaseS}`);
     this.view.setUint32(this.configPtr + ABI.CFG_OFFLOAD, on ? 1 : 0, true);
     this.view.setUint32(this.configPtr + ABI.CFG_OFFLOAD_LEASE, leaseS, true);
+  }
+
+  // TCP tracking (assembly/conntrack/tcp.ts): pickup creates the flow of a
+  // mid-stream segment its rules allow; liberal turns window tracking off.
+  setTcp(o: TcpSettings): void {
+    writeTcp(new DataView(this.memory.buffer, this.configPtr, ABI.CONFIG_SIZE), o);
+  }
+
+  get tcp(): TcpSettings {
+    return { pickup: this.view.getUint32(this.configPtr + ABI.CFG_TCP_PICKUP, true) !== 0,
+      liberal: this.view.getUint32(this.configPtr + ABI.CFG_TCP_LIBERAL, true) !== 0 };
   }
 
   // The kernel still carries this flow: ABI.TOUCH_* (renewed, inspected, none).

@@ -91,6 +91,19 @@ export interface CoreConfig {
   maxSources?: number; // source table capacity, per-source limits (rounded up to a power of two)
   maxBlocks?: number; // block-list entries, all lists together (rounded up to a power of two)
   timeouts?: Partial<Record<string, number>>; // seconds, by state name ("fragment" for fragments)
+  tcp?: TcpSettings; // TCP pickup and window tracking (default: both off); read per packet
+}
+
+// The board config's tcp: (host/kernel/board.ts), as the core's CONFIG
+// holds it (assembly/abi.ts CFG_TCP_PICKUP, CFG_TCP_LIBERAL).
+export interface TcpSettings {
+  pickup?: boolean; //  a mid-stream segment of an allowed 5-tuple creates its flow
+  liberal?: boolean; // window tracking off: only RST and FIN are checked
+}
+
+export function writeTcp(cfg: DataView, o: TcpSettings): void {
+  cfg.setUint32(ABI.CFG_TCP_PICKUP, o.pickup ? 1 : 0, true);
+  cfg.setUint32(ABI.CFG_TCP_LIBERAL, o.liberal ? 1 : 0, true);
 }
 
 const INIT_ERRORS: Record<number, string> = {
@@ -179,6 +192,7 @@ export function instantiateCore(build: Build = "release", bytes?: Uint8Array<Arr
   cfg.setUint32(ABI.CFG_MAX_BLOCKS, config.maxBlocks ?? 0, true);
   cfg.setBigUint64(ABI.CFG_HASH_SEED, config.hashSeed ?? randomBytes(8).readBigUInt64LE(), true);
   setTimeouts(x, config.timeouts ?? {});
+  writeTcp(cfg, config.tcp ?? {});
   const err = x.init();
   if (err !== 0) throw new CoreError("EINIT", INIT_ERRORS[err] ?? `core init failed with code ${err}`);
   const mem = x.memory.buffer.byteLength;

@@ -56,6 +56,7 @@ export const REASONS = [
   ["source_flows_full", "a new flow over its rule's limit of live flows per source"],
   ["source_blocked", "the source is on a block list (or its flows were flushed by an overload)"],
   ["source_table_full", "a new source of a limited rule found no free source-table entry (all hold live flows)"],
+  ["pickup_reset", "a RST answering a picked-up segment: the receiver has no such connection; dropped, the flow ended (an ACK scan learns nothing)"],
 ] as const;
 
 export type ReasonName = (typeof REASONS)[number][0];

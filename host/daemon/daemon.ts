@@ -335,6 +335,7 @@ export class Daemon {
       shadow: this.engine.shadow?.report() ?? null,
       offload: this.offload?.stats() ?? null,
       ha: this.ha?.stats() ?? null,
+      tcp: { ...this.core.tcp, pickedUp: c.pickedUp },
     };
   }
 

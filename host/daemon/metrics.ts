@@ -46,6 +46,7 @@ interface StatsShape {
   ha?: HaStats | null;
   limits?: Record<string, bigint | number>;
   blockLists?: Array<{ list: string; entries: number }>;
+  tcp?: { pickup?: boolean; liberal?: boolean; pickedUp: bigint | number };
 }
 
 const num = (v: bigint | number | undefined): string =>
@@ -96,9 +97,16 @@ export function renderMetrics(src: MetricsSource): string {
   t.family("portcullis_flows_capacity", "gauge", "Capacity of the state table.").sample("portcullis_flows_capacity", {}, f.capacity);
   for (const [k, help] of [
     ["created", "Flows created."], ["expired", "Flows that timed out."], ["evicted", "Flows evicted to make room."],
-    ["refused", "New flows refused because the state table was full."], ["ended", "Flows ended by a reload's re-check."],
+    ["refused", "New flows refused because the state table was full."], ["ended", "Flows ended by a reload's re-check, an overload's flush, or a RST answering a picked-up segment (pickup_reset)."],
   ] as const) {
     t.family(`portcullis_flows_${k}_total`, "counter", help).sample(`portcullis_flows_${k}_total`, {}, f[k]);
+  }
+  if (s.tcp) {
+    t.family("portcullis_tcp_pickup", "gauge", "1 when TCP pickup is on: a mid-stream segment of an allowed 5-tuple creates its flow.")
+      .sample("portcullis_tcp_pickup", {}, s.tcp.pickup ? 1 : 0);
+    t.family("portcullis_flows_picked_up_total", "counter", "TCP flows created mid-stream by pickup.").sample("portcullis_flows_picked_up_total", {}, s.tcp.pickedUp);
+    t.family("portcullis_tcp_window_tracking", "gauge", "1 when every TCP segment is checked against both windows (0: tcp.liberal).")
+      .sample("portcullis_tcp_window_tracking", {}, s.tcp.liberal ? 0 : 1);
   }
   const off = s.offload;
   if (off) {

@@ -11,6 +11,7 @@
 //   copy_range: 256         # bytes of each packet the kernel copies (default 256: headers)
 //   offload: { enabled: false, on_start: adopt }   # kernel offload (host/kernel/offload.ts)
 //   ha: { vrid: 51, priority: 150, external: { virtual: [203.0.113.10/24] }, ... }   # a pair (board-ha.ts)
+//   tcp: { pickup: false, liberal: false }          # TCP pickup, window tracking (assembly/conntrack/tcp.ts)
 //
 // fail_open and bypass default to false (fail closed) on both sides; queues
 // defaults to { first: 0, count: 1 }. Unknown keys and wrong values are errors
@@ -18,7 +19,7 @@
 import { isScalar } from "yaml";
 import { ConfigError, Diagnostics } from "../config/errors.js";
 import { type Entry, isEmpty, suggest, YamlReader } from "../config/yaml.js";
-import { ENGINES, type EngineName } from "../core/load.js";
+import { ENGINES, type EngineName, type TcpSettings } from "../core/load.js";
 import { COPY_RANGE_RULE, isCopyRange, MAX_COPY_RANGE, MIN_COPY_RANGE } from "./copy-range.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { type HaConfig, haProblem, readHa } from "./board-ha.js";
@@ -49,6 +50,9 @@ export interface BoardConfig {
   // One appliance of a keepalived pair (board-ha.ts): virtual addresses,
   // VRRP, conntrackd. Absent: a single appliance.
   ha?: HaConfig;
+  // TCP tracking (default both off): pickup creates the flow of a mid-stream
+  // segment its rules allow (a hot standby's); liberal turns window checks off.
+  tcp?: TcpSettings;
 }
 
 export const OFFLOAD_START = ["adopt", "end"] as const;
@@ -59,8 +63,9 @@ export type OffloadStart = (typeof OFFLOAD_START)[number];
 const DEV_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAX_QUEUE = 65535;
 
-const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range", "offload", "ha"];
+const TOP_KEYS = ["version", "mode", "external", "internal", "queues", "engine", "copy_range", "offload", "tcp", "ha"];
 const OFFLOAD_KEYS = ["enabled", "on_start"];
+const TCP_KEYS = ["pickup", "liberal"];
 const SIDE_KEYS = ["dev", "fail_open", "bypass"];
 const QUEUE_KEYS = ["first", "count"];
 
@@ -82,6 +87,7 @@ export function boardProblem(c: BoardConfig): string | null {
     const p = haProblem(c.ha, devOk);
     if (p !== null) return p;
   }
+  if (c.tcp !== undefined && Object.entries(c.tcp).some(([k, v]) => !TCP_KEYS.includes(k) || typeof v !== "boolean")) return "tcp must be { pickup: true|false, liberal: true|false }";
   const q = c.queues ?? { first: 0, count: 1 };
   if (!Number.isInteger(q.first) || q.first < 0 || q.first > MAX_QUEUE) return `queues.first must be 0-${MAX_QUEUE}, not ${q.first}`;
   if (!Number.isInteger(q.count) || q.count < 1) return `queues.count must be 1 or more, not ${q.count}`;
@@ -182,6 +188,16 @@ function readBoard(y: YamlReader, config: BoardConfig): void {
   }
   const ha = top.get("ha");
   if (ha) config.ha = readHa(y, ha, devOk);
+  const tc = top.get("tcp");
+  if (tc) {
+    const e = y.mapping(tc.value, TCP_KEYS, "tcp", tc.key);
+    config.tcp = {};
+    for (const k of ["pickup", "liberal"] as const) {
+      const v = e?.get(k);
+      const b = v ? y.boolean(v, `tcp.${k}`) : undefined;
+      if (b !== undefined) config.tcp[k] = b;
+    }
+  }
   const q = top.get("queues");
   if (q) {
     const e = y.mapping(q.value, QUEUE_KEYS, "queues", q.key);

@@ -58,7 +58,7 @@
 #define NFNL_SUBSYS_QUEUE 3
 #endif
 
-#define ABI_VERSION_KNOWN 2u // assembly/abi.ts ABI_VERSION (2: the source table and block lists; the descriptors are unchanged)
+#define ABI_VERSION_KNOWN 3u // assembly/abi.ts ABI_VERSION (2: the source table and block lists; 3: TCP pickup and window tracking; the descriptors are unchanged)
 #define MAX_ROLES 64
 #define NL_HDR_SLACK 1024u   // netlink + nfgenmsg + every attribute before/after the payload
 #define COPY_RANGE_MAX 0xffffu

@@ -99,7 +99,7 @@ export class TwinHarness extends Harness {
 
   constructor(spec?: TableSpec, config: CoreConfig = {}, build: Build = "release") {
     super(spec, config, build);
-    this.ref = new Reference({ timeouts: timeoutArray(config.timeouts) });
+    this.ref = new Reference({ timeouts: timeoutArray(config.timeouts), ...(config.tcp ? { tcp: config.tcp } : {}) });
     this.ref.loadTable(liveTable(this.core));
     this.cmp = new Comparer(this.core, this.ref);
   }
