@@ -9,7 +9,7 @@
 // move, the largest gap of the streams and whether they all survived, then
 // tears everything down.
 import { type Vrrp, Pair } from "../topology/pair.js";
-import { LISTENER, PAIR_ROLE, VIRTUAL } from "../topology/plan.js";
+import { LISTENER, VIRTUAL } from "../topology/plan.js";
 import { clearLeftovers } from "../topology/topology.js";
 
 export interface PairDemoOptions { write?: (s: string) => void; prefix?: string; vrrp?: Vrrp }
@@ -40,11 +40,11 @@ export async function pairDemo(o: PairDemoOptions = {}): Promise<PairDemoResult>
     await sleep(Math.max(3000, 3 * moveMs));
     const r = await load.stop();
     const st = await p.stats("b");
-    const picked = (st.reasons as Array<{ reason: string; packets: number }>).find((x) => x.reason === "picked_up")?.packets ?? 0;
+    const picked = Number((st.tcp as { pickedUp: number }).pickedUp);
     const alive = r.streams.filter((s) => s.error === "" && s.echoed === s.sent && s.lastEchoMs > r.stoppedMs - 1000).length;
     const gapMs = Math.max(...r.streams.map((s) => s.maxGapMs));
     w(`largest gap between echoes: ${gapMs} ms; ${alive} of ${r.streams.length} streams survived ` +
-      `(${PAIR_ROLE.b} picked up ${picked} segments of flows it had not seen open)\n`);
+      `(${p.ns("b")} picked up ${picked} flows it had not seen open)\n`);
     w(`new connections: ${r.newOk} worked, ${r.newFail} failed (while the addresses moved)\n`);
     return { moveMs, gapMs, streams: r.streams.length, survived: alive, newOk: r.newOk, newFail: r.newFail };
   } finally {

@@ -112,9 +112,9 @@ export class Pair {
     await waitForLine(join(this.t.dir, "echo.log"), /listening/, child, "the echo server");
   }
 
-  // The board of node n: gateway mode, ext0 and int0, fail closed, and
-  // its half of the pair (ha:): a the higher priority; conntrackd over
-  // sync0 when offload is on.
+  // The board of node n: gateway mode, ext0 and int0, fail closed, pickup
+  // (tcp:), and its half of the pair (ha:): a the higher priority;
+  // conntrackd over sync0 when offload is on.
   boardFile(n: PairNode): string {
     const file = join(this.t.dir, `board-${n}.yaml`);
     const peer = PAIR_ADDRS[this.other(n)];
@@ -123,6 +123,7 @@ export class Pair {
       version: 1, mode: "gateway",
       external: { dev: "ext0", fail_open: false, bypass: false }, internal: { dev: "int0", fail_open: false, bypass: false },
       queues: { first: 0, count: 1 },
+      tcp: { pickup: this.o.pickup },
       ...(this.o.offload ? { offload: { enabled: true, on_start: "adopt" } } : {}),
       ha: {
         vrid: 17, priority: n === "a" ? 200 : 100, version, advert: advertMs / 1000, preempt: this.o.preempt,
@@ -141,7 +142,7 @@ export class Pair {
 
   async startDaemon(n: PairNode): Promise<void> {
     const argv = [process.execPath, CLI, "run", "--policy", this.o.policy, "--board", this.boardFile(n), "--control", this.sock(n),
-      "--state-dir", join(this.t.dir, `state-${n}`), ...(this.o.pickup ? ["--pickup"] : [])];
+      "--state-dir", join(this.t.dir, `state-${n}`)];
     const child = this.t.spawn(PAIR_ROLE[n], argv, { name: `daemon-${n}`, log: this.log(n, "daemon") });
     this.procs[n].daemon = child;
     for (let t = 0; t < 15_000; t += 50) {
