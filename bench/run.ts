@@ -36,7 +36,7 @@ import { classbenchWorkload, MIX_LIMIT, mixWorkload, type Workload } from "./wor
 import { benchRecheck, benchReloadClassBench, benchReloadPolicy, benchReloadUnderTraffic, type ReloadFigures, reloadSection, reloadTrafficSection } from "./reload.js";
 import { measureDaemonMemory, memorySection } from "./memory.js";
 import { e2eSections } from "./e2e/index.js";
-import { benchFailover, FAILOVER_VRRP, failoverSection } from "./failover.js";
+import { benchFailover, FAILOVER_VRRP, failoverSection, failoverTargets } from "./failover.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const POLICY = join(ROOT, "host", "policy", "default.yaml");
@@ -214,6 +214,7 @@ async function runBenchmarks(args: Args): Promise<void> {
     const figs = [];
     for (const v of FAILOVER_VRRP) figs.push(await benchFailover(v, quick ? 3 : 10));
     report(failoverSection(figs));
+    targets.push(...failoverTargets(figs));
   }
 
   if (targets.length) {

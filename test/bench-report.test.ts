@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { establishedSection } from "../bench/conntrack.js";
-import { failoverSection } from "../bench/failover.js";
+import { failoverSection, failoverTargets } from "../bench/failover.js";
 import { reloadSection } from "../bench/reload.js";
 import { printSection, SCHEMA, SCHEMA_VERSION, sideBySideTable } from "../bench/report.js";
 
@@ -213,12 +213,13 @@ test("a part returns its Section and run.js prints it: the title once, the notes
     "", rel.title, rel.notes[0], ...rel.lines]);
 });
 
-test("the failover part's section: p50/p99 of the address move and of every stream's gap, streams lost, the prototype's figures beside", () => {
+test("the failover part's section and targets: p50/p99 of the address move and of every stream's gap, streams lost, the prototype's figures beside", () => {
   const run = (dead: "a" | "b", moveMs: number, gaps: number[], lost = 0) => ({ dead, moveMs, gapsMs: gaps, lost, newFail: 3, newOk: 40 });
-  const sec = failoverSection([
-    { vrrp: { version: 2, advertMs: 1000 }, streams: 3, runs: [run("a", 3100, [3300, 3400, 3500]), run("b", 2900, [3200, 3250, 9000], 1)] },
-    { vrrp: { version: 3, advertMs: 100 }, streams: 3, runs: [run("a", 380, [610, 620, 700])] },
-  ]);
+  const figs = [
+    { vrrp: { version: 2, advertMs: 1000 } as const, streams: 3, runs: [run("a", 3100, [3300, 3400, 3500]), run("b", 2900, [3200, 3250, 9000], 1)] },
+    { vrrp: { version: 3, advertMs: 100 } as const, streams: 3, runs: [run("a", 380, [610, 620, 700])] },
+  ];
+  const sec = failoverSection(figs);
   assert.is(sec.id, "failover");
   assert.equal(sec.table, {
     head: ["VRRP", "failovers", "moved p50 s", "moved p99 s", "gap p50 s", "gap p99 s", "largest gap s", "streams lost", "prototype moved / gap s"],
@@ -227,6 +228,10 @@ test("the failover part's section: p50/p99 of the address move and of every stre
       ["VRRPv3, 0.10 s adverts", "1", "0.38", "0.38", "0.62", "0.70", "0.70", "0 of 3", "0.31 / 0.74"],
     ],
   });
+  assert.equal(failoverTargets(figs), [
+    "failover, VRRPv2, 1.00 s adverts: 1 of 6 streams lost in 2 failovers (none lost: MISSED); gap p50 3.30 s, p99 9.00 s (the prototype's gap: 3.20 s)",
+    "failover, VRRPv3, 0.10 s adverts: 0 of 3 streams lost in 1 failovers (none lost: met); gap p50 0.62 s, p99 0.70 s (the prototype's gap: 0.74 s)",
+  ]);
 });
 
 test.after(() => rmSync(TMP, { recursive: true, force: true }));
