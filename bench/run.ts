@@ -219,7 +219,7 @@ async function runBenchmarks(args: Args): Promise<void> {
 
   if (targets.length) {
     console.log("");
-    console.log("Targets (issue 8)");
+    console.log("Targets (issues 8 and 17)");
     for (const t of targets) console.log(`  ${t}`);
   }
   const date = new Date().toISOString().slice(0, 10);

@@ -159,6 +159,9 @@ test("bad command lines: unknown flag, missing value, unknown or missing subcomm
   r = run("demo", "--pcap");
   assert.is(r.status, 1);
   assert.match(r.stderr, /error: option '--pcap <file>' argument missing/);
+  r = run("demo", "--ha", "--keep", "--mode", "host");
+  assert.is(r.status, 1);
+  assert.is(r.stderr, "portcullis: error: --ha does not take --keep, --mode (the pair is gateway mode, and is torn down at the end)\n");
   r = run("demo", "extra");
   assert.is(r.status, 1);
   assert.match(r.stderr, /error: too many arguments/);
@@ -172,6 +175,7 @@ test("bad command lines: unknown flag, missing value, unknown or missing subcomm
   assert.is(r.status, 0);
   assert.match(r.stdout, /--pcap <file>/);
   assert.match(r.stdout, /--json/);
+  assert.match(r.stdout, /--ha /);
 });
 
 test("packet summaries never throw and never print placeholders, however short the packet", () => {
