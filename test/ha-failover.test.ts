@@ -36,9 +36,9 @@ const VRRP = { version: 3, advertMs: 100 } as const;
 // VRRPv3 at 100 ms: the backup takes over after 3 adverts and its skew
 // (about 0.36 s); the bound leaves room for a loaded machine.
 const MOVE_BOUND_MS = 1500;
-// TCP retransmits at 200 ms, 600 ms, 1.4 s... after the loss: one of them
-// after the move gets through.
-const GAP_BOUND_MS = 3000;
+// TCP retransmits 0.2, 0.6, 1.4, 3.0 s ... after the loss: the first one
+// after the move gets through (a move within its bound: by 3 s).
+const GAP_BOUND_MS = 3500;
 
 const s = suite("a pair of appliances: failover through the real kernel and keepalived");
 let pair: Pair | null = null;
@@ -76,7 +76,6 @@ function survived(r: LoadResult, what: string): number {
 function newConnections(r: LoadResult, windows: Array<[number, number]>, what: string): void {
   const outside = r.newFailAtMs.filter((t) => !windows.some(([a, b]) => t >= a && t <= b));
   assert.equal(outside, [], `${what}: new connections failed outside the failovers (${r.failures.join(", ")})`);
-  assert.ok(r.newFail <= r.newFailAtMs.length, "every failure has its time");
   assert.ok(r.newOk > 20, `${what}: ${r.newOk} new connections worked`);
 }
 
@@ -136,7 +135,7 @@ s("ACK scans learn nothing on either appliance: through the virtual address (80 
   }
 });
 
-// The master dies; the other takes both addresses (and is told it is master).
+// The master dies; the other takes both addresses.
 async function failover(dead: PairNode): Promise<{ cutMs: number; moveMs: number }> {
   const at = await P().fail(dead);
   const moveMs = await P().waitForVirtual(P().other(dead), 10_000, at);

@@ -3,18 +3,21 @@
 // daemon (gateway mode, its queues bound: a hot standby) and keepalived
 // holding the virtual addresses (and conntrackd with offload on), each
 // appliance's board with its ha: half and keepalived's and conntrackd's
-// files as `portcullis ha --apply` writes them from it; a node failed as a dead box fails (its
-// ports on the segments down, then kill -9 of its daemon and keepalived),
-// and brought back as a rebooted one (no addresses or conntrack entries
-// left over); where the virtual addresses are and how long they took to
-// move. Used by the failover test, `portcullis demo --ha` and the bench.
+// files as `portcullis ha --apply` writes them from it; a node failed as a
+// dead box fails (its ports on the segments down, then kill -9 of its
+// daemon, keepalived and anything else in it), and brought back as a
+// rebooted one (no addresses or conntrack entries left over); where the
+// virtual addresses are and how long they took to move; paced streams
+// through them (stream-load.ts). Used by the failover test,
+// `portcullis demo --ha` and the bench's failover part.
 //
 //   const p = await Pair.up({ prefix: "pct-ha123-", vrrp: { version: 3, advertMs: 100 } });
 //   try { await p.fail("a"); await p.waitForVirtual("b") } finally { await p.down() }
 //
 // Every process is started with Topology.spawn (tracked, ended by pid by
-// down(), its pid file read by clearLeftovers after a crash); keepalived's
-// VRRP child is ended by the pid from its own pid file.
+// down(), its pid file read by clearLeftovers after a crash); what else
+// runs in an appliance (keepalived's VRRP child, a conntrackd a hook
+// started) is ended by its pid from `ip netns pids`.
 import { type ChildProcess, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -41,8 +44,7 @@ export interface PairOptions {
   preempt?: boolean; //  the old master takes the addresses back when it returns (default true)
   pickup?: boolean; //   the daemons pick up mid-stream flows (default true)
   policy?: string; //    default: host/policy/default.yaml
-  offload?: boolean; //  the board's offload on (and the kernel rules' offload chain)
-  detach?: boolean; //   processes outlive this one (a demo left running)
+  offload?: boolean; //  the board's offload on (and the kernel rules' offload chain), conntrackd
 }
 
 export interface LoadOptions {
@@ -55,7 +57,6 @@ export interface LoadOptions {
 // A running stream-load client in inet: streams to the listener's 443, new
 // connections to its 80, through the virtual gateway.
 export interface Load {
-  startedAt: number; // epoch ms, the client's own start
   stop(): Promise<LoadResult>; // ends it now (SIGUSR1) and reads its result
   result: Promise<LoadResult>;
 }
@@ -77,10 +78,10 @@ export class Pair {
   private readonly procs: Record<PairNode, NodeProcs> = { a: NO_PROCS(), b: NO_PROCS() };
   private loads = 0;
 
-  private constructor(readonly t: Topology, readonly o: Required<Omit<PairOptions, "detach">>) {}
+  private constructor(readonly t: Topology, readonly o: Required<PairOptions>) {}
 
   static async up(o: PairOptions): Promise<Pair> {
-    const t = await up({ mode: "gateway", pair: true, prefix: o.prefix, detach: o.detach ?? false, proxy: false, services: false });
+    const t = await up({ mode: "gateway", pair: true, prefix: o.prefix, proxy: false, services: false });
     const p = new Pair(t, { preempt: true, pickup: true, policy: DEFAULT_POLICY, offload: false, ...o });
     try {
       await p.startServers();
@@ -156,11 +157,11 @@ export class Pair {
     throw new Error(`the daemon of appliance ${n} did not come up: ${tail(this.log(n, "daemon"))}`);
   }
 
+  conntrackdConf(n: PairNode): string { return join(this.t.dir, `ha-${n}`, CONNTRACKD_FILE); }
+
   // keepalived's configuration, its notify hook and conntrackd's, as
   // `portcullis ha --config BOARD --apply` writes them (host/ha/), in the
   // node's own directory, the hook telling this node's daemon.
-  conntrackdConf(n: PairNode): string { return join(this.t.dir, `ha-${n}`, CONNTRACKD_FILE); }
-
   private haFiles(n: PairNode): { dir: string; keepalived: string; conntrackd: string } {
     const dir = join(this.t.dir, `ha-${n}`);
     mkdirSync(dir, { recursive: true });
@@ -214,9 +215,9 @@ export class Pair {
 
   // Whether node n holds both virtual addresses.
   holds(n: PairNode): boolean {
-    const ext = this.t.exec(PAIR_ROLE[n], ["ip", "-4", "-o", "addr", "show", "dev", "ext0"]).stdout;
-    const int = this.t.exec(PAIR_ROLE[n], ["ip", "-4", "-o", "addr", "show", "dev", "int0"]).stdout;
-    return ext.includes(` ${VIRTUAL.external}/`) && int.includes(` ${VIRTUAL.internal}/`);
+    const lines = this.t.exec(PAIR_ROLE[n], ["ip", "-4", "-o", "addr", "show"]).stdout.split("\n");
+    const has = (dev: string, addr: string): boolean => lines.some((l) => l.includes(`: ${dev} `) && l.includes(` inet ${addr}/`));
+    return has("ext0", VIRTUAL.external) && has("int0", VIRTUAL.internal);
   }
 
   master(): PairNode | null {
@@ -234,14 +235,13 @@ export class Pair {
   }
 
   // Node n dies: its ports on both segments go down (the cables are cut),
-  // then its daemon and keepalived (both processes) are killed with SIGKILL.
-  // Returns the instant (Date.now()) of the cut.
+  // then every process in it is killed with SIGKILL: its daemon, keepalived
+  // (both processes), conntrackd, a hook that was running. Returns the
+  // instant (Date.now()) of the cut.
   async fail(n: PairNode): Promise<number> {
+    // Both ports in one command: the instant after it is the cut.
+    this.t.exec("seg", ["ip", "-batch", "-"], `link set ${n}-ext down\nlink set ${n}-int down\n`);
     const at = Date.now();
-    for (const side of ["ext", "int"]) this.t.exec("seg", ["ip", "link", "set", `${n}-${side}`, "down"]);
-    const pids = [this.procs[n].keepalived?.pid, this.vrrpPid(n), this.procs[n].daemon?.pid].filter((p): p is number => p !== undefined && p !== null);
-    for (const pid of pids) { try { process.kill(pid, "SIGKILL"); } catch { /* gone */ } }
-    // And whatever else ran in the box (conntrackd, a hook).
     this.killAll(n);
     for (const c of Object.values(this.procs[n])) if (c) await exited(c);
     this.procs[n] = NO_PROCS();
@@ -263,7 +263,7 @@ export class Pair {
       this.t.exec(PAIR_ROLE[n], ["ip", "addr", "del", `${vip}/${VIRTUAL.prefix}`, "dev", dev]);
     }
     this.t.exec(PAIR_ROLE[n], ["conntrack", "-F"]);
-    for (const side of ["ext", "int"]) this.t.exec("seg", ["ip", "link", "set", `${n}-${side}`, "up"]);
+    this.t.exec("seg", ["ip", "-batch", "-"], `link set ${n}-ext up\nlink set ${n}-int up\n`);
   }
 
   // Stops both keepalived and both daemons (SIGTERM), boots both (a node
@@ -315,14 +315,11 @@ export class Pair {
     });
     result.catch(() => undefined);
     await waitForLine(log, new RegExp(`^connected ${streams}$`, "m"), child, `${streams} streams through the virtual address`);
-    const startedAt = Date.now();
     return {
-      startedAt, result,
+      result,
       stop: () => { try { process.kill(child.pid!, "SIGUSR1"); } catch { /* ended */ } return result; },
     };
   }
-
-  addr(n: PairNode): { external: string; internal: string; sync: string } { return PAIR_ADDRS[n]; }
 
   // SIGKILL to every process in node n's namespace, by pid.
   private killAll(n: PairNode): void {
