@@ -69,6 +69,14 @@ test("the ha: section as read: defaults filled, addresses canonical, one peer pe
   });
 });
 
+test("the commented ha: example of board/portcullis.yaml reads as it says", () => {
+  const text = readFileSync("board/portcullis.yaml", "utf8");
+  const block = text.slice(text.indexOf("\n# ha:\n") + 1).split("\n").filter((l) => l.startsWith("#"))
+    .map((l) => l.replace(/^# ?/, "")).filter((l) => !/^\s*#/.test(l)).join("\n");
+  const b = parseBoardText(`${BASE}${block}\n`, "board/portcullis.yaml");
+  assert.equal([b.ha?.vrid, b.ha?.priority, b.ha?.version, b.ha?.advertCs, b.ha?.external?.virtual.length, b.ha?.sync?.side], [51, 150, 3, 10, 2, "internal"]);
+});
+
 // Each case: the ha: section (after BASE), then every error as "code line:col".
 const BAD: Array<[string, string, string[]]> = [
   ["authentication with VRRPv3", "ha:\n  vrid: 1\n  priority: 100\n  auth: { type: pass, password: x }\n  external: { virtual: [203.0.113.10/24] }\n", ["auth_v3 8:9"]],
