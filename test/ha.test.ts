@@ -13,6 +13,10 @@
 //     virtual addresses until keepalived speaks
 //   - kill -9 of the master's keepalived: the other becomes master within
 //     a bound, its stats and metrics say so with the time of the transition
+//   - conntrackd (FTFW on the internal side, started before keepalived)
+//     carries an entry of the master's kernel, mark included, into the
+//     backup's external cache, and the hook's commit at the failover into
+//     its kernel
 //   - a link down: keepalived's FAULT reaches the daemon as fault
 // Every process is ended by its pid and the namespaces deleted, even on
 // failure; leftovers of dead runs are cleared first.
@@ -32,7 +36,10 @@ const METRICS = "127.0.0.1:9464";
 const BOUND_MS = 3000; // kill -9 of the master's keepalived -> the other daemon says master
 
 interface HaSt { role: string; since: string | null; transitions: number }
-interface Node { name: "a" | "b"; ns: string; priority: number; addr: { ext: string; int: string }; sock: string; daemon?: ChildProcess; keepalived?: ChildProcess; dir: string }
+interface Node {
+  name: "a" | "b"; ns: string; priority: number; addr: { ext: string; int: string }; sock: string; dir: string;
+  daemon?: ChildProcess; keepalived?: ChildProcess; conntrackd?: ChildProcess;
+}
 
 const s = suite("an HA pair with keepalived");
 const lab = new HaLab("pair");
@@ -57,7 +64,8 @@ function boardText(n: Node): string {
   return [
     "version: 1", "mode: host", "external: { dev: ext0 }", "internal: { dev: int0 }", "queues: { first: 0, count: 1 }",
     "ha:", "  vrid: 51", `  priority: ${n.priority}`, "  version: 3", "  advert: 0.1",
-    "  external: { virtual: [203.0.113.10/24] }", "  internal: { virtual: [198.51.100.1/24] }", "",
+    "  external: { virtual: [203.0.113.10/24] }", "  internal: { virtual: [198.51.100.1/24] }",
+    `  sync: { side: internal, address: ${n.addr.int}, peer: ${nodes.find((x) => x !== n)!.addr.int} }`, "",
   ].join("\n");
 }
 
@@ -66,6 +74,22 @@ async function startDaemon(n: Node): Promise<void> {
     "--state-dir", join(n.dir, "state"), "--no-watch", ...(n.name === "b" ? ["--metrics", METRICS] : [])], `daemon-${n.name}`);
   await waitForControl({ child: n.daemon, pid: n.daemon.pid!, sock: n.sock, log: join(lab.dir, `daemon-${n.name}.log`) });
 }
+
+// conntrackd in the foreground (tracked by its pid), before keepalived: the
+// hook finds it running (`conntrackd -s`) and does not start another.
+async function startConntrackd(n: Node): Promise<void> {
+  const conf = join(n.dir, "portcullis-conntrackd.conf");
+  lab.run(n.ns, ["mkdir", "-p", join(n.dir, "run")]);
+  n.conntrackd = lab.spawn(n.ns, ["conntrackd", "-C", conf], `conntrackd-${n.name}`);
+  for (let i = 0; i < 100; i++) {
+    if (lab.run(n.ns, ["conntrackd", "-C", conf, "-s"], false).status === 0) return;
+    await sleep(50);
+  }
+  throw new Error(`conntrackd ${n.name} did not come up: ${lab.log(`conntrackd-${n.name}`)}`);
+}
+
+// The entries of conntrackd's external cache (what it holds of the other appliance's).
+const externalCache = (n: Node): string => lab.run(n.ns, ["conntrackd", "-C", join(n.dir, "portcullis-conntrackd.conf"), "-e"], false).stdout;
 
 function startKeepalived(n: Node): void {
   const p = (f: string): string => join(n.dir, f);
@@ -97,7 +121,10 @@ s.before(async () => {
       await startDaemon(n);
       const r = lab.run(n.ns, [process.execPath, CLI, "ha", "--config", board, "--dir", n.dir, "--run-dir", join(n.dir, "run"), "--control", n.sock,
         "--portcullis", `${process.execPath} ${join(ROOT, "bin", "portcullis.js")}`, "--apply"]);
-      assert.ok(r.stdout.includes("keepalived.conf"), r.stdout);
+      assert.ok(r.stdout.includes("portcullis-conntrackd.conf"), r.stdout);
+      await startConntrackd(n);
+    }
+    for (const n of nodes) {
       startKeepalived(n);
       keepalivedStarted = Date.now();
     }
@@ -143,6 +170,22 @@ s("a daemon restarted while keepalived runs: until keepalived speaks, its role i
   assert.ok(stats.split("\n").includes("ha: master (from the virtual addresses at start; keepalived has not said yet), 0 transitions"), stats);
 });
 
+// A flow of the master's kernel (a mark as offload sets one), through
+// conntrackd's FTFW to the backup's external cache over the internal
+// side (the sync rule of the queue rules lets it through).
+const FLOW = ["-p", "tcp", "-s", "192.0.2.50", "-d", "198.51.100.20", "--sport", "40000", "--dport", "4443"];
+const MARK = 0x85030000;
+s("conntrackd replicates the master's entries, marks included, to the backup's external cache", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [Node, Node];
+  const r = lab.run(a.ns, ["conntrack", "-I", ...FLOW, "--reply-src", "198.51.100.20", "--reply-dst", "192.0.2.50", "--reply-port-src", "4443",
+    "--reply-port-dst", "40000", "--state", "ESTABLISHED", "--timeout", "600", "-u", "SEEN_REPLY,ASSURED", "--mark", String(MARK)], false);
+  assert.is(r.status, 0, r.stderr);
+  await until("the entry in b's external cache", () => externalCache(b).includes("sport=40000 dport=4443"), 5000);
+  assert.match(externalCache(b), new RegExp(`sport=40000 dport=4443 .*mark=${MARK}`));
+  assert.is(lab.run(b.ns, ["conntrack", "-L", ...FLOW], false).stdout, "", "not in b's kernel while it is backup");
+});
+
 s("kill -9 of the master's keepalived: the backup becomes master within the bound; stats and metrics show it with the time", async () => {
   if (setupError) throw setupError;
   const [a, b] = nodes as [Node, Node];
@@ -154,6 +197,9 @@ s("kill -9 of the master's keepalived: the backup becomes master within the boun
   await until("b holds the virtual addresses", () => hasVip(b, "ext0", "203.0.113.10") && hasVip(b, "int0", "198.51.100.1"), 2000);
   const st = await role(b);
   assert.is(st.transitions, 1, "from backup (inferred at its restart) to master");
+  // The hook committed conntrackd's external cache before telling the daemon.
+  assert.match(lab.run(b.ns, ["conntrack", "-L", ...FLOW]).stdout, new RegExp(`ESTABLISHED .*sport=40000 dport=4443 .*mark=${MARK} `),
+    "the replicated entry is in b's kernel, with its mark");
   const since = Date.parse(st.since!);
   assert.ok(since >= t0 && since <= Date.now(), `${st.since} is after the kill`);
   const m = lab.run(b.ns, ["curl", "-sS", "--max-time", "2", `http://${METRICS}/metrics`]).stdout;
