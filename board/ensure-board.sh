@@ -32,6 +32,9 @@ command -v xz >/dev/null || missing+=(xz-utils)
 command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 [ -f /usr/lib/aarch64-linux-gnu/libnetfilter_queue.so ] || missing+=(libnetfilter-queue-dev:arm64 libnfnetlink-dev:arm64)
 [ -f /usr/lib/aarch64-linux-gnu/libnetfilter_conntrack.so ] || missing+=(libnetfilter-conntrack-dev:arm64 libnetfilter-conntrack3:arm64)
+# The HA pair (the image and the package carry them): keepalived, conntrackd.
+command -v keepalived >/dev/null || missing+=(keepalived)
+command -v conntrackd >/dev/null || missing+=(conntrackd)
 [ "${#missing[@]}" -gt 0 ] || exit 0
 [ "$(id -u)" = 0 ] || { echo "ensure-board: missing Debian packages: ${missing[*]} (run as root)" >&2; exit 1; }
 # apt's helpers run as _apt and need a world-writable TMPDIR (this
@@ -39,5 +42,11 @@ command -v qemu-system-aarch64 >/dev/null || missing+=(qemu-system-arm)
 export TMPDIR=/var/tmp DEBIAN_FRONTEND=noninteractive
 dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
 echo "ensure-board: installing ${missing[*]}" >&2
+# Their services must not start here (nothing uses a system instance):
+# policy-rc.d says no to every start during this install.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 apt-get update -qq >&2
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

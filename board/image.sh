@@ -75,6 +75,8 @@ say "package $deb"
 # GPU firmware the Pi boots from (start4.elf, fixup4.dat, ...).
 pkgs=systemd-sysv,udev,kmod,iproute2,netbase,linux-image-arm64,raspi-firmware,initramfs-tools,openssh-server
 pkgs=$pkgs,libnetfilter-queue1,libnetfilter-conntrack3,nftables,iptables,ca-certificates,sudo,systemd-timesyncd,fdisk,nano,iputils-ping,less
+# The HA pair (README, "HA pair"): keepalived (VRRP) and conntrackd.
+pkgs=$pkgs,keepalived,conntrackd
 args="--arch=arm64 --variant=minbase --components=main,non-free-firmware --include=$pkgs bookworm"
 # The image's fstab and raspi-firmware settings go in between debootstrap's
 # two stages, so the kernel's initramfs is made once with them, and its
@@ -127,6 +129,11 @@ rm -f "$R"/etc/ssh/ssh_host_*
 rm -f "$R/var/lib/dbus/machine-id" "$R/etc/resolv.conf"
 systemctl --root="$R" --quiet enable systemd-networkd.service portcullis-ssh-keygen.service portcullis-growroot.service 2>&1 | grep -v '^Created symlink' >&2 || true
 [ -L "$R/etc/systemd/system/multi-user.target.wants/systemd-networkd.service" ] || { say "could not enable systemd-networkd"; exit 1; }
+# conntrackd is started by the HA pair's notify hook with the configuration
+# `portcullis ha --apply` writes, never as Debian's service with its sample
+# configuration; keepalived's service stays enabled: it starts only once
+# /etc/keepalived/keepalived.conf exists (ConditionFileNotEmpty).
+systemctl --root="$R" --quiet disable conntrackd.service 2>&1 | grep -v '^Removed' >&2 || true
 
 # 6. The partitions, as files: the boot files out of the root into a FAT32
 # file system (mtools: the kernel here cannot mount FAT), the root into ext4.

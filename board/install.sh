@@ -295,6 +295,28 @@ if [ "$(readlink "$R/usr/local/bin/portcullis" 2>/dev/null)" != /opt/portcullis/
   keep usr/local/bin/portcullis; ln -sfn /opt/portcullis/current/bin/portcullis.js "$R/usr/local/bin/portcullis"; changed "linked /usr/local/bin/portcullis"
 fi
 
+# The HA pair (board.yaml has ha:, README "HA pair"): keepalived and
+# conntrackd come from Debian (apt-get install keepalived conntrackd); on a
+# live system the new version writes their files and the notify hook
+# (`portcullis ha --apply`, which never replaces a file it did not write:
+# a refusal is a warning). --rollback leaves them as written; the older
+# version's `portcullis ha --apply` writes its own again.
+if grep -q '^ha:' "$R/etc/portcullis/board.yaml" 2>/dev/null; then
+  for p in keepalived conntrackd; do
+    [ -x "$R/usr/sbin/$p" ] || say "WARNING: the board has ha: but $p is not installed: apt-get install keepalived conntrackd"
+  done
+  if [ -z "$R" ]; then
+    # Not counted as a change: the files are the board's, rewritten as they were.
+    if out="$(node "$work/dist/host/cli.js" ha --config /etc/portcullis/board.yaml --apply --portcullis /usr/local/bin/portcullis 2>&1)"; then
+      printf '%s\n' "$out" | sed 's/^portcullis ha: /install: /'
+    else
+      say "WARNING: the HA pair's files were not written: $out"
+    fi
+  else
+    say "the board has ha: run 'portcullis ha --config /etc/portcullis/board.yaml --apply' on the device"
+  fi
+fi
+
 # 5. The user.
 if ! grep -q '^portcullis:' "$R/etc/passwd" 2>/dev/null; then
   if [ ! -f "$R/etc/passwd" ]; then

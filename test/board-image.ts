@@ -109,6 +109,11 @@ test("the root file system: label, fstab, the Portcullis package installed, unit
     ["systemd-networkd.service", "/lib/systemd/system/systemd-networkd.service"]]) {
     assert.match(dfs(`stat /etc/systemd/system/multi-user.target.wants/${link}`), new RegExp(`Fast link dest: "${dest}"`), link);
   }
+  // The HA pair's programs (README, "HA pair"): installed; conntrackd's own
+  // service off (the notify hook starts conntrackd with its own file).
+  const status = dfs("cat /var/lib/dpkg/status");
+  for (const p of ["keepalived", "conntrackd"]) assert.match(status, new RegExp(`^Package: ${p}\nStatus: install ok installed$`, "m"), p);
+  assert.not.match(dfs("ls /etc/systemd/system/multi-user.target.wants"), /conntrackd\.service/);
   assert.is(dfs("cat /etc/portcullis/policy.yaml"), readFileSync(join(ROOT, "host/policy/default.yaml"), "utf8"));
   assert.match(dfs("cat /etc/passwd"), /^portcullis:x:\d+:\d+::\/var\/lib\/portcullis:\/usr\/sbin\/nologin$/m);
   const node = join(TMP, "node");

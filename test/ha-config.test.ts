@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
-import { formatStats } from "../host/commands/ctl.js";
+import { formatHa, formatStats } from "../host/commands/ctl.js";
 import { ConfigError } from "../host/config/errors.js";
 import { request } from "../host/daemon/control.js";
 import { Daemon } from "../host/daemon/daemon.js";
@@ -67,6 +67,14 @@ test("the ha: section as read: defaults filled, addresses canonical, one peer pe
     internal: { virtual: [{ family: 4, addr: "198.51.100.1", len: 24 }], peer: [{ family: 4, addr: "198.51.100.3" }] },
     sync: { enabled: true, side: "internal", address: { family: 4, addr: "198.51.100.2" }, peer: { family: 4, addr: "198.51.100.3" }, port: 3780 },
   });
+});
+
+test("the commented ha: example of board/portcullis.yaml reads as it says", () => {
+  const text = readFileSync("board/portcullis.yaml", "utf8");
+  const block = text.slice(text.indexOf("\n# ha:\n") + 1).split("\n").filter((l) => l.startsWith("#"))
+    .map((l) => l.replace(/^# ?/, "")).filter((l) => !/^\s*#/.test(l)).join("\n");
+  const b = parseBoardText(`${BASE}${block}\n`, "board/portcullis.yaml");
+  assert.equal([b.ha?.vrid, b.ha?.priority, b.ha?.version, b.ha?.advertCs, b.ha?.external?.virtual.length, b.ha?.sync?.side], [51, 150, 3, 10, 2, "internal"]);
 });
 
 // Each case: the ha: section (after BASE), then every error as "code line:col".
@@ -325,6 +333,21 @@ test("portcullis ha notify: the role over the control socket, in stats and metri
     assert.is(r.err, "error: command-argument value 'primary' is invalid for argument 'role'. the role is master, backup, fault\n");
     const bad = await request(sock, { cmd: "ha", role: "leader" });
     assert.equal(bad, { ok: false, error: 'ha: "role" must be master, backup, fault' });
+  } finally {
+    await d.stop();
+  }
+});
+
+test("a daemon of a pair that starts holding the virtual addresses is master until keepalived says otherwise", async () => {
+  const d = new Daemon({ policy: DEFAULT_POLICY, mode: "host", ha: true, haInitial: "master" }, new JsonLogger(() => {}));
+  try {
+    assert.ok((await d.reload()).ok);
+    const h = (d.stats() as { ha: Parameters<typeof formatHa>[0] }).ha;
+    assert.equal([h.role, h.inferred, h.transitions], ["master", true, 0]);
+    assert.is(formatHa(h), "ha: master (from the virtual addresses at start; keepalived has not said yet), 0 transitions");
+    d.haNotify("master");
+    const k = (d.stats() as { ha: Parameters<typeof formatHa>[0] }).ha;
+    assert.equal([k.role, k.inferred, k.transitions], ["master", false, 0], "keepalived agrees: no transition");
   } finally {
     await d.stop();
   }

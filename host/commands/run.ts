@@ -18,7 +18,9 @@ import { PolicyWatcher } from "../daemon/watch.js";
 import { NfqSource, rolesFor } from "../daemon/nfq-source.js";
 import { MODES, type Mode } from "../policy/compile.js";
 import { parseSwitchOverride } from "./check.js";
+import { networkInterfaces } from "node:os";
 import { type OffloadStart, readBoardFile } from "../kernel/board.js";
+import { haVirtualAddresses } from "../kernel/board-ha.js";
 import { Offload } from "../daemon/offload.js";
 import { Conntrack } from "../native/ct.js";
 import { queueFlags } from "../kernel/rules.js";
@@ -65,6 +67,7 @@ export interface RunOptions {
   engine?: EngineName; //   default: the board's engine:, else V8
   offload?: OffloadStart; // the board's offload: (enabled), with what to do at start
   ha?: boolean; //          the board has ha: (one of a pair; host/daemon/ha.ts)
+  haVirtual?: string[]; //  its virtual addresses: all of them here at start -> master until keepalived says otherwise
   pickup?: boolean; //     TCP pickup (default: the board's tcp.pickup, else off)
   liberal?: boolean; //    window tracking off (the board's tcp.liberal; no flag)
 }
@@ -72,6 +75,12 @@ export interface RunOptions {
 // The queues to bind and their flags, from the command line.
 function queueSpecs(o: RunOptions): Array<{ queue: number; failOpen: boolean }> {
   return (o.queues ?? o.queue ?? [0]).map((queue) => ({ queue, failOpen: o.failOpen ?? false }));
+}
+
+// master when every virtual address is on this appliance's interfaces.
+function initialRole(vips: string[]): "master" | "backup" {
+  const here = new Set(Object.values(networkInterfaces()).flatMap((l) => (l ?? []).map((a) => a.address)));
+  return vips.length > 0 && vips.every((v) => here.has(v)) ? "master" : "backup";
 }
 
 export async function runDaemon(o: RunOptions): Promise<void> {
@@ -82,7 +91,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     const b = readBoardFile(o.board);
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
     return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange,
-      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}), ...(b.ha ? { ha: true } : {}),
+      ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}), ...(b.ha ? { ha: true, haVirtual: haVirtualAddresses(b.ha) } : {}),
       pickup: o.pickup ?? b.tcp?.pickup ?? false, liberal: b.tcp?.liberal ?? false }, specs, log);
   }
   return start(o, queueSpecs(o), log);
@@ -97,7 +106,7 @@ async function start(o: RunOptions, specs: Array<{ queue: number; failOpen: bool
     core: { ...(o.maxFlows ? { maxFlows: o.maxFlows } : {}), ...(o.maxSources ? { maxSources: o.maxSources } : {}),
       ...(o.maxBlocks ? { maxBlocks: o.maxBlocks } : {}), ...(o.engine ? { engine: o.engine } : {}),
       tcp: { pickup: o.pickup ?? false, liberal: o.liberal ?? false } }, stateDir: o.stateDir,
-    ...(o.ha ? { ha: true } : {}),
+    ...(o.ha ? { ha: true, haInitial: initialRole(o.haVirtual ?? []) } : {}),
   }, log);
   // The policy, or else the last good table from --state-dir, or an error.
   const { fallback } = await startDaemon(daemon, log);

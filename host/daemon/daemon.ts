@@ -31,6 +31,7 @@ export interface DaemonOptions {
   controlLimits?: ControlLimits; // connections and idle timeout of the control socket (control.ts)
   compiler?: CompilerOptions; //  the compile worker's timeout and heap (compiler.ts)
   ha?: boolean; //               one of an HA pair (the board's ha:): its role is in the stats from the start
+  haInitial?: "master" | "backup"; // the role the virtual addresses suggest at start (ha.ts)
 }
 
 // Table operations (reload, canary start, promote) queued or running at once;
@@ -83,7 +84,7 @@ export class Daemon {
     this.policyPath = opts.policy;
     this.lastGood = opts.stateDir ? new LastGoodWriter(opts.stateDir, log) : null;
     this.compiler = new TableCompiler(opts.compiler ?? {});
-    if (opts.ha) this.ha = new HaState();
+    if (opts.ha) this.ha = new HaState(opts.haInitial);
   }
 
   // Reads and compiles (or reads) a table in the worker. Throws with the reason.

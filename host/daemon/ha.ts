@@ -21,7 +21,8 @@ export const HA_ROLES = ["master", "backup", "fault"] as const;
 export type HaRole = (typeof HA_ROLES)[number];
 
 export interface HaStats {
-  role: HaRole | "unknown"; //  unknown: configured, not told yet
+  role: HaRole | "unknown"; //  unknown: configured, not told yet (and nothing inferred)
+  inferred: boolean; //          the role was guessed at start from the virtual addresses, keepalived has not said yet
   since: string | null; //       the last transition (ISO time), null before the first
   transitions: number; //        role changes since the daemon started
   notifies: number; //           notifies received (a repeated role is no transition)
@@ -31,7 +32,15 @@ export interface HaStats {
 }
 
 export class HaState {
-  private st: HaStats = { role: "unknown", since: null, transitions: 0, notifies: 0, adopted: 0, adoptRefused: 0, lastAdoption: null };
+  private st: HaStats = { role: "unknown", inferred: false, since: null, transitions: 0, notifies: 0, adopted: 0, adoptRefused: 0, lastAdoption: null };
+
+  // A daemon that starts (or restarts) while keepalived runs hears nothing
+  // until the next transition: until then its role is what the appliance's
+  // addresses say (the virtual addresses here: master; else backup).
+  // keepalived's first notify replaces it, a transition only if it differs.
+  constructor(initial?: "master" | "backup") {
+    if (initial) { this.st.role = initial; this.st.inferred = true; }
+  }
 
   get role(): HaRole | "unknown" { return this.st.role; }
 
@@ -42,6 +51,7 @@ export class HaState {
   notify(role: HaRole, adopt: (() => AdoptCounts) | null): { changed: boolean; adopted: AdoptCounts | null } {
     this.st.notifies++;
     const changed = role !== this.st.role;
+    this.st.inferred = false;
     if (changed) {
       this.st.role = role;
       this.st.since = new Date().toISOString();

@@ -96,6 +96,9 @@ export function parseHaVirtual(text: string): HaVirtual | null {
 
 export const formatVirtual = (v: HaVirtual): string => `${v.addr}/${v.len}`;
 
+// Every virtual address (canonical text, without the length).
+export const haVirtualAddresses = (ha: HaConfig): string[] => vrrpSides(ha).flatMap((s) => ha[s]!.virtual.map((v) => v.addr));
+
 // The sides VRRP runs on, in order.
 export const vrrpSides = (ha: HaConfig): HaSide[] => HA_SIDES.filter((s) => ha[s] !== undefined);
 

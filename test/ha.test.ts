@@ -1,0 +1,225 @@
+// An HA pair with the real keepalived (issue 17 part 2): two appliance
+// namespaces (pch<pid>-pair-a, -b) whose ext0 and int0 are on two bridges
+// in a namespace of their own (the shared segments), each with the kernel
+// rules of its board (queueing everything but what ha: lets through),
+// `portcullis run` and keepalived with the configuration `portcullis ha
+// --apply` wrote (VRRPv3, 0.1 s adverts, a sync group of both sides, the
+// notify hook telling the daemon). Asserted:
+//   - one master (the higher priority) and one backup, in both daemons'
+//     stats, the virtual addresses on the master only: VRRP passes the
+//     queue rules (were it queued, the daemon would drop it and both would
+//     be master)
+//   - a daemon restarted while keepalived runs takes its role from the
+//     virtual addresses until keepalived speaks
+//   - kill -9 of the master's keepalived: the other becomes master within
+//     a bound, its stats and metrics say so with the time of the transition
+//   - conntrackd (FTFW on the internal side, started before keepalived)
+//     carries an entry of the master's kernel, mark included, into the
+//     backup's external cache, and the hook's commit at the failover into
+//     its kernel
+//   - a link down: keepalived's FAULT reaches the daemon as fault
+// Every process is ended by its pid and the namespaces deleted, even on
+// failure; leftovers of dead runs are cleared first.
+import { type ChildProcess } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { request } from "../host/daemon/control.js";
+import { readBoardFile } from "../host/kernel/board.js";
+import { apply } from "../host/kernel/rules.js";
+import { CLI, DEFAULT_POLICY, sleep, waitForControl } from "./helpers/appliance.js";
+import { HaLab } from "./helpers/ha-lab.js";
+
+const ROOT = process.cwd();
+const METRICS = "127.0.0.1:9464";
+const BOUND_MS = 3000; // kill -9 of the master's keepalived -> the other daemon says master
+
+interface HaSt { role: string; since: string | null; transitions: number }
+interface Node {
+  name: "a" | "b"; ns: string; priority: number; addr: { ext: string; int: string }; sock: string; dir: string;
+  daemon?: ChildProcess; keepalived?: ChildProcess; conntrackd?: ChildProcess;
+}
+
+const s = suite("an HA pair with keepalived");
+const lab = new HaLab("pair");
+let setupError: unknown = null;
+let keepalivedStarted = 0;
+const nodes: Node[] = [];
+
+const role = async (n: Node): Promise<HaSt> => {
+  const r = await request(n.sock, { cmd: "stats" }, 3000);
+  if (r.ok !== true) throw new Error(String(r.error));
+  return (r.stats as { ha: HaSt }).ha;
+};
+const until = async (what: string, ok: () => Promise<boolean> | boolean, ms: number): Promise<number> => {
+  const t0 = Date.now();
+  for (; Date.now() - t0 < ms; await sleep(20)) if (await ok()) return Date.now() - t0;
+  const st = await Promise.all(nodes.map(async (n) => `${n.name}: ${JSON.stringify(await role(n).catch((e: Error) => e.message))}`));
+  throw new Error(`timed out after ${ms} ms waiting for: ${what} (${st.join("; ")}; keepalived a: ${lab.log("keepalived-a")}; b: ${lab.log("keepalived-b")})`);
+};
+const hasVip = (n: Node, dev: string, vip: string): boolean => lab.run(n.ns, ["ip", "-o", "addr", "show", "dev", dev], false).stdout.includes(` ${vip}/`);
+
+function boardText(n: Node): string {
+  return [
+    "version: 1", "mode: host", "external: { dev: ext0 }", "internal: { dev: int0 }", "queues: { first: 0, count: 1 }",
+    "ha:", "  vrid: 51", `  priority: ${n.priority}`, "  version: 3", "  advert: 0.1",
+    "  external: { virtual: [203.0.113.10/24] }", "  internal: { virtual: [198.51.100.1/24] }",
+    `  sync: { side: internal, address: ${n.addr.int}, peer: ${nodes.find((x) => x !== n)!.addr.int} }`, "",
+  ].join("\n");
+}
+
+async function startDaemon(n: Node): Promise<void> {
+  n.daemon = lab.spawn(n.ns, [process.execPath, CLI, "run", "--policy", DEFAULT_POLICY, "--board", join(n.dir, "board.yaml"), "--control", n.sock,
+    "--state-dir", join(n.dir, "state"), "--no-watch", ...(n.name === "b" ? ["--metrics", METRICS] : [])], `daemon-${n.name}`);
+  await waitForControl({ child: n.daemon, pid: n.daemon.pid!, sock: n.sock, log: join(lab.dir, `daemon-${n.name}.log`) });
+}
+
+// conntrackd in the foreground (tracked by its pid), before keepalived: the
+// hook finds it running (`conntrackd -s`) and does not start another.
+async function startConntrackd(n: Node): Promise<void> {
+  const conf = join(n.dir, "portcullis-conntrackd.conf");
+  lab.run(n.ns, ["mkdir", "-p", join(n.dir, "run")]);
+  n.conntrackd = lab.spawn(n.ns, ["conntrackd", "-C", conf], `conntrackd-${n.name}`);
+  for (let i = 0; i < 100; i++) {
+    if (lab.run(n.ns, ["conntrackd", "-C", conf, "-s"], false).status === 0) return;
+    await sleep(50);
+  }
+  throw new Error(`conntrackd ${n.name} did not come up: ${lab.log(`conntrackd-${n.name}`)}`);
+}
+
+// The entries of conntrackd's external cache (what it holds of the other appliance's).
+const externalCache = (n: Node): string => lab.run(n.ns, ["conntrackd", "-C", join(n.dir, "portcullis-conntrackd.conf"), "-e"], false).stdout;
+
+function startKeepalived(n: Node): void {
+  const p = (f: string): string => join(n.dir, f);
+  n.keepalived = lab.spawn(n.ns, ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
+    "-f", p("keepalived.conf"), "-p", p("keepalived.pid"), "-r", p("vrrp.pid"), "-c", p("checkers.pid"), "-b", p("bfd.pid")], `keepalived-${n.name}`);
+}
+
+s.before(async () => {
+  try {
+    await lab.clearStale();
+    const sw = lab.namespace("sw");
+    for (const [name, priority, host] of [["a", 150, 2], ["b", 100, 3]] as const) {
+      const ns = lab.namespace(name);
+      const dir = join(lab.dir, name);
+      lab.run(ns, ["mkdir", "-m", "0700", dir]);
+      const n: Node = { name, ns, priority, addr: { ext: `203.0.113.${host}`, int: `198.51.100.${host}` }, sock: join(dir, "control.sock"), dir };
+      nodes.push(n);
+      lab.veth(ns, "ext0", sw, `${name}-ext`);
+      lab.veth(ns, "int0", sw, `${name}-int`);
+      lab.run(ns, ["ip", "addr", "add", `${n.addr.ext}/24`, "dev", "ext0"]);
+      lab.run(ns, ["ip", "addr", "add", `${n.addr.int}/24`, "dev", "int0"]);
+    }
+    lab.bridge(sw, "br-ext", ["a-ext", "b-ext"]);
+    lab.bridge(sw, "br-int", ["a-int", "b-int"]);
+    for (const n of nodes) {
+      const board = join(n.dir, "board.yaml");
+      writeFileSync(board, boardText(n));
+      apply(readBoardFile(board), { backend: "auto", netns: n.ns });
+      await startDaemon(n);
+      const r = lab.run(n.ns, [process.execPath, CLI, "ha", "--config", board, "--dir", n.dir, "--run-dir", join(n.dir, "run"), "--control", n.sock,
+        "--portcullis", `${process.execPath} ${join(ROOT, "bin", "portcullis.js")}`, "--apply"]);
+      assert.ok(r.stdout.includes("portcullis-conntrackd.conf"), r.stdout);
+      await startConntrackd(n);
+    }
+    for (const n of nodes) {
+      startKeepalived(n);
+      keepalivedStarted = Date.now();
+    }
+  } catch (e) {
+    setupError = e;
+  }
+});
+
+s.after(async () => {
+  await lab.down();
+});
+
+s("one master and one backup: the higher priority holds the virtual addresses, both daemons know their role", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [Node, Node];
+  await until("a master, b backup", async () => (await role(a)).role === "master" && (await role(b)).role === "backup", 15_000);
+  process.stdout.write(`    roles settled ${Date.now() - keepalivedStarted} ms after the second keepalived started\n`);
+  assert.ok(hasVip(a, "ext0", "203.0.113.10") && hasVip(a, "int0", "198.51.100.1"), "a holds both virtual addresses");
+  assert.not.ok(hasVip(b, "ext0", "203.0.113.10") || hasVip(b, "int0", "198.51.100.1"), "b holds none");
+  // Stable: a second later nothing changed (no flapping from adverts lost in the queue).
+  const before = await Promise.all([role(a), role(b)]);
+  await sleep(1000);
+  const after = await Promise.all([role(a), role(b)]);
+  assert.equal(after.map((x) => [x.role, x.transitions]), before.map((x) => [x.role, x.transitions]));
+  for (const n of nodes) {
+    const warnings = readFileSync(join(lab.dir, `keepalived-${n.name}.log`), "utf8").split("\n").filter((l) => /warning|unsafe|error/i.test(l));
+    assert.equal(warnings, [], `keepalived ${n.name} complains`);
+  }
+  const stats = lab.run(a.ns, [process.execPath, CLI, "stats", "--control", a.sock]).stdout;
+  assert.ok(stats.split("\n").some((l) => /^ha: master since \d{4}-\d\d-\d\dT[\d:.]+Z, \d+ transitions?$/.test(l)), stats);
+});
+
+s("a daemon restarted while keepalived runs: until keepalived speaks, its role is what the virtual addresses say", async () => {
+  if (setupError) throw setupError;
+  for (const n of nodes) {
+    await lab.end(n.daemon!);
+    await startDaemon(n);
+  }
+  const [a, b] = nodes as [Node, Node];
+  const [ra, rb] = [await role(a), await role(b)];
+  assert.equal([ra.role, ra.transitions, ra.since, rb.role, rb.transitions], ["master", 0, null, "backup", 0]);
+  const stats = lab.run(a.ns, [process.execPath, CLI, "stats", "--control", a.sock]).stdout;
+  assert.ok(stats.split("\n").includes("ha: master (from the virtual addresses at start; keepalived has not said yet), 0 transitions"), stats);
+});
+
+// A flow of the master's kernel (a mark as offload sets one), through
+// conntrackd's FTFW to the backup's external cache over the internal
+// side (the sync rule of the queue rules lets it through).
+const FLOW = ["-p", "tcp", "-s", "192.0.2.50", "-d", "198.51.100.20", "--sport", "40000", "--dport", "4443"];
+const MARK = 0x85030000;
+s("conntrackd replicates the master's entries, marks included, to the backup's external cache", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [Node, Node];
+  const r = lab.run(a.ns, ["conntrack", "-I", ...FLOW, "--reply-src", "198.51.100.20", "--reply-dst", "192.0.2.50", "--reply-port-src", "4443",
+    "--reply-port-dst", "40000", "--state", "ESTABLISHED", "--timeout", "600", "-u", "SEEN_REPLY,ASSURED", "--mark", String(MARK)], false);
+  assert.is(r.status, 0, r.stderr);
+  await until("the entry in b's external cache", () => externalCache(b).includes("sport=40000 dport=4443"), 5000);
+  assert.match(externalCache(b), new RegExp(`sport=40000 dport=4443 .*mark=${MARK}`));
+  assert.is(lab.run(b.ns, ["conntrack", "-L", ...FLOW], false).stdout, "", "not in b's kernel while it is backup");
+});
+
+s("kill -9 of the master's keepalived: the backup becomes master within the bound; stats and metrics show it with the time", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [Node, Node];
+  const vrrpPid = Number(readFileSync(join(a.dir, "vrrp.pid"), "utf8").trim());
+  const t0 = Date.now();
+  for (const pid of [a.keepalived!.pid!, vrrpPid]) process.kill(pid, "SIGKILL");
+  const ms = await until("b master", async () => (await role(b)).role === "master", BOUND_MS);
+  process.stdout.write(`    b told master ${ms} ms after kill -9 of a's keepalived (VRRPv3, 0.1 s adverts)\n`);
+  await until("b holds the virtual addresses", () => hasVip(b, "ext0", "203.0.113.10") && hasVip(b, "int0", "198.51.100.1"), 2000);
+  const st = await role(b);
+  assert.is(st.transitions, 1, "from backup (inferred at its restart) to master");
+  // The hook committed conntrackd's external cache before telling the daemon.
+  assert.match(lab.run(b.ns, ["conntrack", "-L", ...FLOW]).stdout, new RegExp(`ESTABLISHED .*sport=40000 dport=4443 .*mark=${MARK} `),
+    "the replicated entry is in b's kernel, with its mark");
+  const since = Date.parse(st.since!);
+  assert.ok(since >= t0 && since <= Date.now(), `${st.since} is after the kill`);
+  const m = lab.run(b.ns, ["curl", "-sS", "--max-time", "2", `http://${METRICS}/metrics`]).stdout;
+  assert.match(m, /^portcullis_ha_role\{role="master"\} 1$/m);
+  assert.match(m, /^portcullis_ha_role\{role="backup"\} 0$/m);
+  assert.ok(m.includes(`\nportcullis_ha_last_transition_timestamp_seconds ${since / 1000}\n`), m.split("\n").filter((l) => l.includes("_ha_")).join("\n"));
+  assert.match(m, /^portcullis_ha_transitions_total 1$/m);
+  assert.ok(!existsSync(`/proc/${vrrpPid}`) || readFileSync(`/proc/${vrrpPid}/stat`, "utf8").includes(") Z"), "a's VRRP process is gone");
+});
+
+s("a link down: keepalived's fault reaches the daemon", async () => {
+  if (setupError) throw setupError;
+  const b = nodes[1]!;
+  lab.run(b.ns, ["ip", "link", "set", "ext0", "down"]);
+  const ms = await until("b fault", async () => (await role(b)).role === "fault", 5000);
+  process.stdout.write(`    b told fault ${ms} ms after its ext0 went down\n`);
+  lab.run(b.ns, ["ip", "link", "set", "ext0", "up"]);
+  await until("b master again (no other router)", async () => (await role(b)).role === "master", 5000);
+  // master, fault, then keepalived's way out of a fault: backup, master.
+  assert.is((await role(b)).transitions, 4);
+});
+
+s.run();
