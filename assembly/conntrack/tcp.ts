@@ -135,17 +135,19 @@ function inWindow(e: usize, dir: u32, flags: u32): bool {
   }
   const sw = load<u32>(winAt(e, dir)), rw = load<u32>(winAt(e, rdir));
   if (sw == 0 || rw == 0) {
-    // A side not seen yet (pickup): learn, refuse nothing.
+    // A side not seen yet (pickup): learn, refuse nothing. What a side
+    // acks, the other has sent (perhaps before the pickup, unseen here).
+    const fresh = sw == 0 && rw == 0;
+    if (fresh || after(sack, load<u32>(endAt(e, rdir)))) store<u32>(endAt(e, rdir), sack);
     if (sw == 0) {
       if (rw == 0 || after(end, load<u32>(endAt(e, dir)))) store<u32>(endAt(e, dir), end);
-      store<u32>(winAt(e, dir), max<u32>(swin, 1));
-      const me = end + max<u32>(swin, 1);
-      if (rw == 0 || after(me, load<u32>(maxendAt(e, dir)))) store<u32>(maxendAt(e, dir), me);
-      if (rw == 0) { store<u32>(endAt(e, rdir), sack); store<u32>(maxendAt(e, rdir), sack + max<u32>(swin, 1)); }
-      return true;
+      const w = max<u32>(swin, 1);
+      store<u32>(winAt(e, dir), w);
+      if (rw == 0 || after(end + w, load<u32>(maxendAt(e, dir)))) store<u32>(maxendAt(e, dir), end + w);
+      if (rw == 0 || after(sack + w, load<u32>(maxendAt(e, rdir)))) store<u32>(maxendAt(e, rdir), sack + w);
+    } else {
+      advance(e, dir, end, ack, sack, swin);
     }
-    if (after(sack, load<u32>(endAt(e, rdir)))) store<u32>(endAt(e, rdir), sack);
-    advance(e, dir, end, ack, sack, swin);
     return true;
   }
   if (seq == end && !rst) { seq = load<u32>(endAt(e, dir)); end = seq; }
