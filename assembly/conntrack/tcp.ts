@@ -31,6 +31,7 @@
 //    tracking: only RST and FIN are checked, their seq against end ± one
 //    window of the sender's last end; the records are kept the same way.
 import * as ABI from "../abi";
+import { DEBUG } from "../debug";
 import { CONFIG_PTR } from "../layout";
 import { getU16, getU32, getU8 } from "../decode/pkt";
 import { TH_ACK, TH_FIN, TH_RST, TH_SYN } from "../decode/tcp";
@@ -60,6 +61,7 @@ const PICKUP_SCALE: u8 = 14;
 // @ts-ignore: decorator
 @inline function scaleOf(e: usize, dir: u32): u32 {
   const so = <u32>load<u8>(e + E.E_WSCALE), sr = <u32>load<u8>(e + E.E_WSCALE + 1);
+  if (DEBUG) assert((so <= 14 || so == 0xff) && (sr <= 14 || sr == 0xff), "a window scale is 0..14 or none (RFC 7323)");
   if (so == 0xff || sr == 0xff) return 0;
   return dir == E.DIR_ORIG ? so : sr;
 }
@@ -159,6 +161,7 @@ function inWindow(e: usize, dir: u32, flags: u32): bool {
     return false;
   }
   advance(e, dir, end, ack, sack, swin);
+  if (DEBUG) assert(load<u32>(winAt(e, dir)) != 0 && load<u32>(winAt(e, rdir)) != 0, "a strict check leaves both sides seen");
   return true;
 }
 
@@ -174,6 +177,7 @@ export function tcpOpen(e: usize): void {
 // its windows learnt from the segments of both directions (liberal until
 // both were seen, then strict: inWindow).
 export function tcpPickup(e: usize): void {
+  if (DEBUG) assert((getU8(ABI.P_TCP_FLAGS) & (TH_SYN | TH_FIN | TH_RST | TH_ACK)) == TH_ACK, "pickup takes a segment with ACK alone");
   store<u8>(e + E.E_STATE, <u8>State.ESTABLISHED);
   store<u8>(e + E.E_FLAGS, load<u8>(e + E.E_FLAGS) | E.EF_PICKED_UP);
   store<u8>(e + E.E_WSCALE, PICKUP_SCALE);
@@ -212,6 +216,8 @@ export function tcpTrack(e: usize, dir: u32): i32 {
   const rst = (flags & TH_RST) != 0, fin = (flags & TH_FIN) != 0;
   const orig = dir == E.DIR_ORIG;
   let next = st;
+  if (DEBUG) assert(st >= <u32>State.SYN_SENT && st <= <u32>State.CLOSE, "a TCP flow in a TCP state");
+  if (DEBUG) assert(load<u32>(winAt(e, E.DIR_ORIG)) != 0, "the originator's side is seen from the flow's first segment");
 
   if (rst) {
     // The first answer to a picked-up segment is a RST: the receiver has
