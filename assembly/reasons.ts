@@ -46,7 +46,7 @@ export const enum Reason {
   FRAG_FOLLOWS, //           a later fragment of an accepted first fragment
   NO_FLOW, //                claims a flow that does not exist (ACK, FIN, RST, data, a reply)
   TCP_INVALID_STATE, //      a segment the flow's TCP state does not allow
-  TCP_OUT_OF_WINDOW, //      a RST or FIN whose sequence number is not plausible
+  TCP_OUT_OF_WINDOW, //      a segment outside the windows both sides allowed (conntrack/tcp.ts)
   ICMP_UNRELATED, //         an ICMP error about no tracked flow
   STATE_FULL, //             the state table has no room and nothing to evict
   FRAG_OVERLAP, //           overlaps bytes already seen (RFC 5722): the datagram is refused

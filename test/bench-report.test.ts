@@ -194,6 +194,16 @@ test("--only memory --json-only: just the JSON, schema and version, the parts th
   assert.match(r.stdout, /parts: memory\n/);
 });
 
+test("the established part: window tracking and tcp.liberal side by side, their ratio", () => {
+  const f = (m: number) => ({ median: m, min: m, max: m + 1, runs: 3 });
+  const est = establishedSection({ flows: 1000, byBatch: [{ batch: 1, mpps: f(1), liberal: f(1.25), ratio: 0.8 }, { batch: 256, mpps: f(12), liberal: f(12.5), ratio: 0.96 }],
+    flowBytes: 104, tableBytes65536: 104 * 65536 });
+  assert.equal(est.table, { head: ["batch", "Mpps", "Mpps tcp.liberal", "window tracking / liberal"], rows: [
+    ["1", "1.00 (1.00-2.00)", "1.25 (1.25-2.25)", "0.80"], ["256", "12.00 (12.00-13.00)", "12.50 (12.50-13.50)", "0.96"]] });
+  assert.equal(est.lines, ["state table: 104 bytes per flow slot; 65,536 flows = 6.5 MiB (fixed at init, touched as used)"]);
+  assert.is(est.notes.length, 1);
+});
+
 test("a part returns its Section and run.js prints it: the title once, the notes, the table, the lines", () => {
   const f = (m: number) => ({ median: m, min: m, max: m + 1, runs: 3 });
   const est = establishedSection({ flows: 1000, byBatch: [{ batch: 1, mpps: f(1) }, { batch: 256, mpps: f(12.5) }], flowBytes: 96, tableBytes65536: 96 * 65536 });

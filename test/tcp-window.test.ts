@@ -208,6 +208,22 @@ for (const build of BUILDS) {
     agree(h);
   });
 
+  test(`${build}: pickup on: picked up from a retransmission while the other side already had more: its ACKs beyond pass`, () => {
+    const h = twin(build, { tcp: { pickup: true } });
+    const c = new Conv(h);
+    c.cseq = 7_000_000; c.sseq = 90_000_000; c.cack = 90_000_000;
+    // The server received up to 7_000_000 + 20 * 1400 before the firewall
+    // lost the flow; the client retransmits from the oldest unacked byte.
+    assert.is(c.cRaw(A | P, { len: 1400, seq: 7_000_000 }), "rule_allow");
+    assert.is(c.sRaw(A, { ack: 7_000_000 + 20 * 1400 }), "state_match", "the server acks all it had");
+    assert.is(c.sRaw(A, { ack: 7_000_000 + 20 * 1400 }), "state_match", "and again (now strict)");
+    c.cseq = 7_000_000 + 20 * 1400;
+    assert.is(c.c(A | P, { len: 1400 }), "state_match", "the client goes on from there");
+    assert.is(c.sRaw(A, { ack: c.cseq }), "state_match");
+    assert.is(oow(h), 0n);
+    agree(h);
+  });
+
   test(`${build}: pickup on: an ACK to a port no rule allows is no_flow, and no rule counts it; SYN-ACK, FIN, RST never create a flow`, () => {
     const spec: TableSpec = { ...PROXY_SPEC, rules: [...PROXY_SPEC.rules, { ...PROXY_SPEC.rules[0]!, action: "deny", dport: [[22, 22]], info: "ssh" }] };
     const h = twin(build, { tcp: { pickup: true } }, spec);

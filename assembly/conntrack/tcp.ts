@@ -31,6 +31,7 @@
 //    tracking: only RST and FIN are checked, their seq against end ± one
 //    window of the sender's last end; the records are kept the same way.
 import * as ABI from "../abi";
+import { DEBUG } from "../debug";
 import { CONFIG_PTR } from "../layout";
 import { getU16, getU32, getU8 } from "../decode/pkt";
 import { TH_ACK, TH_FIN, TH_RST, TH_SYN } from "../decode/tcp";
@@ -60,6 +61,7 @@ const PICKUP_SCALE: u8 = 14;
 // @ts-ignore: decorator
 @inline function scaleOf(e: usize, dir: u32): u32 {
   const so = <u32>load<u8>(e + E.E_WSCALE), sr = <u32>load<u8>(e + E.E_WSCALE + 1);
+  if (DEBUG) assert((so <= 14 || so == 0xff) && (sr <= 14 || sr == 0xff), "a window scale is 0..14 or none (RFC 7323)");
   if (so == 0xff || sr == 0xff) return 0;
   return dir == E.DIR_ORIG ? so : sr;
 }
@@ -135,17 +137,19 @@ function inWindow(e: usize, dir: u32, flags: u32): bool {
   }
   const sw = load<u32>(winAt(e, dir)), rw = load<u32>(winAt(e, rdir));
   if (sw == 0 || rw == 0) {
-    // A side not seen yet (pickup): learn, refuse nothing.
+    // A side not seen yet (pickup): learn, refuse nothing. What a side
+    // acks, the other has sent (perhaps before the pickup, unseen here).
+    const fresh = sw == 0 && rw == 0;
+    if (fresh || after(sack, load<u32>(endAt(e, rdir)))) store<u32>(endAt(e, rdir), sack);
     if (sw == 0) {
       if (rw == 0 || after(end, load<u32>(endAt(e, dir)))) store<u32>(endAt(e, dir), end);
-      store<u32>(winAt(e, dir), max<u32>(swin, 1));
-      const me = end + max<u32>(swin, 1);
-      if (rw == 0 || after(me, load<u32>(maxendAt(e, dir)))) store<u32>(maxendAt(e, dir), me);
-      if (rw == 0) { store<u32>(endAt(e, rdir), sack); store<u32>(maxendAt(e, rdir), sack + max<u32>(swin, 1)); }
-      return true;
+      const w = max<u32>(swin, 1);
+      store<u32>(winAt(e, dir), w);
+      if (rw == 0 || after(end + w, load<u32>(maxendAt(e, dir)))) store<u32>(maxendAt(e, dir), end + w);
+      if (rw == 0 || after(sack + w, load<u32>(maxendAt(e, rdir)))) store<u32>(maxendAt(e, rdir), sack + w);
+    } else {
+      advance(e, dir, end, ack, sack, swin);
     }
-    if (after(sack, load<u32>(endAt(e, rdir)))) store<u32>(endAt(e, rdir), sack);
-    advance(e, dir, end, ack, sack, swin);
     return true;
   }
   if (seq == end && !rst) { seq = load<u32>(endAt(e, dir)); end = seq; }
@@ -157,6 +161,7 @@ function inWindow(e: usize, dir: u32, flags: u32): bool {
     return false;
   }
   advance(e, dir, end, ack, sack, swin);
+  if (DEBUG) assert(load<u32>(winAt(e, dir)) != 0 && load<u32>(winAt(e, rdir)) != 0, "a strict check leaves both sides seen");
   return true;
 }
 
@@ -172,6 +177,7 @@ export function tcpOpen(e: usize): void {
 // its windows learnt from the segments of both directions (liberal until
 // both were seen, then strict: inWindow).
 export function tcpPickup(e: usize): void {
+  if (DEBUG) assert((getU8(ABI.P_TCP_FLAGS) & (TH_SYN | TH_FIN | TH_RST | TH_ACK)) == TH_ACK, "pickup takes a segment with ACK alone");
   store<u8>(e + E.E_STATE, <u8>State.ESTABLISHED);
   store<u8>(e + E.E_FLAGS, load<u8>(e + E.E_FLAGS) | E.EF_PICKED_UP);
   store<u8>(e + E.E_WSCALE, PICKUP_SCALE);
@@ -210,6 +216,8 @@ export function tcpTrack(e: usize, dir: u32): i32 {
   const rst = (flags & TH_RST) != 0, fin = (flags & TH_FIN) != 0;
   const orig = dir == E.DIR_ORIG;
   let next = st;
+  if (DEBUG) assert(st >= <u32>State.SYN_SENT && st <= <u32>State.CLOSE, "a TCP flow in a TCP state");
+  if (DEBUG) assert(load<u32>(winAt(e, E.DIR_ORIG)) != 0, "the originator's side is seen from the flow's first segment");
 
   if (rst) {
     // The first answer to a picked-up segment is a RST: the receiver has

@@ -319,16 +319,17 @@ function inWindow(f: Flow, dir: number, p: Packet, liberal: boolean): boolean {
   if (!(p.tcpFlags & TH_ACK) || (rst && ack === 0)) ack = sack = f.end[r]!;
   const sw = f.maxwin[dir]!, rw = f.maxwin[r]!;
   if (sw === 0 || rw === 0) {
+    // A side not seen yet (pickup): learn, refuse nothing.
+    if ((sw === 0 && rw === 0) || after(sack, f.end[r]!)) f.end[r] = sack;
     if (sw === 0) {
       if (rw === 0 || after(end, f.end[dir]!)) f.end[dir] = end;
-      f.maxwin[dir] = Math.max(swin, 1);
-      const me = u32(end + Math.max(swin, 1));
-      if (rw === 0 || after(me, f.maxend[dir]!)) f.maxend[dir] = me;
-      if (rw === 0) { f.end[r] = sack; f.maxend[r] = u32(sack + Math.max(swin, 1)); }
-      return true;
+      const w = Math.max(swin, 1);
+      f.maxwin[dir] = w;
+      if (rw === 0 || after(u32(end + w), f.maxend[dir]!)) f.maxend[dir] = u32(end + w);
+      if (rw === 0 || after(u32(sack + w), f.maxend[r]!)) f.maxend[r] = u32(sack + w);
+    } else {
+      advance(f, dir, end, ack, sack, swin);
     }
-    if (after(sack, f.end[r]!)) f.end[r] = sack;
-    advance(f, dir, end, ack, sack, swin);
     return true;
   }
   if (seq === end && !rst) seq = end = f.end[dir]!;

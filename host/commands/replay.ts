@@ -41,6 +41,8 @@ export interface ReplayOptions {
   summary?: boolean;
   engine?: EngineName; //            default V8
   copyRange?: number; //             bytes of each packet the core reads: default DEFAULT_COPY_RANGE, the daemon's
+  pickup?: boolean; //               TCP pickup, as the daemon's --pickup / the board's tcp.pickup
+  liberal?: boolean; //              window tracking off, as the board's tcp.liberal
 }
 
 // Opens a capture: a regular file, read as it is replayed (bounded memory).
@@ -135,7 +137,7 @@ export interface ReplaySink {
   packet?(p: ReplayPacket): void;
 }
 
-type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary" | "engine">> & Pick<ReplayOptions, "policy" | "table">;
+type Resolved = Required<Omit<ReplayOptions, "policy" | "table" | "json" | "summary" | "engine" | "pickup" | "liberal">> & Pick<ReplayOptions, "policy" | "table">;
 
 function resolve(o: ReplayOptions): Resolved {
   return {
@@ -156,7 +158,9 @@ export function runReplay(capturePath: string, options: ReplayOptions, sink: Rep
     throw new Error("--set applies to --policy only (a compiled table has its switches built in)");
   }
   const loaded = opts.policy !== undefined ? fromPolicy(opts.policy, opts) : fromTable(opts.table!);
-  const core = new Core("release", undefined, options.engine ? { engine: options.engine } : {});
+  const core = new Core("release", undefined, {
+    ...(options.engine ? { engine: options.engine } : {}), tcp: { pickup: options.pickup ?? false, liberal: options.liberal ?? false },
+  });
   let table;
   try {
     table = loadTableView(core, loaded.bytes);
@@ -334,6 +338,8 @@ export function replayCommand(): Command {
     .option("--json", "print one JSON document (packets and summary) instead of text")
     .option("--summary", "print only the summary (no per-packet lines / no packets array)")
     .addOption(engineOption())
+    .option("--pickup", "TCP pickup on, as the daemon's --pickup: a mid-stream segment of a 5-tuple the rules allow creates its flow")
+    .option("--liberal", "TCP window tracking off, as the board's tcp.liberal: only RST and FIN are checked (to compare a capture's verdicts with and without it)")
     .option("--copy-range <bytes>", `bytes of each packet the core reads, as the daemon's --copy-range / the board's copy_range: ` +
       `(default ${DEFAULT_COPY_RANGE}, the daemon's; 65535: whole packets)`, parseCopyRangeArg)
     .addHelpText("after", `\n${ROLE_RULE_HELP}\n`)

@@ -45,7 +45,7 @@ export const REASONS = [
   ["frag_follows", "a later fragment of an accepted first fragment"],
   ["no_flow", "claims a flow that does not exist (ACK, FIN, RST or data without a handshake, or a reply)"],
   ["tcp_invalid_state", "a TCP segment the flow's state does not allow"],
-  ["tcp_out_of_window", "a RST or FIN whose sequence number is outside the window"],
+  ["tcp_out_of_window", "a segment outside the windows both sides allowed (sequence, ack, RST or FIN)"],
   ["icmp_unrelated", "an ICMP error about no tracked flow"],
   ["state_full", "the state table is full of established flows"],
   ["frag_overlap", "a fragment overlapping bytes already seen (RFC 5722): the datagram is refused"],
