@@ -27,7 +27,7 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { LISTENER, PAIR_ADDRS, type PairNode } from "../host/topology/plan.js";
 import { DEFAULT_POLICY, Pair } from "../host/topology/pair.js";
-import { type LoadResult } from "../host/topology/stream-load.js";
+import type { LoadResult } from "../host/topology/stream-load.js";
 import { clearStaleRuns } from "../host/topology/topology.js";
 import { BULK_PORT, endProcess, nmap, reason, startTool, type Stats, TOOLS } from "./helpers/appliance.js";
 

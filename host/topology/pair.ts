@@ -29,7 +29,7 @@ import { CONNTRACKD_FILE, KEEPALIVED_FILE } from "../ha/files.js";
 import { readBoardFile } from "../kernel/board.js";
 import { apply } from "../kernel/rules.js";
 import { LISTENER, PAIR_ADDRS, PAIR_NODES, PAIR_ROLE, type PairNode, VIRTUAL } from "./plan.js";
-import { type LoadResult } from "./stream-load.js";
+import type { LoadResult } from "./stream-load.js";
 import { type Topology, up } from "./topology.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
