@@ -29,7 +29,7 @@ import { type Mode } from "../host/policy/compile.js";
 import { LISTENER } from "../host/topology/plan.js";
 import { type Topology, up } from "../host/topology/topology.js";
 import {
-  CLI, type Daemon, DEFAULT_POLICY, endProcess, nmap, sleep, startDaemon, startTool, type Server, TOOLS, writeBoard,
+  CLI, type Daemon, DEFAULT_POLICY, endProcess, nmap, sleep, startDaemon, startTool, type Server, tearDown, TOOLS, writeBoard,
 } from "./helpers/appliance.js";
 import { clearStaleTestTopologies, TEST_PREFIX } from "./helpers/topology.js";
 
@@ -123,17 +123,10 @@ function offloadSuite(mode: Mode): void {
   });
 
   s.after(async () => {
-    const errors: string[] = [];
-    for (const c of senders) await endProcess(c, "SIGKILL");
-    if (daemon !== null) await endProcess(daemon.child);
-    if (sink !== null) await endProcess(sink.child);
-    daemon = null;
-    if (t !== null) {
-      try { remove({ netns: t.ns("appliance") }); } catch (e) { errors.push(String(e)); }
-      try { await t.down(); } catch (e) { errors.push(String(e)); }
-    }
+    const down = t;
     t = null;
-    if (errors.length) throw new Error(errors.join("; "));
+    await tearDown(down, { kill: senders, stop: [daemon?.child, sink?.child] });
+    daemon = null;
   });
 
   s("the setup: kernel rules with the offload chain, the daemon with offload on", async () => {

@@ -19,10 +19,12 @@ import { suite } from "uvu";
 import * as assert from "uvu/assert";
 import { request } from "../host/daemon/control.js";
 import { readBoardFile } from "../host/kernel/board.js";
-import { apply, remove } from "../host/kernel/rules.js";
+import { apply } from "../host/kernel/rules.js";
 import { LISTENER } from "../host/topology/plan.js";
 import { clearStaleRuns, type Topology, up } from "../host/topology/topology.js";
-import { type Daemon, DEFAULT_POLICY, endProcess, nmap, sleep, startDaemon, startTool, type Server, TOOLS, writeBoard } from "./helpers/appliance.js";
+import {
+  type Daemon, DEFAULT_POLICY, endProcess, nmap, sleep, startDaemon, startTool, type Server, tearDown, TOOLS, writeBoard,
+} from "./helpers/appliance.js";
 
 const PREFIX = `pcw${process.pid}-`;
 const PORT = 8443;
@@ -91,18 +93,11 @@ s.before(async () => {
   }
 });
 
-s.after(async () => {
-  const errors: string[] = [];
-  for (const c of senders) await endProcess(c, "SIGKILL");
-  if (daemon !== null) await endProcess(daemon.child);
-  if (sink !== null) await endProcess(sink.child);
-  daemon = null;
-  if (t !== null) {
-    try { remove({ netns: t.ns("appliance") }); } catch (e) { errors.push(String(e)); }
-    try { await t.down(); } catch (e) { errors.push(String(e)); }
-  }
-  t = null;
-  if (errors.length) throw new Error(errors.join("; "));
+// Everything this suite started, by pid; the rules and namespaces.
+s.after(() => {
+  const down = t, stop = [daemon?.child, sink?.child];
+  t = null; daemon = null;
+  return tearDown(down, { kill: senders, stop });
 });
 
 for (const pickup of [false, true]) {

@@ -8,7 +8,7 @@
 // hold what makes it a test: retransmitted or reordered segments in both
 // directions.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -70,10 +70,11 @@ test("reference.pcap: every packet's verdict and reason the same with window tra
 
 // Every packet of a capture of allowed transfers passes: on state after each
 // connection's SYN.
-function assertAllPass(capture: string, connections: number): void {
+function assertAllPass(capture: string, connections: number, keep?: string): void {
   const ps = replayed(capture);
   const refused = ps.filter((p) => p.verdict !== "accept").slice(0, 5).map((p) => `${p.index} ${p.summary} ${p.reason}`);
-  assert.equal(refused, [], "refused segments");
+  if (refused.length && keep) copyFileSync(capture, keep);
+  assert.equal(refused, [], `refused segments${refused.length && keep ? ` (the capture: ${keep})` : ""}`);
   assert.equal(tally(ps), { "accept rule_allow": connections, "accept state_match": ps.length - connections });
   const ooo = outOfOrder(capture);
   assert.ok(ooo.late.size >= 4, `retransmitted or reordered segments in both directions of each connection: ${JSON.stringify([...ooo.late])}`);
@@ -84,6 +85,38 @@ test("netem.pcap (committed, test/fixtures/capture-netem.sh): three transfers ov
   assertAllPass(join(FIXTURES, "netem.pcap"), 3);
 });
 
+// A classic pcap without its first `skip` records: a capture that starts
+// mid-stream.
+function fromRecord(capture: string, skip: number, out: string): void {
+  const b = readFileSync(capture);
+  assert.is(b.readUInt32LE(0), 0xa1b2c3d4, "a classic little-endian pcap");
+  let at = 24;
+  for (let i = 0; i < skip; i++) at += 16 + b.readUInt32LE(at + 8);
+  writeFileSync(out, Buffer.concat([b.subarray(0, 24), b.subarray(at)]));
+}
+
+test("netem.pcap from the middle of its first transfer: with pickup its flow is picked up and every segment after passes; without, none does", () => {
+  const dir = mkdtempSync(join(tmpdir(), "pcw-replay-"));
+  try {
+    const cut = join(dir, "mid.pcap");
+    fromRecord(join(FIXTURES, "netem.pcap"), 300, cut);
+    const on = replayed(cut, { pickup: true });
+    const first = on.findIndex((p) => p.reason === "rule_allow");
+    assert.ok(first >= 0 && on[first]!.hook === "in", "the client's segment (toward 443) is picked up");
+    // Before it, only the server's own segments: the rules allow no flow in
+    // their direction.
+    assert.equal(on.slice(0, first).filter((p) => p.hook !== "out" || p.reason !== "no_flow"), []);
+    assert.equal(on.slice(first).filter((p) => p.verdict !== "accept").map((p) => `${p.index} ${p.summary} ${p.reason}`), []);
+    assert.equal(tally(on.slice(first)), { "accept rule_allow": 3, "accept state_match": on.length - first - 3 }, "the pickup, then the SYNs of the other two");
+    const off = replayed(cut);
+    const firstSyn = off.findIndex((p) => p.reason === "rule_allow");
+    assert.ok(firstSyn > first);
+    assert.equal(tally(off.slice(0, firstSyn)), { "drop no_flow": firstSyn }, "without pickup the rest of the first transfer is no_flow");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("a fresh recording: several MB both ways over a lossy, reordering link between namespaces, every segment accepted", () => {
   const dir = mkdtempSync(join(tmpdir(), "pcw-replay-"));
   try {
@@ -92,7 +125,7 @@ test("a fresh recording: several MB both ways over a lossy, reordering link betw
     assert.is(r.status, 0, `capture-netem.sh: ${r.stdout}${r.stderr}`);
     assert.match(r.stdout, /2001:db8:1::1: got 768000, put 768000 bytes/);
     assert.ok(statSync(out).size > 500_000);
-    assertAllPass(out, 3);
+    assertAllPass(out, 3, join(tmpdir(), "pcw-fresh-refused.pcap"));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -198,7 +198,9 @@ for (const build of BUILDS) {
     assert.is(c.s(A | P, { len: 1400 }), "state_match");
     assert.is(c.cRaw(A | P, { len: 100, seq: c.cseq + 100_000_000 }), "tcp_out_of_window", "now strict: far ahead");
     assert.is(c.cRaw(A | P, { len: 100, seq: c.cseq - 100_000_000 }), "tcp_out_of_window", "far behind");
-    assert.is(c.cRaw(A, { ack: c.cack + 100_000 }), "tcp_out_of_window", "an ACK of data the server never sent");
+    // What the server sent before the pickup was not seen: an ACK may go
+    // beyond what was, but not beyond the client's window (1000 << 14).
+    assert.is(c.cRaw(A, { ack: c.cack + 100_000_000 }), "tcp_out_of_window", "an ACK of data the server cannot have sent");
     assert.is(c.c(A | P, { len: 500 }), "state_match", "the stream goes on");
     assert.is(c.c(F_ | A), "state_match");
     assert.is(c.s(F_ | A), "state_match");
@@ -261,9 +263,9 @@ for (const build of BUILDS) {
     const quiet = new Conv(h, 45002, 443);
     assert.is(quiet.c(A | P, { len: 10 }, 100), "rule_allow");
     assert.is(quiet.c(A | P, { len: 10 }, 159), "state_match");
-    const expired = h.core.counters().flows.expired;
+    const picked = h.core.counters().pickedUp;
     assert.is(quiet.c(A | P, { len: 10 }, 220), "rule_allow", "61 s after its last segment it had expired: picked up anew");
-    assert.is(h.core.counters().flows.expired, expired + 1n);
+    assert.is(h.core.counters().pickedUp, picked + 1n);
     // Answered, it is established for the established timeout.
     const ok = new Conv(h, 45003, 443);
     assert.is(ok.c(A | P, { len: 10 }, 300), "rule_allow");

@@ -25,6 +25,9 @@
 //    is learnt and passes; from the first segment of the second side on,
 //    the bounds hold. The SYNs were not seen, so the scale is taken as 14
 //    (the largest RFC 7323 allows): the windows can only be overestimated;
+//    and as what a side sent before the pickup was not seen, an ACK may go
+//    beyond what was seen of the other side, up to what the acking side's
+//    window allowed it (bound III against maxend instead of end);
 //  - a flow the kernel carried (entry.ts LIBERAL_WINDOW): the core did not
 //    see its numbers advance; each segment's end is taken as it comes;
 //  - CFG_TCP_LIBERAL (conntrack's be_liberal=1): the behaviour before window
@@ -154,12 +157,17 @@ function inWindow(e: usize, dir: u32, flags: u32): bool {
   }
   if (seq == end && !rst) { seq = load<u32>(endAt(e, dir)); end = seq; }
   const rend = load<u32>(endAt(e, rdir));
+  // A picked-up flow: the receiver may have sent, before the pickup, data
+  // never seen here, up to what the sender's window let it (maxend).
+  const picked = (load<u8>(e + E.E_FLAGS) & E.EF_PICKED_UP) != 0;
+  const acked = picked && after(load<u32>(maxendAt(e, rdir)), rend) ? load<u32>(maxendAt(e, rdir)) : rend;
   if (after(seq, load<u32>(maxendAt(e, dir))) ||          // I
       before(end, load<u32>(endAt(e, dir)) - rw) ||       // II
-      after(sack, rend) ||                                // III
+      after(sack, acked) ||                               // III
       before(sack, rend - max<u32>(sw, MAX_ACK_WIN))) {   // IV
     return false;
   }
+  if (after(sack, rend)) store<u32>(endAt(e, rdir), sack); // (picked up: it was sent)
   advance(e, dir, end, ack, sack, swin);
   if (DEBUG) assert(load<u32>(winAt(e, dir)) != 0 && load<u32>(winAt(e, rdir)) != 0, "a strict check leaves both sides seen");
   return true;

@@ -334,8 +334,11 @@ function inWindow(f: Flow, dir: number, p: Packet, liberal: boolean): boolean {
   }
   if (seq === end && !rst) seq = end = f.end[dir]!;
   const rend = f.end[r]!;
-  if (after(seq, f.maxend[dir]!) || before(end, u32(f.end[dir]! - rw)) || after(sack, rend) ||
+  // Picked up: the receiver may have sent unseen data up to maxend.
+  const acked = f.pickedUp && after(f.maxend[r]!, rend) ? f.maxend[r]! : rend;
+  if (after(seq, f.maxend[dir]!) || before(end, u32(f.end[dir]! - rw)) || after(sack, acked) ||
       before(sack, u32(rend - Math.max(sw, MAX_ACK_WIN)))) return false;
+  if (after(sack, rend)) f.end[r] = sack;
   advance(f, dir, end, ack, sack, swin);
   return true;
 }

@@ -17,6 +17,7 @@ import { type NsRole } from "../../host/topology/plan.js";
 import { type Topology } from "../../host/topology/topology.js";
 import { readCaptureFile } from "../../host/pcap/read.js";
 import { formatAddr } from "../../host/packets/addr.js";
+import { remove } from "../../host/kernel/rules.js";
 
 const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const CLI = join(ROOT, "dist", "host", "cli.js");
@@ -138,6 +139,20 @@ export function pingFrom(t: Topology, from: NsRole, addr: string, count = 3): nu
 // ---- the daemon -------------------------------------------------------------------
 
 export interface Daemon { child: ChildProcess; pid: number; sock: string; log: string }
+
+// The end of a kernel suite: `kill` ended with SIGKILL and `stop` with
+// SIGTERM, each by its pid; the kernel rules removed from the appliance
+// namespace and the namespaces deleted; every failure reported at once.
+export async function tearDown(t: Topology | null, o: { kill?: ChildProcess[]; stop?: Array<ChildProcess | null | undefined> }): Promise<void> {
+  const errors: string[] = [];
+  for (const c of o.kill ?? []) await endProcess(c, "SIGKILL");
+  for (const c of o.stop ?? []) if (c) await endProcess(c);
+  if (t !== null) {
+    try { remove({ netns: t.ns("appliance") }); } catch (e) { errors.push(String(e)); }
+    try { await t.down(); } catch (e) { errors.push(String(e)); }
+  }
+  if (errors.length) throw new Error(errors.join("; "));
+}
 
 // `portcullis run` in the appliance namespace, as systemd would start it.
 export async function startDaemon(t: Topology, o: { policy: string; board: string; extra?: string[] }): Promise<Daemon> {
