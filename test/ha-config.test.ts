@@ -89,6 +89,7 @@ const BAD: Array<[string, string, string[]]> = [
   ["no side, no vrid", "ha:\n  priority: 100\n", ["missing_key 6:3", "missing_key 6:3"]],
   ["unicast without a peer of the family; a bad address", "ha:\n  vrid: 1\n  priority: 100\n  unicast: true\n  external: { virtual: [203.0.113.10/24, 203.0.113.300] }\n",
     ["bad_peer 9:13", "bad_address 9:42"]],
+  ["an empty list of virtual addresses", "ha:\n  vrid: 1\n  priority: 100\n  internal: { virtual: [] }\n", ["bad_address 8:24"]],
   ["preempt_delay without preemption", "ha:\n  vrid: 1\n  priority: 100\n  preempt: false\n  preempt_delay: 3\n  internal: { virtual: [198.51.100.1/24] }\n", ["bad_preempt 9:18"]],
   ["sync: side and dev, a peer that is its own address", "ha:\n  vrid: 1\n  priority: 100\n  internal: { virtual: [198.51.100.1/24] }\n" +
     "  sync: { side: internal, dev: sync0, address: 192.0.2.1, peer: 192.0.2.1 }\n", ["bad_sync 9:32", "bad_peer 9:65"]],

@@ -243,7 +243,9 @@ export function readHa(y: YamlReader, e: Entry, devOk: (d: string) => boolean): 
     if (!s) continue;
     const c: HaSideConfig = { virtual: [], peer: [] };
     const vi = s.need("virtual", "the virtual addresses of this side, ADDR/LEN, e.g. [203.0.113.10/24]");
-    for (const it of vi ? items(vi) : []) {
+    const listed = vi ? items(vi) : [];
+    if (vi && vi.value && isSeq(vi.value) && listed.length === 0) err("bad_address", vi, `ha.${side}.virtual must list at least one address`);
+    for (const it of listed) {
       const t = text(it, `ha.${side}.virtual`);
       if (t === undefined) continue;
       const v = parseHaVirtual(t);
@@ -252,7 +254,6 @@ export function readHa(y: YamlReader, e: Entry, devOk: (d: string) => boolean): 
       if (c.virtual.some((x) => x.addr === v.addr)) { err("duplicate_address", it, `ha.${side}.virtual lists ${v.addr} twice`); continue; }
       c.virtual.push(v);
     }
-    if (vi && c.virtual.length === 0 && !y.diag.failed) err("bad_address", vi, `ha.${side}.virtual must list at least one address`);
     const pe = s.get("peer");
     for (const it of pe ? items(pe) : []) {
       const a = address(it, `ha.${side}.peer`);
