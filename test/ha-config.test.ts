@@ -349,6 +349,9 @@ test("a daemon of a pair that starts holding the virtual addresses is master unt
     d.haNotify("master");
     const k = (d.stats() as { ha: Parameters<typeof formatHa>[0] }).ha;
     assert.equal([k.role, k.inferred, k.transitions], ["master", false, 0], "keepalived agrees: no transition");
+    assert.is(formatHa(k), "ha: master (since the daemon started; keepalived said so 1 time), 0 transitions");
+    d.haNotify("master");
+    assert.is(formatHa((d.stats() as { ha: Parameters<typeof formatHa>[0] }).ha), "ha: master (since the daemon started; keepalived said so 2 times), 0 transitions");
   } finally {
     await d.stop();
   }

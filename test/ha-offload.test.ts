@@ -77,7 +77,9 @@ s.before(async () => {
     t = await up({ mode: "gateway", prefix: `pch${process.pid}-`, proxy: false });
     board = join(t.dir, "board.yaml");
     writeFileSync(board, "version: 1\nmode: gateway\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\nqueues: { first: 0, count: 1 }\n" +
-      "offload: { enabled: true, on_start: adopt }\n" +
+      // A strict backup (pickup is on by default with ha:): only the
+      // replicated entries may carry the streams, never a picked-up flow.
+      "offload: { enabled: true, on_start: adopt }\ntcp: { pickup: false }\n" +
       "ha:\n  vrid: 51\n  priority: 100\n  internal: { virtual: [192.0.2.100/24] }\n");
     const def = readFileSync(DEFAULT_POLICY, "utf8").trimEnd();
     const row = (port: number): string => `  - name: test-stream-${port}\n    action: allow\n    interface: external\n    direction: forward\n` +

@@ -168,6 +168,8 @@ s("a daemon restarted while keepalived runs: until keepalived speaks, its role i
   assert.equal([ra.role, ra.transitions, ra.since, rb.role, rb.transitions], ["master", 0, null, "backup", 0]);
   const stats = lab.run(a.ns, [process.execPath, CLI, "stats", "--control", a.sock]).stdout;
   assert.ok(stats.split("\n").includes("ha: master (from the virtual addresses at start; keepalived has not said yet), 0 transitions"), stats);
+  // ha: without tcp: in the board: pickup is on, as a hot standby needs.
+  assert.ok(stats.split("\n").includes("tcp: pickup on (picked up 0), window tracking on"), stats);
 });
 
 // A flow of the master's kernel (a mark as offload sets one), through

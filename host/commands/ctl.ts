@@ -66,7 +66,9 @@ export function formatStats(s: Stats): string {
 // One line: the role, since when, how often it changed, what the
 // transitions to master adopted.
 export function formatHa(h: HaStats): string {
-  const why = h.inferred ? " (from the virtual addresses at start; keepalived has not said yet)" : h.since ? ` since ${h.since}` : " (keepalived has not said yet)";
+  // A notify that repeats the role is no transition: since stays null.
+  const why = h.inferred ? " (from the virtual addresses at start; keepalived has not said yet)" : h.since ? ` since ${h.since}`
+    : h.notifies > 0 ? ` (since the daemon started; keepalived said so ${h.notifies} time${h.notifies === 1 ? "" : "s"})` : " (keepalived has not said yet)";
   return `ha: ${h.role}${why}, ${h.transitions} transition${h.transitions === 1 ? "" : "s"}` +
     `${h.adopted || h.adoptRefused || h.lastAdoption ? `; offloaded flows adopted at transitions to master ${h.adopted}, refused ${h.adoptRefused}` : ""}`;
 }

@@ -68,7 +68,7 @@ export interface RunOptions {
   offload?: OffloadStart; // the board's offload: (enabled), with what to do at start
   ha?: boolean; //          the board has ha: (one of a pair; host/daemon/ha.ts)
   haVirtual?: string[]; //  its virtual addresses: all of them here at start -> master until keepalived says otherwise
-  pickup?: boolean; //     TCP pickup (default: the board's tcp.pickup, else off)
+  pickup?: boolean; //     TCP pickup (default: the board's tcp.pickup, else on with ha:, else off)
   liberal?: boolean; //    window tracking off (the board's tcp.liberal; no flag)
 }
 
@@ -92,7 +92,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     const specs = queueFlags(b).map((q) => ({ queue: q.queue, failOpen: q.failOpen }));
     return start({ ...o, mode: b.mode, external: b.external.dev, internal: b.internal.dev, engine: o.engine ?? b.engine, copyRange: o.copyRange ?? b.copyRange,
       ...(b.offload?.enabled ? { offload: b.offload.onStart } : {}), ...(b.ha ? { ha: true, haVirtual: haVirtualAddresses(b.ha) } : {}),
-      pickup: o.pickup ?? b.tcp?.pickup ?? false, liberal: b.tcp?.liberal ?? false }, specs, log);
+      pickup: o.pickup ?? b.tcp?.pickup ?? b.ha !== undefined, liberal: b.tcp?.liberal ?? false }, specs, log);
   }
   return start(o, queueSpecs(o), log);
 }
@@ -172,7 +172,7 @@ export function runCommand(): Command {
     .option("--fail-open", "when a queue is full the kernel accepts packets uninspected (default: drops them)")
     .option("--gso", "take GSO packets unsegmented (headers only are classified)")
     .option("--pickup", "TCP pickup: a mid-stream segment of a 5-tuple the rules allow creates its flow (a hot standby's setting; " +
-      "default: the board config's tcp.pickup, else off)")
+      "default: the board config's tcp.pickup, else on with ha: (a hot standby), else off)")
     .option("--no-watch", "do not reload when the policy file changes (default: saving the policy applies it)")
     .option("--state-dir <dir>", "keep the last committed table here; a start whose policy does not load uses it", DEFAULT_STATE_DIR)
     .option("--recheck", "reloads the daemon starts itself (SIGHUP, file watch) re-check every tracked flow and end those the new table refuses")
