@@ -4,7 +4,8 @@
 # holding app/ (the host as compiled by tsc to plain JavaScript, the release
 # wasm core, the NFQUEUE addon for <arch>, the production node_modules, the
 # benchmarks and the on-device checks of board/bench/),
-# overlay/ (board/rootfs_overlay), install.sh and MANIFEST.sha256.
+# overlay/ (board/rootfs_overlay), debs/ (keepalived and conntrackd with what
+# they depend on, for an HA pair), install.sh and MANIFEST.sha256.
 #
 # Usage: npm run board:bundle -- --arch x64|arm64 [--ext-mac MAC --int-mac MAC]
 #                                [--out DIR] [--no-build] [--wasmtime-lib FILE]
@@ -194,6 +195,31 @@ if [ -n "$ext_mac" ]; then
 fi
 # --tree: the staged files are all board/deb.sh takes.
 if [ -n "$tree" ]; then echo "$b"; exit 0; fi
+# The HA pair's Debian packages (README, "HA pair"): keepalived and
+# conntrackd and every package they depend on, for the target's
+# architecture, from the mirror this machine's apt uses, resolved with an
+# apt state of its own (this machine's is not touched) in which nothing is
+# installed, with their index (dpkg-scanpackages: debs/ is a local apt
+# repository). install.sh installs them from there, offline, on a board with
+# ha:, letting apt choose what to add or upgrade as `apt-get install` would.
+# Without the mirror or dpkg-dev the bundle goes without them and says so
+# (a single appliance does not need them).
+case "$arch" in x64) debarch=amd64 ;; arm64) debarch=arm64 ;; esac
+apt_state="$stage/apt"
+mkdir -p "$apt_state/lists/partial" "$apt_state/cache" "$b/debs/partial"
+apt_opts=(-qq -o Dir::State::Lists="$apt_state/lists" -o Dir::State::status=/dev/null -o Dir::Cache="$apt_state/cache"
+  -o Dir::Cache::archives="$b/debs" -o Debug::NoLocking=1 -o APT::Architecture="$debarch" -o APT::Architectures::="$debarch"
+  -o APT::Sandbox::User=root)
+if why="$( { command -v dpkg-scanpackages >/dev/null || { echo "dpkg-scanpackages missing: apt-get install dpkg-dev"; exit 1; }
+              apt-get "${apt_opts[@]}" update && apt-get "${apt_opts[@]}" install --download-only -y --no-install-recommends keepalived conntrackd; } 2>&1)" \
+    && ls "$b"/debs/keepalived_*_"$debarch".deb "$b"/debs/conntrackd_*_"$debarch".deb >/dev/null 2>&1; then
+  rm -rf "$b/debs/partial" "$b/debs/lock"
+  (cd "$b/debs" && dpkg-scanpackages --multiversion . /dev/null 2>/dev/null > Packages)
+  echo "bundle: keepalived and conntrackd for $debarch: $(find "$b/debs" -name '*.deb' | wc -l) packages, $(du -sm "$b/debs" | cut -f1) MB" >&2
+else
+  rm -rf "$b/debs"
+  echo "bundle: WARNING: no keepalived and conntrackd packages in the bundle (apt: $(printf '%s\n' "$why" | grep . | tail -1)); install.sh asks for apt-get install keepalived conntrackd on a board with ha:" >&2
+fi
 cp board/install.sh "$b/install.sh"
 chmod 0755 "$b/install.sh"
 printf '%s\n' "$version" > "$b/VERSION"

@@ -7,7 +7,9 @@
 # `portcullis rules --apply`. Checks: install and a second no-op install in
 # the chroot, systemd-analyze verify with the chroot's systemd, the daemon's
 # uid and capabilities, its control socket (0600, owned by portcullis),
-# `portcullis stats` as the service user, a clean SIGTERM exit.
+# `portcullis stats` as the service user, a clean SIGTERM exit; then a board
+# with ha:, whose install puts keepalived and conntrackd in from the
+# bundle's debs/ with no network, and the generated files.
 #
 # Usage: board/chroot-check.sh BUNDLE.tar.gz [ROOTFS]
 #   ROOTFS defaults to /var/tmp/portcullis-debian12 (made by debootstrap from
@@ -90,4 +92,29 @@ echo "daemon exit status $st"
 portcullis rules --config /etc/portcullis/board.yaml --remove
 ' 2>&1 | grep -v "Ignoring extra certs"
 [ "${PIPESTATUS[0]}" = 0 ] || { echo "FAIL: the installed daemon" >&2; exit 1; }
+echo "== an HA board: keepalived and conntrackd from the bundle, offline"
+# The board gains ha:; install.sh, run with no network (the namespace above
+# has none), installs the two from the bundle's debs/ with what they need,
+# leaves conntrackd's own service disabled, and writes keepalived's files;
+# a run after that changes nothing.
+printf '%s\n' "ha:" "  vrid: 51" "  priority: 150" "  internal: { virtual: [198.51.100.1/24], peer: 198.51.100.3 }" \
+  "  sync: { enabled: true, side: internal, address: 198.51.100.2, peer: 198.51.100.3 }" >> "$C/etc/portcullis/board.yaml"
+[ ! -e "$C/usr/sbin/keepalived" ] && [ ! -e "$C/usr/sbin/conntrackd" ] || { echo "FAIL: the base root has keepalived or conntrackd already" >&2; exit 1; }
+out="$(ip netns exec "$ns" chroot "$C" "/root/bundle/$b/install.sh" --ext-mac dc:a6:32:00:00:01 --int-mac 00:e0:4c:00:00:02 2>&1)" \
+  || { echo "$out"; echo "FAIL: install with ha:" >&2; exit 1; }
+echo "$out"
+case "$out" in *"install: installed keepalived conntrackd from the bundle"*) ;; *) echo "FAIL: keepalived and conntrackd not installed from the bundle" >&2; exit 1 ;; esac
+for p in keepalived conntrackd; do
+  [ "$(chroot "$C" dpkg-query -W -f '${db:Status-Status}' "$p")" = installed ] || { echo "FAIL: $p is not installed" >&2; exit 1; }
+done
+chroot "$C" keepalived --version 2>&1 | head -1
+[ ! -e "$C/etc/systemd/system/multi-user.target.wants/conntrackd.service" ] || { echo "FAIL: conntrackd.service is enabled" >&2; exit 1; }
+[ ! -e "$C/usr/sbin/policy-rc.d" ] || { echo "FAIL: policy-rc.d left behind" >&2; exit 1; }
+for f in keepalived.conf portcullis-notify.sh portcullis-conntrackd.conf; do
+  head -2 "$C/etc/keepalived/$f" | grep -q '^# portcullis-ha sha256=' || { echo "FAIL: /etc/keepalived/$f was not written by portcullis ha" >&2; exit 1; }
+done
+grep -q 'virtual_router_id 51' "$C/etc/keepalived/keepalived.conf" || { echo "FAIL: keepalived.conf is not the board's" >&2; exit 1; }
+out="$(ip netns exec "$ns" chroot "$C" "/root/bundle/$b/install.sh" --ext-mac dc:a6:32:00:00:01 --int-mac 00:e0:4c:00:00:02 2>&1)"
+echo "$out"
+case "$out" in *"nothing to do"*) ;; *) echo "FAIL: the install after the HA packages was not a no-op" >&2; exit 1 ;; esac
 echo "chroot-check: ok"

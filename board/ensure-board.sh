@@ -17,6 +17,8 @@ command -v file >/dev/null || missing+=(file)
 command -v setpriv >/dev/null || missing+=(util-linux)
 # board:deb (board/deb.sh), its lintian run and board:repo (board/repo.sh).
 command -v dpkg-deb >/dev/null || missing+=(dpkg)
+# board/bundle.sh: the index of the HA pair's packages in the bundle's debs/.
+command -v dpkg-scanpackages >/dev/null || missing+=(dpkg-dev)
 command -v fakeroot >/dev/null || missing+=(fakeroot)
 command -v lintian >/dev/null || missing+=(lintian)
 command -v reprepro >/dev/null || missing+=(reprepro)

@@ -296,15 +296,47 @@ if [ "$(readlink "$R/usr/local/bin/portcullis" 2>/dev/null)" != /opt/portcullis/
 fi
 
 # The HA pair (board.yaml has ha:, README "HA pair"): keepalived and
-# conntrackd come from Debian (apt-get install keepalived conntrackd); on a
-# live system the new version writes their files and the notify hook
-# (`portcullis ha --apply`, which never replaces a file it did not write:
-# a refusal is a warning). --rollback leaves them as written; the older
-# version's `portcullis ha --apply` writes its own again.
+# conntrackd. The bundle carries them with every package they depend on
+# (debs/, a local apt repository); on a live system the ones missing are
+# installed from there and nowhere else (a sources list of that directory
+# only, its own lists: the system's apt state is not changed), so offline;
+# apt adds or upgrades what they need as `apt-get install` would. No service
+# starts meanwhile (policy-rc.d) and conntrackd's own service is disabled
+# (the notify hook starts conntrackd with the generated file). --rollback
+# leaves the packages installed. Then the new version writes their files and
+# the notify hook (`portcullis ha --apply`, which never replaces a file it
+# did not write: a refusal is a warning); the older version's `portcullis ha
+# --apply` writes its own again.
+install_ha_packages() {  # $@ = the packages missing
+  local rc_d=0 out a
+  [ -f "$here/debs/Packages" ] || { say "WARNING: the board has ha: but $* is not installed and the bundle has no packages: apt-get install keepalived conntrackd"; return 0; }
+  a="$(mktemp -d)"
+  printf 'deb [trusted=yes] file:%s ./\n' "$here/debs" > "$a/sources.list"
+  mkdir -p "$a/lists/partial" "$a/cache/archives/partial"
+  local opts=(-q -o Dir::Etc::SourceList="$a/sources.list" -o Dir::Etc::SourceParts=/nonexistent -o Dir::State::Lists="$a/lists"
+    -o Dir::Cache="$a/cache" -o APT::Sandbox::User=root)
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 0755 /usr/sbin/policy-rc.d && rc_d=1
+  fi
+  if out="$( { apt-get "${opts[@]}" update && DEBIAN_FRONTEND=noninteractive apt-get "${opts[@]}" install -y --no-install-recommends "$@"; } 2>&1)"; then
+    changed "installed $* from the bundle"
+    case " $* " in *" conntrackd "*) systemctl --quiet disable conntrackd.service 2>/dev/null || true ;; esac
+  else
+    say "WARNING: the board has ha: but $* could not be installed from the bundle: $(printf '%s\n' "$out" | grep -E '^(E:| .*: Depends)' | head -2 | tr -s ' \n' ' ')"
+  fi
+  [ "$rc_d" = 0 ] || rm -f /usr/sbin/policy-rc.d
+  rm -rf "$a"
+}
 if grep -q '^ha:' "$R/etc/portcullis/board.yaml" 2>/dev/null; then
-  for p in keepalived conntrackd; do
-    [ -x "$R/usr/sbin/$p" ] || say "WARNING: the board has ha: but $p is not installed: apt-get install keepalived conntrackd"
-  done
+  missing=()
+  for p in keepalived conntrackd; do [ -x "$R/usr/sbin/$p" ] || missing+=("$p"); done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ -z "$R" ]; then
+      install_ha_packages "${missing[@]}"
+    else
+      say "WARNING: the board has ha: but ${missing[*]} is not installed in $R: install them there (apt-get install keepalived conntrackd, or the bundle's debs/)"
+    fi
+  fi
   if [ -z "$R" ]; then
     # Not counted as a change: the files are the board's, rewritten as they were.
     if out="$(node "$work/dist/host/cli.js" ha --config /etc/portcullis/board.yaml --apply --portcullis /usr/local/bin/portcullis 2>&1)"; then

@@ -314,6 +314,24 @@ test("the arm64 bundle's addon is an aarch64 ELF shared object", () => {
   assert.ok(statSync(addon).size > 10000);
 });
 
+test("each bundle carries keepalived and conntrackd of its architecture, with what they depend on, as a local apt repository", () => {
+  for (const [arch, debArch] of [["x64", "amd64"], ["arm64", "arm64"]] as const) {
+    const debs = join(bundle(arch), "debs");
+    const files = readdirSync(debs).filter((f) => f.endsWith(".deb"));
+    for (const p of ["keepalived", "conntrackd", "libnetfilter-conntrack3", "libnl-3-200"]) {
+      assert.ok(files.some((f) => f.startsWith(`${p}_`) && f.endsWith(`_${debArch}.deb`)), `${arch}: no ${p} for ${debArch} in ${files.join(" ")}`);
+    }
+    assert.equal(files.filter((f) => !f.endsWith(`_${debArch}.deb`) && !f.endsWith("_all.deb")), [], `${arch}: a package of another architecture`);
+    // The index names every file, and only those.
+    const index = readFileSync(join(debs, "Packages"), "utf8");
+    const named = [...index.matchAll(/^Filename: \.\/(.+)$/gm)].map((m) => m[1]!).sort();
+    assert.equal(named, [...files].sort(), `${arch}: Packages`);
+    // The manifest covers them.
+    const manifest = readFileSync(join(bundle(arch), "MANIFEST.sha256"), "utf8");
+    assert.ok(files.every((f) => manifest.includes(`  debs/${f}\n`)), `${arch}: debs/ not in the manifest`);
+  }
+});
+
 test("the installed tree's daemon passes the reference-topology demo (18 probes)", () => {
   const root = newRoot();
   ok(install(bundle("x64"), root), "install");
@@ -329,11 +347,13 @@ test("the arm64 bundle under qemu-user: the addon loads in arm64 Node, check pas
   assert.match(out, /arm64-qemu-check: ok$/m);
 });
 
-test("a Debian 12 root (debootstrap): install, no-op re-install, verify, the daemon as user portcullis with CAP_NET_ADMIN only (board/chroot-check.sh)", () => {
+test("a Debian 12 root (debootstrap): install, no-op re-install, verify, the daemon as user portcullis with CAP_NET_ADMIN only, an HA board's keepalived and conntrackd from the bundle with no network (board/chroot-check.sh)", () => {
   bundle("x64");
   const out = ok(sh("bash", ["board/chroot-check.sh", join(OUT, `portcullis-${VERSION}-x64.tar.gz`)]), "chroot-check");
   assert.match(out, /^CapEff:\s+0000000000001000$/m);
   assert.match(out, /^daemon exit status 0$/m);
+  assert.match(out, /^install: installed keepalived conntrackd from the bundle$/m);
+  assert.match(out, /^Keepalived v2\.2\.7 /m);
   assert.match(out, /chroot-check: ok$/m);
 });
 
