@@ -2,7 +2,8 @@
 // firstboot.ts): the first-boot file of a flashed board applied to a
 // temporary root made from the board overlay (and its templates).
 // Checks the exact files written (hostname, hosts, .link, .network, policy
-// groups, sudoers, authorized_keys, the user), that the policy passes
+// groups, sudoers, authorized_keys, the user; with ha:, board.yaml's ha: and
+// keepalived's files as haFiles makes them), that the policy passes
 // `portcullis check`, that a second run does nothing, and that broken files
 // (bad YAML, MAC, address, key, unknown key or group) are refused with
 // FILE:LINE:COL and change nothing in the root.
@@ -362,6 +363,15 @@ test("a keepalived.conf in the root that portcullis did not write (or one of our
   writeFileSync(t.file, EXAMPLE_HA.replace("priority: 150", "priority: 100"));
   refused(t, new RegExp(`^${refusal.replace(/[.()`]/g, "\\$&")}\nportcullis firstboot: 1 error applying`));
   assert.match(read(t.root, "etc/portcullis/board.yaml"), /^ {2}priority: 150 #/m);
+});
+
+test("ha: with /etc/keepalived a link out of the root: refused, nothing written there", () => {
+  const t = setup(EXAMPLE_HA);
+  const out = join(OUTSIDE, "keepalived");
+  const empty = outsideEmpty(out);
+  symlinkSync(out, join(t.root, "etc/keepalived"));
+  refused(t, /^\/etc\/keepalived is a symbolic link, not a directory; firstboot does not follow links in the root\nportcullis firstboot: 1 error applying/);
+  empty();
 });
 
 test("ha: with an installed board.yaml that does not parse: its error, nothing written", () => {

@@ -17,7 +17,7 @@ import { isMap, isSeq, parseDocument, Scalar } from "yaml";
 import { ConfigError, formatPos } from "../config/errors.js";
 import { printable, suggest } from "../config/yaml.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
-import { haFiles, installedHaOptions, isOurs, notOurs } from "../ha/files.js";
+import { DEFAULT_HA_BOARD, haFiles, installedHaOptions, isOurs, notOurs } from "../ha/files.js";
 import { type BoardConfig, parseBoardText } from "../kernel/board.js";
 import { compilePolicyText, type Mode } from "../policy/compile.js";
 import { fillMacs } from "./links.js";
@@ -47,7 +47,8 @@ export const ADMIN_SSH_RULE = "admin-ssh";
 export const ADMINS_RECORD = "etc/portcullis/firstboot-admins";
 // An admin's uid is at least this (a user's, not a system account's).
 export const FIRST_UID = 1000;
-export const BOARD_REL = "etc/portcullis/board.yaml";
+// The board configuration: the one keepalived's files name (files.ts).
+const BOARD_REL = DEFAULT_HA_BOARD.slice(1);
 
 interface Account { name: string; uid: number; gid: number; home: string }
 // The accounts of an /etc/passwd text by name.
