@@ -2,7 +2,8 @@
 // firstboot.ts): the first-boot file of a flashed board applied to a
 // temporary root made from the board overlay (and its templates).
 // Checks the exact files written (hostname, hosts, .link, .network, policy
-// groups, sudoers, authorized_keys, the user), that the policy passes
+// groups, sudoers, authorized_keys, the user; with ha:, board.yaml's ha: and
+// keepalived's files as haFiles makes them), that the policy passes
 // `portcullis check`, that a second run does nothing, and that broken files
 // (bad YAML, MAC, address, key, unknown key or group) are refused with
 // FILE:LINE:COL and change nothing in the root.
@@ -17,10 +18,15 @@ import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parse } from "yaml";
+import { parseFirstbootText } from "../host/firstboot/parse.js";
+import { haFiles, installedCommand, installedHaOptions } from "../host/ha/files.js";
+import { parseBoardText } from "../host/kernel/board.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/host/cli.js");
 const EXAMPLE = readFileSync(join(ROOT, "board/firstboot.example.yaml"), "utf8");
+// The example with its commented ha: block in.
+const EXAMPLE_HA = EXAMPLE.replace(/^# ha:\n(?:# {3}.*\n)+/m, (b) => b.replace(/^# /gm, ""));
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP6lRG0jhR50R9EHm1rR1QKVYndomFiPc40SH6qJwb9+ REPLACE-ME-with-your-key@example";
 const TMP = mkdtempSync(join("/var/tmp", "portcullis-firstboot-test-"));
 
@@ -178,7 +184,7 @@ const BROKEN: Array<[string, (s: string) => string, RegExp]> = [
   ["a bad group address", (s) => s.replace("front_end: [198.51.100.10,", "front_end: [198.51.100.10/33,"),
     /firstboot\.yaml:36:15: groups\.front_end: "198\.51\.100\.10\/33": the prefix length must be 0 to 32$/m],
   ["an unknown key", (s) => s.replace("hostname: portcullis", "hostnme: portcullis"),
-    /firstboot\.yaml:14:1: unknown key "hostnme" in the first-boot file \(did you mean "hostname"\?\); allowed: version, hostname, external, internal, groups, admin$/m],
+    /firstboot\.yaml:14:1: unknown key "hostnme" in the first-boot file \(did you mean "hostname"\?\); allowed: version, hostname, external, internal, groups, admin, ha$/m],
   ["an unknown group", (s) => s.replace("front_end: [", "frontend: ["),
     /firstboot\.yaml:36:3: the policy has no group "frontend" \(did you mean "front_end"\?\); its groups: listener, proxy_internal, front_end, office_web_apps$/m],
   ["a gateway without an address of its family", (s) => s.replace("gateway: 203.0.113.254", 'gateway: "2001:db8:9::1"').replace('address: [203.0.113.1/24, "2001:db8:1::1/64"]', "address: 203.0.113.1/24"),
@@ -255,10 +261,124 @@ test("the unit: systemd-analyze verify accepts it; it runs the command once per 
   for (const l of ["ConditionPathExists=/boot/firmware/portcullis-firstboot.yaml", "Type=oneshot",
     "ExecStart=/usr/bin/node /opt/portcullis/current/dist/host/cli.js firstboot --boot /boot/firmware --root /",
     "ExecStartPost=+-/usr/bin/hostname --file /etc/hostname",
-    "Before=portcullis-rules.service portcullis.service systemd-networkd.service network-pre.target ssh.service sysinit.target shutdown.target",
+    // keepalived after it: its ConditionFileNotEmpty= sees the keepalived.conf written on that boot.
+    "Before=portcullis-rules.service portcullis.service keepalived.service systemd-networkd.service network-pre.target ssh.service sysinit.target shutdown.target",
     "WantedBy=multi-user.target"]) {
     assert.ok(lines.includes(l), l);
   }
+});
+
+// The HA pair: ha: into board.yaml, keepalived's files as `portcullis ha --apply` writes them.
+const HA_FILES = ["etc/keepalived/keepalived.conf", "etc/keepalived/portcullis-notify.sh", "etc/keepalived/portcullis-conntrackd.conf"];
+const OVERLAY_BOARD = readFileSync(join(ROOT, "board/rootfs_overlay/etc/portcullis/board.yaml"), "utf8");
+
+test("ha: (the example's): board.yaml gets it, the rest as it was; keepalived's files exactly as haFiles makes them; a second run changes nothing", () => {
+  assert.is.not(EXAMPLE_HA, EXAMPLE, "the example's ha: block is uncommented");
+  const t = setup(EXAMPLE_HA);
+  const r = run(t.boot, t.root);
+  assert.is(r.status, 0, r.stderr);
+  assert.is(r.stderr, "");
+  for (const p of ["etc/portcullis/board.yaml", ...HA_FILES]) assert.match(r.stdout, new RegExp(`^portcullis firstboot: wrote /${p.replaceAll(".", "\\.")}$`, "m"), p);
+  const text = read(t.root, "etc/portcullis/board.yaml");
+  assert.ok(text.startsWith(`${OVERLAY_BOARD}\n# One appliance of an HA pair, from portcullis-firstboot.yaml (keepalived's files: portcullis ha --apply).\nha:\n`), text);
+  const board = parseBoardText(text, "board.yaml");
+  const want = parseFirstbootText(EXAMPLE_HA, "fb.yaml").ha!.config;
+  assert.equal(board.ha, want);
+  assert.equal(want, {
+    vrid: 51, priority: 150, version: 3, advertCs: 100, preempt: true, preemptDelay: 0, unicast: false,
+    external: { virtual: [{ family: 4, addr: "203.0.113.10", len: 24 }, { family: 6, addr: "2001:db8:1::10", len: 64 }],
+      peer: [{ family: 4, addr: "203.0.113.2" }, { family: 6, addr: "2001:db8:1::2" }] },
+    internal: { virtual: [{ family: 4, addr: "198.51.100.254", len: 24 }], peer: [{ family: 4, addr: "198.51.100.2" }] },
+    sync: { enabled: true, side: "internal", address: { family: 4, addr: "198.51.100.1" }, peer: { family: 4, addr: "198.51.100.2" }, port: 3780 },
+  });
+  const { ha: _, ...rest } = board;
+  assert.equal(rest, parseBoardText(OVERLAY_BOARD, "board.yaml"));
+  // What `portcullis ha --apply` with its defaults writes for that board.
+  const o = installedHaOptions();
+  assert.equal(o, { board: "/etc/portcullis/board.yaml", dir: "/etc/keepalived", runDir: "/run/portcullis-ha", control: "/run/portcullis/control.sock", portcullis: "portcullis" });
+  const files = haFiles(board, o);
+  assert.equal(files.map((f) => f.path), HA_FILES.map((p) => `/${p}`));
+  for (const f of files) {
+    assert.is(read(t.root, f.path), f.text, f.path);
+    assert.is(statSync(join(t.root, f.path)).mode & 0o777, f.mode, f.path);
+  }
+  assert.match(read(t.root, HA_FILES[0]!), /^\tinterface ext0$/m);
+  assert.match(read(t.root, HA_FILES[0]!), /^\tpriority 150$/m);
+  assert.match(read(t.root, HA_FILES[2]!), /^\t\tInterface int0$/m);
+  assert.ok(read(t.root, HA_FILES[1]!).endsWith("\nexec portcullis ha notify \"$role\" --control '/run/portcullis/control.sock'\n"));
+
+  // The same file again: nothing written, nothing changed.
+  writeFileSync(t.file, EXAMPLE_HA);
+  const before = snapshot(t.root);
+  const again = run(t.boot, t.root);
+  assert.is(again.status, 0, again.stderr);
+  assert.is(again.stdout, `portcullis firstboot: applied ${t.file} to ${t.root}; renamed it portcullis-firstboot.yaml.done\n`);
+  assert.is(snapshot(t.root), before);
+
+  // Another priority later: board.yaml's ha: replaced where it is, the files (ours) replaced.
+  writeFileSync(t.file, EXAMPLE_HA.replace("priority: 150", "priority: 100"));
+  const later = run(t.boot, t.root);
+  assert.is(later.status, 0, later.stderr);
+  assert.is(read(t.root, "etc/portcullis/board.yaml"), text.replace("priority: 150", "priority: 100"));
+  assert.match(read(t.root, HA_FILES[0]!), /^\tpriority 100$/m);
+});
+
+test("the hook's command is the installed one: the package's launcher, install.sh's link, or in a checkout the PATH's", () => {
+  assert.is(installedCommand("/usr/lib/portcullis/app/"), "/usr/bin/portcullis");
+  assert.is(installedCommand("/usr/lib/portcullis/app"), "/usr/bin/portcullis");
+  assert.is(installedCommand("/opt/portcullis/1.2.3/"), "/usr/local/bin/portcullis");
+  assert.is(installedCommand(ROOT), "portcullis");
+});
+
+test("without ha: nothing about HA changes: a board.yaml with ha: keeps it, no keepalived files appear", () => {
+  const t = setup(EXAMPLE);
+  const withHa = `${OVERLAY_BOARD}ha:\n  vrid: 9\n  priority: 10\n  internal: { virtual: [198.51.100.254/24] }\n`;
+  writeFileSync(join(t.root, "etc/portcullis/board.yaml"), withHa);
+  const r = run(t.boot, t.root);
+  assert.is(r.status, 0, r.stderr);
+  assert.is(read(t.root, "etc/portcullis/board.yaml"), withHa);
+  assert.not.ok(existsSync(join(t.root, "etc/keepalived")));
+});
+
+test("a bad ha: value: the board's own error at FILE:LINE:COL, one line, nothing written", () => {
+  const t = setup(EXAMPLE_HA.replace("priority: 150", "priority: 300"));
+  refused(t, new RegExp(`^${t.file}:65:13: ha\\.priority must be a whole number 1-254\nportcullis firstboot: 1 error applying ${t.file}; nothing changed \\(fix the file and run again, or reboot\\)\n$`));
+  const d = setup(EXAMPLE_HA.replace("sync: { side: internal,", 'sync: { dev: "sync 0",'));
+  refused(d, new RegExp(`^${d.file}:72:16: ha\\.sync\\.dev must be a network device name \\(1-15 letters, digits, _ \\. -\\), not "sync 0"\nportcullis firstboot: 1 error applying`));
+  const v = setup(EXAMPLE_HA.replace("  vrid: 51", "  vrid: 51\n  version: 2"));
+  refused(v, new RegExp(`^${v.file}:68:32: IPv6 virtual addresses need VRRP version 3 \\(RFC 5798\\); VRRPv2 is IPv4 only\nportcullis firstboot: 1 error applying`));
+});
+
+test("a keepalived.conf in the root that portcullis did not write (or one of ours edited since): refused, nothing written", () => {
+  const t = setup(EXAMPLE_HA);
+  mkdirSync(join(t.root, "etc/keepalived"));
+  writeFileSync(join(t.root, "etc/keepalived/keepalived.conf"), "vrrp_instance mine {\n}\n");
+  const refusal = `${t.file}:63:1: /etc/keepalived/keepalived.conf was not written by \`portcullis ha --apply\` (or was edited since): left as it is; move it away (ha: here would replace it)`;
+  refused(t, new RegExp(`^${refusal.replace(/[.()`]/g, "\\$&")}\nportcullis firstboot: 1 error applying ${t.file}; nothing changed`));
+  // Ours, then edited by hand: the same.
+  rmSync(join(t.root, "etc/keepalived/keepalived.conf"));
+  assert.is(run(t.boot, t.root).status, 0);
+  const conf = join(t.root, "etc/keepalived/keepalived.conf");
+  writeFileSync(conf, readFileSync(conf, "utf8").replace("priority 150", "priority 160"));
+  writeFileSync(t.file, EXAMPLE_HA.replace("priority: 150", "priority: 100"));
+  refused(t, new RegExp(`^${refusal.replace(/[.()`]/g, "\\$&")}\nportcullis firstboot: 1 error applying`));
+  assert.match(read(t.root, "etc/portcullis/board.yaml"), /^ {2}priority: 150 #/m);
+});
+
+test("ha: with /etc/keepalived a link out of the root: refused, nothing written there", () => {
+  const t = setup(EXAMPLE_HA);
+  const out = join(OUTSIDE, "keepalived");
+  const empty = outsideEmpty(out);
+  symlinkSync(out, join(t.root, "etc/keepalived"));
+  refused(t, /^\/etc\/keepalived is a symbolic link, not a directory; firstboot does not follow links in the root\nportcullis firstboot: 1 error applying/);
+  empty();
+});
+
+test("ha: with an installed board.yaml that does not parse: its error, nothing written", () => {
+  const t = setup(EXAMPLE_HA);
+  const b = join(t.root, "etc/portcullis/board.yaml");
+  writeFileSync(b, OVERLAY_BOARD.replace("mode: host", "mode: hots"));
+  refused(t, new RegExp(`^${b}:16:7: mode must be host or gateway, not "hots"\nportcullis firstboot: 1 error applying`));
 });
 
 // Issue 12, first boot: the file comes from a partition anyone with the card can write.

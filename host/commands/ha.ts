@@ -10,7 +10,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { ConfigError, reportConfigError } from "../config/errors.js";
 import { DEFAULT_CONTROL, request } from "../daemon/control.js";
 import { HA_ROLES, type HaRole } from "../daemon/ha.js";
-import { applyHaFiles, CONNTRACKD_FILE, DEFAULT_HA_DIR, DEFAULT_HA_RUN_DIR, haFiles, HOOK_FILE, KEEPALIVED_FILE } from "../ha/files.js";
+import { applyHaFiles, CONNTRACKD_FILE, haFiles, HOOK_FILE, installedHaOptions, KEEPALIVED_FILE } from "../ha/files.js";
 import { readBoardFile } from "../kernel/board.js";
 
 interface HaOpts { config?: string; conntrackd?: boolean; hook?: boolean; apply?: boolean; dir: string; runDir: string; control: string; portcullis: string }
@@ -19,19 +19,21 @@ interface HaOpts { config?: string; conntrackd?: boolean; hook?: boolean; apply?
 const COMMAND_RE = /^[A-Za-z0-9_./+-]+( [A-Za-z0-9_./+-]+)*$/;
 
 export function haCommand(): Command {
+  // The defaults: an installed appliance's (what `portcullis firstboot` writes too).
+  const d = installedHaOptions();
   const cmd = new Command("ha")
     .description("the keepalived (VRRP) and conntrackd configuration of an HA pair, from the board config's ha:; print it, or --apply it")
     .option("--config <board.yaml>", "board configuration with an ha: section")
     .addOption(new Option("--conntrackd", `print conntrackd's configuration (${CONNTRACKD_FILE}) instead`).conflicts(["hook"]))
     .option("--hook", `print the notify hook (${HOOK_FILE}) instead`)
     .option("--apply", `write ${KEEPALIVED_FILE}, ${HOOK_FILE} and (with ha.sync) ${CONNTRACKD_FILE} into --dir`)
-    .option("--dir <dir>", "where the files go (and where keepalived.conf names the others)", DEFAULT_HA_DIR)
-    .option("--run-dir <dir>", "conntrackd's lock file and control socket", DEFAULT_HA_RUN_DIR)
-    .option("--control <path>", "the daemon's control socket, for the hook", DEFAULT_CONTROL)
+    .option("--dir <dir>", "where the files go (and where keepalived.conf names the others)", d.dir)
+    .option("--run-dir <dir>", "conntrackd's lock file and control socket", d.runDir)
+    .option("--control <path>", "the daemon's control socket, for the hook", d.control)
     .option("--portcullis <command>", "the command the hook runs", (v) => {
       if (!COMMAND_RE.test(v)) throw new InvalidArgumentError("a command and its arguments: letters, digits, _ . / + - and single spaces");
       return v;
-    }, "portcullis")
+    }, d.portcullis)
     .action((o: HaOpts) => {
       if (!o.config) throw new Error("give --config BOARD (or: portcullis ha notify ROLE)");
       let board;

@@ -7,6 +7,11 @@
 //   internal: { mac: "00:e0:4c:12:34:56", address: [198.51.100.1/24] }
 //   groups:   { listener: [203.0.113.1], front_end: [198.51.100.10] }
 //   admin:    { user: admin, ssh_keys: ["ssh-ed25519 AAAA... me@laptop"], ssh_from: [198.51.100.0/24] }
+//   ha:       { vrid: 51, priority: 150, external: { virtual: [203.0.113.10/24] }, ... }
+//
+// ha: is the board configuration's section of an HA pair, read by the
+// board's own reader (host/kernel/board-ha.ts readHa), its device names
+// checked as the board's; plan.ts puts it into /etc/portcullis/board.yaml.
 //
 // The file is written by anyone with the SD card and applied as root, so
 // everything in it is checked here: the admin a new login name that is no
@@ -17,6 +22,8 @@
 import { isScalar, isSeq, type Node } from "yaml";
 import { Diagnostics, type Pos } from "../config/errors.js";
 import { type Entry, isEmpty, printable, YamlReader } from "../config/yaml.js";
+import { devOk } from "../kernel/board.js";
+import { type HaConfig, readHa } from "../kernel/board-ha.js";
 import { isPrefix, parseIPv4, parseIPv6, parsePrefix } from "../policy/addr.js";
 import { macProblem } from "./links.js";
 
@@ -32,10 +39,12 @@ export interface FirstbootConfig {
   internal: NicConfig;
   groups: Array<{ name: string; entries: string[]; pos: Pos }>;
   admin: { user: string; userPos: Pos; keys: string[]; sshFrom: string[]; sshFromPos: Pos | null } | null;
+  // The board's ha: as read, and its YAML (what goes into board.yaml).
+  ha: { config: HaConfig; node: Node; pos: Pos } | null;
 }
 
 
-const TOP_KEYS = ["version", "hostname", "external", "internal", "groups", "admin"];
+const TOP_KEYS = ["version", "hostname", "external", "internal", "groups", "admin", "ha"];
 const NIC_KEYS = ["mac", "address", "gateway"];
 const ADMIN_KEYS = ["user", "ssh_keys", "ssh_from"];
 const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/;
@@ -125,7 +134,7 @@ export function parseFirstbootText(text: string, file: string): FirstbootConfig 
   const diag = new Diagnostics(Infinity);
   const y = new YamlReader(text, file, diag);
   const cfg: FirstbootConfig = {
-    hostname: "", external: { mac: "", address: [], gateway: [] }, internal: { mac: "", address: [], gateway: [] }, groups: [], admin: null,
+    hostname: "", external: { mac: "", address: [], gateway: [] }, internal: { mac: "", address: [], gateway: [] }, groups: [], admin: null, ha: null,
   };
   if (!y.reportSyntax()) readFirstboot(y, cfg);
   diag.check();
@@ -211,6 +220,9 @@ function readFirstboot(y: YamlReader, cfg: FirstbootConfig): void {
   if (cfg.external.mac !== "" && cfg.external.mac === cfg.internal.mac) {
     err(top.get("internal")!.key, `external and internal have the same MAC ${cfg.external.mac}`);
   }
+  const ha = top.get("ha");
+  const haConfig = ha && readHa(y, ha, devOk);
+  if (haConfig && ha.value) cfg.ha = { config: haConfig, node: ha.value, pos: ha.key };
   const groups = top.get("groups");
   const named = groups && y.mapping(groups.value, null, "groups", groups.key);
   for (const [name, e] of named?.entries ?? []) cfg.groups.push({ name, entries: prefixes(e, `groups.${name}`), pos: e.key });

@@ -7,13 +7,18 @@
 // files get the MACs (links.ts), the 20-portcullis-SIDE.network.in files the
 // MACs and one Address=/Gateway= line per address and gateway, in place of the
 // lines %ADDRESS% and %GATEWAY%. The policy gets the groups and the admins'
-// SSH rule, and must then pass `portcullis check` in the board's mode.
+// SSH rule, and must then pass `portcullis check` in the board's mode. With
+// ha:, board.yaml gets it as its ha: section (the rest of the file as it was)
+// and must then pass the board's parser, and keepalived's files are those
+// `portcullis ha --apply` writes (host/ha/files.ts), never over a file there
+// that it did not write.
 import { join } from "node:path";
-import { isMap, isSeq, parseDocument } from "yaml";
+import { isMap, isSeq, parseDocument, Scalar } from "yaml";
 import { ConfigError, formatPos } from "../config/errors.js";
 import { printable, suggest } from "../config/yaml.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
-import { parseBoardText } from "../kernel/board.js";
+import { DEFAULT_HA_BOARD, haFiles, installedHaOptions, isOurs, notOurs } from "../ha/files.js";
+import { type BoardConfig, parseBoardText } from "../kernel/board.js";
 import { compilePolicyText, type Mode } from "../policy/compile.js";
 import { fillMacs } from "./links.js";
 import { FIRSTBOOT_FILE, type FirstbootConfig, MAX_FIRSTBOOT_FILE } from "./parse.js";
@@ -42,6 +47,8 @@ export const ADMIN_SSH_RULE = "admin-ssh";
 export const ADMINS_RECORD = "etc/portcullis/firstboot-admins";
 // An admin's uid is at least this (a user's, not a system account's).
 export const FIRST_UID = 1000;
+// The board configuration: the one keepalived's files name (files.ts).
+const BOARD_REL = DEFAULT_HA_BOARD.slice(1);
 
 interface Account { name: string; uid: number; gid: number; home: string }
 // The accounts of an /etc/passwd text by name.
@@ -94,6 +101,17 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
   const removes: string[] = [];
   if (readInRoot(root, "etc/passwd") === null) problems.push(`${join(root, "etc/passwd")}: missing; is ${root} a root filesystem?`);
 
+  // The installed board configuration, read (and its problems noted) once.
+  let installed: { text: string; config: BoardConfig } | null | undefined;
+  const board = (): { text: string; config: BoardConfig } | null => {
+    if (installed !== undefined) return installed;
+    installed = null;
+    const text = readInRoot(root, BOARD_REL);
+    if (text === null) problems.push(`${join(root, BOARD_REL)}: missing; install Portcullis first`);
+    else installed = configOrProblems(() => ({ text, config: parseBoardText(text, join(root, BOARD_REL)) }), problems);
+    return installed;
+  };
+
   writes.push({ path: "etc/hostname", content: `${cfg.hostname}\n`, mode: 0o644 });
   let hosts = readInRoot(root, "etc/hosts") ?? "127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n";
   const line = `127.0.1.1\t${cfg.hostname}`;
@@ -132,16 +150,7 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
   if ((cfg.groups.length > 0 || sshFrom.length > 0) && policyText === null) problems.push(`${policyPath}: missing; install Portcullis first`);
   else if (policyText !== null && (cfg.groups.length > 0 || cfg.admin)) {
     let changed = cfg.groups.length > 0;
-    let mode: Mode = "host";
-    const boardRel = "etc/portcullis/board.yaml";
-    try {
-      const board = readInRoot(root, boardRel);
-      if (board === null) problems.push(`${join(root, boardRel)}: missing; install Portcullis first`);
-      else mode = parseBoardText(board, join(root, boardRel)).mode;
-    } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
-      problems.push(...e.all.map((x) => x.message));
-    }
+    const mode: Mode = board()?.config.mode ?? "host";
     const doc = parseDocument(policyText);
     if (doc.errors.length) problems.push(`${policyPath}: the installed policy is not valid YAML; fix it first (portcullis check ${policyPath})`);
     const have = doc.get("groups");
@@ -186,6 +195,11 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
     }
   }
 
+  if (cfg.ha) {
+    const b = board();
+    if (b) writes.push(...planHa(cfg.ha, b.text, root, problems));
+  }
+
   let exists = false;
   if (cfg.admin) {
     const u = cfg.admin.user;
@@ -200,6 +214,45 @@ export function planFirstboot(cfg: FirstbootConfig, root: string, templates: str
   return { writes, removes, admin: cfg.admin ? { user: cfg.admin.user, keys: cfg.admin.keys, exists } : null, hostname: cfg.hostname };
 }
 
+// F(), or null with its ConfigError's lines noted.
+function configOrProblems<T>(f: () => T, problems: string[], head: string[] = [], indent = ""): T | null {
+  try {
+    return f();
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    problems.push(...head, ...e.all.map((x) => `${indent}${x.message}`));
+    return null;
+  }
+}
+
+// The HA pair: board.yaml (TEXT, as installed) with its ha: section set to
+// the file's, everything else in it (comments too) as it was, checked by the
+// board's parser; then keepalived.conf, the notify hook and conntrackd's
+// configuration for that board, exactly as `portcullis ha --apply` with its
+// defaults writes them, each refused (noted) if a file there is not ours.
+function planHa(ha: NonNullable<FirstbootConfig["ha"]>, text: string, root: string, problems: string[]): Write[] {
+  const path = join(root, BOARD_REL);
+  const doc = parseDocument(text);
+  if (doc.has("ha")) doc.set("ha", ha.node.clone());
+  else {
+    const key = new Scalar("ha");
+    key.spaceBefore = true;
+    key.commentBefore = ` One appliance of an HA pair, from ${FIRSTBOOT_FILE} (keepalived's files: portcullis ha --apply).`;
+    doc.add(doc.createPair(key, ha.node.clone()));
+  }
+  const out = doc.toString();
+  const board = configOrProblems(() => parseBoardText(out, path), problems,
+    [`${formatPos(ha.pos)}: with this ha: the board configuration would not pass its parser (lines as ${path} would be written):`], "  ");
+  if (!board) return [];
+  const writes: Write[] = [{ path: BOARD_REL, content: out, mode: 0o644 }];
+  for (const f of haFiles(board, installedHaOptions())) {
+    const rel = f.path.replace(/^\/+/, "");
+    const have = readInRoot(root, rel);
+    if (have !== null && !isOurs(have)) problems.push(`${formatPos(ha.pos)}: ${notOurs(f.path)} (ha: here would replace it)`);
+    writes.push({ path: rel, content: f.text, mode: f.mode });
+  }
+  return writes;
+}
 
 // A .network template filled for SIDE: the MACs as in the .link files, and
 // each of the lines %ADDRESS% and %GATEWAY% replaced by one line per value

@@ -9,6 +9,8 @@
 import { createHash } from "node:crypto";
 import { lstatSync } from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { DEFAULT_CONTROL } from "../daemon/control.js";
 import { writeFileAtomic } from "../io/atomic-write.js";
 import { OperatorFileError, readOperatorFile } from "../io/operator-file.js";
 import { type BoardConfig } from "../kernel/board.js";
@@ -21,6 +23,13 @@ export const HOOK_FILE = "portcullis-notify.sh";
 export const CONNTRACKD_FILE = "portcullis-conntrackd.conf";
 export const DEFAULT_HA_DIR = "/etc/keepalived";
 export const DEFAULT_HA_RUN_DIR = "/run/portcullis-ha";
+export const DEFAULT_HA_BOARD = "/etc/portcullis/board.yaml";
+// Where the Debian package puts the app (board/deb.sh), and the launcher it
+// ships; install.sh's /opt/portcullis/VERSION and its link.
+const DEB_APP = "/usr/lib/portcullis/app/";
+const DEB_COMMAND = "/usr/bin/portcullis";
+const BUNDLE_APP = "/opt/portcullis/";
+const BUNDLE_COMMAND = "/usr/local/bin/portcullis";
 const STAMP_RE = /^# portcullis-ha sha256=([0-9a-f]{64}) /;
 
 export interface HaFileOptions {
@@ -30,6 +39,22 @@ export interface HaFileOptions {
   control: string; //    the daemon's control socket
   portcullis: string; // the command the hook runs
 }
+
+// The command the hook runs on this appliance, by where this app is: the
+// package's launcher (the image installs the package; its postinst passes
+// the same), install.sh's link (install.sh passes the same), or in a
+// checkout the portcullis the hook's PATH finds.
+export function installedCommand(app = fileURLToPath(new URL("../../../", import.meta.url))): string {
+  const dir = app.endsWith("/") ? app : `${app}/`;
+  return dir === DEB_APP ? DEB_COMMAND : dir.startsWith(BUNDLE_APP) ? BUNDLE_COMMAND : "portcullis";
+}
+
+// The options of an installed appliance: the defaults of `portcullis ha`
+// (host/commands/ha.ts) and what `portcullis firstboot` writes with, so the
+// files either writes are the same.
+export const installedHaOptions = (): HaFileOptions => ({
+  board: DEFAULT_HA_BOARD, dir: DEFAULT_HA_DIR, runDir: DEFAULT_HA_RUN_DIR, control: DEFAULT_CONTROL, portcullis: installedCommand(),
+});
 
 export interface HaFile { path: string; text: string; mode: number }
 
@@ -63,6 +88,10 @@ export function haFiles(board: BoardConfig, o: HaFileOptions): HaFile[] {
   return files;
 }
 
+// Why PATH, a file that is not ours (isOurs), is not replaced.
+export const notOurs = (path: string): string =>
+  `${path} was not written by \`portcullis ha --apply\` (or was edited since): left as it is; move it away`;
+
 export class HaApplyError extends Error {
   constructor(message: string) { super(message); this.name = "HaApplyError"; }
 }
@@ -82,9 +111,7 @@ export function applyHaFiles(files: HaFile[]): string[] {
     try { text = readOperatorFile(f.path, "configuration").toString("utf8"); } catch (e) {
       throw new HaApplyError(e instanceof OperatorFileError ? e.message : String(e));
     }
-    if (!isOurs(text)) {
-      throw new HaApplyError(`${f.path} was not written by \`portcullis ha --apply\` (or was edited since): left as it is; move it away, or give another --dir`);
-    }
+    if (!isOurs(text)) throw new HaApplyError(`${notOurs(f.path)}, or give another --dir`);
   }
   for (const f of files) writeFileAtomic(f.path, f.text, { mode: f.mode });
   return files.map((f) => f.path);

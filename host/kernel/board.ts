@@ -97,7 +97,8 @@ export function boardProblem(c: BoardConfig): string | null {
   return null;
 }
 
-function devOk(dev: string): boolean {
+// Whether DEV is a network device name (readHa's check of ha.sync.dev too).
+export function devOk(dev: string): boolean {
   return DEV_RE.test(dev) && dev !== "." && dev !== "..";
 }
 
