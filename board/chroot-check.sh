@@ -117,4 +117,5 @@ grep -q 'virtual_router_id 51' "$C/etc/keepalived/keepalived.conf" || { echo "FA
 out="$(ip netns exec "$ns" chroot "$C" "/root/bundle/$b/install.sh" --ext-mac dc:a6:32:00:00:01 --int-mac 00:e0:4c:00:00:02 2>&1)"
 echo "$out"
 case "$out" in *"nothing to do"*) ;; *) echo "FAIL: the install after the HA packages was not a no-op" >&2; exit 1 ;; esac
+case "$out" in *"install: wrote"*) echo "FAIL: the no-op install wrote a file" >&2; exit 1 ;; esac
 echo "chroot-check: ok"

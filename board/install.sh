@@ -340,7 +340,7 @@ if grep -q '^ha:' "$R/etc/portcullis/board.yaml" 2>/dev/null; then
   if [ -z "$R" ]; then
     # Not counted as a change: the files are the board's, rewritten as they were.
     if out="$(node "$work/dist/host/cli.js" ha --config /etc/portcullis/board.yaml --apply --portcullis /usr/local/bin/portcullis 2>&1)"; then
-      printf '%s\n' "$out" | sed 's/^portcullis ha: /install: /'
+      printf '%s\n' "$out" | grep -v '^portcullis ha: unchanged ' | sed 's/^portcullis ha: /install: /' || true
     else
       say "WARNING: the HA pair's files were not written: $out"
     fi

@@ -224,7 +224,20 @@ test("portcullis ha --apply: writes the three files, again over its own, never o
   assert.is(cli(...args).stdout, readFileSync(join(dir, "keepalived.conf"), "utf8"));
   assert.is(cli(...args, "--conntrackd").stdout, readFileSync(join(dir, "portcullis-conntrackd.conf"), "utf8"));
   assert.is(cli(...args, "--hook").stdout, readFileSync(join(dir, "portcullis-notify.sh"), "utf8"));
-  assert.is(cli(...args, "--apply").status, 0, "its own files are replaced");
+  r = cli(...args, "--apply");
+  assert.is(r.status, 0, r.stderr);
+  assert.is(r.stdout, ["keepalived.conf", "portcullis-notify.sh", "portcullis-conntrackd.conf"].map((f) => `portcullis ha: unchanged ${join(dir, f)}\n`).join(""),
+    "files that hold what would be written are left alone");
+  chmodSync(join(dir, "portcullis-notify.sh"), 0o700);
+  writeFileSync(board, PAIR.replace("priority: 150", "priority: 145"));
+  r = cli(...args, "--apply");
+  assert.is(r.status, 0, r.stderr);
+  assert.is(r.stdout, [`wrote ${join(dir, "keepalived.conf")}`, `wrote ${join(dir, "portcullis-notify.sh")}`, `unchanged ${join(dir, "portcullis-conntrackd.conf")}`]
+    .map((l) => `portcullis ha: ${l}\n`).join(""), "its own files are replaced where they differ (the hook: its mode)");
+  assert.match(readFileSync(join(dir, "keepalived.conf"), "utf8"), /priority 145/);
+  assert.is(statSync(join(dir, "portcullis-notify.sh")).mode & 0o777, 0o755);
+  writeFileSync(board, PAIR);
+  assert.is(cli(...args, "--apply").status, 0);
   // An edited file: refused, nothing written.
   const conf = join(dir, "keepalived.conf");
   writeFileSync(conf, readFileSync(conf, "utf8").replace("priority 150", "priority 160"));

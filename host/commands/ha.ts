@@ -48,7 +48,7 @@ export function haCommand(): Command {
       if (o.conntrackd && !board.ha.sync?.enabled) throw new Error(`${o.config}: ha.sync is not enabled, so there is no conntrackd configuration`);
       const files = haFiles(board, { board: resolve(o.config), dir: resolve(o.dir), runDir: resolve(o.runDir), control: resolve(o.control), portcullis: o.portcullis });
       if (o.apply) {
-        for (const p of applyHaFiles(files)) process.stdout.write(`portcullis ha: wrote ${p}\n`);
+        for (const f of applyHaFiles(files)) process.stdout.write(`portcullis ha: ${f.wrote ? "wrote" : "unchanged"} ${f.path}\n`);
         return;
       }
       const want = o.conntrackd ? CONNTRACKD_FILE : o.hook ? HOOK_FILE : KEEPALIVED_FILE;

@@ -97,9 +97,11 @@ export class HaApplyError extends Error {
 }
 
 // Writes the files (each atomically) after checking every one of them may
-// be replaced; the paths written, or an HaApplyError naming the first that
-// may not.
-export function applyHaFiles(files: HaFile[]): string[] {
+// be replaced, leaving alone those that hold exactly what would be written;
+// each path and whether it was written, or an HaApplyError naming the first
+// that may not be replaced.
+export function applyHaFiles(files: HaFile[]): Array<{ path: string; wrote: boolean }> {
+  const same = new Set<string>();
   for (const f of files) {
     let st;
     try { st = lstatSync(f.path); } catch (e) {
@@ -112,7 +114,8 @@ export function applyHaFiles(files: HaFile[]): string[] {
       throw new HaApplyError(e instanceof OperatorFileError ? e.message : String(e));
     }
     if (!isOurs(text)) throw new HaApplyError(`${notOurs(f.path)}, or give another --dir`);
+    if (text === f.text && (st.mode & 0o7777) === f.mode) same.add(f.path);
   }
-  for (const f of files) writeFileAtomic(f.path, f.text, { mode: f.mode });
-  return files.map((f) => f.path);
+  for (const f of files) if (!same.has(f.path)) writeFileAtomic(f.path, f.text, { mode: f.mode });
+  return files.map((f) => ({ path: f.path, wrote: !same.has(f.path) }));
 }
