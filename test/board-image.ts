@@ -9,7 +9,7 @@
 // partition's file, as the first boot runs it. Last, a copy of the image is
 // booted under qemu-system-aarch64 (board/image/qemu-boot.sh).
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
@@ -158,6 +158,32 @@ test("the installed arm64 Portcullis runs in the image's root under qemu: check,
   const v = chroot("systemd-analyze", "verify", "/lib/systemd/system/portcullis-firstboot.service",
     "/etc/systemd/system/portcullis-ssh-keygen.service", "/etc/systemd/system/portcullis-growroot.service");
   assert.is(v.status, 0, v.stderr);
+});
+
+// One card of an HA pair: the example's commented ha: block in.
+const EXAMPLE_HA = EXAMPLE.replace(/^# ha:\n(?:# {3}.*\n)+/m, (b) => b.replace(/^# /gm, ""));
+test("an HA pair's card in the image's root under qemu: the first-boot file's ha: becomes board.yaml's, keepalived's files are written for the package's command and keepalived accepts them; keepalived enabled, conntrackd's own service not", () => {
+  assert.ok(dumped, "the test before dumps the root");
+  assert.is.not(EXAMPLE_HA, EXAMPLE);
+  const chroot = (...args: string[]) => sh("chroot", [dumped, ...args]);
+  writeFileSync(join(dumped, "boot/firmware/portcullis-firstboot.yaml"), EXAMPLE_HA);
+  const fb = ok(chroot("/usr/bin/portcullis", "firstboot", "--boot", "/boot/firmware", "--root", "/"), "firstboot with ha:");
+  for (const f of ["etc/portcullis/board.yaml", "etc/keepalived/keepalived.conf", "etc/keepalived/portcullis-notify.sh", "etc/keepalived/portcullis-conntrackd.conf"]) {
+    assert.ok(fb.split("\n").includes(`portcullis firstboot: wrote /${f}`), `${f}:\n${fb}`);
+  }
+  const r = (p: string) => readFileSync(join(dumped, p), "utf8");
+  assert.match(r("etc/portcullis/board.yaml"), /^ha:\n {2}vrid: 51\b.*\n {2}priority: 150\b/m);
+  assert.match(r("etc/keepalived/portcullis-notify.sh"), /^\/usr\/bin\/portcullis ha notify /m);
+  assert.match(r("etc/keepalived/keepalived.conf"), /^\tvirtual_router_id 51$/m);
+  // keepalived (arm64, under qemu-user) parses what was written.
+  const t = chroot("/usr/sbin/keepalived", "--config-test", "-f", "/etc/keepalived/keepalived.conf");
+  assert.is(t.status, 0, `${t.stdout}\n${t.stderr}`);
+  const wants = join(dumped, "etc/systemd/system/multi-user.target.wants");
+  assert.ok(existsSync(join(wants, "keepalived.service")), "keepalived.service enabled: it starts once keepalived.conf exists");
+  assert.not.ok(existsSync(join(wants, "conntrackd.service")), "conntrackd.service disabled: the notify hook starts conntrackd");
+  // The board as the kernel rules read it: VRRP passes on both sides.
+  const rules = ok(chroot("/usr/bin/portcullis", "rules", "--config", "/etc/portcullis/board.yaml"), "rules");
+  assert.match(rules, /ha: VRRP \(IP protocol 112, to 224\.0\.0\.18 \/ ff02::12\) passes on external ext0, internal int0/);
 });
 
 test("the image's own systemd scores each unit's sandbox (offline): portcullis.service at most 2.0, the others at most 5.0", () => {
