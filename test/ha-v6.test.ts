@@ -1,0 +1,219 @@
+// IPv6 VRRP of an HA pair with the real keepalived (issue 17, "IPv6 VRRP
+// is unproven"): two appliance namespaces (pcv6<pid>-v6-a, -b) whose ext0
+// and int0 are on two bridges in a namespace of their own (the shared
+// segments), a client namespace on the external segment, each appliance
+// with the kernel rules of its board (queueing everything but what ha: lets
+// through), `portcullis run` (host mode, the default policy) and keepalived
+// with the files `portcullis ha --apply` wrote: VRRPv3, 0.1 s adverts, IPv4
+// AND IPv6 virtual addresses on both sides (four instances in one sync
+// group), multicast to 224.0.0.18 / ff02::12 from the NICs' link-local
+// addresses. In each appliance a TCP listener on 443 (the proxy) answers
+// with the appliance's name. Asserted:
+//   - one master (the higher priority) and one backup in both daemons'
+//     stats, stable; the IPv4 and IPv6 virtual addresses on the master only
+//     (`ip -6 addr`: usable, not tentative), none on the backup;
+//     keepalived complains about nothing
+//   - the IPv6 adverts pass the queue rules: the ip6tables counters of the
+//     VRRP rules (out on the master, in on the backup, both sides) are > 0
+//     (were they queued, the daemon would drop them and both would be master)
+//   - TCP over IPv6 (and IPv4) from the client to the virtual listener
+//     address reaches the master's listener through its daemon
+//   - kill -9 of the master's keepalived: the other becomes master within a
+//     bound, with all six virtual addresses (the sync group moves both
+//     families), and TCP over IPv6 to the virtual address reaches it
+// Every process is ended by its pid and the namespaces deleted, even on
+// failure; leftovers of dead runs (pcv6<pid>- of a gone pid) are cleared first.
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { suite } from "uvu";
+import * as assert from "uvu/assert";
+import { readBoardFile } from "../host/kernel/board.js";
+import { apply } from "../host/kernel/rules.js";
+import { sleep } from "./helpers/appliance.js";
+import { HaLab, type HaNode } from "./helpers/ha-lab.js";
+
+const BOUND_MS = 3000; // kill -9 of the master's keepalived -> the other daemon says master
+const PORT = 443; //      the default policy's listener port (ext-https-443)
+// The default policy's listener (external) and proxy_internal addresses, as virtual addresses.
+const VIPS = {
+  ext0: { v4: "203.0.113.1", v6: "2001:db8:1::1" },
+  int0: { v4: "198.51.100.1", v6: "2001:db8:2::1" },
+} as const;
+// The virtual router's link-local address keepalived.conf lists first (VRID 51: virtual MAC 00-00-5e-00-02-33).
+const LINK_LOCAL = "fe80::200:5eff:fe00:233";
+const DEVS = ["ext0", "int0"] as const;
+const CLIENT = { v4: "203.0.113.100", v6: "2001:db8:1::100" };
+
+const s = suite("an HA pair with keepalived over IPv6");
+const lab = new HaLab("v6", "pcv6");
+let setupError: unknown = null;
+let keepalivedStarted = 0;
+let inet = "";
+const nodes: HaNode[] = [];
+
+function boardText(n: HaNode): string {
+  return [
+    "version: 1", "mode: host", "external: { dev: ext0 }", "internal: { dev: int0 }", "queues: { first: 0, count: 1 }",
+    "ha:", "  vrid: 51", `  priority: ${n.priority}`, "  version: 3", "  advert: 0.1",
+    `  external: { virtual: [${VIPS.ext0.v4}/24, "${VIPS.ext0.v6}/64"] }`,
+    `  internal: { virtual: [${VIPS.int0.v4}/24, "${VIPS.int0.v6}/64"] }`, "",
+  ].join("\n");
+}
+
+// The IPv6 address ADDR on DEV in NS: "usable", "tentative" / "dadfailed", or "absent".
+function v6State(ns: string, dev: string, addr: string): string {
+  const line = lab.run(ns, ["ip", "-6", "-o", "addr", "show", "dev", dev], false).stdout.split("\n").find((l) => l.includes(` ${addr}/`));
+  if (line === undefined) return "absent";
+  return /\bdadfailed\b/.test(line) ? "dadfailed" : /\btentative\b/.test(line) ? "tentative" : "usable";
+}
+// Which of the virtual addresses NS holds (usable ones for IPv6).
+const vipsHeld = (ns: string): string[] => DEVS.flatMap((d) => [
+  ...(lab.hasAddr(ns, d, VIPS[d].v4) ? [`${d} ${VIPS[d].v4}`] : []),
+  ...[LINK_LOCAL, VIPS[d].v6].filter((a) => v6State(ns, d, a) === "usable").map((a) => `${d} ${a}`),
+]);
+const ALL_VIPS = DEVS.flatMap((d) => [`${d} ${VIPS[d].v4}`, `${d} ${LINK_LOCAL}`, `${d} ${VIPS[d].v6}`]);
+
+// The packet counters of the IPv6 VRRP rules of our chain CHAIN (PORTCULLIS-IN/-OUT) in NS, by device.
+function vrrp6Counters(ns: string, chain: "PORTCULLIS-IN" | "PORTCULLIS-OUT"): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of lab.run(ns, ["ip6tables-legacy", "-w", "-n", "-v", "-x", "-L", chain]).stdout.split("\n")) {
+    // pkts bytes target prot opt in out source destination
+    const f = line.trim().split(/\s+/);
+    if (f.length < 9 || f[2] !== "ACCEPT" || f[3] !== "112") continue;
+    const dev = chain === "PORTCULLIS-IN" ? f[5]! : f[6]!;
+    out[`${dev} ${f[7]} -> ${f[8]}`] = Number(f[0]);
+  }
+  return out;
+}
+
+// A TCP connection from the client to HOST:PORT: what the listener answered, or the error.
+function connect(host: string): string {
+  const code = "const s=require('net').connect({host:process.argv[1],port:+process.argv[2]});let d='';" +
+    "const t=setTimeout(()=>{console.log('timeout');process.exit(2)},3000);s.on('connect',()=>s.write('hello\\n'));" +
+    "s.on('data',(x)=>d+=x);s.on('end',()=>{clearTimeout(t);process.stdout.write(d.trim());process.exit(0)});" +
+    "s.on('error',(e)=>{clearTimeout(t);console.log(e.code||e.message);process.exit(1)})";
+  const r = lab.run(inet, [process.execPath, "-e", code, host, String(PORT)], false);
+  return r.stdout.trim() || r.stderr.trim();
+}
+
+// The proxy: a listener on [::]:443 (both families) that answers "NAME LINE" to the first line.
+async function startListener(n: HaNode): Promise<void> {
+  const code = "require('net').createServer((s)=>{s.once('data',(x)=>s.end(process.argv[1]+' '+String(x).trim()+'\\n'));s.on('error',()=>{})})" +
+    ".listen(+process.argv[2],'::',()=>console.log('listening'))";
+  lab.spawn(n.ns, [process.execPath, "-e", code, n.name, String(PORT)], `listener-${n.name}`);
+  await lab.until(`${n.name}'s listener`, () => lab.log(`listener-${n.name}`).includes("listening"), 5000);
+}
+
+s.before(async () => {
+  try {
+    await lab.clearStale();
+    const sw = lab.namespace("sw");
+    inet = lab.namespace("inet");
+    lab.veth(inet, "eth0", sw, "c-ext");
+    lab.run(inet, ["ip", "addr", "add", `${CLIENT.v4}/24`, "dev", "eth0"]);
+    lab.run(inet, ["ip", "addr", "add", `${CLIENT.v6}/64`, "dev", "eth0", "nodad"]);
+    for (const [name, priority, host] of [["a", 150, 2], ["b", 100, 3]] as const) {
+      const n = lab.node(name, priority);
+      nodes.push(n);
+      lab.veth(n.ns, "ext0", sw, `${name}-ext`);
+      lab.veth(n.ns, "int0", sw, `${name}-int`);
+      lab.run(n.ns, ["ip", "addr", "add", `203.0.113.${host}/24`, "dev", "ext0"]);
+      lab.run(n.ns, ["ip", "addr", "add", `2001:db8:1::${host}/64`, "dev", "ext0", "nodad"]);
+      lab.run(n.ns, ["ip", "addr", "add", `198.51.100.${host}/24`, "dev", "int0"]);
+      lab.run(n.ns, ["ip", "addr", "add", `2001:db8:2::${host}/64`, "dev", "int0", "nodad"]);
+    }
+    lab.bridge(sw, "br-ext", ["a-ext", "b-ext", "c-ext"]);
+    lab.bridge(sw, "br-int", ["a-int", "b-int"]);
+    for (const n of nodes) {
+      const board = join(n.dir, "board.yaml");
+      writeFileSync(board, boardText(n));
+      apply(readBoardFile(board), { backend: "auto", netns: n.ns });
+      await startDaemon(n);
+      const out = lab.applyHa(n);
+      assert.ok(out.includes("keepalived.conf"), out);
+      await startListener(n);
+    }
+    // keepalived sends IPv6 adverts from the NIC's link-local address: wait until DAD is done with them.
+    for (const ns of [inet, ...nodes.map((n) => n.ns)]) {
+      await lab.until(`no tentative address in ${ns}`, () => lab.run(ns, ["ip", "-6", "-o", "addr", "show", "tentative"]).stdout.trim() === "", 10_000);
+    }
+    for (const n of nodes) lab.startKeepalived(n);
+    keepalivedStarted = Date.now();
+  } catch (e) {
+    setupError = e;
+  }
+});
+
+const startDaemon = (n: HaNode): Promise<void> => lab.startDaemon(n);
+
+s.after(async () => {
+  await lab.down();
+});
+
+s("one master and one backup: the higher priority holds the IPv4 and IPv6 virtual addresses, both daemons know their role", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [HaNode, HaNode];
+  await lab.until("a master, b backup", async () => (await lab.role(a)).role === "master" && (await lab.role(b)).role === "backup", 15_000);
+  process.stdout.write(`    roles settled ${Date.now() - keepalivedStarted} ms after keepalived started\n`);
+  await lab.until("a holds the six virtual addresses", () => vipsHeld(a.ns).length === ALL_VIPS.length, 2000);
+  assert.equal(vipsHeld(a.ns), ALL_VIPS);
+  assert.equal(vipsHeld(b.ns), []);
+  for (const d of DEVS) for (const v of [LINK_LOCAL, VIPS[d].v6]) assert.is(v6State(b.ns, d, v), "absent", `b has no ${v} on ${d}, not even tentative`);
+  // Stable: a second later nothing changed (no flapping from adverts lost in the queue).
+  const before = await Promise.all([lab.role(a), lab.role(b)]);
+  await sleep(1000);
+  const after = await Promise.all([lab.role(a), lab.role(b)]);
+  assert.equal(after.map((x) => [x.role, x.transitions]), before.map((x) => [x.role, x.transitions]));
+  assert.equal(vipsHeld(b.ns), []);
+  for (const n of nodes) {
+    const warnings = readFileSync(join(lab.dir, `keepalived-${n.name}.log`), "utf8").split("\n").filter((l) => /warning|unsafe|error|link local/i.test(l));
+    assert.equal(warnings, [], `keepalived ${n.name} complains`);
+  }
+});
+
+s("the IPv6 adverts pass the queue rules: the counters of the ip6tables VRRP rules, out on the master and in on the backup, on both sides", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [HaNode, HaNode];
+  const out = vrrp6Counters(a.ns, "PORTCULLIS-OUT");
+  const inb = vrrp6Counters(b.ns, "PORTCULLIS-IN");
+  assert.equal(Object.keys(out), ["ext0 ::/0 -> ff02::12", "int0 ::/0 -> ff02::12"]);
+  assert.equal(Object.keys(inb), ["ext0 fe80::/10 -> ff02::12", "int0 fe80::/10 -> ff02::12"]);
+  // 0.1 s adverts for more than a second: at least 10 per instance.
+  for (const [k, v] of [...Object.entries(out), ...Object.entries(inb)]) assert.ok(v >= 10, `${k}: ${v} packets`);
+  // The backup sends none (it only listens), so its out counters stay as they were.
+  const bOut = vrrp6Counters(b.ns, "PORTCULLIS-OUT");
+  await sleep(500);
+  assert.equal(vrrp6Counters(b.ns, "PORTCULLIS-OUT"), bOut);
+  process.stdout.write(`    IPv6 VRRP through the rules: a out ${JSON.stringify(out)}, b in ${JSON.stringify(inb)}\n`);
+});
+
+s("TCP over IPv6 and IPv4 from the client to the virtual listener address reaches the master's listener", async () => {
+  if (setupError) throw setupError;
+  assert.is(connect(VIPS.ext0.v6), "a hello");
+  assert.is(connect(VIPS.ext0.v4), "a hello");
+});
+
+s("kill -9 of the master's keepalived: the backup becomes master within the bound with the IPv4 and IPv6 virtual addresses; TCP over IPv6 reaches it", async () => {
+  if (setupError) throw setupError;
+  const [a, b] = nodes as [HaNode, HaNode];
+  const vrrpPid = Number(readFileSync(join(a.dir, "vrrp.pid"), "utf8").trim());
+  const t0 = Date.now();
+  for (const pid of [a.keepalived!.pid!, vrrpPid]) process.kill(pid, "SIGKILL");
+  const ms = await lab.until("b master", async () => (await lab.role(b)).role === "master", BOUND_MS);
+  const vms = await lab.until("b holds the six virtual addresses", () => vipsHeld(b.ns).length === ALL_VIPS.length, 2000) + ms;
+  process.stdout.write(`    b told master ${ms} ms, all six virtual addresses usable ${vms} ms after kill -9 of a's keepalived\n`);
+  assert.equal(vipsHeld(b.ns), ALL_VIPS);
+  const st = await lab.role(b);
+  assert.is(st.role, "master");
+  assert.is(st.transitions, 1, "backup (from the addresses at its start, repeated by keepalived: no transition), then master");
+  assert.ok(Date.parse(st.since!) >= t0, `${st.since} is after the kill`);
+  // b announced its addresses (unsolicited neighbour advertisements): the client's next connection goes to b.
+  let answer = "";
+  await lab.until("the IPv6 connection answered by b", () => (answer = connect(VIPS.ext0.v6)) === "b hello", 3000).catch((e: Error) => {
+    throw new Error(`${e.message}; last answer: ${answer}`);
+  });
+  assert.is(connect(VIPS.ext0.v6), "b hello");
+  assert.is(connect(VIPS.ext0.v4), "b hello");
+});
+
+s.run();
