@@ -15,7 +15,10 @@
 //     keepalived complains about nothing
 //   - the IPv6 adverts pass the queue rules: the ip6tables counters of the
 //     VRRP rules (out on the master, in on the backup, both sides) are > 0
-//     (were they queued, the daemon would drop them and both would be master)
+//     (were they queued, the daemon would drop them and both would be master);
+//     so does MLD: the segments snoop it with a querier, as managed switches
+//     do, and forward ff02::12 only to the appliances that reported it and
+//     answer the queries (both do: the bridges' group tables say so)
 //   - TCP over IPv6 (and IPv4) from the client to the virtual listener
 //     address reaches the master's listener through its daemon
 //   - kill -9 of the master's keepalived: the other becomes master within a
@@ -42,6 +45,7 @@ const VIPS = {
 // The virtual router's link-local address keepalived.conf lists first (VRID 51: virtual MAC 00-00-5e-00-02-33).
 const LINK_LOCAL = "fe80::200:5eff:fe00:233";
 const DEVS = ["ext0", "int0"] as const;
+const MEMBERSHIP_MS = 3000; // the segments' MLD membership interval
 const CLIENT = { v4: "203.0.113.100", v6: "2001:db8:1::100" };
 
 const s = suite("an HA pair with keepalived over IPv6");
@@ -49,6 +53,7 @@ const lab = new HaLab("v6", "pcv6");
 let setupError: unknown = null;
 let keepalivedStarted = 0;
 let inet = "";
+let sw = "";
 const nodes: HaNode[] = [];
 
 function boardText(n: HaNode): string {
@@ -73,15 +78,22 @@ const vipsHeld = (ns: string): string[] => DEVS.flatMap((d) => [
 ]);
 const ALL_VIPS = DEVS.flatMap((d) => [`${d} ${VIPS[d].v4}`, `${d} ${LINK_LOCAL}`, `${d} ${VIPS[d].v6}`]);
 
-// The packet counters of the IPv6 VRRP rules of our chain CHAIN (PORTCULLIS-IN/-OUT) in NS, by device.
-function vrrp6Counters(ns: string, chain: "PORTCULLIS-IN" | "PORTCULLIS-OUT"): Record<string, number> {
+// The ports of bridge BR the segment forwards ff02::12 (VRRP's group) to: those whose host is a listener (MLD).
+const vrrpListeners = (br: string): string[] => lab.run(sw, ["bridge", "mdb", "show", "dev", br]).stdout.split("\n")
+  .map((l) => /\bport (\S+) grp ff02::12\b/.exec(l)?.[1]).filter((p): p is string => p !== undefined).sort();
+
+// The packet counters of the IPv6 rules of ha: in our chain CHAIN (PORTCULLIS-IN/-OUT) in NS:
+// "DEV vrrp SRC -> DST" and "DEV mld TYPE" (the ICMPv6 type).
+function haCounters6(ns: string, chain: "PORTCULLIS-IN" | "PORTCULLIS-OUT"): Record<string, number> {
   const out: Record<string, number> = {};
   for (const line of lab.run(ns, ["ip6tables-legacy", "-w", "-n", "-v", "-x", "-L", chain]).stdout.split("\n")) {
-    // pkts bytes target prot opt in out source destination
+    // pkts bytes target prot opt in out source destination [match]
     const f = line.trim().split(/\s+/);
-    if (f.length < 9 || f[2] !== "ACCEPT" || f[3] !== "112") continue;
+    if (f.length < 9 || f[2] !== "ACCEPT") continue;
     const dev = chain === "PORTCULLIS-IN" ? f[5]! : f[6]!;
-    out[`${dev} ${f[7]} -> ${f[8]}`] = Number(f[0]);
+    const type = /\bipv6-icmptype (\d+)/.exec(line)?.[1];
+    if (type !== undefined) out[`${dev} mld ${type}`] = Number(f[0]);
+    else if (f[3] === "112") out[`${dev} vrrp ${f[7]} -> ${f[8]}`] = Number(f[0]);
   }
   return out;
 }
@@ -107,7 +119,7 @@ async function startListener(n: HaNode): Promise<void> {
 s.before(async () => {
   try {
     await lab.clearStale();
-    const sw = lab.namespace("sw");
+    sw = lab.namespace("sw");
     inet = lab.namespace("inet");
     lab.veth(inet, "eth0", sw, "c-ext");
     lab.run(inet, ["ip", "addr", "add", `${CLIENT.v4}/24`, "dev", "eth0"]);
@@ -124,6 +136,13 @@ s.before(async () => {
     }
     lab.bridge(sw, "br-ext", ["a-ext", "b-ext", "c-ext"]);
     lab.bridge(sw, "br-int", ["a-int", "b-int"]);
+    // The segments snoop MLD as managed switches do, with a querier: ff02::12 reaches only the ports whose
+    // host reported it (RFC 4541 3: only ff02::1 is flooded), and a membership lasts 3 s unless a report
+    // answers the querier's queries (every 1 s).
+    for (const br of ["br-ext", "br-int"]) {
+      lab.run(sw, ["ip", "link", "set", br, "type", "bridge", "mcast_snooping", "1", "mcast_querier", "1", "mcast_query_interval", "100",
+        "mcast_query_response_interval", "50", "mcast_membership_interval", String(MEMBERSHIP_MS / 10), "mcast_startup_query_interval", "50"]);
+    }
     for (const n of nodes) {
       const board = join(n.dir, "board.yaml");
       writeFileSync(board, boardText(n));
@@ -159,32 +178,41 @@ s("one master and one backup: the higher priority holds the IPv4 and IPv6 virtua
   assert.equal(vipsHeld(a.ns), ALL_VIPS);
   assert.equal(vipsHeld(b.ns), []);
   for (const d of DEVS) for (const v of [LINK_LOCAL, VIPS[d].v6]) assert.is(v6State(b.ns, d, v), "absent", `b has no ${v} on ${d}, not even tentative`);
-  // Stable: a second later nothing changed (no flapping from adverts lost in the queue).
+  // Stable: past the segments' membership interval nothing changed (no flapping from adverts lost in the
+  // queue, or from the segments no longer forwarding ff02::12 because MLD did not pass), and both
+  // appliances are still listeners of ff02::12 on both segments (their reports answered the queries).
   const before = await Promise.all([lab.role(a), lab.role(b)]);
-  await sleep(1000);
+  await sleep(MEMBERSHIP_MS + 1000);
   const after = await Promise.all([lab.role(a), lab.role(b)]);
   assert.equal(after.map((x) => [x.role, x.transitions]), before.map((x) => [x.role, x.transitions]));
   assert.equal(vipsHeld(b.ns), []);
+  assert.equal([vrrpListeners("br-ext"), vrrpListeners("br-int")], [["a-ext", "b-ext"], ["a-int", "b-int"]]);
   for (const n of nodes) {
     const warnings = readFileSync(join(lab.dir, `keepalived-${n.name}.log`), "utf8").split("\n").filter((l) => /warning|unsafe|error|link local/i.test(l));
     assert.equal(warnings, [], `keepalived ${n.name} complains`);
   }
 });
 
-s("the IPv6 adverts pass the queue rules: the counters of the ip6tables VRRP rules, out on the master and in on the backup, on both sides", async () => {
+s("the IPv6 adverts and MLD pass the queue rules: the counters of the ip6tables rules of ha:, on both sides", async () => {
   if (setupError) throw setupError;
   const [a, b] = nodes as [HaNode, HaNode];
-  const out = vrrp6Counters(a.ns, "PORTCULLIS-OUT");
-  const inb = vrrp6Counters(b.ns, "PORTCULLIS-IN");
-  assert.equal(Object.keys(out), ["ext0 ::/0 -> ff02::12", "int0 ::/0 -> ff02::12"]);
-  assert.equal(Object.keys(inb), ["ext0 fe80::/10 -> ff02::12", "int0 fe80::/10 -> ff02::12"]);
-  // 0.1 s adverts for more than a second: at least 10 per instance.
-  for (const [k, v] of [...Object.entries(out), ...Object.entries(inb)]) assert.ok(v >= 10, `${k}: ${v} packets`);
-  // The backup sends none (it only listens), so its out counters stay as they were.
-  const bOut = vrrp6Counters(b.ns, "PORTCULLIS-OUT");
-  await sleep(500);
-  assert.equal(vrrp6Counters(b.ns, "PORTCULLIS-OUT"), bOut);
-  process.stdout.write(`    IPv6 VRRP through the rules: a out ${JSON.stringify(out)}, b in ${JSON.stringify(inb)}\n`);
+  const out = [haCounters6(a.ns, "PORTCULLIS-OUT"), haCounters6(b.ns, "PORTCULLIS-OUT")];
+  const inb = haCounters6(b.ns, "PORTCULLIS-IN");
+  const keys = (dir: "in" | "out"): string[] => DEVS.flatMap((d) => dir === "in"
+    ? [`${d} vrrp fe80::/10 -> ff02::12`, `${d} mld 130`]
+    : [`${d} vrrp ::/0 -> ff02::12`, `${d} mld 131`, `${d} mld 132`, `${d} mld 143`]);
+  assert.equal(Object.keys(out[0]!), keys("out"));
+  assert.equal(Object.keys(inb), keys("in"));
+  for (const d of DEVS) {
+    // 0.1 s adverts for more than a second: at least 10 per instance, from a to b.
+    assert.ok(out[0]![`${d} vrrp ::/0 -> ff02::12`]! >= 10 && inb[`${d} vrrp fe80::/10 -> ff02::12`]! >= 10, JSON.stringify([out[0], inb]));
+    // The segment's queries reached b, and both appliances reported ff02::12 (MLDv2 at the join, MLDv1 to the querier).
+    assert.ok(inb[`${d} mld 130`]! > 0, `${d}: queries in on b: ${JSON.stringify(inb)}`);
+    for (const o of out) assert.ok(o[`${d} mld 131`]! + o[`${d} mld 143`]! > 0, `${d}: reports out: ${JSON.stringify(out)}`);
+  }
+  // The backup sends no adverts (it only listens).
+  assert.equal(DEVS.map((d) => out[1]![`${d} vrrp ::/0 -> ff02::12`]), [0, 0]);
+  process.stdout.write(`    through the rules: a out ${JSON.stringify(out[0])}, b in ${JSON.stringify(inb)}\n`);
 });
 
 s("TCP over IPv6 and IPv4 from the client to the virtual listener address reaches the master's listener", async () => {

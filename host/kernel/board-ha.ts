@@ -15,7 +15,8 @@
 //     unicast: false            # adverts to each side's peer instead of 224.0.0.18 / ff02::12 (default false)
 //     auth: { type: pass, password: s3cret }   # VRRPv2 only: pass or ah, a password of 1-8 characters
 //     external:                 # a side listed here runs VRRP
-//       virtual: [203.0.113.10/24, 2001:db8:1::10/64]
+//       virtual: [203.0.113.10/24, 2001:db8:1::10/64]   # IPv6: plus the virtual router's link-local address
+//                             # (keepalived.ts vrrpLinkLocal), unless one fe80:: address is listed (at most one)
 //       peer: 203.0.113.3       # the other appliance on this segment (an address, or one per family: [v4, v6])
 //     internal:
 //       virtual: [198.51.100.1/24]
