@@ -244,7 +244,7 @@ test("iptables-legacy with ha: each family its own rules, the script a block per
   ));
 });
 
-test("ha with unicast and a sync link of its own: VRRP only with the peer, no MLD (no multicast), no sync rule (that link is not queued)", () => {
+test("ha with unicast and a sync link of its own: VRRP only with the peer (IPv6: from link-local to it), no MLD (no multicast), no sync rule (that link is not queued)", () => {
   const b = parseBoardText("version: 1\nmode: host\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\nha:\n  vrid: 9\n  priority: 90\n  unicast: true\n" +
     "  internal: { virtual: [198.51.100.1/24, \"2001:db8:2::1/64\"], peer: [198.51.100.3, \"2001:db8:2::3\"] }\n" +
     "  sync: { dev: sync0, address: 192.0.2.1, peer: 192.0.2.2 }\n", "u.yaml");
@@ -252,7 +252,7 @@ test("ha with unicast and a sync link of its own: VRRP only with the peer, no ML
   assert.equal(ha, [
     "#   ha: VRRP (IP protocol 112, unicast with the peer) passes on internal int0",
     "\t\tiifname \"int0\" ip saddr 198.51.100.3 meta l4proto 112 accept",
-    "\t\tiifname \"int0\" meta l4proto 112 accept",
+    "\t\tiifname \"int0\" ip6 saddr fe80::/10 meta l4proto 112 accept",
     "\t\toifname \"int0\" ip daddr 198.51.100.3 meta l4proto 112 accept",
     "\t\toifname \"int0\" ip6 daddr 2001:db8:2::3 meta l4proto 112 accept",
   ]);

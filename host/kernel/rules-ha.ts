@@ -4,7 +4,8 @@
 //             family of the side's virtual addresses: to 224.0.0.18 (IPv4)
 //             or ff02::12 (IPv6), from the side's IPv4 peer when one is
 //             named (IPv6 adverts: from a link-local address); with
-//             unicast: true, from and to the peer only (IPv6: to it)
+//             unicast: true, from and to the peer only (IPv6: out to it,
+//             in from a link-local address)
 //   MLD       with IPv6 multicast VRRP on a side, its multicast listener
 //             messages (ICMPv6, hop limit 1, RFC 2710 / 3810): the
 //             queries in from a link-local address, the reports and dones
@@ -65,8 +66,10 @@ export function haPasses(c: BoardConfig, hook: "input" | "output" | "forward"): 
       const peer = s.peer.find((p: HaAddress) => p.family === family)?.addr;
       const remote = ha.unicast ? peer! : VRRP_GROUP[family];
       // IPv6 adverts come from the sender's link-local address (RFC 5798
-      // 5.1.2.1), IPv4 ones from its primary address: the peer.
-      const from = family === 6 ? (ha.unicast ? undefined : LINK_LOCAL) : peer;
+      // 5.1.2.1; keepalived's unicast ones too, the peer's address is their
+      // destination), which no sender off the link can use; IPv4 ones from
+      // its primary address: the peer.
+      const from = family === 6 ? LINK_LOCAL : peer;
       if (dir === "in") out.push({ family, dir, dev, what: "vrrp", ...(from ? { src: from } : {}), ...(ha.unicast ? {} : { dst: remote }) });
       else out.push({ family, dir, dev, what: "vrrp", dst: remote });
       if (family === 6 && !ha.unicast) {
