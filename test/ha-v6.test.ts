@@ -52,9 +52,10 @@ const CLIENT = { v4: "203.0.113.100", v6: "2001:db8:1::100" };
 
 type Mode = "multicast" | "unicast";
 
-function pairSuite(mode: Mode): void {
-  const s = suite(`an HA pair with keepalived over IPv6, ${mode}`);
-  const lab = new HaLab(mode[0]!, "pcv6");
+// V4: IPv4 virtual addresses beside the IPv6 ones (a dual-stack sync group), or IPv6 only.
+function pairSuite(mode: Mode, v4: boolean): void {
+  const s = suite(`an HA pair with keepalived over IPv6, ${v4 ? "dual-stack" : "IPv6 only"}, ${mode}`);
+  const lab = new HaLab(`${v4 ? "d" : "o"}${mode[0]}`, "pcv6");
   let setupError: unknown = null;
   let keepalivedStarted = 0;
   let inet = "";
@@ -63,12 +64,14 @@ function pairSuite(mode: Mode): void {
   const peerHost = (n: HaNode): number => (n.name === "a" ? 3 : 2);
 
   function boardText(n: HaNode): string {
-    const peer = (v4: string, v6: string): string => (mode === "unicast" ? `, peer: [${v4}${peerHost(n)}, "${v6}${peerHost(n)}"]` : "");
+    const peer = (net4: string, net6: string): string =>
+      (mode === "unicast" ? `, peer: [${v4 ? `${net4}${peerHost(n)}, ` : ""}"${net6}${peerHost(n)}"]` : "");
+    const virtual = (d: (typeof DEVS)[number]): string => `[${v4 ? `${VIPS[d].v4}/24, ` : ""}"${VIPS[d].v6}/64"]`;
     return [
       "version: 1", "mode: host", "external: { dev: ext0 }", "internal: { dev: int0 }", "queues: { first: 0, count: 1 }",
       "ha:", "  vrid: 51", `  priority: ${n.priority}`, "  version: 3", "  advert: 0.1", ...(mode === "unicast" ? ["  unicast: true"] : []),
-      `  external: { virtual: [${VIPS.ext0.v4}/24, "${VIPS.ext0.v6}/64"]${peer("203.0.113.", "2001:db8:1::")} }`,
-      `  internal: { virtual: [${VIPS.int0.v4}/24, "${VIPS.int0.v6}/64"]${peer("198.51.100.", "2001:db8:2::")} }`, "",
+      `  external: { virtual: ${virtual("ext0")}${peer("203.0.113.", "2001:db8:1::")} }`,
+      `  internal: { virtual: ${virtual("int0")}${peer("198.51.100.", "2001:db8:2::")} }`, "",
     ].join("\n");
   }
 
@@ -83,7 +86,7 @@ function pairSuite(mode: Mode): void {
     ...(lab.hasAddr(ns, d, VIPS[d].v4) ? [`${d} ${VIPS[d].v4}`] : []),
     ...[LINK_LOCAL, VIPS[d].v6].filter((a) => v6State(ns, d, a) === "usable").map((a) => `${d} ${a}`),
   ]);
-  const ALL_VIPS = DEVS.flatMap((d) => [`${d} ${VIPS[d].v4}`, `${d} ${LINK_LOCAL}`, `${d} ${VIPS[d].v6}`]);
+  const ALL_VIPS = DEVS.flatMap((d) => [...(v4 ? [`${d} ${VIPS[d].v4}`] : []), `${d} ${LINK_LOCAL}`, `${d} ${VIPS[d].v6}`]);
 
   // The ports of bridge BR the segment forwards ff02::12 (VRRP's group) to: those whose host is a listener (MLD).
   const vrrpListeners = (br: string): string[] => lab.run(sw, ["bridge", "mdb", "show", "dev", br]).stdout.split("\n")
@@ -176,12 +179,12 @@ function pairSuite(mode: Mode): void {
     await lab.down();
   });
 
-  s("one master and one backup: the higher priority holds the IPv4 and IPv6 virtual addresses, both daemons know their role", async () => {
+  s("one master and one backup: the higher priority holds the virtual addresses, both daemons know their role", async () => {
     if (setupError) throw setupError;
     const [a, b] = nodes as [HaNode, HaNode];
     await lab.until("a master, b backup", async () => (await lab.role(a)).role === "master" && (await lab.role(b)).role === "backup", 15_000);
     process.stdout.write(`    roles settled ${Date.now() - keepalivedStarted} ms after keepalived started\n`);
-    await lab.until("a holds the six virtual addresses", () => vipsHeld(a.ns).length === ALL_VIPS.length, 2000);
+    await lab.until(`a holds the ${ALL_VIPS.length} virtual addresses`, () => vipsHeld(a.ns).length === ALL_VIPS.length, 2000);
     assert.equal(vipsHeld(a.ns), ALL_VIPS);
     assert.equal(vipsHeld(b.ns), []);
     for (const d of DEVS) for (const v of [LINK_LOCAL, VIPS[d].v6]) assert.is(v6State(b.ns, d, v), "absent", `b has no ${v} on ${d}, not even tentative`);
@@ -225,21 +228,21 @@ function pairSuite(mode: Mode): void {
     process.stdout.write(`    through the rules: a out ${JSON.stringify(out[0])}, b in ${JSON.stringify(inb)}\n`);
   });
 
-  s("TCP over IPv6 and IPv4 from the client to the virtual listener address reaches the master's listener", async () => {
+  s("TCP over IPv6 (and IPv4) from the client to the virtual listener address reaches the master's listener", async () => {
     if (setupError) throw setupError;
     assert.is(connect(VIPS.ext0.v6), "a hello");
-    assert.is(connect(VIPS.ext0.v4), "a hello");
+    if (v4) assert.is(connect(VIPS.ext0.v4), "a hello");
   });
 
-  s("kill -9 of the master's keepalived: the backup becomes master within the bound with the IPv4 and IPv6 virtual addresses; TCP over IPv6 reaches it", async () => {
+  s("kill -9 of the master's keepalived: the backup becomes master within the bound with the virtual addresses of both families; TCP over IPv6 reaches it", async () => {
     if (setupError) throw setupError;
     const [a, b] = nodes as [HaNode, HaNode];
     const vrrpPid = Number(readFileSync(join(a.dir, "vrrp.pid"), "utf8").trim());
     const t0 = Date.now();
     for (const pid of [a.keepalived!.pid!, vrrpPid]) process.kill(pid, "SIGKILL");
     const ms = await lab.until("b master", async () => (await lab.role(b)).role === "master", BOUND_MS);
-    const vms = await lab.until("b holds the six virtual addresses", () => vipsHeld(b.ns).length === ALL_VIPS.length, 2000) + ms;
-    process.stdout.write(`    b told master ${ms} ms, all six virtual addresses usable ${vms} ms after kill -9 of a's keepalived\n`);
+    const vms = await lab.until(`b holds the ${ALL_VIPS.length} virtual addresses`, () => vipsHeld(b.ns).length === ALL_VIPS.length, 2000) + ms;
+    process.stdout.write(`    b told master ${ms} ms, all ${ALL_VIPS.length} virtual addresses usable ${vms} ms after kill -9 of a's keepalived\n`);
     assert.equal(vipsHeld(b.ns), ALL_VIPS);
     const st = await lab.role(b);
     assert.is(st.role, "master");
@@ -251,11 +254,15 @@ function pairSuite(mode: Mode): void {
       throw new Error(`${e.message}; last answer: ${answer}`);
     });
     assert.is(connect(VIPS.ext0.v6), "b hello");
-    assert.is(connect(VIPS.ext0.v4), "b hello");
+    if (v4) assert.is(connect(VIPS.ext0.v4), "b hello");
   });
 
   s.run();
 }
 
-pairSuite("multicast");
-pairSuite("unicast");
+pairSuite("multicast", true);
+pairSuite("unicast", true);
+// Without IPv4 instances in the group, IPv6 VRRP alone holds the roles: keepalived moves a sync group
+// only when all its instances would move, so in the dual-stack group the IPv4 adverts alone would keep
+// the backup a backup were the IPv6 ones dropped (the counters above catch that; here the roles do).
+pairSuite("multicast", false);
