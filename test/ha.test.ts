@@ -20,12 +20,10 @@
 //   - a link down: keepalived's FAULT reaches the daemon as fault
 // Every process is ended by its pid and the namespaces deleted, even on
 // failure; leftovers of dead runs are cleared first.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { readBoardFile } from "../host/kernel/board.js";
-import { apply } from "../host/kernel/rules.js";
 import { CLI, sleep } from "./helpers/appliance.js";
 import { HaLab, type HaNode } from "./helpers/ha-lab.js";
 
@@ -37,7 +35,6 @@ interface Node extends HaNode { addr: { ext: string; int: string } }
 const s = suite("an HA pair with keepalived");
 const lab = new HaLab("pair");
 let setupError: unknown = null;
-let keepalivedStarted = 0;
 const nodes: Node[] = [];
 
 const hasVip = (n: Node, dev: string, vip: string): boolean => lab.hasAddr(n.ns, dev, vip);
@@ -51,7 +48,8 @@ function boardText(n: Node): string {
   ].join("\n");
 }
 
-const startDaemon = (n: Node): Promise<void> => lab.startDaemon(n, n.name === "b" ? ["--metrics", METRICS] : []);
+const daemonArgs = (n: Node): string[] => (n.name === "b" ? ["--metrics", METRICS] : []);
+const startDaemon = (n: Node): Promise<void> => lab.startDaemon(n, daemonArgs(n));
 
 // conntrackd in the foreground (tracked by its pid), before keepalived: the
 // hook finds it running (`conntrackd -s`) and does not start another.
@@ -85,18 +83,11 @@ s.before(async () => {
     lab.bridge(sw, "br-ext", ["a-ext", "b-ext"]);
     lab.bridge(sw, "br-int", ["a-int", "b-int"]);
     for (const n of nodes) {
-      const board = join(n.dir, "board.yaml");
-      writeFileSync(board, boardText(n));
-      apply(readBoardFile(board), { backend: "auto", netns: n.ns });
-      await startDaemon(n);
-      const out = lab.applyHa(n);
+      const out = await lab.bringUp(n, boardText(n), daemonArgs(n));
       assert.ok(out.includes("portcullis-conntrackd.conf"), out);
       await startConntrackd(n);
     }
-    for (const n of nodes) {
-      lab.startKeepalived(n);
-      keepalivedStarted = Date.now();
-    }
+    lab.startKeepaliveds();
   } catch (e) {
     setupError = e;
   }
@@ -109,8 +100,7 @@ s.after(async () => {
 s("one master and one backup: the higher priority holds the virtual addresses, both daemons know their role", async () => {
   if (setupError) throw setupError;
   const [a, b] = nodes as [Node, Node];
-  await lab.until("a master, b backup", async () => (await lab.role(a)).role === "master" && (await lab.role(b)).role === "backup", 15_000);
-  process.stdout.write(`    roles settled ${Date.now() - keepalivedStarted} ms after the second keepalived started\n`);
+  process.stdout.write(`    roles settled ${await lab.untilRoles(15_000)} ms after the second keepalived started\n`);
   assert.ok(hasVip(a, "ext0", "203.0.113.10") && hasVip(a, "int0", "198.51.100.1"), "a holds both virtual addresses");
   assert.not.ok(hasVip(b, "ext0", "203.0.113.10") || hasVip(b, "int0", "198.51.100.1"), "b holds none");
   // Stable: a second later nothing changed (no flapping from adverts lost in the queue).
@@ -119,8 +109,7 @@ s("one master and one backup: the higher priority holds the virtual addresses, b
   const after = await Promise.all([lab.role(a), lab.role(b)]);
   assert.equal(after.map((x) => [x.role, x.transitions]), before.map((x) => [x.role, x.transitions]));
   for (const n of nodes) {
-    const warnings = readFileSync(join(lab.dir, `keepalived-${n.name}.log`), "utf8").split("\n").filter((l) => /warning|unsafe|error/i.test(l));
-    assert.equal(warnings, [], `keepalived ${n.name} complains`);
+    assert.equal(lab.keepalivedComplaints(n), [], `keepalived ${n.name} complains`);
   }
   const stats = lab.run(a.ns, [process.execPath, CLI, "stats", "--control", a.sock]).stdout;
   assert.ok(stats.split("\n").some((l) => /^ha: master since \d{4}-\d\d-\d\dT[\d:.]+Z, \d+ transitions?$/.test(l)), stats);

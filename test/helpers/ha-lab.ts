@@ -8,15 +8,18 @@
 // same for the namespaces of dead test processes (an interrupted run).
 //
 // The pair tests' appliances (node()): a namespace with a 0700 directory
-// for its board, keepalived's files and the daemon's socket; startDaemon(),
-// applyHa() (`portcullis ha --apply`), startKeepalived() in it; role() from
+// for its board, keepalived's files and the daemon's socket; bringUp() (its
+// board, kernel rules, daemon and `portcullis ha --apply`), startDaemon(),
+// applyHa(), startKeepalived() in it; role() from
 // the daemon's stats, until() a condition holds (or fail with both roles
 // and keepalived's logs).
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "../../host/daemon/control.js";
+import { readBoardFile } from "../../host/kernel/board.js";
+import { apply } from "../../host/kernel/rules.js";
 import { CLI, DEFAULT_POLICY, sleep, waitForControl } from "./appliance.js";
 
 const ROOT = process.cwd();
@@ -58,6 +61,7 @@ export class HaLab {
   readonly prefix: string;
   readonly dir: string;
   readonly nodes: HaNode[] = [];
+  private keepalivedStarted = 0;
   private readonly base: string;
   private readonly namespaces: string[] = [];
   private readonly procs: ChildProcess[] = [];
@@ -160,6 +164,16 @@ export class HaLab {
       "--control", n.sock, "--portcullis", `${process.execPath} ${join(ROOT, "bin", "portcullis.js")}`, "--apply"]).stdout;
   }
 
+  // DIR/board.yaml with BOARD, its kernel rules (apply(): everything but what
+  // ha: lets through queued), the daemon, `ha --apply`: what that printed.
+  async bringUp(n: HaNode, board: string, daemonArgs: string[] = []): Promise<string> {
+    const file = join(n.dir, "board.yaml");
+    writeFileSync(file, board);
+    apply(readBoardFile(file), { backend: "auto", netns: n.ns });
+    await this.startDaemon(n, daemonArgs);
+    return this.applyHa(n);
+  }
+
   // keepalived in the foreground (tracked by its pid; its VRRP child's pid in DIR/vrrp.pid).
   startKeepalived(n: HaNode): void {
     const p = (f: string): string => join(n.dir, f);
@@ -180,6 +194,26 @@ export class HaLab {
     const st = await Promise.all(this.nodes.map(async (n) => `${n.name}: ${JSON.stringify(await this.role(n).catch((e: Error) => e.message))}`));
     const logs = this.nodes.map((n) => `keepalived ${n.name}: ${this.log(`keepalived-${n.name}`)}`);
     throw new Error(`timed out after ${ms} ms waiting for: ${what} (${st.join("; ")}; ${logs.join("; ")})`);
+  }
+
+  // keepalived on every node, one after the other (startKeepalived).
+  startKeepaliveds(): void {
+    for (const n of this.nodes) this.startKeepalived(n);
+    this.keepalivedStarted = Date.now();
+  }
+
+  // Until A (the first node) is master and B backup in their daemons' stats:
+  // ms since startKeepaliveds().
+  async untilRoles(ms: number): Promise<number> {
+    const [a, b] = this.nodes as [HaNode, HaNode];
+    await this.until("a master, b backup", async () => (await this.role(a)).role === "master" && (await this.role(b)).role === "backup", ms);
+    return Date.now() - this.keepalivedStarted;
+  }
+
+  // What keepalived of N complained about: its log's warnings and errors,
+  // unsafe scripts, and its notes on IPv6 addresses that should be link local.
+  keepalivedComplaints(n: HaNode): string[] {
+    return readFileSync(join(this.dir, `keepalived-${n.name}.log`), "utf8").split("\n").filter((l) => /warning|unsafe|error|link local/i.test(l));
   }
 
   // Whether NS has ADDR (without its length) on DEV.
