@@ -59,6 +59,7 @@ function pairSuite(mode: Mode, v4: boolean): void {
   const s = suite(`an HA pair with keepalived over IPv6, ${v4 ? "dual-stack" : "IPv6 only"}, ${mode}`);
   const lab = new HaLab(`${v4 ? "d" : "o"}${mode[0]}`, "pcv6");
   let setupError: unknown = null;
+  let aMasterMs = 0;
   let inet = "";
   let sw = "";
   const nodes: HaNode[] = [];
@@ -163,7 +164,13 @@ function pairSuite(mode: Mode, v4: boolean): void {
       for (const ns of [inet, ...nodes.map((n) => n.ns)]) {
         await lab.until(`no tentative address in ${ns}`, () => lab.run(ns, ["ip", "-6", "-o", "addr", "show", "tentative"]).stdout.trim() === "", 10_000);
       }
-      lab.startKeepaliveds();
+      // a first, b once a is master: b must join as the backup and never announce itself (were the adverts
+      // or b's MLD report at the join lost, b would become master 0.36 s later). Started together, either
+      // may be master for a moment, as VRRP allows.
+      const [a, b] = nodes as [HaNode, HaNode];
+      lab.startKeepalived(a);
+      aMasterMs = await lab.until("a master alone", async () => (await lab.role(a)).role === "master", 5000);
+      lab.startKeepalived(b);
     } catch (e) {
       setupError = e;
     }
@@ -176,7 +183,10 @@ function pairSuite(mode: Mode, v4: boolean): void {
   s("one master and one backup: the higher priority holds the IPv6 (and IPv4) virtual addresses, both daemons know their role", async () => {
     if (setupError) throw setupError;
     const [a, b] = nodes as [HaNode, HaNode];
-    process.stdout.write(`    roles settled ${await lab.untilRoles(15_000)} ms after the second keepalived started\n`);
+    await lab.untilRoles(15_000);
+    process.stdout.write(`    a master ${aMasterMs} ms after its keepalived started, alone; b joined as the backup\n`);
+    // a: backup (from the addresses at its start), then master; b: backup all along.
+    assert.equal([await lab.role(a), await lab.role(b)].map((x) => [x.role, x.transitions]), [["master", 1], ["backup", 0]]);
     await lab.until(`a holds the ${ALL_VIPS.length} virtual addresses`, () => vipsHeld(a.ns).length === ALL_VIPS.length, 2000);
     assert.equal(vipsHeld(a.ns), ALL_VIPS);
     assert.equal(vipsHeld(b.ns), []);
@@ -215,7 +225,7 @@ function pairSuite(mode: Mode, v4: boolean): void {
       assert.ok(inb[`${d} mld 130`]! > 0, `${d}: queries in on b: ${JSON.stringify(inb)}`);
       for (const o of out) assert.ok(o[`${d} mld 131`]! + o[`${d} mld 143`]! > 0, `${d}: reports out: ${JSON.stringify(out)}`);
     }
-    // The backup sends no adverts (it only listens).
+    // The backup never sent an advert (it only listens).
     assert.equal(DEVS.map((d) => out[1]![vrrpOut(b, d)]), [0, 0]);
     process.stdout.write(`    through the rules: a out ${JSON.stringify(out[0])}, b in ${JSON.stringify(inb)}\n`);
   });

@@ -179,6 +179,7 @@ export class HaLab {
     const p = (f: string): string => join(n.dir, f);
     n.keepalived = this.spawn(n.ns, ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
       "-f", p("keepalived.conf"), "-p", p("keepalived.pid"), "-r", p("vrrp.pid"), "-c", p("checkers.pid"), "-b", p("bfd.pid")], `keepalived-${n.name}`);
+    this.keepalivedStarted = Date.now();
   }
 
   async role(n: HaNode): Promise<HaSt> {
@@ -199,11 +200,10 @@ export class HaLab {
   // keepalived on every node, one after the other (startKeepalived).
   startKeepaliveds(): void {
     for (const n of this.nodes) this.startKeepalived(n);
-    this.keepalivedStarted = Date.now();
   }
 
   // Until A (the first node) is master and B backup in their daemons' stats:
-  // ms since startKeepaliveds().
+  // ms since the last keepalived started.
   async untilRoles(ms: number): Promise<number> {
     const [a, b] = this.nodes as [HaNode, HaNode];
     await this.until("a master, b backup", async () => (await this.role(a)).role === "master" && (await this.role(b)).role === "backup", ms);
