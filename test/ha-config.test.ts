@@ -19,8 +19,8 @@ import { JsonLogger } from "../host/daemon/log.js";
 import { renderMetrics } from "../host/daemon/metrics.js";
 import { conntrackdConf } from "../host/ha/conntrackd.js";
 import { haFiles, isOurs } from "../host/ha/files.js";
-import { keepalivedConf } from "../host/ha/keepalived.js";
-import { parseBoardText } from "../host/kernel/board.js";
+import { keepalivedConf, vrrpLinkLocal } from "../host/ha/keepalived.js";
+import { boardProblem, parseBoardText } from "../host/kernel/board.js";
 import { DEFAULT_POLICY } from "./helpers/appliance.js";
 import { HaLab } from "./helpers/ha-lab.js";
 
@@ -89,6 +89,7 @@ const BAD: Array<[string, string, string[]]> = [
   ["no side, no vrid", "ha:\n  priority: 100\n", ["missing_key 6:3", "missing_key 6:3"]],
   ["unicast without a peer of the family; a bad address", "ha:\n  vrid: 1\n  priority: 100\n  unicast: true\n  external: { virtual: [203.0.113.10/24, 203.0.113.300] }\n",
     ["bad_peer 9:13", "bad_address 9:42"]],
+  ["two link-local virtual addresses on one side", "ha:\n  vrid: 1\n  priority: 100\n  internal: { virtual: [\"fe80::1/64\", \"2001:db8:2::1/64\", \"fe80::2/64\"] }\n", ["bad_address 8:59"]],
   ["an empty list of virtual addresses", "ha:\n  vrid: 1\n  priority: 100\n  internal: { virtual: [] }\n", ["bad_address 8:24"]],
   ["preempt_delay without preemption", "ha:\n  vrid: 1\n  priority: 100\n  preempt: false\n  preempt_delay: 3\n  internal: { virtual: [198.51.100.1/24] }\n", ["bad_preempt 9:18"]],
   ["sync: side and dev, a peer that is its own address", "ha:\n  vrid: 1\n  priority: 100\n  internal: { virtual: [198.51.100.1/24] }\n" +
@@ -119,6 +120,8 @@ test("ha: the messages an operator reads", () => {
     ["b.yaml:9:11: ha.advert must be whole seconds 1-255 with VRRP version 2, not 0.5"]);
   assert.equal(msg("ha:\n  vrid: 1\n  priority: 100\n  version: 2\n  auth: { type: pass, password: toolongpw }\n  external: { virtual: [203.0.113.10] }\n"),
     ["b.yaml:9:33: ha.auth.password must be 1-8 printable characters without spaces (VRRPv2 carries 8 bytes)"]);
+  assert.equal(msg('ha:\n  vrid: 1\n  priority: 100\n  external: { virtual: ["fe80::1/64", "fe80::2/64"] }\n'),
+    ["b.yaml:8:39: ha.external.virtual: fe80::2: one link-local address per side, the virtual router's (RFC 5798 5.2.9: the first of an IPv6 advert)"]);
 });
 
 const header = ["HEADER"];
@@ -140,9 +143,9 @@ test("keepalived.conf, VRRPv2: one instance with PASS authentication, unicast to
 });
 
 test("keepalived.conf, VRRPv3 at 0.1 s: an instance per side and family in one sync group carrying the hooks, multicast, preempt delay", () => {
-  const inst = (name: string, dev: string, vip: string): string[] => [
+  const inst = (name: string, dev: string, ...vips: string[]): string[] => [
     "", `vrrp_instance ${name} {`, "\tstate BACKUP", `\tinterface ${dev}`, "\tvirtual_router_id 51", "\tpriority 150", "\tadvert_int 0.10", "\tpreempt_delay 2",
-    "\tvirtual_ipaddress {", `\t\t${vip} dev ${dev}`, "\t}", "}",
+    "\tvirtual_ipaddress {", ...vips.map((v) => `\t\t${v} dev ${dev}`), "\t}", "}",
   ];
   assert.is(keepalivedConf(parseBoardText(PAIR, "p.yaml"), { hook: "/h", header }), lines(
     "# HEADER", "",
@@ -150,9 +153,27 @@ test("keepalived.conf, VRRPv3 at 0.1 s: an instance per side and family in one s
     "vrrp_sync_group portcullis {", "\tgroup {", "\t\tportcullis_external_v4", "\t\tportcullis_external_v6", "\t\tportcullis_internal_v4", "\t}",
     "\tnotify_master \"/h master\"", "\tnotify_backup \"/h backup\"", "\tnotify_fault \"/h fault\"", "}",
     ...inst("portcullis_external_v4", "ext0", "203.0.113.10/24"),
-    ...inst("portcullis_external_v6", "ext0", "2001:db8:1::10/64"),
+    // VRID 51's virtual router link-local address first (RFC 5798 5.2.9).
+    ...inst("portcullis_external_v6", "ext0", "fe80::200:5eff:fe00:233/64", "2001:db8:1::10/64"),
     ...inst("portcullis_internal_v4", "int0", "198.51.100.1/24"),
   ));
+});
+
+test("keepalived.conf, IPv6: the virtual router's link-local address first, the side's own when it lists one (wherever), else the one of the virtual MAC", () => {
+  assert.equal([1, 51, 255].map((v) => vrrpLinkLocal(v).addr), ["fe80::200:5eff:fe00:201", "fe80::200:5eff:fe00:233", "fe80::200:5eff:fe00:2ff"]);
+  const conf = (virtual: string): string[] => {
+    const b = parseBoardText(`${BASE}ha:\n  vrid: 9\n  priority: 100\n  internal: { virtual: ${virtual} }\n`, "ll.yaml");
+    const text = keepalivedConf(b, { hook: "/h", header });
+    const l = text.slice(text.indexOf("\tvirtual_ipaddress {\n")).split("\n");
+    return l.slice(1, l.indexOf("\t}"));
+  };
+  assert.equal(conf('["2001:db8:2::1/64", "2001:db8:2::2/64"]'), ["\t\tfe80::200:5eff:fe00:209/64 dev int0", "\t\t2001:db8:2::1/64 dev int0", "\t\t2001:db8:2::2/64 dev int0"]);
+  assert.equal(conf('["2001:db8:2::1/64", "FE80::1/64"]'), ["\t\tfe80::1/64 dev int0", "\t\t2001:db8:2::1/64 dev int0"]);
+  assert.equal(conf('["fe80::9/64"]'), ["\t\tfe80::9/64 dev int0"]);
+  // A configuration made otherwise (not read from a file) is checked the same.
+  const b = parseBoardText(`${BASE}ha:\n  vrid: 9\n  priority: 100\n  internal: { virtual: ["fe80::1/64"] }\n`, "ll.yaml");
+  b.ha!.internal!.virtual.push({ family: 6, addr: "fe80::2", len: 64 });
+  assert.is(boardProblem(b), "ha.internal.virtual: one link-local address per side, the virtual router's (RFC 5798 5.2.9: the first of an IPv6 advert)");
 });
 
 test("conntrackd.conf: FTFW over UDP on the internal NIC, our own lock and socket, the appliance's addresses ignored", () => {

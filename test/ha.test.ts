@@ -20,45 +20,24 @@
 //   - a link down: keepalived's FAULT reaches the daemon as fault
 // Every process is ended by its pid and the namespaces deleted, even on
 // failure; leftovers of dead runs are cleared first.
-import { type ChildProcess } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { suite } from "uvu";
 import * as assert from "uvu/assert";
-import { request } from "../host/daemon/control.js";
-import { readBoardFile } from "../host/kernel/board.js";
-import { apply } from "../host/kernel/rules.js";
-import { CLI, DEFAULT_POLICY, sleep, waitForControl } from "./helpers/appliance.js";
-import { HaLab } from "./helpers/ha-lab.js";
+import { CLI, sleep } from "./helpers/appliance.js";
+import { HaLab, type HaNode } from "./helpers/ha-lab.js";
 
-const ROOT = process.cwd();
 const METRICS = "127.0.0.1:9464";
 const BOUND_MS = 3000; // kill -9 of the master's keepalived -> the other daemon says master
 
-interface HaSt { role: string; since: string | null; transitions: number }
-interface Node {
-  name: "a" | "b"; ns: string; priority: number; addr: { ext: string; int: string }; sock: string; dir: string;
-  daemon?: ChildProcess; keepalived?: ChildProcess; conntrackd?: ChildProcess;
-}
+interface Node extends HaNode { addr: { ext: string; int: string } }
 
 const s = suite("an HA pair with keepalived");
 const lab = new HaLab("pair");
 let setupError: unknown = null;
-let keepalivedStarted = 0;
 const nodes: Node[] = [];
 
-const role = async (n: Node): Promise<HaSt> => {
-  const r = await request(n.sock, { cmd: "stats" }, 3000);
-  if (r.ok !== true) throw new Error(String(r.error));
-  return (r.stats as { ha: HaSt }).ha;
-};
-const until = async (what: string, ok: () => Promise<boolean> | boolean, ms: number): Promise<number> => {
-  const t0 = Date.now();
-  for (; Date.now() - t0 < ms; await sleep(20)) if (await ok()) return Date.now() - t0;
-  const st = await Promise.all(nodes.map(async (n) => `${n.name}: ${JSON.stringify(await role(n).catch((e: Error) => e.message))}`));
-  throw new Error(`timed out after ${ms} ms waiting for: ${what} (${st.join("; ")}; keepalived a: ${lab.log("keepalived-a")}; b: ${lab.log("keepalived-b")})`);
-};
-const hasVip = (n: Node, dev: string, vip: string): boolean => lab.run(n.ns, ["ip", "-o", "addr", "show", "dev", dev], false).stdout.includes(` ${vip}/`);
+const hasVip = (n: Node, dev: string, vip: string): boolean => lab.hasAddr(n.ns, dev, vip);
 
 function boardText(n: Node): string {
   return [
@@ -69,11 +48,8 @@ function boardText(n: Node): string {
   ].join("\n");
 }
 
-async function startDaemon(n: Node): Promise<void> {
-  n.daemon = lab.spawn(n.ns, [process.execPath, CLI, "run", "--policy", DEFAULT_POLICY, "--board", join(n.dir, "board.yaml"), "--control", n.sock,
-    "--state-dir", join(n.dir, "state"), "--no-watch", ...(n.name === "b" ? ["--metrics", METRICS] : [])], `daemon-${n.name}`);
-  await waitForControl({ child: n.daemon, pid: n.daemon.pid!, sock: n.sock, log: join(lab.dir, `daemon-${n.name}.log`) });
-}
+const daemonArgs = (n: Node): string[] => (n.name === "b" ? ["--metrics", METRICS] : []);
+const startDaemon = (n: Node): Promise<void> => lab.startDaemon(n, daemonArgs(n));
 
 // conntrackd in the foreground (tracked by its pid), before keepalived: the
 // hook finds it running (`conntrackd -s`) and does not start another.
@@ -91,21 +67,13 @@ async function startConntrackd(n: Node): Promise<void> {
 // The entries of conntrackd's external cache (what it holds of the other appliance's).
 const externalCache = (n: Node): string => lab.run(n.ns, ["conntrackd", "-C", join(n.dir, "portcullis-conntrackd.conf"), "-e"], false).stdout;
 
-function startKeepalived(n: Node): void {
-  const p = (f: string): string => join(n.dir, f);
-  n.keepalived = lab.spawn(n.ns, ["keepalived", "--dont-fork", "--log-console", "--log-detail", "--no-syslog", "--vrrp",
-    "-f", p("keepalived.conf"), "-p", p("keepalived.pid"), "-r", p("vrrp.pid"), "-c", p("checkers.pid"), "-b", p("bfd.pid")], `keepalived-${n.name}`);
-}
-
 s.before(async () => {
   try {
     await lab.clearStale();
     const sw = lab.namespace("sw");
     for (const [name, priority, host] of [["a", 150, 2], ["b", 100, 3]] as const) {
-      const ns = lab.namespace(name);
-      const dir = join(lab.dir, name);
-      lab.run(ns, ["mkdir", "-m", "0700", dir]);
-      const n: Node = { name, ns, priority, addr: { ext: `203.0.113.${host}`, int: `198.51.100.${host}` }, sock: join(dir, "control.sock"), dir };
+      const n: Node = Object.assign(lab.node(name, priority), { addr: { ext: `203.0.113.${host}`, int: `198.51.100.${host}` } });
+      const ns = n.ns;
       nodes.push(n);
       lab.veth(ns, "ext0", sw, `${name}-ext`);
       lab.veth(ns, "int0", sw, `${name}-int`);
@@ -115,19 +83,11 @@ s.before(async () => {
     lab.bridge(sw, "br-ext", ["a-ext", "b-ext"]);
     lab.bridge(sw, "br-int", ["a-int", "b-int"]);
     for (const n of nodes) {
-      const board = join(n.dir, "board.yaml");
-      writeFileSync(board, boardText(n));
-      apply(readBoardFile(board), { backend: "auto", netns: n.ns });
-      await startDaemon(n);
-      const r = lab.run(n.ns, [process.execPath, CLI, "ha", "--config", board, "--dir", n.dir, "--run-dir", join(n.dir, "run"), "--control", n.sock,
-        "--portcullis", `${process.execPath} ${join(ROOT, "bin", "portcullis.js")}`, "--apply"]);
-      assert.ok(r.stdout.includes("portcullis-conntrackd.conf"), r.stdout);
+      const out = await lab.bringUp(n, boardText(n), daemonArgs(n));
+      assert.ok(out.includes("portcullis-conntrackd.conf"), out);
       await startConntrackd(n);
     }
-    for (const n of nodes) {
-      startKeepalived(n);
-      keepalivedStarted = Date.now();
-    }
+    lab.startKeepaliveds();
   } catch (e) {
     setupError = e;
   }
@@ -140,18 +100,16 @@ s.after(async () => {
 s("one master and one backup: the higher priority holds the virtual addresses, both daemons know their role", async () => {
   if (setupError) throw setupError;
   const [a, b] = nodes as [Node, Node];
-  await until("a master, b backup", async () => (await role(a)).role === "master" && (await role(b)).role === "backup", 15_000);
-  process.stdout.write(`    roles settled ${Date.now() - keepalivedStarted} ms after the second keepalived started\n`);
+  process.stdout.write(`    roles settled ${await lab.untilRoles(15_000)} ms after the second keepalived started\n`);
   assert.ok(hasVip(a, "ext0", "203.0.113.10") && hasVip(a, "int0", "198.51.100.1"), "a holds both virtual addresses");
   assert.not.ok(hasVip(b, "ext0", "203.0.113.10") || hasVip(b, "int0", "198.51.100.1"), "b holds none");
   // Stable: a second later nothing changed (no flapping from adverts lost in the queue).
-  const before = await Promise.all([role(a), role(b)]);
+  const before = await Promise.all([lab.role(a), lab.role(b)]);
   await sleep(1000);
-  const after = await Promise.all([role(a), role(b)]);
+  const after = await Promise.all([lab.role(a), lab.role(b)]);
   assert.equal(after.map((x) => [x.role, x.transitions]), before.map((x) => [x.role, x.transitions]));
   for (const n of nodes) {
-    const warnings = readFileSync(join(lab.dir, `keepalived-${n.name}.log`), "utf8").split("\n").filter((l) => /warning|unsafe|error/i.test(l));
-    assert.equal(warnings, [], `keepalived ${n.name} complains`);
+    assert.equal(lab.keepalivedComplaints(n), [], `keepalived ${n.name} complains`);
   }
   const stats = lab.run(a.ns, [process.execPath, CLI, "stats", "--control", a.sock]).stdout;
   assert.ok(stats.split("\n").some((l) => /^ha: master since \d{4}-\d\d-\d\dT[\d:.]+Z, \d+ transitions?$/.test(l)), stats);
@@ -164,7 +122,7 @@ s("a daemon restarted while keepalived runs: until keepalived speaks, its role i
     await startDaemon(n);
   }
   const [a, b] = nodes as [Node, Node];
-  const [ra, rb] = [await role(a), await role(b)];
+  const [ra, rb] = [await lab.role(a), await lab.role(b)];
   assert.equal([ra.role, ra.transitions, ra.since, rb.role, rb.transitions], ["master", 0, null, "backup", 0]);
   const stats = lab.run(a.ns, [process.execPath, CLI, "stats", "--control", a.sock]).stdout;
   assert.ok(stats.split("\n").includes("ha: master (from the virtual addresses at start; keepalived has not said yet), 0 transitions"), stats);
@@ -183,7 +141,7 @@ s("conntrackd replicates the master's entries, marks included, to the backup's e
   const r = lab.run(a.ns, ["conntrack", "-I", ...FLOW, "--reply-src", "198.51.100.20", "--reply-dst", "192.0.2.50", "--reply-port-src", "4443",
     "--reply-port-dst", "40000", "--state", "ESTABLISHED", "--timeout", "600", "-u", "SEEN_REPLY,ASSURED", "--mark", String(MARK)], false);
   assert.is(r.status, 0, r.stderr);
-  await until("the entry in b's external cache", () => externalCache(b).includes("sport=40000 dport=4443"), 5000);
+  await lab.until("the entry in b's external cache", () => externalCache(b).includes("sport=40000 dport=4443"), 5000);
   assert.match(externalCache(b), new RegExp(`sport=40000 dport=4443 .*mark=${MARK}`));
   assert.is(lab.run(b.ns, ["conntrack", "-L", ...FLOW], false).stdout, "", "not in b's kernel while it is backup");
 });
@@ -194,10 +152,10 @@ s("kill -9 of the master's keepalived: the backup becomes master within the boun
   const vrrpPid = Number(readFileSync(join(a.dir, "vrrp.pid"), "utf8").trim());
   const t0 = Date.now();
   for (const pid of [a.keepalived!.pid!, vrrpPid]) process.kill(pid, "SIGKILL");
-  const ms = await until("b master", async () => (await role(b)).role === "master", BOUND_MS);
+  const ms = await lab.until("b master", async () => (await lab.role(b)).role === "master", BOUND_MS);
   process.stdout.write(`    b told master ${ms} ms after kill -9 of a's keepalived (VRRPv3, 0.1 s adverts)\n`);
-  await until("b holds the virtual addresses", () => hasVip(b, "ext0", "203.0.113.10") && hasVip(b, "int0", "198.51.100.1"), 2000);
-  const st = await role(b);
+  await lab.until("b holds the virtual addresses", () => hasVip(b, "ext0", "203.0.113.10") && hasVip(b, "int0", "198.51.100.1"), 2000);
+  const st = await lab.role(b);
   assert.is(st.transitions, 1, "from backup (inferred at its restart) to master");
   // The hook committed conntrackd's external cache before telling the daemon.
   assert.match(lab.run(b.ns, ["conntrack", "-L", ...FLOW]).stdout, new RegExp(`ESTABLISHED .*sport=40000 dport=4443 .*mark=${MARK} `),
@@ -216,12 +174,12 @@ s("a link down: keepalived's fault reaches the daemon", async () => {
   if (setupError) throw setupError;
   const b = nodes[1]!;
   lab.run(b.ns, ["ip", "link", "set", "ext0", "down"]);
-  const ms = await until("b fault", async () => (await role(b)).role === "fault", 5000);
+  const ms = await lab.until("b fault", async () => (await lab.role(b)).role === "fault", 5000);
   process.stdout.write(`    b told fault ${ms} ms after its ext0 went down\n`);
   lab.run(b.ns, ["ip", "link", "set", "ext0", "up"]);
-  await until("b master again (no other router)", async () => (await role(b)).role === "master", 5000);
+  await lab.until("b master again (no other router)", async () => (await lab.role(b)).role === "master", 5000);
   // master, fault, then keepalived's way out of a fault: backup, master.
-  assert.is((await role(b)).transitions, 4);
+  assert.is((await lab.role(b)).transitions, 4);
 });
 
 s.run();

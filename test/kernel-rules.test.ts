@@ -162,12 +162,13 @@ ha:
 const HA_HEAD = [
   "# portcullis queue rules, mode gateway: packets forwarded between the two NICs, and the appliance's own packets on them, go to the daemon.",
   "#   ha: VRRP (IP protocol 112, to 224.0.0.18 / ff02::12) passes on external ext0, internal int0",
+  "#   ha: MLD for ff02::12 (queries in, reports out, hop limit 1) passes on ext0",
   "#   ha: conntrackd's sync (UDP 3781 with 198.51.100.3) passes on int0",
   "#   external ext0: queue 0, no bypass (no daemon: packets dropped), fail closed (queue full: packets dropped)",
   "#   internal int0: queue 1, no bypass (no daemon: packets dropped), fail closed (queue full: packets dropped)",
 ];
 
-test("nftables with ha: VRRP to 224.0.0.18 (from the peer) and ff02::12 (from link-local), the sync with its peer, before the queue", () => {
+test("nftables with ha: VRRP to 224.0.0.18 (from the peer) and ff02::12 (from link-local), MLD of the IPv6 side, the sync with its peer, before the queue", () => {
   assert.is(nftRuleset(HA_BOARD), lines(
     "#!/usr/sbin/nft -f", ...HA_HEAD,
     "table inet portcullis",
@@ -177,6 +178,7 @@ test("nftables with ha: VRRP to 224.0.0.18 (from the peer) and ff02::12 (from li
     "\t\ttype filter hook input priority filter; policy accept;",
     "\t\tiifname \"ext0\" ip saddr 203.0.113.3 ip daddr 224.0.0.18 meta l4proto 112 accept",
     "\t\tiifname \"ext0\" ip6 saddr fe80::/10 ip6 daddr ff02::12 meta l4proto 112 accept",
+    "\t\tiifname \"ext0\" ip6 saddr fe80::/10 ip6 daddr ff02::/16 ip6 hoplimit 1 icmpv6 type mld-listener-query accept",
     "\t\tiifname \"int0\" ip daddr 224.0.0.18 meta l4proto 112 accept",
     "\t\tiifname \"int0\" ip saddr 198.51.100.3 udp dport 3781 accept",
     "\t\tiifname \"ext0\" queue num 0",
@@ -193,6 +195,9 @@ test("nftables with ha: VRRP to 224.0.0.18 (from the peer) and ff02::12 (from li
     "\t\ttype filter hook output priority filter; policy accept;",
     "\t\toifname \"ext0\" ip daddr 224.0.0.18 meta l4proto 112 accept",
     "\t\toifname \"ext0\" ip6 daddr ff02::12 meta l4proto 112 accept",
+    "\t\toifname \"ext0\" ip6 daddr ff02::/16 ip6 hoplimit 1 icmpv6 type mld-listener-report accept",
+    "\t\toifname \"ext0\" ip6 daddr ff02::/16 ip6 hoplimit 1 icmpv6 type mld-listener-done accept",
+    "\t\toifname \"ext0\" ip6 daddr ff02::/16 ip6 hoplimit 1 icmpv6 type mld2-listener-report accept",
     "\t\toifname \"int0\" ip daddr 224.0.0.18 meta l4proto 112 accept",
     "\t\toifname \"int0\" ip daddr 198.51.100.3 udp dport 3781 accept",
     "\t\toifname \"ext0\" queue num 0",
@@ -221,8 +226,12 @@ test("iptables-legacy with ha: each family its own rules, the script a block per
     ...out, "COMMIT"];
   const v6 = [...chains,
     "-A PORTCULLIS-IN -i ext0 -s fe80::/10 -d ff02::12/128 -p 112 -j ACCEPT",
+    "-A PORTCULLIS-IN -i ext0 -s fe80::/10 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type 130 -m hl --hl-eq 1 -j ACCEPT",
     ...queues,
     "-A PORTCULLIS-OUT -o ext0 -d ff02::12/128 -p 112 -j ACCEPT",
+    "-A PORTCULLIS-OUT -o ext0 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type 131 -m hl --hl-eq 1 -j ACCEPT",
+    "-A PORTCULLIS-OUT -o ext0 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type 132 -m hl --hl-eq 1 -j ACCEPT",
+    "-A PORTCULLIS-OUT -o ext0 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type 143 -m hl --hl-eq 1 -j ACCEPT",
     ...out, "COMMIT"];
   assert.is(iptablesRestore(HA_BOARD, [], 0, 4), lines(...v4));
   assert.is(iptablesRestore(HA_BOARD, [], 0, 6), lines(...v6));
@@ -235,15 +244,15 @@ test("iptables-legacy with ha: each family its own rules, the script a block per
   ));
 });
 
-test("ha with unicast and a sync link of its own: VRRP only with the peer, no sync rule (that link is not queued)", () => {
+test("ha with unicast and a sync link of its own: VRRP only with the peer (IPv6: from link-local to it), no MLD (no multicast), no sync rule (that link is not queued)", () => {
   const b = parseBoardText("version: 1\nmode: host\nexternal: { dev: ext0 }\ninternal: { dev: int0 }\nha:\n  vrid: 9\n  priority: 90\n  unicast: true\n" +
     "  internal: { virtual: [198.51.100.1/24, \"2001:db8:2::1/64\"], peer: [198.51.100.3, \"2001:db8:2::3\"] }\n" +
     "  sync: { dev: sync0, address: 192.0.2.1, peer: 192.0.2.2 }\n", "u.yaml");
-  const ha = nftRuleset(b).split("\n").filter((l) => l.includes(" 112 ") || l.includes("udp") || l.includes("ha:"));
+  const ha = nftRuleset(b).split("\n").filter((l) => l.includes(" 112 ") || l.includes("udp") || l.includes("ha:") || l.includes("icmpv6"));
   assert.equal(ha, [
     "#   ha: VRRP (IP protocol 112, unicast with the peer) passes on internal int0",
     "\t\tiifname \"int0\" ip saddr 198.51.100.3 meta l4proto 112 accept",
-    "\t\tiifname \"int0\" meta l4proto 112 accept",
+    "\t\tiifname \"int0\" ip6 saddr fe80::/10 meta l4proto 112 accept",
     "\t\toifname \"int0\" ip daddr 198.51.100.3 meta l4proto 112 accept",
     "\t\toifname \"int0\" ip6 daddr 2001:db8:2::3 meta l4proto 112 accept",
   ]);

@@ -16,8 +16,14 @@
 // says; with `unicast: true` to the side's peer only (unicast_peer), for
 // segments where multicast is unwanted. VRRPv2 carries the PASS or AH
 // authentication of `auth:`; VRRPv3 has none.
+//
+// An IPv6 instance's first virtual address is the virtual router's
+// link-local address (RFC 5798 5.2.9; keepalived logs "the first IPv6 VIP
+// address should be link local" otherwise, and refuses it with vrrp_strict):
+// the side's own link-local virtual address when `virtual:` lists one, else
+// vrrpLinkLocal(vrid), so both appliances announce the same one.
 import { type BoardConfig } from "../kernel/board.js";
-import { formatVirtual, type HaConfig, type HaSide, vrrpSides } from "../kernel/board-ha.js";
+import { formatVirtual, type HaConfig, type HaSide, type HaVirtual, isLinkLocal, vrrpSides } from "../kernel/board-ha.js";
 
 export interface VrrpInstance { name: string; side: HaSide; dev: string; family: 4 | 6 }
 
@@ -32,6 +38,21 @@ export function vrrpInstances(board: BoardConfig): VrrpInstance[] {
     }
   }
   return out;
+}
+
+// The link-local address of VRRP's virtual MAC 00-00-5E-00-02-{VRID} (RFC
+// 5798 7.3) by modified EUI-64 (RFC 4291 appendix A), as routers derive
+// the virtual router's link-local address: the same on both appliances.
+export const vrrpLinkLocal = (vrid: number): HaVirtual =>
+  ({ family: 6, addr: `fe80::200:5eff:fe00:2${vrid.toString(16).padStart(2, "0")}`, len: 64 });
+
+// The virtual addresses of an instance, in keepalived's order: for IPv6 the
+// link-local one first (the side's, or the generated one).
+export function instanceVirtual(ha: HaConfig, i: VrrpInstance): HaVirtual[] {
+  const own = ha[i.side]!.virtual.filter((v) => v.family === i.family);
+  if (i.family === 4) return own;
+  const ll = own.find((v) => isLinkLocal(v.addr)) ?? vrrpLinkLocal(ha.vrid);
+  return [ll, ...own.filter((v) => v !== ll)];
 }
 
 // keepalived's advert_int: seconds, with centiseconds for VRRPv3.
@@ -78,7 +99,7 @@ export function keepalivedConf(board: BoardConfig, o: KeepalivedOptions): string
       ...(ha.preempt ? (ha.preemptDelay > 0 ? [`\tpreempt_delay ${ha.preemptDelay}`] : []) : ["\tnopreempt"]));
     if (ha.auth) out.push("\tauthentication {", `\t\tauth_type ${ha.auth.type === "pass" ? "PASS" : "AH"}`, `\t\tauth_pass ${ha.auth.password}`, "\t}");
     if (ha.unicast && peer) out.push("\tunicast_peer {", `\t\t${peer.addr}`, "\t}");
-    out.push("\tvirtual_ipaddress {", ...side.virtual.filter((v) => v.family === i.family).map((v) => `\t\t${formatVirtual(v)} dev ${i.dev}`), "\t}");
+    out.push("\tvirtual_ipaddress {", ...instanceVirtual(ha, i).map((v) => `\t\t${formatVirtual(v)} dev ${i.dev}`), "\t}");
     if (!group) out.push(...notify("\t"));
     out.push("}");
   }

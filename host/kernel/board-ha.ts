@@ -15,7 +15,8 @@
 //     unicast: false            # adverts to each side's peer instead of 224.0.0.18 / ff02::12 (default false)
 //     auth: { type: pass, password: s3cret }   # VRRPv2 only: pass or ah, a password of 1-8 characters
 //     external:                 # a side listed here runs VRRP
-//       virtual: [203.0.113.10/24, 2001:db8:1::10/64]
+//       virtual: [203.0.113.10/24, 2001:db8:1::10/64]   # IPv6: plus the virtual router's link-local address
+//                             # (keepalived.ts vrrpLinkLocal), unless one fe80:: address is listed (at most one)
 //       peer: 203.0.113.3       # the other appliance on this segment (an address, or one per family: [v4, v6])
 //     internal:
 //       virtual: [198.51.100.1/24]
@@ -96,6 +97,9 @@ export function parseHaVirtual(text: string): HaVirtual | null {
 
 export const formatVirtual = (v: HaVirtual): string => `${v.addr}/${v.len}`;
 
+// An IPv6 link-local address (fe80::/10), canonical text.
+export const isLinkLocal = (addr: string): boolean => /^fe[89ab][0-9a-f]:/.test(addr);
+
 // Every virtual address (canonical text, without the length).
 export const haVirtualAddresses = (ha: HaConfig): string[] => vrrpSides(ha).flatMap((s) => ha[s]!.virtual.map((v) => v.addr));
 
@@ -121,6 +125,7 @@ export function haProblem(ha: HaConfig, devOk: (d: string) => boolean): string |
     const c = ha[s]!;
     if (c.virtual.length === 0) return `ha.${s}.virtual must list at least one address`;
     if (ha.version === 2 && c.virtual.some((v) => v.family === 6)) return `ha.${s}: ${V6_NEEDS_V3}`;
+    if (c.virtual.filter((v) => v.family === 6 && isLinkLocal(v.addr)).length > 1) return `ha.${s}.virtual: ${ONE_LINK_LOCAL}`;
     if (c.peer.length > 2 || (c.peer.length === 2 && c.peer[0]!.family === c.peer[1]!.family)) return `ha.${s}.peer: at most one address per family`;
     if (ha.unicast) {
       for (const f of new Set(c.virtual.map((v) => v.family))) {
@@ -142,6 +147,7 @@ export function haProblem(ha: HaConfig, devOk: (d: string) => boolean): string |
 
 const AUTH_V3 = "VRRP version 3 has no authentication (RFC 5798 removed it): remove ha.auth, or use version: 2";
 const V6_NEEDS_V3 = "IPv6 virtual addresses need VRRP version 3 (RFC 5798); VRRPv2 is IPv4 only";
+const ONE_LINK_LOCAL = "one link-local address per side, the virtual router's (RFC 5798 5.2.9: the first of an IPv6 advert)";
 const NO_SIDE = "ha needs external: or internal: (or both) with the virtual addresses of that side: VRRP runs on the sides listed";
 
 // Why SECONDS is not an advertisement interval of VERSION, or null.
@@ -252,6 +258,10 @@ export function readHa(y: YamlReader, e: Entry, devOk: (d: string) => boolean): 
       if (!v) { err("bad_address", it, `ha.${side}.virtual: ${JSON.stringify(t)} is not ADDR or ADDR/LEN (an IPv4 or IPv6 interface address)`); continue; }
       if (v.family === 6 && ha.version === 2) { err("v6_needs_v3", it, V6_NEEDS_V3); continue; }
       if (c.virtual.some((x) => x.addr === v.addr)) { err("duplicate_address", it, `ha.${side}.virtual lists ${v.addr} twice`); continue; }
+      if (v.family === 6 && isLinkLocal(v.addr) && c.virtual.some((x) => x.family === 6 && isLinkLocal(x.addr))) {
+        err("bad_address", it, `ha.${side}.virtual: ${v.addr}: ${ONE_LINK_LOCAL}`);
+        continue;
+      }
       c.virtual.push(v);
     }
     const pe = s.get("peer");
