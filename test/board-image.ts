@@ -173,7 +173,7 @@ test("an HA pair's card in the image's root under qemu: the first-boot file's ha
   }
   const r = (p: string) => readFileSync(join(dumped, p), "utf8");
   assert.match(r("etc/portcullis/board.yaml"), /^ha:\n {2}vrid: 51\b.*\n {2}priority: 150\b/m);
-  assert.match(r("etc/keepalived/portcullis-notify.sh"), /^\/usr\/bin\/portcullis ha notify /m);
+  assert.match(r("etc/keepalived/portcullis-notify.sh"), /^exec \/usr\/bin\/portcullis ha notify "\$role" --control /m);
   assert.match(r("etc/keepalived/keepalived.conf"), /^\tvirtual_router_id 51$/m);
   // keepalived (arm64, under qemu-user) parses what was written.
   const t = chroot("/usr/sbin/keepalived", "--config-test", "-f", "/etc/keepalived/keepalived.conf");
