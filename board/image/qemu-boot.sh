@@ -74,6 +74,9 @@ while [ $SECONDS -lt $end ] && kill -0 "$qpid" 2>/dev/null; do
 done
 # The power-off after the check (at most 60 s more).
 for _ in $(seq 12); do kill -0 "$qpid" 2>/dev/null || break; sleep 5; done
+# The check may finish and power off between two looks above: look once more.
+if [ "$ready" = 0 ] && grep -q 'systemd\[1\]: Started portcullis.service' "$work/console.log"; then ready=1; took=$((SECONDS - start)); fi
+grep -q 'bootcheck: done' "$work/console.log" && checked=1
 tr -d '\r' < "$work/console.log" | sed 's/\x1b\[[0-9;]*[A-Za-z]//g'
 echo   # the console may end mid-line (a login prompt)
 if [ "$ready" = 1 ] && [ "$checked" = 1 ]; then
