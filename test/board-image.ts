@@ -14,12 +14,12 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { test } from "uvu";
 import * as assert from "uvu/assert";
+import { EXAMPLE, EXAMPLE_HA } from "./helpers/firstboot-example.js";
 import { KEPT, readSecurity, unitFiles } from "./helpers/units.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
 const TMP = mkdtempSync(join("/var/tmp", "portcullis-image-test-"));
-const EXAMPLE = readFileSync(join(ROOT, "board/firstboot.example.yaml"), "utf8");
 
 function sh(cmd: string, args: string[], input?: string): SpawnSyncReturns<string> {
   return spawnSync(cmd, args, { cwd: ROOT, encoding: "utf8", input, maxBuffer: 256 << 20 });
@@ -160,8 +160,6 @@ test("the installed arm64 Portcullis runs in the image's root under qemu: check,
   assert.is(v.status, 0, v.stderr);
 });
 
-// One card of an HA pair: the example's commented ha: block in.
-const EXAMPLE_HA = EXAMPLE.replace(/^# ha:\n(?:# {3}.*\n)+/m, (b) => b.replace(/^# /gm, ""));
 test("an HA pair's card in the image's root under qemu: the first-boot file's ha: becomes board.yaml's, keepalived's files are written for the package's command and keepalived accepts them; keepalived enabled, conntrackd's own service not", () => {
   assert.ok(dumped, "the test before dumps the root");
   assert.is.not(EXAMPLE_HA, EXAMPLE);

@@ -19,14 +19,12 @@ import { test } from "uvu";
 import * as assert from "uvu/assert";
 import { parse } from "yaml";
 import { parseFirstbootText } from "../host/firstboot/parse.js";
+import { EXAMPLE, EXAMPLE_HA } from "./helpers/firstboot-example.js";
 import { haFiles, installedCommand, installedHaOptions } from "../host/ha/files.js";
 import { parseBoardText } from "../host/kernel/board.js";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const CLI = join(ROOT, "dist/host/cli.js");
-const EXAMPLE = readFileSync(join(ROOT, "board/firstboot.example.yaml"), "utf8");
-// The example with its commented ha: block in.
-const EXAMPLE_HA = EXAMPLE.replace(/^# ha:\n(?:# {3}.*\n)+/m, (b) => b.replace(/^# /gm, ""));
 const KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIP6lRG0jhR50R9EHm1rR1QKVYndomFiPc40SH6qJwb9+ REPLACE-ME-with-your-key@example";
 const TMP = mkdtempSync(join("/var/tmp", "portcullis-firstboot-test-"));
 
